@@ -1,0 +1,65 @@
+"""Config helpers shared by the command-line tools and the inferencer."""
+import copy
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config, ConfigDict
+
+#: Models of this package whose loss / discriminator entries are only needed for training.
+PLUGIN_MODELS = ('ITERModel', 'SwinVQGANModel')
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Read a config file, or ``mmagic::<path>`` from MMagic's model zoo, and apply overrides.
+
+    Also imports ``iter_mm`` (registering its components) and sets MMagic's default scope, so that
+    MMagic's own configs and ours run through the same tools.
+    """
+    import iter_mm  # noqa: F401  (registers the plugin)
+    from mmagic.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+
+    if '::' in path:
+        from mmengine.hub import get_config
+        cfg = get_config(path)
+    else:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'config file not found: {path}')
+        cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.setdefault('default_scope', 'mmagic')
+    return cfg
+
+
+def enable_amp(cfg: Config, dtype: Optional[str] = None) -> None:
+    """Switch every optimizer wrapper of ``cfg`` to ``AmpOptimWrapper`` (single or per-module dict)."""
+    wrapper = cfg.optim_wrapper
+    targets = [wrapper] if 'type' in wrapper or 'optimizer' in wrapper else [
+        w for k, w in wrapper.items() if k != 'constructor' and isinstance(w, dict)]
+    for w in targets:
+        if w.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            continue
+        if w.get('type', 'OptimWrapper') != 'OptimWrapper':
+            raise ValueError(f'--amp supports OptimWrapper only, got {w["type"]}')
+        w.type = 'AmpOptimWrapper'
+        w.loss_scale = 'dynamic'
+        if dtype is not None:
+            w.dtype = dtype
+
+
+def inference_model_cfg(model_cfg: dict) -> ConfigDict:
+    """Copy of a model config without what only training needs (losses, discriminator, stage-I file).
+
+    For ITER's models, so that testing and inference need no LPIPS/VGG or stage-I weights. Other
+    MMagic models are returned unchanged (their constructors require their losses).
+    """
+    cfg = ConfigDict(copy.deepcopy(dict(model_cfg)))
+    if cfg.get('type') not in PLUGIN_MODELS:
+        return cfg
+    for key in list(cfg):
+        if key.endswith('_loss') or key == 'discriminator':
+            cfg[key] = None
+    if 'vqgan_ckpt' in cfg:
+        cfg['vqgan_ckpt'] = None
+    return cfg

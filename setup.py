@@ -1,0 +1,30 @@
+"""Install iter_mm: ITER (AAAI 2024) real-world super-resolution as an MMagic plugin."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def read_requirements(name: str) -> list[str]:
+    lines = (HERE / 'requirements' / name).read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith('#')]
+
+
+version: dict = {}
+exec((HERE / 'iter_mm' / 'version.py').read_text(), version)
+
+setup(
+    name='iter-mm',
+    version=version['__version__'],
+    description='ITER: iterative token evaluation and refinement for real-world SR, as an MMagic plugin',
+    long_description=(HERE / 'README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=find_packages(include=['iter_mm', 'iter_mm.*']),
+    include_package_data=True,
+    package_data={'iter_mm': ['mappings/*.json', 'py.typed']},
+    install_requires=read_requirements('runtime.txt'),
+    extras_require={'tests': read_requirements('tests.txt')},
+    license='Apache-2.0',
+)

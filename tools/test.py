@@ -1,0 +1,65 @@
+"""Test (evaluate) any MMagic model (ITER's or MMagic's own) with MMEngine's Runner.
+
+    python tools/test.py configs/iter/iter_x4_realsr.py work_dirs/iter_x4/iter_400000.pth
+    python tools/test.py CONFIG CKPT --cfg-options test_dataloader.dataset.data_root=data/RealSRSet
+    bash tools/dist_test.sh CONFIG CKPT 4
+
+Prints the metrics of the config's test evaluator (PSNR/SSIM/NIQE/...) and writes them to the work dir.
+For ITER's models the training-only parts of the model config (losses, discriminator, stage-I file) are
+dropped, so testing needs no LPIPS/VGG or stage-I weights.
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+from iter_mm.utils.config import inference_model_cfg, load_config
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test an MMagic / iter-mm model')
+    parser.add_argument('config', help='config file, or mmagic::<path> for a config of MMagic\'s zoo')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='directory for logs and metric files')
+    parser.add_argument('--out', help='dump the metrics to this JSON file')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. model.test_cfg.alpha=0.5')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
+    cfg = load_config(args.config, args.cfg_options)
+    if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
+        raise SystemExit(f'{args.config} defines no test_dataloader / test_evaluator to test on')
+    cfg.launcher = args.launcher
+    cfg.model = inference_model_cfg(cfg.model)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config.split('::')[-1]))[0])
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    # Training-only parts are not needed to test.
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
+        cfg[key] = None
+
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if args.out:
+        from mmengine.fileio import dump
+        dump(metrics, args.out)
+        print(f'metrics written to {args.out}')
+
+
+if __name__ == '__main__':
+    main()
