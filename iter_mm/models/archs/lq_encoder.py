@@ -1,0 +1,76 @@
+"""LQ encoder E_l: LQ image -> logits over the codebook on the HQ token grid (reference section 2)."""
+from __future__ import annotations
+
+import math
+
+from mmagic.registry import MODELS
+from torch import Tensor, nn
+
+from .swin import SwinLayers
+
+
+class _Norm(nn.Module):
+    """Wrapper giving the official key ``.norm``: GroupNorm(32, C, eps 1e-6)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(32 if channels >= 32 else max(channels // 4, 1), channels, eps=1e-6)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x)
+
+
+class LQResBlock(nn.Module):
+    """x + [GN -> LeakyReLU(0.2) -> conv3x3 -> GN -> LeakyReLU(0.2) -> conv3x3](x) (keys ``conv.{0,2,3,5}``)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(_Norm(channels), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, 1, 1),
+                                  _Norm(channels), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv(x)
+
+
+@MODELS.register_module()
+class LQEncoder(nn.Module):
+    """E_l (keys ``model.N``): conv, log2(8/scale) stride-2 stages (+2 ResBlocks each), 1x1 conv, SwinLayers,
+    1x1 conv to logits. Input RGB in [0, 1] as is (no 2x-1).
+
+    Args:
+        scale: SR factor (1, 2, 4 or 8); the token grid is LQ / (8 / scale) = HQ / 8.
+    """
+
+    def __init__(self, scale: int = 4, in_channels: int = 3, base_channels: int = 64, feat_dim: int = 128,
+                 codebook_size: int = 512, swin_dim: int = 128, swin_num_rstb: int = 2, swin_depth: int = 6,
+                 swin_window: int = 8, swin_heads: int = 8) -> None:
+        super().__init__()
+        if scale not in (1, 2, 4, 8):
+            raise ValueError(f'LQEncoder scale must be 1, 2, 4 or 8, got {scale}')
+        self.scale, self.in_channels, self.swin_window = scale, in_channels, swin_window
+        self.codebook_size = codebook_size
+        self.depth = int(math.log2(8 // scale))
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, base_channels, 3, 1, 1)]
+        ch = base_channels
+        for _ in range(self.depth):
+            layers.append(nn.Sequential(nn.Conv2d(ch, ch * 2, 3, 2, 1), LQResBlock(ch * 2), LQResBlock(ch * 2)))
+            ch *= 2
+        layers += [nn.Conv2d(ch, feat_dim, 1),
+                   SwinLayers(feat_dim, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),
+                   nn.Conv2d(feat_dim, codebook_size, 1)]  # no norm/activation before the logits
+        self.model = nn.Sequential(*layers)
+
+    @property
+    def pad_multiple(self) -> int:
+        """LQ side multiple giving a token grid that fits the windows: 2**depth * swin_window."""
+        return 2 ** self.depth * self.swin_window
+
+    def forward(self, lq: Tensor) -> Tensor:
+        """lq (B, 3, H, W) in [0, 1], H and W multiples of ``pad_multiple`` -> logits (B, n_codes, H/2^d, W/2^d)."""
+        if lq.dim() != 4 or lq.shape[1] != self.in_channels:
+            raise ValueError(f'expected an LQ batch (B, {self.in_channels}, H, W), got {tuple(lq.shape)}')
+        m = self.pad_multiple
+        if lq.shape[-2] % m or lq.shape[-1] % m:
+            raise ValueError(f'LQEncoder (x{self.scale}) needs LQ height and width multiples of {m}, got '
+                             f'{tuple(lq.shape[-2:])}; pad the input first')
+        return self.model(lq)

@@ -1,0 +1,247 @@
+"""Swin-VQGAN: the HQ-stage autoencoder E_H / D_H and its codebook (reference sections 1.1-1.10).
+
+Module names equal the official ``VQModel`` (``encoder.blocks.N``, ``decoder.blocks.N``,
+``quantize.embedding.weight``); the official ``generator`` alias of the decoder is handled by
+``iter_mm.utils.checkpoint``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmagic.registry import MODELS
+from torch import Tensor, nn
+
+from ...utils.padding import crop_to, pad_to_multiple
+from .swin import SwinLayers
+
+
+def normalize(channels: int) -> nn.GroupNorm:
+    """GroupNorm of the VQGAN: 32 groups (C // 4 below 32 channels), eps 1e-6, affine (reference 1.2)."""
+    return nn.GroupNorm(32 if channels >= 32 else max(channels // 4, 1), channels, eps=1e-6, affine=True)
+
+
+class VQGANResBlock(nn.Module):
+    """GN -> swish -> conv3x3 -> GN -> swish -> conv3x3, plus identity or 1x1 ``conv_out`` shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm1 = normalize(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
+        self.norm2 = normalize(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
+        self.conv_out = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W)."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + (x if self.conv_out is None else self.conv_out(x))
+
+
+class Downsample(nn.Module):
+    """Zero pad right/bottom by 1, then conv3x3 stride 2 without padding: (B, C, H, W) -> (B, C, H/2, W/2)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 2, 0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Nearest x2, then conv3x3: (B, C, H, W) -> (B, C, 2H, 2W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode='nearest'))
+
+
+def _swin(channels: int, swin_dim: int, num_rstb: int, depth: int, window: int, heads: int) -> SwinLayers:
+    return SwinLayers(channels, swin_dim, num_rstb, depth, window, heads, input_resolution=(32, 32))
+
+
+class VQGANEncoder(nn.Module):
+    """Encoder table of reference 1.4: image in [-1, 1] (B, 3, H, W) -> latent (B, embed_dim, H/8, W/8)."""
+
+    def __init__(self, in_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
+                 num_res_blocks: int = 2, embed_dim: int = 128, swin_dim: int = 256, swin_window: int = 8,
+                 swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = [nn.Conv2d(in_channels, nf, 3, 1, 1)]
+        in_mult = (1, ) + tuple(ch_mult)
+        ch = nf
+        for i, mult in enumerate(ch_mult):
+            ch, out = nf * in_mult[i], nf * mult
+            for _ in range(num_res_blocks):
+                blocks.append(VQGANResBlock(ch, out))
+                ch = out
+            if i != len(ch_mult) - 1:
+                blocks.append(Downsample(ch))
+        blocks += [VQGANResBlock(ch, ch), _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),
+                   VQGANResBlock(ch, ch), normalize(ch), nn.Conv2d(ch, embed_dim, 3, 1, 1)]  # no act before conv
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for blk in self.blocks:
+            x = blk(x)
+        return x
+
+
+class VQGANDecoder(nn.Module):
+    """Decoder table of reference 1.5: latent (B, embed_dim, h, w) -> raw image (B, 3, 8h, 8w) in ~[-1, 1]."""
+
+    def __init__(self, out_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
+                 num_res_blocks: int = 2, embed_dim: int = 128, swin_dim: int = 256, swin_window: int = 8,
+                 swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8) -> None:
+        super().__init__()
+        ch = nf * ch_mult[-1]
+        blocks: list[nn.Module] = [
+            nn.Conv2d(embed_dim, ch, 3, 1, 1), VQGANResBlock(ch, ch),
+            _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads), VQGANResBlock(ch, ch)]
+        for i in reversed(range(len(ch_mult))):
+            out = nf * ch_mult[i]
+            for _ in range(num_res_blocks):
+                blocks.append(VQGANResBlock(ch, out))
+                ch = out
+            if i != 0:
+                blocks.append(Upsample(ch))
+        blocks += [normalize(ch), nn.Conv2d(ch, out_channels, 3, 1, 1)]  # no activation before the final conv
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for blk in self.blocks:
+            x = blk(x)
+        return x
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantizer with straight-through gradient and the legacy VQ loss (reference 1.6).
+
+    Args:
+        codebook_size: number of codes n. embed_dim: code width C. beta: weight of the codebook term.
+    """
+
+    def __init__(self, codebook_size: int = 512, embed_dim: int = 128, beta: float = 0.25) -> None:
+        super().__init__()
+        self.codebook_size, self.embed_dim, self.beta = codebook_size, embed_dim, beta
+        self.embedding = nn.Embedding(codebook_size, embed_dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+
+    def indices(self, z: Tensor) -> Tensor:
+        """Nearest code per latent vector. z: (B, C, h, w) -> int64 (B, h, w); first minimum on ties."""
+        b, c, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, c)
+        e = self.embedding.weight
+        dist = flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * flat @ e.t()  # ||z||^2 + ||e||^2 - 2ze
+        return dist.argmin(1).view(b, h, w)
+
+    def lookup(self, indices: Tensor) -> Tensor:
+        """Codes of a token map. indices: (B, h, w) or (B, 1, h, w) int -> (B, C, h, w)."""
+        return self.embedding(as_token_map(indices)).permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """z: (B, C, h, w) -> (z_q straight-through (B, C, h, w), vq_loss scalar, indices (B, h, w))."""
+        idx = self.indices(z)
+        zq = self.lookup(idx)
+        # legacy (taming) form: commitment weight 1, codebook weight beta (reference 1.6 / 8.4)
+        loss = torch.mean((zq.detach() - z) ** 2) + self.beta * torch.mean((zq - z.detach()) ** 2)
+        zq = z + (zq - z).detach()
+        return zq, loss, idx
+
+
+def as_token_map(tokens: Tensor) -> Tensor:
+    """Accept (B, h, w) or (B, 1, h, w) integer token maps; return (B, h, w)."""
+    if tokens.dim() == 4 and tokens.shape[1] == 1:
+        tokens = tokens[:, 0]
+    if tokens.dim() != 3:
+        raise ValueError(f'token map must be (B, h, w) or (B, 1, h, w), got shape {tuple(tokens.shape)}')
+    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+        raise TypeError(f'token map must be an integer tensor, got {tokens.dtype}')
+    return tokens.long()
+
+
+def _check_image(img: Tensor, channels: int) -> None:
+    if img.dim() != 4 or img.shape[1] != channels:
+        raise ValueError(f'expected an image batch (B, {channels}, H, W), got shape {tuple(img.shape)}')
+
+
+@MODELS.register_module()
+class SwinVQGAN(nn.Module):
+    """Swin-VQGAN autoencoder (the authors' ``VQModel``); defaults are the released configuration.
+
+    Images at the public API are RGB in [0, 1]; H and W of ``forward``/``encode`` must be multiples of
+    ``pad_multiple`` (8 * swin_window) so that the token grid fits the Swin windows.
+    """
+
+    def __init__(self, in_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
+                 num_res_blocks: int = 2, codebook_size: int = 512, embed_dim: int = 128, swin_dim: int = 256,
+                 swin_window: int = 8, swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8,
+                 beta: float = 0.25) -> None:
+        super().__init__()
+        kw = dict(nf=nf, ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks, embed_dim=embed_dim,
+                  swin_dim=swin_dim, swin_window=swin_window, swin_depth=swin_depth,
+                  swin_num_rstb=swin_num_rstb, swin_heads=swin_heads)
+        self.in_channels, self.codebook_size, self.embed_dim = in_channels, codebook_size, embed_dim
+        self.swin_window = swin_window
+        self.encoder = VQGANEncoder(in_channels, **kw)
+        self.decoder = VQGANDecoder(in_channels, **kw)
+        self.quantize = VectorQuantizer(codebook_size, embed_dim, beta)
+        self.downscale = 2 ** (len(ch_mult) - 1)
+
+    @property
+    def pad_multiple(self) -> int:
+        """Image side multiple needed by ``forward``: downscale * swin_window (64 released)."""
+        return self.downscale * self.swin_window
+
+    def encode(self, img: Tensor) -> Tensor:
+        """img (B, 3, H, W) in [0, 1] -> latent z (B, embed_dim, H/8, W/8)."""
+        _check_image(img, self.in_channels)
+        return self.encoder(img.clamp(0, 1) * 2 - 1)
+
+    def encode_indices(self, img: Tensor) -> Tensor:
+        """img (B, 3, H, W) in [0, 1] -> token map int64 (B, H/8, W/8)."""
+        return self.quantize.indices(self.encode(img))
+
+    def decode(self, z_q: Tensor) -> Tensor:
+        """Quantized latent (B, embed_dim, h, w) -> image (B, 3, 8h, 8w) in [0, 1]."""
+        return ((self.decoder(z_q) + 1) / 2).clamp(0, 1)
+
+    def decode_indices(self, indices: Tensor) -> Tensor:
+        """Token map (B, h, w) or (B, 1, h, w) -> image (B, 3, 8h, 8w) in [0, 1]."""
+        return self.decode(self.quantize.lookup(indices))
+
+    def decode_onehot(self, onehot: Tensor) -> Tensor:
+        """(Soft) one-hot (B, n_codes, h, w) -> image in [0, 1]; the codebook is detached, grads reach onehot."""
+        if onehot.dim() != 4 or onehot.shape[1] != self.codebook_size:
+            raise ValueError(f'one-hot map must be (B, {self.codebook_size}, h, w), got {tuple(onehot.shape)}')
+        code = self.quantize.embedding.weight.detach()
+        z = onehot.permute(0, 2, 3, 1).to(code.dtype) @ code  # (B, h, w, C)
+        return self.decode(z.permute(0, 3, 1, 2))
+
+    def forward(self, img: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """img (B, 3, H, W) in [0, 1], H, W multiples of pad_multiple -> (rec in [0, 1], vq_loss, indices)."""
+        _check_image(img, self.in_channels)
+        m = self.pad_multiple
+        if img.shape[-2] % m or img.shape[-1] % m:
+            raise ValueError(f'SwinVQGAN.forward needs H and W multiples of {m}, got {tuple(img.shape[-2:])}; '
+                             'use reconstruct() for arbitrary sizes')
+        z_q, loss, idx = self.quantize(self.encode(img))
+        return self.decode(z_q), loss, idx
+
+    @torch.no_grad()
+    def reconstruct(self, img: Tensor, always_pad: bool = False) -> Tensor:
+        """Any-size reconstruction: mirror-pad bottom/right to a multiple of ``pad_multiple``, run, crop back.
+
+        ``always_pad=True`` follows the official self-test, which adds a full extra multiple when the size is
+        already a multiple (the global SE gate makes results depend on the padding).
+        """
+        _check_image(img, self.in_channels)
+        h, w = img.shape[-2:]
+        rec, _, _ = self(pad_to_multiple(img, self.pad_multiple, official=always_pad)[0])
+        return crop_to(rec, h, w)

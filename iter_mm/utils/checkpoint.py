@@ -1,0 +1,299 @@
+"""The one mapping between iter-mm state dicts and the authors' released checkpoints (reference section 9).
+
+Our parameter names equal the official ones except for the top-level prefixes in ``PREFIX_MAP``; the official
+``generator.*`` entries are aliases of the decoder (dropped on load, re-emitted on export). Buffers
+(``relative_position_index``, ``attn_mask``) are ordinary entries on both sides. Export follows the key order of
+the authors' manifests (shipped in ``iter_mm/mappings``).
+"""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Union
+
+import torch
+from torch import Tensor, nn
+
+StateDict = dict[str, Tensor]
+Source = Union[str, Path, Mapping]
+
+# --- the declarative mapping ------------------------------------------------------------------------------
+PREFIX_MAP: tuple[tuple[str, str], ...] = (  # (official prefix, our prefix)
+    ('token_refine_net.token_crit_net.', 'evaluator.'),
+    ('token_refine_net.token_refine_net.', 'refiner.'),
+)
+DECODER_ALIAS = ('generator.', 'decoder.')  # official alias prefix -> the decoder it repeats (inside the VQGAN)
+VQGAN_PREFIX = 'vqgan.'  # where an ITER checkpoint holds the Swin-VQGAN
+# official state-dict order by top-level group (reference 1.8, 9)
+OFFICIAL_ORDER = {
+    'swinvqgan': ('encoder.', 'decoder.', 'generator.', 'quantize.'),
+    'iter': ('vqgan.encoder.', 'vqgan.decoder.', 'vqgan.generator.', 'vqgan.quantize.',
+             'token_refine_net.token_crit_net.', 'token_refine_net.token_refine_net.', 'lq_encoder.'),
+}
+OUR_ORDER = {
+    'swinvqgan': ('encoder.', 'decoder.', 'quantize.'),
+    'iter': ('vqgan.', 'lq_encoder.', 'evaluator.', 'refiner.'),
+}
+MANIFESTS = {'swinvqgan': 'official_swinvqgan.json', 'iter_x4': 'official_iter_x4.json',
+             'iter_x2': 'official_iter_x2.json'}
+_MAPPINGS_DIR = Path(__file__).resolve().parent.parent / 'mappings'
+
+
+@dataclass(frozen=True)
+class CheckpointKind:
+    """What a state dict holds: ``family`` 'swinvqgan' | 'iter'; ``layout`` 'official' | 'ours'."""
+
+    family: str
+    layout: str
+    scale: int | None = None  # ITER only
+    has_vqgan: bool = True  # ITER only: whether vqgan.* is present
+
+    @property
+    def name(self) -> str:
+        who = 'official' if self.layout == 'official' else 'iter-mm'
+        if self.family == 'swinvqgan':
+            return f'{who} Swin-VQGAN' + (' (with generator.* aliases)' if self.layout == 'official' else '')
+        return f'{who} ITER x{self.scale} ({"with" if self.has_vqgan else "without"} vqgan.*)'
+
+
+# --- reading files ------------------------------------------------------------------------------------------
+def load_checkpoint_file(path: str | Path, allow_pickle: bool = False) -> dict:
+    """torch.load a checkpoint to CPU with clear errors. Only tensors/containers unless ``allow_pickle``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=not allow_pickle)
+    except Exception as err:
+        hint = ('' if allow_pickle else ' If it is a trusted full training checkpoint with pickled objects, '
+                'load it with allow_pickle=True (tool: --unsafe-load).')
+        raise RuntimeError(f'cannot read checkpoint {path}: {type(err).__name__}: {str(err)[:300]}.{hint}') from err
+    if not isinstance(obj, Mapping):
+        raise ValueError(f'checkpoint {path} holds a {type(obj).__name__}, not a dict of weights')
+    return obj
+
+
+def extract_state_dict(obj: Mapping) -> tuple[StateDict, str]:
+    """Pick the weights of a checkpoint dict: ``params_ema``, else ``params``, else ``state_dict``, else the dict
+    itself; strip a leading ``module.``. Returns (state dict, name of the entry used)."""
+    for key in ('params_ema', 'params', 'state_dict'):
+        if key in obj and isinstance(obj[key], Mapping):
+            sd, used = obj[key], key
+            break
+    else:
+        sd, used = obj, '<root>'
+    bad = [k for k, v in sd.items() if not isinstance(v, Tensor)]
+    if not sd or bad:
+        raise ValueError(f'checkpoint entry {used!r} is not a state dict of tensors'
+                         + (f' (non-tensor keys: {bad[:5]})' if bad else ' (empty)'))
+    return OrderedDict((k.removeprefix('module.'), v) for k, v in sd.items()), used
+
+
+def unwrap_model_state(sd: Mapping[str, Tensor], prefix: str = 'generator.') -> StateDict:
+    """Network weights of an MMEngine model state dict (``generator.`` + our key); other states dict unchanged.
+
+    The official Swin-VQGAN's ``generator.blocks.*`` aliases are not mistaken for the wrapper prefix.
+    """
+    top = {k.split('.', 1)[0] for k in sd}
+    if top & {'encoder', 'decoder', 'quantize', 'vqgan', 'token_refine_net', 'evaluator', 'refiner', 'lq_encoder'}:
+        return OrderedDict(sd)
+    inner = OrderedDict((k[len(prefix):], v) for k, v in sd.items() if k.startswith(prefix))
+    return inner if inner else OrderedDict(sd)
+
+
+# --- kinds --------------------------------------------------------------------------------------------------
+def _lq_scale(keys: Sequence[str]) -> int | None:
+    """Scale from the LQ encoder depth (number of stride-2 stages ``lq_encoder.model.N.1.conv...``)."""
+    stages = {m.group(1) for k in keys if (m := re.match(r'lq_encoder\.model\.(\d+)\.1\.conv\.', k))}
+    return 8 // 2 ** len(stages) if any(k.startswith('lq_encoder.') for k in keys) else None
+
+
+def detect_kind(sd: Mapping[str, Tensor]) -> CheckpointKind:
+    """Tell official/ours Swin-VQGAN or ITER (x2/x4, with or without vqgan.*) apart by their keys."""
+    keys = list(sd)
+    top = {k.split('.', 1)[0] for k in keys}
+    if 'token_refine_net' in top or 'evaluator' in top or 'refiner' in top:
+        layout = 'official' if 'token_refine_net' in top else 'ours'
+        if layout == 'official' and top & {'evaluator', 'refiner'}:
+            raise ValueError('checkpoint mixes official (token_refine_net.*) and iter-mm (evaluator./refiner.) keys')
+        scale = _lq_scale(keys)
+        if scale is None:
+            raise ValueError(f'{layout} ITER checkpoint without lq_encoder.* weights: cannot tell x2 from x4')
+        return CheckpointKind('iter', layout, scale, 'vqgan' in top)
+    if {'encoder', 'decoder', 'quantize'} <= top:
+        return CheckpointKind('swinvqgan', 'official' if 'generator' in top else 'ours')
+    if top == {'vqgan'}:
+        raise ValueError('checkpoint holds only vqgan.* weights; use a Swin-VQGAN checkpoint without the prefix')
+    raise ValueError(f'unrecognised checkpoint: no Swin-VQGAN or ITER keys (first keys: {keys[:5]})')
+
+
+# --- manifests ----------------------------------------------------------------------------------------------
+@cache
+def load_manifest(name: str) -> tuple[tuple[str, tuple[int, ...], str, str], ...]:
+    """Entries (key, shape, dtype, kind) of an official checkpoint, in its state-dict order.
+
+    Args:
+        name: 'swinvqgan', 'iter_x4' or 'iter_x2'.
+    """
+    if name not in MANIFESTS:
+        raise KeyError(f'unknown manifest {name!r}; choose from {sorted(MANIFESTS)}')
+    data = json.loads((_MAPPINGS_DIR / MANIFESTS[name]).read_text())
+    return tuple((k, tuple(s), d, kind) for k, s, d, kind in data['entries'])
+
+
+def manifest_name(kind: CheckpointKind) -> str:
+    return 'swinvqgan' if kind.family == 'swinvqgan' else f'iter_x{kind.scale}'
+
+
+# --- conversion ---------------------------------------------------------------------------------------------
+def _rename(key: str, pairs: Sequence[tuple[str, str]]) -> str:
+    for old, new in pairs:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def _group_sort(sd: Mapping[str, Tensor], order: Sequence[str]) -> StateDict:
+    """Stable sort of entries by top-level group (``order`` prefixes); unknown keys keep their place at the end."""
+    rank = lambda k: next((i for i, p in enumerate(order) if k.startswith(p)), len(order))
+    return OrderedDict(sorted(sd.items(), key=lambda kv: rank(kv[0])))
+
+
+def _drop_alias(sd: Mapping[str, Tensor], root: str) -> StateDict:
+    """Drop ``{root}generator.*`` after checking it repeats ``{root}decoder.*``; a differing alias wins, as it
+    does when the official VQModel loads the file (generator is visited after decoder)."""
+    alias, target = root + DECODER_ALIAS[0], root + DECODER_ALIAS[1]
+    out = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(alias))
+    for k, v in sd.items():
+        if k.startswith(alias):
+            dk = target + k[len(alias):]
+            if dk not in out:
+                raise ValueError(f'checkpoint has alias {k} but no decoder entry {dk}')
+            if v.shape != out[dk].shape or not torch.equal(v, out[dk]):
+                warnings.warn(f'{k} differs from {dk}; using the {alias}* value as the official loader does')
+                out[dk] = v
+    return out
+
+
+def official_to_ours(sd: Mapping[str, Tensor], vqgan_sd: Mapping[str, Tensor] | None = None) -> StateDict:
+    """Official state dict -> ours.
+
+    Args:
+        sd: official Swin-VQGAN or ITER state dict (``module.`` already stripped).
+        vqgan_sd: optional separate Swin-VQGAN state dict (ITER only), merged under ``vqgan.`` and replacing any
+            vqgan.* entries of ``sd``.
+    """
+    kind = detect_kind(sd)
+    if kind.layout != 'official':
+        raise ValueError(f'expected an official checkpoint, got {kind.name}')
+    if kind.family == 'swinvqgan':
+        if vqgan_sd is not None:
+            raise ValueError('a separate Swin-VQGAN can only be merged into an ITER checkpoint')
+        return _group_sort(_drop_alias(sd, ''), OUR_ORDER['swinvqgan'])
+    out = OrderedDict((_rename(k, PREFIX_MAP), v) for k, v in _drop_alias(sd, VQGAN_PREFIX).items())
+    if vqgan_sd is not None:
+        vkind = detect_kind(vqgan_sd)
+        if vkind.family != 'swinvqgan':
+            raise ValueError(f'the separate VQGAN checkpoint must be a Swin-VQGAN, got {vkind.name}')
+        vq = _drop_alias(vqgan_sd, '') if vkind.layout == 'official' else vqgan_sd
+        out = OrderedDict((k, v) for k, v in out.items() if not k.startswith(VQGAN_PREFIX))
+        out.update((VQGAN_PREFIX + k, v) for k, v in vq.items())
+    return _group_sort(out, OUR_ORDER['iter'])
+
+
+def ours_to_official(sd: Mapping[str, Tensor], manifest_order: bool = True) -> StateDict:
+    """Our state dict (SwinVQGAN or ITERNet) -> official, with the decoder re-emitted as ``generator.*``.
+
+    Keys follow the official group order, our module order inside each group (which equals the authors'); with
+    ``manifest_order`` and a released configuration the manifest's order is imposed (a no-op when all is well).
+    """
+    kind = detect_kind(sd)
+    if kind.layout != 'ours':
+        raise ValueError(f'expected an iter-mm state dict, got {kind.name}')
+    root = '' if kind.family == 'swinvqgan' else VQGAN_PREFIX
+    out = OrderedDict((_rename(k, [(o, f) for f, o in PREFIX_MAP]), v) for k, v in sd.items())
+    dec = root + DECODER_ALIAS[1]
+    out.update((root + DECODER_ALIAS[0] + k[len(dec):], v) for k, v in list(out.items()) if k.startswith(dec))
+    out = _group_sort(out, OFFICIAL_ORDER[kind.family])
+    if not manifest_order:
+        return out
+    order = [e[0] for e in load_manifest(manifest_name(kind))]
+    if not kind.has_vqgan:
+        order = [k for k in order if not k.startswith(VQGAN_PREFIX)]
+    if set(order) == set(out):
+        out = OrderedDict((k, out[k]) for k in order)
+    return out
+
+
+def check_against_manifest(official_sd: Mapping[str, Tensor], name: str) -> list[str]:
+    """Problems (missing/unexpected keys, shape or dtype mismatches) of an official state dict vs a manifest."""
+    man = {k: (s, d) for k, s, d, _ in load_manifest(name)}
+    if not any(k.startswith(VQGAN_PREFIX) for k in official_sd):
+        man = {k: v for k, v in man.items() if not k.startswith(VQGAN_PREFIX)}
+    problems = [f'missing {k}' for k in man if k not in official_sd]
+    problems += [f'unexpected {k}' for k in official_sd if k not in man]
+    for k, v in official_sd.items():
+        if k in man and (tuple(v.shape) != man[k][0] or str(v.dtype).replace('torch.', '') != man[k][1]):
+            problems.append(f'{k}: {tuple(v.shape)} {v.dtype} vs manifest {man[k][0]} {man[k][1]}')
+    return problems
+
+
+# --- strict loading -----------------------------------------------------------------------------------------
+def load_state_dict_strict(module: nn.Module, sd: Mapping[str, Tensor], source: str = 'checkpoint') -> None:
+    """load_state_dict(strict=True) with an error that lists missing / unexpected / shape-mismatched keys (first
+    few of each) and names what kind of checkpoint ``source`` is."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f'{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}'
+              for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        try:
+            seen = detect_kind(sd).name
+        except ValueError as err:
+            seen = f'unrecognised ({err})'
+        parts = [f'{len(lst)} {what}: {lst[:5]}' for what, lst in
+                 (('missing', missing), ('unexpected', unexpected), ('shape mismatches', shapes)) if lst]
+        raise RuntimeError(f'cannot load {source} (kind seen: {seen}) strictly into {type(module).__name__}: '
+                           + '; '.join(parts))
+    module.load_state_dict(sd, strict=True)
+
+
+def _as_state_dict(src: Source, allow_pickle: bool = False) -> StateDict:
+    obj = load_checkpoint_file(src, allow_pickle) if isinstance(src, (str, Path)) else src
+    return unwrap_model_state(extract_state_dict(obj)[0])
+
+
+def convert_official(src: Source, vqgan: Source | None = None, allow_pickle: bool = False) -> StateDict:
+    """Official checkpoint (path or dict) -> our state dict. An ITER checkpoint without vqgan.* needs ``vqgan``
+    (ITER_swinvqgan.pth); the result always holds the VQGAN weights."""
+    sd = _as_state_dict(src, allow_pickle)
+    kind = detect_kind(sd)
+    if kind.family == 'iter' and not kind.has_vqgan and vqgan is None:
+        raise ValueError(f'{kind.name}: the VQGAN weights are not in this checkpoint; pass the Swin-VQGAN '
+                         'checkpoint (ITER_swinvqgan.pth) as vqgan=... / --vqgan')
+    vsd = None if vqgan is None else _as_state_dict(vqgan, allow_pickle)
+    return official_to_ours(sd, vsd)
+
+
+def to_official(src: Source, allow_pickle: bool = False) -> StateDict:
+    """Our state dict / MMEngine checkpoint (path or dict; ``generator.`` prefix optional) -> official."""
+    return ours_to_official(_as_state_dict(src, allow_pickle))
+
+
+def load_official(module: nn.Module, src: Source, vqgan: Source | None = None) -> CheckpointKind:
+    """Strictly load an official or iter-mm checkpoint into our SwinVQGAN / ITERNet. Returns the kind seen."""
+    sd = _as_state_dict(src)
+    kind = detect_kind(sd)
+    if kind.layout == 'official':
+        sd = convert_official(sd, vqgan)
+    elif vqgan is not None:
+        raise ValueError(f'vqgan=... is only for official ITER checkpoints, got {kind.name}')
+    load_state_dict_strict(module, sd, source=kind.name)
+    return kind

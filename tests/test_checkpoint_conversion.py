@@ -1,0 +1,246 @@
+"""Official <-> iter-mm checkpoint mapping against the authors' manifests (reference section 9)."""
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+
+from iter_mm.models.archs import ITERNet, SwinVQGAN
+from iter_mm.models.archs.swin import relative_position_index, shift_attention_mask
+from iter_mm.utils import checkpoint as ckpt
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / 'shared' / 'reference'
+COUNTS = {'swinvqgan': 71_103_843, 'iter_x4': 127_321_541, 'iter_x2': 129_995_461}
+ENTRIES = {'swinvqgan': 640, 'iter_x4': 1818, 'iter_x2': 1836}
+
+
+def manifest(name):
+    """Entries from the shared reference when present (independent of the packaged copy), else the package."""
+    path = SHARED / f'official_{name}.json'
+    if path.is_file():
+        return [(e['key'], tuple(e['shape']), e['dtype']) for e in json.loads(path.read_text())['entries']]
+    return [(k, s, d) for k, s, d, _ in ckpt.load_manifest(name)]
+
+
+def random_official(name, seed=0):
+    """Random tensors under every manifest key; buffers take their true values, generator.* repeats decoder.*.
+
+    Tensors are views into one random pool at key-dependent offsets (distinct values, no 500 MB of randn)."""
+    entries = manifest(name)
+    pool = torch.randn(max(torch.Size(s).numel() for _, s, _ in entries) + 10007,
+                       generator=torch.Generator().manual_seed(seed))
+    sd = OrderedDict()
+    for i, (key, shape, dtype) in enumerate(entries):
+        alias = key.replace('generator.', 'decoder.', 1)
+        if alias != key:
+            sd[key] = sd[alias]
+        elif key.endswith('relative_position_index'):
+            sd[key] = relative_position_index(8)
+        elif key.endswith('attn_mask'):
+            sd[key] = shift_attention_mask(32, 32, 8, 4)
+        else:
+            assert dtype == 'float32'
+            start = (i * 7919) % 10007
+            sd[key] = pool[start:start + torch.Size(shape).numel()].view(shape)
+    return sd
+
+
+def zeros_official(name):
+    """Right keys and shapes, no memory (stride-0 views): for error-path tests."""
+    return OrderedDict((k, torch.zeros(1, dtype=getattr(torch, d)).expand(s)) for k, s, d in manifest(name))
+
+
+def our_key(official_key):
+    """Hand-written expectation of the mapping (independent of PREFIX_MAP)."""
+    for old, new in (('token_refine_net.token_crit_net.', 'evaluator.'),
+                     ('token_refine_net.token_refine_net.', 'refiner.')):
+        if official_key.startswith(old):
+            return new + official_key[len(old):]
+    return official_key
+
+
+@pytest.fixture(scope='module', params=['swinvqgan', 'iter_x4', 'iter_x2'])
+def case(request):
+    """(name, full-size network, random official state dict). Built on the meta device and materialised
+    uninitialised (every tensor, buffers included, is then loaded from the state dict): seconds faster."""
+    name = request.param
+    with torch.device('meta'):
+        net = SwinVQGAN() if name == 'swinvqgan' else ITERNet(scale=int(name[-1]))
+    return name, net.to_empty(device='cpu'), random_official(name)
+
+
+def test_parameter_count_and_manifest_size(case):
+    name, net, official = case
+    assert sum(p.numel() for p in net.parameters()) == COUNTS[name]
+    assert len(official) == ENTRIES[name]
+
+
+def test_official_converts_and_loads_strictly_in_place(case):
+    name, net, official = case
+    assert ckpt.detect_kind(official).layout == 'official'
+    ours = ckpt.official_to_ours(official)
+    ckpt.load_state_dict_strict(net, ours)
+    loaded = net.state_dict()
+    for key, value in official.items():
+        if 'generator.' in key:
+            continue
+        assert torch.equal(loaded[our_key(key)], value), key
+
+
+def test_round_trip_gives_manifest_order_and_tensors(case):
+    name, net, official = case
+    ckpt.load_state_dict_strict(net, ckpt.official_to_ours(official))
+    back = ckpt.ours_to_official(net.state_dict())
+    assert list(back) == [k for k, _, _ in manifest(name)]  # exact key order incl. generator aliases
+    # the order also follows from our module order alone, without the packaged manifest
+    assert list(ckpt.ours_to_official(net.state_dict(), manifest_order=False)) == list(back)
+    for key, value in official.items():
+        assert back[key].dtype == value.dtype and torch.equal(back[key], value), key
+    assert ckpt.check_against_manifest(back, name) == []
+
+
+def test_detect_kinds(case):
+    name, net, official = case
+    kind = ckpt.detect_kind(official)
+    assert kind.family == ('swinvqgan' if name == 'swinvqgan' else 'iter')
+    if name != 'swinvqgan':
+        assert kind.scale == int(name[-1]) and kind.has_vqgan
+        stripped = {k: v for k, v in official.items() if not k.startswith('vqgan.')}
+        assert not ckpt.detect_kind(stripped).has_vqgan
+        assert ckpt.detect_kind(ckpt.official_to_ours(official)).layout == 'ours'
+        assert f'x{name[-1]}' in kind.name
+
+
+def test_iter_without_vqgan_needs_separate_swinvqgan(case):
+    name, net, official = case
+    if name == 'swinvqgan':
+        pytest.skip('ITER only')
+    training_ckpt = {'params': OrderedDict((k, v) for k, v in official.items() if not k.startswith('vqgan.'))}
+    with pytest.raises(ValueError, match='--vqgan'):
+        ckpt.convert_official(training_ckpt)
+    vq = OrderedDict((k[len('vqgan.'):], v) for k, v in official.items() if k.startswith('vqgan.'))
+    vq_file = {'params_ema': OrderedDict(('module.' + k, v) for k, v in vq.items()), 'params': {}}
+    ours = ckpt.convert_official(training_ckpt, vqgan=vq_file)  # params_ema preferred, module. stripped
+    ckpt.load_state_dict_strict(net, ours)
+    assert torch.equal(net.state_dict()['vqgan.quantize.embedding.weight'], official['vqgan.quantize.embedding.weight'])
+
+
+def test_wrong_checkpoint_gives_clear_error(case):
+    name, net, official = case
+    if name != 'iter_x4':
+        pytest.skip('once is enough')
+    x2 = ckpt.official_to_ours(zeros_official('iter_x2'))
+    with pytest.raises(RuntimeError) as err:
+        ckpt.load_state_dict_strict(net, x2, source='ITER_x2.pth')
+    msg = str(err.value)
+    assert 'ITER_x2.pth' in msg and 'iter-mm ITER x2' in msg and 'ITERNet' in msg
+    assert '234 missing' in msg and "252 unexpected: ['lq_encoder.model.2.0.weight'" in msg
+    bad_shape = OrderedDict((k, torch.zeros(1).expand(v.shape)) for k, v in net.state_dict().items())
+    bad_shape['refiner.code_emb.weight'] = torch.zeros(1).expand(256, 512, 1, 1)  # phi_e-sized embedding
+    with pytest.raises(RuntimeError, match=r'1 shape mismatches: \['
+                       r"'refiner.code_emb.weight: checkpoint \(256, 512, 1, 1\) vs model \(256, 513, 1, 1\)'"):
+        ckpt.load_state_dict_strict(net, bad_shape)
+    vq_only = ckpt.official_to_ours(zeros_official('swinvqgan'))
+    with pytest.raises(RuntimeError, match='missing'):
+        ckpt.load_state_dict_strict(net, vq_only)
+    with pytest.raises(ValueError, match='unrecognised checkpoint'):
+        ckpt.detect_kind({'conv.weight': torch.zeros(1)})
+    with pytest.raises(ValueError, match='expected an official'):
+        ckpt.official_to_ours(net.state_dict())
+
+
+def test_differing_alias_follows_official_loader():
+    sd = random_official('swinvqgan')
+    key = 'generator.blocks.0.bias'
+    sd[key] = sd[key] + 1
+    with pytest.warns(UserWarning, match='differs'):
+        ours = ckpt.official_to_ours(sd)
+    assert torch.equal(ours['decoder.blocks.0.bias'], sd[key])
+    assert not any(k.startswith('generator.') for k in ours)
+
+
+def test_packaged_manifests_equal_shared_reference():
+    if not SHARED.is_dir():
+        pytest.skip('shared reference not available')
+    for name in ckpt.MANIFESTS:
+        packaged = [(k, s, d) for k, s, d, _ in ckpt.load_manifest(name)]
+        assert packaged == manifest(name)
+
+
+def test_load_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match='not found'):
+        ckpt.load_checkpoint_file(tmp_path / 'missing.pth')
+    bad = tmp_path / 'corrupt.pth'
+    bad.write_bytes(b'not a checkpoint')
+    with pytest.raises(RuntimeError, match='cannot read checkpoint'):
+        ckpt.load_checkpoint_file(bad)
+    with pytest.raises(ValueError, match='not a state dict'):
+        ckpt.extract_state_dict({'params': {'a': 1}})
+
+
+# --- tools/convert_official_ckpt.py on a tiny ITER ------------------------------------------------------------
+def _tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('convert_official_ckpt', REPO / 'tools' / 'convert_official_ckpt.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def tiny_iter():
+    net_cfg = dict(mid_dim=32, num_rstb=1, depth=2, window_size=4, num_heads=4, codebook_size=16)
+    return ITERNet(scale=2, vqgan=dict(type='SwinVQGAN', nf=16, ch_mult=(1, 1, 2, 2), num_res_blocks=1,
+                                       codebook_size=16, embed_dim=8, swin_dim=16, swin_window=4, swin_depth=2,
+                                       swin_heads=2),
+                   lq_encoder=dict(type='LQEncoder', base_channels=16, feat_dim=16, codebook_size=16, swin_dim=16,
+                                   swin_num_rstb=1, swin_depth=2, swin_window=4, swin_heads=2),
+                   evaluator=dict(type='TokenEvaluationNet', **net_cfg),
+                   refiner=dict(type='TokenRefinementNet', **net_cfg))
+
+
+def test_convert_tool_round_trip(tmp_path, capsys):
+    from mmengine.runner import load_checkpoint
+    tool = _tool()
+    torch.manual_seed(0)
+    net = tiny_iter()
+    official = ckpt.ours_to_official(net.state_dict())
+    assert [k for k in official if k.startswith('vqgan.')][:1] == ['vqgan.encoder.blocks.0.weight']
+    train_ckpt, vq_ckpt = tmp_path / 'ITER_x2.pth', tmp_path / 'ITER_swinvqgan.pth'
+    torch.save({'params': {k: v for k, v in official.items() if not k.startswith('vqgan.')}}, train_ckpt)
+    torch.save({'params': {k[6:]: v for k, v in official.items() if k.startswith('vqgan.')}}, vq_ckpt)
+    dst = tmp_path / 'out' / 'iter_x2_mm.pth'
+
+    assert tool.main([str(train_ckpt), str(dst)]) == 2
+    assert '--vqgan' in capsys.readouterr().err and not dst.exists()
+    assert tool.main([str(train_ckpt), str(dst), '--vqgan', str(vq_ckpt)]) == 0
+    out = torch.load(dst, weights_only=True)
+    assert set(out) == {'meta', 'state_dict'} and out['meta']['converted_from'] == 'ITER_x2.pth'
+    assert all(k.startswith('generator.') for k in out['state_dict'])
+
+    class Wrapper(torch.nn.Module):  # what our MMagic models hold: the network as self.generator
+        def __init__(self):
+            super().__init__()
+            self.generator = tiny_iter()
+
+    model = Wrapper()
+    load_checkpoint(model, str(dst), map_location='cpu', strict=True)
+    for k, v in net.state_dict().items():
+        assert torch.equal(model.generator.state_dict()[k], v), k
+
+    assert tool.main([str(train_ckpt), str(dst), '--vqgan', str(vq_ckpt)]) == 2  # no silent overwrite
+    assert 'exists; pass --force' in capsys.readouterr().err
+    assert tool.main([str(train_ckpt), str(dst), '--vqgan', str(vq_ckpt), '--force']) == 0
+
+    rev = tmp_path / 'official_again.pth'
+    assert tool.main([str(dst), str(rev), '--reverse']) == 0
+    back = torch.load(rev, weights_only=True)['params']
+    assert list(back) == list(official)
+    assert all(torch.equal(back[k], v) for k, v in official.items())
+    assert tool.main([str(train_ckpt), str(tmp_path / 'x.pth'), '--reverse']) == 2
+    assert 'already an official' in capsys.readouterr().err
+    assert tool.main([str(dst), str(tmp_path / 'y.pth')]) == 2
+    assert 'use --reverse' in capsys.readouterr().err
+    assert tool.main([str(tmp_path / 'nope.pth'), str(tmp_path / 'z.pth')]) == 2
+    assert 'not found' in capsys.readouterr().err
