@@ -1,0 +1,139 @@
+"""Whole-pipeline ITER restoration of LQ images: checks, padding, adaptive refinement, tiling, colour."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from ..utils.color import color_correction as _color_correction
+from ..utils.padding import crop_to, pad_to_multiple
+from ..utils.tiling import auto_tile_size, tiled_apply
+from .sampling import RefineResult, adaptive_refine, derive_seeds, resolve_seed
+
+__all__ = ['check_lq', 'autocast_context', 'restore_image']
+
+DTYPES = {'fp32': None, 'float32': None, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
+          'fp16': torch.float16, 'float16': torch.float16}
+
+
+def check_lq(lq: Tensor) -> None:
+    """Raise a clear error unless ``lq`` is a finite float (B, 3, h, w) tensor in [0, 1]."""
+    if not isinstance(lq, Tensor):
+        raise TypeError(f'lq must be a torch.Tensor, got {type(lq).__name__}')
+    if lq.dim() != 4 or lq.shape[1] != 3:
+        raise ValueError(f'lq must have shape (B, 3, h, w) (RGB), got {tuple(lq.shape)}')
+    if not lq.is_floating_point():
+        raise TypeError(f'lq must be a float tensor with values in [0, 1], got dtype {lq.dtype} '
+                        '(divide 8-bit images by 255, 16-bit by 65535)')
+    if lq.numel() == 0:
+        raise ValueError(f'lq is empty: shape {tuple(lq.shape)}')
+    lo, hi = torch.aminmax(lq.float())
+    if not (torch.isfinite(lo) and torch.isfinite(hi)):
+        raise ValueError('lq contains NaN or infinite values')
+    if lo < 0 or hi > 1:
+        raise ValueError(f'lq values must lie in [0, 1], got [{lo.item():.4g}, {hi.item():.4g}]')
+
+
+def autocast_context(dtype: Union[str, torch.dtype, None], device: torch.device):
+    """Autocast for 'bf16'/'fp16' on ``device``; a no-op for 'fp32'/None (the default: never a silent half)."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f'unknown dtype {dtype!r}; expected one of fp32, bf16, fp16')
+        dtype = DTYPES[dtype]
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _refine_padded(net, lq: Tensor, official_padding: bool, **sampling) -> RefineResult:
+    """Pad (B, 3, h, w) to net.lq_pad_multiple, refine, crop image and token maps back."""
+    h, w = lq.shape[-2:]
+    s = int(net.scale)
+    padded, _ = pad_to_multiple(lq, int(net.lq_pad_multiple), official_padding)
+    res = adaptive_refine(net, padded, **sampling)
+    down = res.image.shape[-1] // res.tokens.shape[-1]  # pixels per token (8)
+    th, tw = -(-h * s // down), -(-w * s // down)
+    cut = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
+    for name in ('tokens', 'lq_tokens', 'good_prob', 'step_tokens', 'step_keep'):
+        if cut[name] is not None:
+            cut[name] = crop_to(cut[name], th, tw)
+    for name in ('image', 'step_images'):
+        if cut[name] is not None:
+            cut[name] = crop_to(cut[name], h * s, w * s)
+    return RefineResult(**cut)
+
+
+@torch.no_grad()
+def restore_image(net, lq: Tensor, *, alpha: float = 0.7, steps: int = 8, token_temperature: float = 1.0,
+                  mask_temperature: float = 1.0, schedule: str = 'linear', seed: Optional[int] = None,
+                  generator: Optional[torch.Generator] = None, color_correction: bool = False,
+                  tile: Optional[int] = None, tile_overlap: int = 16, max_pixels: Optional[int] = None,
+                  dtype: Union[str, torch.dtype, None] = 'fp32', official_padding: bool = False,
+                  return_result: bool = False) -> Union[Tensor, RefineResult]:
+    """Super-resolve (B, 3, h, w) LQ images in [0, 1] with ITER -> (B, 3, h*s, w*s) float32 in [0, 1].
+
+    Args:
+        net: ITERNet (``scale``, ``lq_pad_multiple``, sub-networks as in docs/architecture.md).
+        alpha, steps, token_temperature, mask_temperature, schedule: sampling options of
+            :func:`~iter_mm.models.sampling.adaptive_refine`.
+        seed / generator: one seed for the call (drawn once from ``generator`` if not given). Every image uses it
+            through the counter-based noise (each tile a seed derived from it and the tile's position), so results
+            do not depend on batch composition.
+        color_correction: match SR channel mean/std to the LQ (paper Eq. 10).
+        tile, tile_overlap: LQ tile side and overlap, rounded to multiples of ``net.lq_pad_multiple`` (tiles
+            lie on that grid of the mirror-padded image and need no padding); images within one tile run whole.
+        max_pixels: LQ pixels per network call. Whole images are batched up to it; an image larger than it
+            without ``tile`` is tiled with the largest square tile fitting it; tiles are batched up to it
+            (one tile per call when None).
+        dtype: 'fp32' (default), 'bf16' or 'fp16' autocast.
+        official_padding: the authors' always-pad rule instead of minimal padding (reference 6.4).
+        return_result: return the :class:`RefineResult` (image and token maps cropped to the input) instead of
+            the image; after tiled inference only its ``image`` is set.
+    """
+    check_lq(lq)
+    if tile is not None and tile < 1 or tile_overlap < 0 or max_pixels is not None and max_pixels < 1:
+        raise ValueError(f'need tile >= 1, tile_overlap >= 0 and max_pixels >= 1; got tile={tile}, '
+                         f'tile_overlap={tile_overlap}, max_pixels={max_pixels}')
+    b, _, h, w = lq.shape
+    s, multiple = int(net.scale), int(net.lq_pad_multiple)
+    sampling = dict(alpha=alpha, steps=steps, token_temperature=token_temperature,
+                    mask_temperature=mask_temperature, schedule=schedule,
+                    seed=resolve_seed(seed, generator))
+    if tile is None and max_pixels is not None and h * w > max_pixels:
+        tile = auto_tile_size(max_pixels, multiple)
+    whole = tile is None or (h <= tile and w <= tile)
+
+    with autocast_context(dtype, lq.device):
+        if whole:
+            per_call = b if max_pixels is None else max(1, max_pixels // (h * w))
+            parts = [_refine_padded(net, lq[k:k + per_call], official_padding, **sampling)
+                     for k in range(0, b, per_call)]
+            if return_result:
+                res = parts[0] if len(parts) == 1 else RefineResult(**{
+                    f.name: None if getattr(parts[0], f.name) is None else
+                    torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(RefineResult)})
+            out = torch.cat([p.image for p in parts]).float()
+        else:  # tiles on the grid of lq_pad_multiple, so that no tile needs padding of its own
+            tile = max(multiple, tile // multiple * multiple)
+            overlap = min(-(-tile_overlap // multiple) * multiple, tile - multiple)  # at least tile_overlap
+            padded, _ = pad_to_multiple(lq, multiple)
+            th, tw = min(tile, padded.shape[-2]), min(tile, padded.shape[-1])
+            per_call = 1 if max_pixels is None else max(1, max_pixels // (th * tw))
+            seed = sampling.pop('seed')
+
+            def run_tiles(tiles: Tensor, offsets: Tensor) -> Tensor:  # own noise stream per tile position
+                seeds = derive_seeds(seed, offsets.to(tiles.device))
+                return _refine_padded(net, tiles, official_padding, seed=seeds, **sampling).image.float()
+
+            out = crop_to(tiled_apply(run_tiles, padded, s, tile, overlap, per_call), h * s, w * s)
+            res = RefineResult(out)
+    if color_correction:
+        out = _color_correction(out, lq)
+    out = out.clamp(0, 1)
+    if return_result:
+        res.image = out
+        return res
+    return out

@@ -1,0 +1,113 @@
+"""End-to-end tests of tools/infer.py on a tiny ITER config (random weights saved to a checkpoint)."""
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('mmcv')
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location('iter_infer_tool', ROOT / 'tools' / 'infer.py')
+infer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(infer)
+
+LEAD_TINY_CFG = ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py'  # preferred; the inline one is a fallback
+TINY_CFG = """
+custom_imports = dict(imports=['iter_mm'], allow_failed_imports=False)
+default_scope = 'mmagic'
+sw = dict(swin_window=4, swin_depth=2, swin_heads=2)
+tok = dict(codebook_size=32, mid_dim=16, num_rstb=1, depth=2, window_size=4, num_heads=2)
+model = dict(
+    type='ITERModel',
+    generator=dict(
+        type='ITERNet', scale=4,
+        vqgan=dict(type='SwinVQGAN', nf=16, ch_mult=(1, 1, 1, 1), num_res_blocks=1, codebook_size=32,
+                   embed_dim=8, swin_dim=16, swin_num_rstb=1, **sw),
+        lq_encoder=dict(type='LQEncoder', base_channels=16, feat_dim=16, codebook_size=32, swin_dim=16,
+                        swin_num_rstb=1, **sw),
+        evaluator=dict(type='TokenEvaluationNet', **tok),
+        refiner=dict(type='TokenRefinementNet', **tok)),
+    test_cfg=dict(seed=7),
+    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+"""
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('infer')
+    cfg = LEAD_TINY_CFG
+    if not cfg.is_file():
+        cfg = tmp / 'iter_tiny.py'
+        cfg.write_text(TINY_CFG)
+    torch.manual_seed(0)
+    from mmagic.registry import MODELS
+
+    from iter_mm.utils.config import inference_model_cfg, load_config
+    net = MODELS.build(inference_model_cfg(load_config(str(cfg)).model))
+    ckpt = tmp / 'tiny.pth'
+    torch.save({'state_dict': net.state_dict()}, ckpt)
+    bad = tmp / 'bad.pth'
+    sd = net.state_dict()
+    sd.pop(next(k for k in sd if 'refiner' in k))
+    torch.save({'state_dict': sd}, bad)
+
+    inp = tmp / 'in'
+    inp.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(inp / 'rgb.png'), rng.integers(0, 256, (12, 9, 3), dtype=np.uint8))
+    cv2.imwrite(str(inp / 'gray.png'), rng.integers(0, 256, (5, 7), dtype=np.uint8))
+    cv2.imwrite(str(inp / 'rgba.png'), rng.integers(0, 256, (8, 8, 4), dtype=np.uint8))
+    cv2.imwrite(str(inp / 'deep.png'), rng.integers(0, 65536, (6, 6, 3), dtype=np.uint16))
+    cv2.imwrite(str(inp / 'one.png'), rng.integers(0, 256, (1, 1, 3), dtype=np.uint8))
+    (inp / 'corrupt.png').write_bytes(b'\x89PNG not really')
+    return dict(tmp=tmp, cfg=str(cfg), ckpt=str(ckpt), bad=str(bad), inp=inp, net=net)
+
+
+def _run(setup, out, *extra, inputs=None):
+    return infer.main([inputs or str(setup['inp']), '-c', setup['cfg'], '-w', setup['ckpt'], '-o', str(out),
+                       '--device', 'cpu', *extra])
+
+
+def test_infer_end_to_end(setup, capsys):
+    out = setup['tmp'] / 'out'
+    assert _run(setup, out) == 1  # the corrupt file fails, the others are written
+    err = capsys.readouterr().err
+    assert 'corrupt.png' in err and 'alpha channel dropped' in err
+    sizes = {'rgb.png': (48, 36), 'gray.png': (20, 28), 'rgba.png': (32, 32), 'deep.png': (24, 24),
+             'one.png': (4, 4)}
+    for name, (h, w) in sizes.items():
+        img = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
+        assert img.shape == (h, w, 3), name
+        assert img.dtype == (np.uint16 if name == 'deep.png' else np.uint8), name
+    assert not (out / 'corrupt.png').exists()
+    # the written pixels are model.restore's output with the config's seed
+    lq = cv2.imread(str(setup['inp'] / 'rgb.png'))[..., ::-1] / 255.0
+    lq = torch.from_numpy(lq.copy()).permute(2, 0, 1)[None].float()
+    ref = setup['net'].restore(lq, max_pixels=720 * 720)[0].permute(1, 2, 0).numpy()
+    got = cv2.imread(str(out / 'rgb.png'))[..., ::-1] / 255.0
+    assert np.abs(got - ref).max() <= 0.5 / 255 + 1e-6
+
+    # no silent overwrite; --overwrite replaces; options reach restore
+    with pytest.raises(SystemExit, match='exist'):
+        _run(setup, out)
+    before = (out / 'rgb.png').read_bytes()
+    assert _run(setup, out, '--overwrite', '--seed', '3', '--alpha', '0.2', '--steps', '4', '--tile', '8',
+                '--tile-overlap', '8', '--color-correction', '--dtype', 'bf16',
+                inputs=str(setup['inp'] / 'rgb.png')) == 0
+    assert (out / 'rgb.png').read_bytes() != before
+
+
+def test_infer_clear_errors(setup, tmp_path):
+    with pytest.raises(SystemExit, match='missing'):
+        infer.main([str(setup['inp'] / 'rgb.png'), '-c', setup['cfg'], '-w', setup['bad'], '-o', str(tmp_path)])
+    with pytest.raises(SystemExit, match='not found'):
+        infer.main([str(setup['inp'] / 'rgb.png'), '-c', setup['cfg'], '-w', str(tmp_path / 'none.pth'),
+                    '-o', str(tmp_path)])
+    with pytest.raises(SystemExit, match='no such file'):
+        infer.main([str(tmp_path / 'nope.png'), '-c', setup['cfg'], '-w', setup['ckpt'], '-o', str(tmp_path)])
+    with pytest.raises(SystemExit, match='own input'):
+        infer.main([str(setup['inp'] / 'rgb.png'), '-c', setup['cfg'], '-w', setup['ckpt'],
+                    '-o', str(setup['inp']), '--overwrite'])

@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Super-resolve image files with an ITER model (adaptive refinement, reference section 6).
+
+    python tools/infer.py INPUT... -c CONFIG -w CHECKPOINT -o OUT_DIR [--alpha 0.7] [--steps 8] [--seed 0]
+        [--tile 256 --tile-overlap 16 --max-pixels 518400] [--color-correction] [--device cuda]
+        [--dtype fp32|bf16|fp16] [--overwrite]
+
+INPUTs are image files or folders (their images, non-recursive). Each output has its input's file name in
+OUT_DIR (16-bit PNG/TIFF inputs give 16-bit outputs). Grey inputs become RGB, an alpha channel is dropped
+(reported). Unreadable files are reported and skipped; the exit status is then 1. Existing outputs are never
+replaced without --overwrite. The checkpoint is an iter-mm one (MMEngine ``state_dict`` or an ITERNet state
+dict) or the authors' ITER_x{2,4}.pth (with --vqgan ITER_swinvqgan.pth when it lacks the VQGAN); it is
+loaded strictly. Sampling options not given fall back to the config's ``model.test_cfg``.
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+from collections import Counter
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+if __package__ in (None, ''):  # run as a script from anywhere
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description='Super-resolve images with ITER',
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('inputs', nargs='+', help='image files and/or folders of images')
+    p.add_argument('-c', '--config', required=True, help='model config (e.g. configs/iter/iter_x4_realsr.py)')
+    p.add_argument('-w', '--checkpoint', required=True, help='iter-mm or official ITER checkpoint')
+    p.add_argument('-o', '--out-dir', required=True, help='output folder (created if missing)')
+    p.add_argument('--vqgan', help='official ITER_swinvqgan.pth, for official ITER checkpoints without vqgan.*')
+    p.add_argument('--unsafe-load', action='store_true',
+                   help='allow pickled objects in the checkpoint (full MMEngine training checkpoints); '
+                        'only for files you trust')
+    p.add_argument('--alpha', type=float, help='phi_e threshold for initially kept tokens (test_cfg: 0.7)')
+    p.add_argument('--steps', type=int, help='refinement steps T')
+    p.add_argument('--seed', type=int, help='sampling seed (the same for every image)')
+    p.add_argument('--tile', type=int, help='LQ tile size for tiled inference')
+    p.add_argument('--tile-overlap', type=int, help='LQ overlap of neighbouring tiles')
+    p.add_argument('--max-pixels', type=int, default=720 * 720,
+                   help='LQ pixels per network call; larger images are tiled (0: no limit)')
+    p.add_argument('--color-correction', action='store_true', help='match SR colour statistics to the LQ (Eq. 10)')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--dtype', choices=('fp32', 'bf16', 'fp16'), default='fp32', help='autocast precision')
+    p.add_argument('--overwrite', action='store_true', help='replace existing output files')
+    return p.parse_args(argv)
+
+
+def restore_options(args: argparse.Namespace) -> dict:
+    """Sampling/tiling overrides for ``ITERModel.restore``: only the options given on the command line."""
+    opts = dict(alpha=args.alpha, steps=args.steps, seed=args.seed, tile=args.tile, tile_overlap=args.tile_overlap,
+                max_pixels=args.max_pixels or None)
+    opts = {k: v for k, v in opts.items() if v is not None}
+    if args.color_correction:
+        opts['color_correction'] = True
+    return opts
+
+
+def build_model(config: str, checkpoint: str, device: torch.device, vqgan: Optional[str] = None,
+                unsafe_load: bool = False):
+    """Model of ``config`` without its training-only parts, with ``checkpoint`` loaded strictly."""
+    from mmagic.registry import MODELS
+
+    from iter_mm.utils.checkpoint import (convert_official, detect_kind, extract_state_dict,
+                                          load_checkpoint_file, load_state_dict_strict, unwrap_model_state)
+    from iter_mm.utils.config import inference_model_cfg, load_config
+
+    cfg = load_config(config)
+    model = MODELS.build(inference_model_cfg(cfg.model))
+    if not callable(getattr(model, 'restore', None)) or not hasattr(model, 'generator'):
+        raise SystemExit(f'{config}: model {type(model).__name__} has no restore(); use an ITER config')
+    obj = load_checkpoint_file(checkpoint, allow_pickle=unsafe_load)
+    sd, _ = extract_state_dict(obj)
+    net_sd = unwrap_model_state(sd)
+    try:
+        kind = detect_kind(net_sd)
+    except ValueError as err:
+        raise SystemExit(f'{checkpoint}: not an ITER checkpoint: {err}') from err
+    if kind.family != 'iter':
+        raise SystemExit(f'{checkpoint}: {kind.name} checkpoint; inference needs a full ITER checkpoint')
+    if kind.layout == 'official':
+        net_sd = convert_official(net_sd, vqgan, allow_pickle=unsafe_load)
+    own = model.state_dict()
+    full = {f'generator.{k}': v for k, v in net_sd.items()}
+    full.update({k: v for k, v in sd.items() if k in own and not k.startswith('generator.')})
+    load_state_dict_strict(model, full, source=f'{checkpoint} ({kind.name})')
+    return model.to(device).eval()
+
+
+def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0).to(device)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    from iter_mm.models.inference import autocast_context
+    from iter_mm.utils.image_io import ImageReadError, list_images, read_image, write_image
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise SystemExit(f'--device {args.device!r}: {err}') from err
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: CUDA is not available; use --device cpu')
+    if device.type == 'cpu' and args.dtype == 'fp16':
+        print('note: fp16 autocast on CPU is slow and lossy; bf16 or fp32 are preferred', file=sys.stderr)
+    try:
+        paths = list_images(args.inputs)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from err
+    names = Counter(osp.basename(p) for p in paths)
+    dups = sorted(n for n, c in names.items() if c > 1)
+    if dups:
+        raise SystemExit(f'several inputs share the output name(s) {dups[:5]}; run them into separate folders')
+    outputs = [osp.join(args.out_dir, osp.basename(p)) for p in paths]
+    same = [p for p, o in zip(paths, outputs) if osp.abspath(p) == osp.abspath(o)]
+    if same:
+        raise SystemExit(f'output would replace its own input: {same[:3]}; choose another --out-dir')
+    existing = [o for o in outputs if osp.exists(o)]
+    if existing and not args.overwrite:
+        raise SystemExit(f'{len(existing)} output file(s) exist, e.g. {existing[:3]}; pass --overwrite to replace')
+
+    try:
+        model = build_model(args.config, args.checkpoint, device, args.vqgan, args.unsafe_load)
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
+        raise SystemExit(f'error: {err}') from err
+    opts = restore_options(args)
+    try:
+        from tqdm import tqdm
+        progress = tqdm(total=len(paths), unit='img', desc='ITER', file=sys.stderr, dynamic_ncols=True)
+    except ImportError:  # pragma: no cover - tqdm ships with the environment
+        progress = None
+    say = ((lambda msg: progress.write(msg, file=sys.stderr)) if progress is not None
+           else (lambda msg: print(msg, file=sys.stderr)))
+    failed = []
+    for path, out_path in zip(paths, outputs):
+        try:
+            rgb, info = read_image(path)
+            for note in info.notes:
+                say(f'{path}: {note}')
+            with torch.no_grad(), autocast_context(args.dtype, device):
+                sr = model.restore(_to_tensor(rgb, device), **opts)
+            write_image(out_path, sr[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy(), info.bit_depth)
+        except (ImageReadError, ValueError, RuntimeError, OSError) as err:
+            failed.append(path)
+            msg = str(err)
+            say(f'error: {msg}' if msg.startswith(path) else f'error: {path}: {msg}')
+        if progress is not None:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+    done = len(paths) - len(failed)
+    print(f'{done}/{len(paths)} image(s) written to {args.out_dir}'
+          + (f'; {len(failed)} failed: {failed[:5]}' if failed else ''))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
