@@ -51,13 +51,23 @@ def _data_options(root: Path) -> list:
         'default_hooks.logger.interval=1']
 
 
-def test_train_mmagic_config_and_resume(tiny_pairs, tmp_path):
+@pytest.fixture(scope='module')
+def trained_2_iters(tiny_pairs, tmp_path_factory) -> Path:
+    """Work dir of a 2-iteration SRCNN run (MMagic's zoo config) on the tiny folder."""
+    work = tmp_path_factory.mktemp('srcnn')
+    _run(['tools/train.py', SRCNN, '--work-dir', str(work), '--cfg-options', *_data_options(tiny_pairs),
+          'train_cfg.max_iters=2'], ROOT)
+    return work
+
+
+def test_train_mmagic_config_and_resume(tiny_pairs, trained_2_iters, tmp_path):
     """An MMagic zoo config trains on a tiny folder; --resume continues at the next iteration."""
+    import shutil
     work = tmp_path / 'work'
-    base = ['tools/train.py', SRCNN, '--work-dir', str(work), '--cfg-options', *_data_options(tiny_pairs)]
-    _run(base + ['train_cfg.max_iters=2'], ROOT)
+    shutil.copytree(trained_2_iters, work)
     assert (work / 'iter_2.pth').is_file()
-    proc = _run(base + ['train_cfg.max_iters=4', '--resume'], ROOT)
+    proc = _run(['tools/train.py', SRCNN, '--work-dir', str(work), '--resume', '--cfg-options',
+                 *_data_options(tiny_pairs), 'train_cfg.max_iters=4'], ROOT)
     log = proc.stdout + proc.stderr
     assert 'resumed' in log.lower() and 'iter_2.pth' in log
     ckpt = torch.load(work / 'iter_4.pth', map_location='cpu', weights_only=False)
@@ -105,19 +115,18 @@ def test_killed_training_resumes_losslessly(tiny_pairs, tmp_path):
         torch.testing.assert_close(y, x, rtol=0, atol=0)
 
 
-def test_test_tool_reports_metrics(tiny_pairs, tmp_path):
+def test_test_tool_reports_metrics(tiny_pairs, trained_2_iters, tmp_path):
     """tools/test.py evaluates a checkpoint with the config's test evaluator and dumps the metrics."""
-    work = tmp_path / 'w'
-    _run(['tools/train.py', SRCNN, '--work-dir', str(work), '--cfg-options', *_data_options(tiny_pairs),
-          'train_cfg.max_iters=2'], ROOT)
+    work = trained_2_iters
     out = tmp_path / 'metrics.json'
     test_opts = []  # MMagic's SISR test config has three test sets (Set5, Set14, DIV2K): point each at ours
     for i in range(3):
         test_opts += [f'test_dataloader.{i}.dataset.data_root={tiny_pairs}',
                       f'test_dataloader.{i}.dataset.data_prefix.img=lq',
                       f'test_dataloader.{i}.dataset.data_prefix.gt=gt', f'test_dataloader.{i}.num_workers=0',
+                      f'test_dataloader.{i}.dataset.ann_file=',
                       f'test_dataloader.{i}.persistent_workers=False']
-    proc = _run(['tools/test.py', SRCNN, str(work / 'iter_2.pth'), '--work-dir', str(work), '--out', str(out),
+    proc = _run(['tools/test.py', SRCNN, str(work / 'iter_2.pth'), '--work-dir', str(tmp_path), '--out', str(out),
                  '--cfg-options', *test_opts], ROOT, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json

@@ -13,9 +13,20 @@ import os
 import os.path as osp
 
 from mmengine.config import DictAction
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from iter_mm.utils.config import inference_model_cfg, load_config
+
+
+class _KeepMetrics(Hook):
+    """Remembers the metrics of the test epoch."""
+
+    def __init__(self) -> None:
+        self.metrics: dict = {}
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self.metrics = dict(metrics or {})
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,7 +65,9 @@ def main() -> None:
         cfg[key] = None
 
     runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    kept = _KeepMetrics()
+    runner.register_hook(kept, priority='LOWEST')
+    metrics = runner.test() or kept.metrics  # MMagic's MultiTestLoop returns nothing
     if args.out:
         from mmengine.fileio import dump
         dump(metrics, args.out)

@@ -1,2 +1,2 @@
-"""Runner hooks."""
-from . import hooks  # noqa: F401
+"""Runner hooks and MMEngine integration."""
+from . import checkpoint_loader, hooks  # noqa: F401

@@ -1,0 +1,85 @@
+"""Visualise ITER's iterative refinement (decoded tokens and keep-masks of every step) during val/test."""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmagic.registry import HOOKS
+
+from ...models.sampling import adaptive_refine
+from ...utils.padding import crop_to, pad_to_multiple
+
+
+def refinement_mosaic(step_images: torch.Tensor, step_keep: torch.Tensor) -> torch.Tensor:
+    """Two-row mosaic for one image: decoded steps on top, keep-masks (white = kept) below.
+
+    Args:
+        step_images: (T, 3, H, W) in [0, 1].
+        step_keep: (T, h, w) binary keep-masks on the token grid.
+    Returns:
+        (H * 2, W * T, 3) uint8 RGB.
+    """
+    t, _, h, w = step_images.shape
+    masks = F.interpolate(step_keep[:, None].float(), size=(h, w), mode='nearest').expand(-1, 3, -1, -1)
+    rows = [torch.cat(list(step_images.float()), dim=2), torch.cat(list(masks), dim=2)]
+    mosaic = torch.cat(rows, dim=1).clamp(0, 1)
+    return (mosaic * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
+
+
+@HOOKS.register_module()
+class RefinementVisualizationHook(Hook):
+    """Every ``interval`` val/test iterations, add a mosaic of the refinement steps of the first
+    ``max_images`` inputs to the runner's visualizer (its backends: local files, TensorBoard, ...).
+
+    Args:
+        interval: batches between two visualisations.
+        max_images: inputs of a batch to show.
+        on_val, on_test: where to run.
+        sampling: overrides of the model's test sampling options (alpha, steps, ...).
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 1, max_images: int = 1, on_val: bool = True, on_test: bool = True,
+                 sampling: Optional[dict] = None) -> None:
+        if interval < 1 or max_images < 1:
+            raise ValueError('interval and max_images must be >= 1')
+        self.interval, self.max_images = interval, max_images
+        self.on_val, self.on_test = on_val, on_test
+        self.sampling = dict(sampling or {})
+
+    def _visualize(self, runner, batch_idx: int, data_batch: dict, mode: str) -> None:
+        if batch_idx % self.interval:
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        net = getattr(model, 'generator', None)
+        if net is None or not hasattr(net, 'refiner'):
+            return  # not an ITER model
+        data = model.data_preprocessor(data_batch, False)
+        lq = data['inputs'][:self.max_images]
+        options = dict(getattr(model, 'test_cfg', None) or {})
+        options = {k: options[k] for k in ('alpha', 'steps', 'token_temperature', 'mask_temperature',
+                                            'schedule', 'seed') if k in options}
+        options.update(self.sampling)
+        h, w = lq.shape[-2:]
+        padded, _ = pad_to_multiple(lq, int(net.lq_pad_multiple))
+        with torch.no_grad():
+            res = adaptive_refine(net, padded, return_intermediates=True, **options)
+        s = int(net.scale)
+        down = res.image.shape[-1] // res.tokens.shape[-1]
+        for i in range(lq.shape[0]):
+            images = crop_to(res.step_images[i], h * s, w * s)
+            keep = crop_to(res.step_keep[i], -(-h * s // down), -(-w * s // down))
+            runner.visualizer.add_image(f'{mode}_refinement_{batch_idx}_{i}',
+                                        refinement_mosaic(images, keep).numpy(), step=runner.iter)
+
+    def after_val_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None,
+                       outputs: Optional[Sequence] = None) -> None:
+        if self.on_val and data_batch is not None:
+            self._visualize(runner, batch_idx, data_batch, 'val')
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None,
+                        outputs: Optional[Sequence] = None) -> None:
+        if self.on_test and data_batch is not None:
+            self._visualize(runner, batch_idx, data_batch, 'test')
