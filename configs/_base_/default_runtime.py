@@ -13,8 +13,7 @@ default_hooks = dict(
         interval=5000,
         by_epoch=False,
         max_keep_ckpts=5,
-        save_last=True,
-        out_dir=save_dir),
+        save_last=True),  # no out_dir: checkpoints go to the work dir, where --resume looks
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 

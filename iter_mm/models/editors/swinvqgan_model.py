@@ -1,0 +1,162 @@
+"""Stage-I training model: the Swin-VQGAN autoencoder with a U-Net discriminator (reference section 5)."""
+import math
+from copy import deepcopy
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
+
+from mmagic.models.editors.srgan import SRGAN
+from mmagic.models.utils import set_requires_grad
+from mmagic.registry import MODELS
+from mmagic.structures import DataSample
+
+from ...utils.padding import pad_to_multiple
+
+
+@MODELS.register_module()
+class SwinVQGANModel(SRGAN):
+    """Trains ``SwinVQGAN`` to reconstruct its (HQ) input; MMagic's SRGAN loop with a VQ-aware generator.
+
+    Generator loss (every term optional, weights from the config):
+    ``vq_loss_weight * L_vq + pixel_loss (L1) + ssim_loss (1 - SSIM) + perceptual_loss (LPIPS)
+    + gan_loss (hinge: -mean D(rec), weight 0.1)``; discriminator: ``relu(1 - D(real)) + relu(1 + D(fake))``
+    with two backward passes, both every iteration from iteration 0 (``train_cfg`` may set SRGAN's
+    ``disc_steps`` / ``disc_init_steps``). Optimizers: ``optim_wrapper`` dict with 'generator' and
+    'discriminator'.
+
+    Val/test reconstruct images of any size (mirror-pad to ``generator.pad_multiple``, crop back) and write
+    ``output.pred_img`` and ``output.pred_tokens`` ((h, w) int64, h = ceil(H / 8)).
+
+    Args:
+        generator: ``SwinVQGAN`` config. discriminator: e.g. ``UNetDiscriminatorWithSpectralNorm``.
+        gan_loss: ``GANLoss`` config (``gan_type='hinge'``); its loss_weight applies to the generator only.
+        pixel_loss, ssim_loss, perceptual_loss: loss configs or None (off).
+        vq_loss_weight: weight of the quantizer's loss returned by the generator; 0 / None = off.
+        is_use_ema: keep ``generator_ema`` (updated by MMagic's ``ExponentialMovingAverageHook``) and use it
+            for val/test.
+        test_cfg: ``official_padding=True`` pads like the authors' self-test (always adds a full multiple).
+    """
+
+    def __init__(self,
+                 generator: dict,
+                 discriminator: Optional[dict] = None,
+                 gan_loss: Optional[dict] = None,
+                 pixel_loss: Optional[dict] = None,
+                 ssim_loss: Optional[dict] = None,
+                 perceptual_loss: Optional[dict] = None,
+                 vq_loss_weight: Optional[float] = 1.0,
+                 is_use_ema: bool = False,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None) -> None:
+        # BaseEditModel always builds a pixel loss; build a throw-away one when it is off.
+        super().__init__(
+            generator=generator,
+            discriminator=discriminator,
+            gan_loss=gan_loss,
+            pixel_loss=pixel_loss if pixel_loss else dict(type='L1Loss'),
+            perceptual_loss=perceptual_loss,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            init_cfg=init_cfg,
+            data_preprocessor=data_preprocessor)
+        if not pixel_loss:
+            self.pixel_loss = None
+        self.ssim_loss = MODELS.build(ssim_loss) if ssim_loss else None
+        self.vq_loss_weight = float(vq_loss_weight or 0.0)
+        self.generator_ema = deepcopy(self.generator).requires_grad_(False) if is_use_ema else None
+
+    # ------------------------------------------------------------------ networks
+    @staticmethod
+    def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
+        return net.module if is_model_wrapper(net) else net
+
+    def _test_generator(self) -> torch.nn.Module:
+        return self._unwrap(self.generator_ema if self.generator_ema is not None else self.generator)
+
+    def _test_opt(self, key: str, default):
+        return (self.test_cfg or {}).get(key, default)
+
+    @torch.no_grad()
+    def reconstruct(self, img: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Any-size reconstruction with the test generator (EMA if enabled).
+
+        Args:
+            img: (B, 3, H, W) in [0, 1].
+
+        Returns:
+            rec (B, 3, H, W) in [0, 1] and tokens int64 (B, ceil(H / s), ceil(W / s)), s = downscale (8).
+        """
+        gen = self._test_generator()
+        h, w = img.shape[-2:]
+        padded, _ = pad_to_multiple(img, gen.pad_multiple, official=self._test_opt('official_padding', False))
+        rec, _, tokens = gen(padded)
+        s = gen.downscale
+        return rec[..., :h, :w], tokens[:, :math.ceil(h / s), :math.ceil(w / s)]
+
+    # ------------------------------------------------------------------ forward modes
+    def forward_tensor(self, inputs: torch.Tensor, data_samples=None, training: bool = False):
+        """training: ``generator(inputs)`` -> (rec, vq_loss, tokens); otherwise the any-size rec (B, 3, H, W)."""
+        if training:
+            return self.generator(inputs)
+        return self.reconstruct(inputs)[0]
+
+    def forward_inference(self, inputs: torch.Tensor, data_samples=None, **kwargs) -> DataSample:
+        """Reconstruction (de-normalised like MMagic's SR models) and its token map."""
+        rec, tokens = self.reconstruct(inputs)
+        pred = self.data_preprocessor.destruct(rec, data_samples)
+        return DataSample(pred_img=pred.cpu(), pred_tokens=tokens.cpu())
+
+    # ------------------------------------------------------------------ training
+    def g_step(self, batch_outputs: Tuple[torch.Tensor, torch.Tensor],
+               batch_gt_data: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Generator losses. batch_outputs: (rec (B, 3, H, W), vq_loss scalar); batch_gt_data (B, 3, H, W)."""
+        rec, vq_loss = batch_outputs
+        losses = dict()
+        if self.vq_loss_weight:
+            losses['loss_vq'] = self.vq_loss_weight * vq_loss
+        if self.pixel_loss:
+            losses['loss_pix'] = self.pixel_loss(rec, batch_gt_data)
+        if self.ssim_loss:
+            losses['loss_ssim'] = self.ssim_loss(rec, batch_gt_data)
+        if self.perceptual_loss:
+            losses['loss_perceptual'] = self.perceptual_loss(rec, batch_gt_data)
+        if self.gan_loss and self.discriminator:
+            losses['loss_gan'] = self.gan_loss(self.discriminator(rec), target_is_real=True, is_disc=False)
+        if not losses:
+            raise RuntimeError('SwinVQGANModel: every generator loss is off (vq_loss_weight 0, no pixel/ssim/'
+                               'perceptual/gan loss); nothing to train')
+        return losses
+
+    def extract_gt_data(self, data_samples: DataSample) -> torch.Tensor:
+        if 'gt_img' not in data_samples:
+            raise KeyError('SwinVQGANModel needs `gt_img` in the data samples (the HQ image the model '
+                           'reconstructs; an HQ-only pipeline loads `gt` and copies it to `img`)')
+        return data_samples.gt_img
+
+    def train_step(self, data: List[dict], optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
+        """One G update (all generator losses) then ``disc_repeat`` D updates (SRGAN's d_step_with_optim)."""
+        g_optim_wrapper = optim_wrapper['generator']
+        data = self.data_preprocessor(data, True)
+        batch_inputs, data_samples = data['inputs'], data['data_samples']
+        batch_gt = self.extract_gt_data(data_samples)
+
+        log_vars = dict()
+        with g_optim_wrapper.optim_context(self):
+            rec, vq_loss, _ = self.forward_train(batch_inputs, data_samples)
+
+        if self.if_run_g():
+            set_requires_grad(self.discriminator, False)
+            log_vars.update(self.g_step_with_optim((rec, vq_loss), batch_gt, optim_wrapper))
+
+        if self.if_run_d():
+            set_requires_grad(self.discriminator, True)
+            for _ in range(self.disc_repeat):
+                log_vars.update(self.d_step_with_optim(rec.detach(), batch_gt, optim_wrapper))
+
+        log_vars.pop('loss', None)
+        self.step_counter += 1
+        return log_vars
