@@ -1,0 +1,385 @@
+"""ITERModel: stage II/III training (E_l, phi_e, phi_r on a frozen Swin-VQGAN) and adaptive inference.
+
+Training follows the authors' LQ-stage iteration (reference 4.2-4.5); inference wraps
+:func:`iter_mm.models.inference.restore_image` (Algorithm 2, reference 6). The network is an ``ITERNet``
+config dict held as ``self.generator`` (children ``vqgan``, ``lq_encoder``, ``evaluator``, ``refiner``).
+
+Fixes of the authors' training code (reference 8), each behind an option whose default is the fix:
+
+* ``el_gumbel_grad=True``: the straight-through Gumbel decode of E_l's logits carries a real gradient to E_l
+  (the authors cast the hard sample to ``long``, so their L1 / LPIPS term on it is a constant: 8.12);
+  ``False`` reproduces the inert official term.
+* phi_e runs once on [S_l, S_l] (its detached argmax gives phi_r's condition flag) and once on the argmax of
+  phi_r's output; the authors' duplicate no-grad call and unused call on a sample are not made (4.4).
+* Inference is batch-invariant (per-image adaptive start, counter-based noise: ``restore_image``; 8.16).
+
+There is no GAN term: the authors configure one but never activate it in this stage (4.5.8). Switching a term
+off (weight 0 / None) can leave a network without gradient; under DDP set ``model_wrapper_cfg`` with
+``find_unused_parameters=True`` then.
+"""
+import inspect
+import os.path as osp
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModel
+from torch import Tensor
+
+from mmagic.models.base_models import BaseEditModel
+from mmagic.registry import MODELS
+from mmagic.structures import DataSample
+
+from ...utils.checkpoint import (detect_kind, extract_state_dict, load_checkpoint_file, load_official,
+                                 unwrap_model_state)
+from ...utils.padding import crop_to, pad_to_multiple
+from ..inference import restore_image
+from ..sampling import sample_training_mask
+
+#: Sampling options of the authors' inference script (reference 6.1); `seed` makes tests reproducible.
+DEFAULT_TEST_CFG = dict(alpha=0.7, steps=8, token_temperature=1.0, mask_temperature=1.0, schedule='linear',
+                        seed=0, color_correction=False)
+#: The authors' training-time validation uses TokenRefine's defaults: alpha 0.5, cosine schedule (4.6).
+DEFAULT_VAL_CFG = dict(alpha=0.5, steps=8, token_temperature=1.0, mask_temperature=1.0, schedule='cosine',
+                       seed=0, color_correction=False)
+
+
+@MODELS.register_module()
+class ITERModel(BaseEditModel):
+    """Stage II/III model of ITER: trains E_l, phi_e and phi_r; restores images adaptively.
+
+    Args:
+        generator: ``ITERNet`` config dict.
+        vqgan_ckpt: stage-I checkpoint (ours or the authors' ``ITER_swinvqgan.pth``), loaded into the frozen VQGAN
+            by :meth:`init_weights` when training starts. ``None`` when a full ITER checkpoint is loaded instead
+            (test, inference, resume): training then refuses to start unless such a checkpoint supplied the VQGAN.
+        lq_ce_weight: E_l token cross-entropy against S_h (Eq. 2; reference 4.5.1). 0 = off.
+        eval_lq_loss: phi_e on S_l with labels [S_l == S_h], e.g. ``ClassBalancedCELoss`` (Eq. 9; 4.5.2). None = off.
+        eval_refined_ce_weight: phi_e on argmax(phi_r) with labels [argmax == S_h], plain CE (4.5.3). 0 = off.
+        refine_ce_weight: phi_r CE against S_h at all positions, each image weighted by its masked fraction (4.5.4).
+        perceptual_loss: image loss (e.g. ``LPIPSLoss``) on the hard straight-through Gumbel decodes of E_l and
+            phi_r, as the authors: one call on the 2B batch [E_l decode; phi_r decode] vs [GT; GT] (4.5.5-7).
+        pixel_loss: image loss (e.g. MMagic's ``L1Loss``) on the E_l Gumbel decode, the authors' ``pixel_opt``.
+        el_gumbel_grad: True (fixed) = the E_l decode passes a straight-through gradient to E_l; False
+            (official) = it is a constant, as in the authors' code (8.12).
+        train_cfg: unused, kept for MMagic's signature.
+        test_cfg: sampling options of :meth:`restore` / test (keys of ``restore_image``); merged over
+            ``DEFAULT_TEST_CFG`` (alpha 0.7, linear schedule: the authors' script).
+        val_cfg: sampling options for validation, merged over ``DEFAULT_VAL_CFG`` (alpha 0.5, cosine).
+    """
+
+    def __init__(self,
+                 generator: dict,
+                 vqgan_ckpt: Optional[str] = None,
+                 lq_ce_weight: float = 1.0,
+                 eval_lq_loss: Optional[dict] = dict(type='ClassBalancedCELoss', loss_weight=1.0),
+                 eval_refined_ce_weight: float = 1.0,
+                 refine_ce_weight: float = 1.0,
+                 perceptual_loss: Optional[dict] = None,
+                 pixel_loss: Optional[dict] = None,
+                 el_gumbel_grad: bool = True,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 val_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None) -> None:
+        # BaseEditModel.__init__ insists on a pixel loss; everything it sets is set here. Images enter as
+        # [0, 255] and are scaled to [0, 1] (MMagic's usual SR preprocessing) unless configured otherwise.
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.])
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        BaseModel.__init__(self, init_cfg=init_cfg, data_preprocessor=data_preprocessor)
+        self.train_cfg = train_cfg
+        self.generator = MODELS.build(generator)
+        for name in ('vqgan', 'lq_encoder', 'evaluator', 'refiner'):
+            if not hasattr(self.generator, name):
+                raise TypeError(f'ITERModel needs an ITERNet-like generator with `{name}`; '
+                                f'got {type(self.generator).__name__}')
+        self.generator.vqgan.requires_grad_(False)  # stage I is frozen (reference 4.1)
+        self.generator.vqgan.eval()
+
+        self.vqgan_ckpt = vqgan_ckpt
+        self.lq_ce_weight = float(lq_ce_weight or 0)
+        self.eval_refined_ce_weight = float(eval_refined_ce_weight or 0)
+        self.refine_ce_weight = float(refine_ce_weight or 0)
+        self.eval_lq_loss = MODELS.build(eval_lq_loss) if eval_lq_loss else None
+        self.perceptual_loss = MODELS.build(perceptual_loss) if perceptual_loss else None
+        self.pixel_loss = MODELS.build(pixel_loss) if pixel_loss else None
+        self.el_gumbel_grad = bool(el_gumbel_grad)
+
+        self._restore_keys = self._sampling_option_names()
+        self.test_cfg = self._merge_cfg(DEFAULT_TEST_CFG, test_cfg, 'test_cfg')
+        self.val_cfg = self._merge_cfg(DEFAULT_VAL_CFG, val_cfg, 'val_cfg')
+        self._vqgan_ready = False  # set by init_weights (stage-I file) or by loading a full checkpoint
+        self._warned_random_vqgan = False
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _sampling_option_names() -> frozenset:
+        params = inspect.signature(restore_image).parameters
+        return frozenset(k for k, p in params.items()
+                         if p.kind == p.KEYWORD_ONLY and k != 'return_result')
+
+    def _merge_cfg(self, default: dict, cfg: Optional[dict], name: str) -> dict:
+        merged = {k: v for k, v in default.items() if k in self._restore_keys}
+        self._check_options(cfg or {}, name)
+        merged.update(cfg or {})
+        return merged
+
+    def _check_options(self, options: dict, where: str) -> None:
+        unknown = sorted(set(options) - self._restore_keys)
+        if unknown:
+            raise TypeError(f'{where}: unknown sampling option(s) {unknown}; '
+                            f'valid: {sorted(self._restore_keys)}')
+
+    def init_weights(self) -> None:
+        """Initialise, then load the stage-I VQGAN from ``vqgan_ckpt`` (called when training starts)."""
+        super().init_weights()
+        if self.vqgan_ckpt is None:
+            print_log('ITERModel: vqgan_ckpt is None: the VQGAN must come from a full ITER checkpoint '
+                      '(load_from / resume).', logger='current')
+            return
+        if not osp.isfile(self.vqgan_ckpt):
+            raise FileNotFoundError(
+                f'ITERModel: stage-I VQGAN checkpoint not found: {self.vqgan_ckpt!r}. Train stage I '
+                '(tools/train.py configs/iter/swinvqgan_*.py) or convert the authors\' ITER_swinvqgan.pth '
+                '(tools/convert_official_ckpt.py), then set model.vqgan_ckpt; when resuming or loading a full '
+                'ITER checkpoint set model.vqgan_ckpt=None (its VQGAN weights are used).')
+        load_vqgan_checkpoint(self.generator.vqgan, self.vqgan_ckpt)
+        self._vqgan_ready = True
+        print_log(f'ITERModel: frozen VQGAN loaded from {self.vqgan_ckpt}', logger='current')
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # A full ITER checkpoint that holds every VQGAN tensor supplies stage I (its weights win).
+        vq_prefix = prefix + 'generator.vqgan.'
+        needed = {vq_prefix + k for k in self.generator.vqgan.state_dict()}
+        if needed and needed.issubset(state_dict.keys()):
+            self._vqgan_ready = True
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def train(self, mode: bool = True) -> 'ITERModel':
+        """Switch mode; the frozen VQGAN always stays in eval mode."""
+        super().train(mode)
+        self.generator.vqgan.eval()
+        return self
+
+    # ------------------------------------------------------------------ training
+    def forward_train(self, inputs: Tensor, data_samples: Optional[DataSample] = None,
+                      **kwargs) -> Dict[str, Tensor]:
+        """Losses and token accuracies of one iteration.
+
+        Args:
+            inputs: LQ batch (B, 3, H/s, W/s) in [0, 1].
+            data_samples: with ``gt_img`` (B, 3, H, W) in [0, 1]; H, W multiples of
+                ``ITERNet.lq_pad_multiple * scale`` (64 for the released networks).
+
+        Returns:
+            dict of ``loss_*`` terms (summed by MMEngine) and ``acc_*`` diagnostics (logged only).
+        """
+        if not self._vqgan_ready:
+            raise RuntimeError(
+                'ITERModel: the frozen VQGAN has no trained weights. Set model.vqgan_ckpt to the stage-I '
+                'checkpoint (loaded by init_weights when training starts), or load / resume a full ITER '
+                'checkpoint that contains generator.vqgan.*.')
+        if data_samples is None or 'gt_img' not in data_samples:
+            raise ValueError('ITERModel training needs data_samples with gt_img (the HQ patch)')
+        net = self.generator
+        lq, gt = inputs, data_samples.gt_img
+        self._check_train_shapes(lq, gt)
+
+        with torch.no_grad():
+            gt_tokens = net.vqgan.encode_indices(gt)  # S_h (B, h, w) (4.2)
+        el_logits = net.lq_encoder(lq)  # (B, n, h, w)
+        if el_logits.shape[-2:] != gt_tokens.shape[-2:]:
+            raise RuntimeError(f'E_l token grid {tuple(el_logits.shape[-2:])} != VQGAN grid '
+                               f'{tuple(gt_tokens.shape[-2:])}: does ITERNet.scale match the data scale?')
+        lq_tokens = el_logits.detach().argmax(1)  # S_l: hard, so token losses never reach E_l (4.2)
+        b, h, w = gt_tokens.shape
+        mask = sample_training_mask(b, h, w, device=lq.device)  # 1 = masked (4.3)
+        mask = mask.to(torch.float32)
+        lq_good = (lq_tokens == gt_tokens).long()
+
+        losses: Dict[str, Tensor] = {}
+        if self.lq_ce_weight > 0:  # Eq. 2
+            losses['loss_lq_ce'] = self.lq_ce_weight * F.cross_entropy(el_logits.float(), gt_tokens)
+
+        # phi_e on [S_l, S_l]: one call gives the class-balanced loss and (detached) phi_r's flag.
+        with torch.set_grad_enabled(self.eval_lq_loss is not None):
+            eval_lq_logits = net.evaluator(lq_tokens, lq_tokens)
+        if self.eval_lq_loss is not None:  # Eq. 9
+            losses['loss_eval_lq'] = self.eval_lq_loss(eval_lq_logits.float(), lq_good)
+        eval_lq_pred = eval_lq_logits.detach().argmax(1)
+        cond_flag = (eval_lq_pred == 0).to(torch.float32)  # 1 where phi_e rejects S_l (table in 3)
+
+        ref_logits = net.refiner(lq_tokens, cond_flag, gt_tokens, 1.0 - mask)  # (B, n, h, w)
+        ref_tokens = ref_logits.detach().argmax(1)
+        if self.refine_ce_weight > 0:
+            losses['loss_refine_ce'] = self.refine_ce_weight * masked_fraction_ce(ref_logits, gt_tokens, mask)
+        if self.eval_refined_ce_weight > 0:
+            eval_ref_logits = net.evaluator(ref_tokens, lq_tokens)
+            losses['loss_eval_refined_ce'] = self.eval_refined_ce_weight * F.cross_entropy(
+                eval_ref_logits.float(), (ref_tokens == gt_tokens).long())
+
+        losses.update(self._image_losses(el_logits, ref_logits, gt))
+
+        # diagnostics (no 'loss' in the name: logged, not optimised)
+        losses['acc_lq'] = (lq_tokens == gt_tokens).float().mean()
+        losses['acc_refine'] = (ref_tokens == gt_tokens).float().mean()
+        losses['acc_refine_masked'] = ((ref_tokens == gt_tokens).float() * mask).sum() / mask.sum().clamp(min=1)
+        losses['acc_eval'] = (eval_lq_pred == lq_good).float().mean()
+        losses['acc_majority'] = majority_accuracy(gt_tokens)
+        return losses
+
+    def _check_train_shapes(self, lq: Tensor, gt: Tensor) -> None:
+        net = self.generator
+        mult = net.lq_pad_multiple * net.scale  # token grid a multiple of every Swin window
+        if gt.shape[-2] % mult or gt.shape[-1] % mult:
+            raise ValueError(f'GT patch {tuple(gt.shape[-2:])} must be a multiple of {mult} (VQGAN downscale x '
+                             'the Swin windows): set the dataset crop size accordingly')
+        if (lq.shape[-2] * net.scale, lq.shape[-1] * net.scale) != tuple(gt.shape[-2:]):
+            raise ValueError(f'LQ {tuple(lq.shape[-2:])} x scale {net.scale} != GT {tuple(gt.shape[-2:])}')
+
+    def _image_losses(self, el_logits: Tensor, ref_logits: Tensor, gt: Tensor) -> Dict[str, Tensor]:
+        """Straight-through hard Gumbel decodes (tau 1) and their image losses (reference 4.5.5-7)."""
+        if self.perceptual_loss is None and self.pixel_loss is None:
+            return {}
+        vqgan = self.generator.vqgan
+        with torch.set_grad_enabled(self.el_gumbel_grad and torch.is_grad_enabled()):
+            el_onehot = F.gumbel_softmax(el_logits.float(), tau=1.0, hard=True, dim=1)
+            if not self.el_gumbel_grad:
+                el_onehot = el_onehot.detach()  # official: the `.long()` cast severs the graph (8.12)
+            el_img = vqgan.decode_onehot(el_onehot)
+        losses = {}
+        if self.pixel_loss is not None:
+            losses['loss_pix'] = self.pixel_loss(el_img, gt)
+        if self.perceptual_loss is not None:
+            ref_img = vqgan.decode_onehot(F.gumbel_softmax(ref_logits.float(), tau=1.0, hard=True, dim=1))
+            losses['loss_perceptual'] = self.perceptual_loss(
+                torch.cat([el_img, ref_img]), torch.cat([gt, gt]))
+        return losses
+
+    # ------------------------------------------------------------------ inference
+    def restore(self, lq: Tensor, **overrides) -> Tensor:
+        """Super-resolve ``lq`` (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s), options over ``test_cfg``."""
+        return self._run_restore(lq, self.test_cfg, overrides).image
+
+    def _run_restore(self, lq: Tensor, base: dict, overrides: dict):
+        self._check_options(overrides, 'restore()')
+        if not self._vqgan_ready and not self._warned_random_vqgan:
+            print_log('ITERModel: restoring with a VQGAN that was never loaded (no checkpoint): '
+                      'the output is meaningless', logger='current', level=30)
+            self._warned_random_vqgan = True
+        options = {**base, **overrides}
+        with torch.no_grad():
+            return restore_image(self.generator, lq, **options, return_result=True)
+
+    def forward_tensor(self, inputs: Tensor, data_samples: Optional[DataSample] = None, **kwargs) -> Tensor:
+        """SR image (B, 3, H, W) in [0, 1] with ``test_cfg`` (kwargs override it)."""
+        return self.restore(inputs, **kwargs)
+
+    def forward_inference(self, inputs: Tensor, data_samples: Optional[DataSample] = None,
+                          **kwargs) -> DataSample:
+        """Predictions for metrics: pred_img (0-255 as MMagic's) plus the token fields of the contract."""
+        base = self.val_cfg if kwargs.pop('_use_val_cfg', False) else self.test_cfg
+        result = self._run_restore(inputs, base, kwargs)
+        pred = self.data_preprocessor.destruct(result.image, data_samples)
+        predictions = DataSample(pred_img=pred.cpu())
+        if getattr(result, 'tokens', None) is not None:
+            fields = dict(lq_tokens=result.lq_tokens, pred_tokens=result.tokens,
+                          good_prob=result.good_prob.float())
+            if data_samples is not None and 'gt_img' in data_samples:
+                fields['gt_tokens'] = self.gt_tokens(self._test_gt(data_samples), result.tokens.shape[-2:])
+            predictions.set_tensor_data({k: v.cpu() for k, v in fields.items()})
+        return predictions
+
+    def val_step(self, data: dict) -> List[DataSample]:
+        """Validation: as test, but with ``val_cfg`` (alpha 0.5 as the authors' validation)."""
+        data = self.data_preprocessor(data, False)
+        return self(**data, mode='predict', _use_val_cfg=True)
+
+    def _test_gt(self, data_samples: DataSample) -> Tensor:
+        """GT of val/test samples in the space of the inputs (B, 3, H, W) in [0, 1].
+
+        MMagic's preprocessor leaves the GT of val/test unnormalised and in BGR (for its metrics), while the inputs
+        are normalised in their own channel order: undo both.
+        """
+        def first(v):
+            return v[0] if isinstance(v, (list, tuple)) else v
+
+        pre, meta = self.data_preprocessor, data_samples.metainfo
+        gt = data_samples.gt_img.float()
+        gt_order = first(meta.get('gt_img_output_channel_order'))
+        in_order = first(meta.get('img_output_channel_order'))
+        if gt.shape[1] == 3 and gt_order and in_order and str(gt_order).upper() != str(in_order).upper():
+            gt = gt.flip(1)
+        mean, std = getattr(pre, 'mean', None), getattr(pre, 'std', None)
+        if getattr(pre, '_enable_normalize', False) and mean is not None:
+            gt = (gt - mean.view(1, -1, 1, 1).to(gt)) / std.view(1, -1, 1, 1).to(gt)
+        return gt.clamp(0, 1)
+
+    @torch.no_grad()
+    def gt_tokens(self, gt: Tensor, grid: Sequence[int]) -> Tensor:
+        """S_h of ``gt`` (B, 3, H, W) in [0, 1] on the token grid ``grid`` = (h, w) of the restored tokens.
+
+        The GT is mirror-padded (bottom/right) to the VQGAN's pad_multiple, encoded, and the token map cropped to
+        (h, w) -> (B, h, w) int64.
+        """
+        vqgan = self.generator.vqgan
+        size = (grid[0] * vqgan.downscale, grid[1] * vqgan.downscale)
+        gt = gt[..., :size[0], :size[1]]  # a GT larger than lq * scale (no mod-crop) is cut to the SR size
+        padded, _ = pad_to_multiple(gt, vqgan.pad_multiple)
+        return crop_to(vqgan.encode_indices(padded), grid[0], grid[1])
+
+
+def masked_fraction_ce(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """phi_r loss (reference 4.5.4): mean_b[ mean(mask_b) * mean_p CE(logits_bp, target_bp) ], CE in fp32.
+
+    Args:
+        logits: (B, n, h, w); target: (B, h, w) int64; mask: (B, h, w), 1 = masked.
+    """
+    ce = F.cross_entropy(logits.float(), target, reduction='none').flatten(1).mean(1)
+    return (ce * mask.flatten(1).float().mean(1)).mean()
+
+
+def majority_accuracy(tokens: Tensor) -> Tensor:
+    """Accuracy of always predicting the batch's most frequent token (a baseline for the token accuracies)."""
+    counts = torch.bincount(tokens.flatten())
+    return counts.max().float() / tokens.numel()
+
+
+def vqgan_state_from_file(path: str) -> Mapping[str, Tensor]:
+    """Swin-VQGAN weights (our or official key layout) from a stage-I or full ITER checkpoint file.
+
+    Accepts our stage-I MMEngine checkpoint (``generator.*``; ``generator_ema.*`` preferred when present), the
+    authors' ``ITER_swinvqgan.pth`` (``params_ema`` / ``params``), a converted checkpoint, or a full ITER
+    checkpoint holding ``vqgan.*`` (ours or official).
+    """
+    try:
+        obj = load_checkpoint_file(path)
+    except RuntimeError:
+        # MMEngine training checkpoints pickle their logs; they are trusted like `load_from` / `resume`.
+        print_log(f'ITERModel: {path} is not a weights-only file; unpickling it as MMEngine\'s load_from does',
+                  logger='current', level=30)
+        obj = load_checkpoint_file(path, allow_pickle=True)
+    sd, _ = extract_state_dict(obj)
+    ema = {k[len('generator_ema.'):]: v for k, v in sd.items() if k.startswith('generator_ema.')}
+    if ema:
+        sd = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in ema.items()}
+    sd = unwrap_model_state(sd)
+    kind = detect_kind(sd)
+    if kind.family == 'iter':
+        if not kind.has_vqgan:
+            raise ValueError(f'{path} is an {kind.name} checkpoint: it holds no VQGAN weights; '
+                             'give the stage-I (Swin-VQGAN) checkpoint as vqgan_ckpt')
+        sd = {k[len('vqgan.'):]: v for k, v in sd.items() if k.startswith('vqgan.')}
+    return sd
+
+
+def load_vqgan_checkpoint(vqgan: torch.nn.Module, path: str) -> None:
+    """Strictly load a stage-I checkpoint into ``vqgan``; errors name the file and what was wrong."""
+    try:
+        load_official(vqgan, vqgan_state_from_file(path))
+    except (RuntimeError, ValueError) as err:
+        raise RuntimeError(f'ITERModel: cannot use {path} as the stage-I VQGAN (model.vqgan_ckpt): {err}') from err

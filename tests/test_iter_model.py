@@ -1,0 +1,454 @@
+"""ITERModel: stage hand-over, every training loss term, the E_l Gumbel option, restore() and data samples."""
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+
+import iter_mm  # noqa: F401  (registers everything)
+from iter_mm.models.editors import iter_model as im
+from iter_mm.models.editors.iter_model import ITERModel, majority_accuracy, masked_fraction_ce
+from mmagic.registry import MODELS
+from mmagic.structures import DataSample
+
+ROOT = Path(__file__).resolve().parents[1]
+N_CODES = 32
+WIN = 2
+TINY_VQGAN = dict(type='SwinVQGAN', nf=16, ch_mult=(1, 1, 2, 2), num_res_blocks=1, codebook_size=N_CODES,
+                  embed_dim=8, swin_dim=16, swin_window=WIN, swin_depth=2, swin_num_rstb=1, swin_heads=2)
+TINY_NET = dict(
+    type='ITERNet', scale=4, vqgan=TINY_VQGAN,
+    lq_encoder=dict(type='LQEncoder', scale=4, base_channels=16, feat_dim=16, codebook_size=N_CODES, swin_dim=16,
+                    swin_num_rstb=1, swin_depth=2, swin_window=WIN, swin_heads=2),
+    evaluator=dict(type='TokenEvaluationNet', codebook_size=N_CODES, mid_dim=16, num_rstb=1, depth=2,
+                   window_size=WIN, num_heads=2),
+    refiner=dict(type='TokenRefinementNet', codebook_size=N_CODES, mid_dim=16, num_rstb=1, depth=2,
+                 window_size=WIN, num_heads=2))
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """Tiny networks: one thread is much faster than several competing on a loaded machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def textures(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """(n, 3, size, size) smooth random colour patterns in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size.__float__()), torch.arange(size.__float__()), indexing='ij')
+    imgs = []
+    for _ in range(n):
+        f = torch.rand(3, 2, generator=g) * 0.6 + 0.05
+        p = torch.rand(3, 1, 1, generator=g) * 6.28
+        img = 0.5 + 0.4 * torch.sin(f[:, :1, None] * xx + f[:, 1:, None] * yy + p)
+        imgs.append(img)
+    return torch.stack(imgs).clamp(0, 1)
+
+
+def down4(gt: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(gt, 4)
+
+
+def build(vqgan_ckpt=None, **kwargs) -> ITERModel:
+    torch.manual_seed(0)
+    cfg = dict(type='ITERModel', generator=TINY_NET, vqgan_ckpt=vqgan_ckpt, **kwargs)
+    return MODELS.build(cfg)
+
+
+@pytest.fixture(scope='module')
+def stage1_ckpt(tmp_path_factory) -> Path:
+    """A stage-I checkpoint in our MMEngine layout whose codebook holds real encoder latents (diverse tokens)."""
+    torch.manual_seed(1)
+    vq = MODELS.build(TINY_VQGAN)
+    with torch.no_grad():
+        z = vq.encode(textures(8, 32, seed=5)).permute(0, 2, 3, 1).reshape(-1, 8)
+        vq.quantize.embedding.weight.copy_(z[torch.randperm(len(z))[:N_CODES]])
+    path = tmp_path_factory.mktemp('stage1') / 'vqgan.pth'
+    torch.save({'meta': {'note': 'stage I'}, 'state_dict': {'generator.' + k: v for k, v in vq.state_dict().items()}},
+               path)
+    return path
+
+
+@pytest.fixture
+def ready(stage1_ckpt) -> ITERModel:
+    model = build(str(stage1_ckpt))
+    model.init_weights()
+    return model
+
+
+def samples(gt: torch.Tensor) -> DataSample:
+    """A data sample as MMagic's LoadImageFromFile(channel_order='rgb') + PackInputs make it."""
+    ds = DataSample(metainfo=dict(gt_channel_order='rgb', img_channel_order='rgb'))
+    ds.set_tensor_data(dict(gt_img=gt))
+    return ds
+
+
+# ----------------------------------------------------------------------------------------- hand-over
+def test_init_weights_loads_and_freezes_vqgan(stage1_ckpt):
+    model = build(str(stage1_ckpt))
+    model.init_weights()
+    saved = torch.load(stage1_ckpt, weights_only=True)['state_dict']
+    for k, v in model.generator.vqgan.state_dict().items():
+        assert torch.equal(v, saved['generator.' + k]), k
+    assert not any(p.requires_grad for p in model.generator.vqgan.parameters())
+    model.train()
+    assert model.generator.lq_encoder.training and not model.generator.vqgan.training
+
+
+def test_vqgan_ckpt_official_layout_and_full_iter_checkpoint(stage1_ckpt, tmp_path):
+    """The authors' layout ({'params': ...} with generator.* aliases) and a full ITER checkpoint also work."""
+    from iter_mm.utils.checkpoint import ours_to_official
+    ours = {k[len('generator.'):]: v for k, v in torch.load(stage1_ckpt, weights_only=True)['state_dict'].items()}
+    official = ours_to_official(ours)
+    assert any(k.startswith('generator.') for k in official)  # the decoder alias of the authors' files
+    torch.save({'params': official}, tmp_path / 'official.pth')
+    full = build(str(stage1_ckpt))
+    full.init_weights()
+    torch.save({'state_dict': full.state_dict()}, tmp_path / 'full_iter.pth')
+    for name in ('official.pth', 'full_iter.pth'):
+        model = build(str(tmp_path / name))
+        model.init_weights()
+        for k, v in model.generator.vqgan.state_dict().items():
+            assert torch.equal(v, ours[k]), (name, k)
+
+
+def test_missing_vqgan_ckpt_is_a_clear_error(tmp_path):
+    missing = tmp_path / 'nope' / 'vqgan.pth'
+    with pytest.raises(FileNotFoundError, match='stage-I VQGAN checkpoint not found.*nope/vqgan.pth'):
+        build(str(missing)).init_weights()
+
+
+def test_mismatched_vqgan_ckpt_is_a_clear_error(tmp_path):
+    other = MODELS.build(dict(TINY_VQGAN, codebook_size=16))
+    path = tmp_path / 'other.pth'
+    torch.save({'state_dict': {'generator.' + k: v for k, v in other.state_dict().items()}}, path)
+    with pytest.raises(RuntimeError, match=r'cannot use .*other.pth as the stage-I VQGAN.*shape mismatch'):
+        build(str(path)).init_weights()
+
+
+def test_training_without_vqgan_weights_refuses():
+    model = build(None)
+    model.init_weights()
+    gt = textures(1, 32)
+    with pytest.raises(RuntimeError, match='frozen VQGAN has no trained weights'):
+        model.forward_train(down4(gt), samples(gt))
+
+
+def test_full_checkpoint_supplies_the_vqgan(ready):
+    """A full ITER state dict loaded later wins over (and replaces the need for) the stage-I file."""
+    fresh = build(None)
+    fresh.load_state_dict(ready.state_dict())
+    assert fresh._vqgan_ready
+    gt = textures(2, 32)
+    assert 'loss_refine_ce' in fresh.forward_train(down4(gt), samples(gt))
+    partial = build(None)
+    partial.load_state_dict({k: v for k, v in ready.state_dict().items() if 'vqgan' not in k}, strict=False)
+    assert not partial._vqgan_ready
+
+
+def test_tiny_config_loads_the_tiny_stage1_checkpoint(tmp_path):
+    """iter_x4_tiny.py's VQGAN is swinvqgan_tiny.py's: an MMEngine checkpoint of that stage-I model (generator +
+    discriminator, pickled log state as tools/train.py writes) is its vqgan_ckpt."""
+    from mmengine.logging import HistoryBuffer
+    cfg = Config.fromfile(str(ROOT / 'configs/iter/iter_x4_tiny.py'))
+    stage1_cfg = Config.fromfile(str(ROOT / 'configs/iter/swinvqgan_tiny.py'))
+    assert cfg.model.generator.vqgan.to_dict() == stage1_cfg.model.generator.to_dict()
+    stage1 = MODELS.build(dict(stage1_cfg.model, data_preprocessor=None))  # (its preprocessor needs the scope)
+    path = tmp_path / 'iter_300.pth'
+    torch.save({'meta': {'iter': 300}, 'state_dict': stage1.state_dict(),
+                'message_hub': {'log_scalars': {'train/loss': HistoryBuffer([1.0], [1])}}}, path)
+    model = MODELS.build(dict(cfg.model, vqgan_ckpt=str(path)))  # no LPIPS: builds without weight files
+    model.init_weights()
+    for k, v in model.generator.vqgan.state_dict().items():
+        assert torch.equal(v, stage1.generator.state_dict()[k]), k
+    grid = model.generator.lq_pad_multiple * model.generator.scale
+    assert cfg.gt_crop % grid == 0
+
+
+# ----------------------------------------------------------------------------------------- training
+def test_train_step_updates_token_nets_never_vqgan(ready):
+    model = ready
+    model.train()
+    before = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    wrapper = OptimWrapper(torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99)))
+    gt = textures(2, 32)
+    data = dict(inputs=[(x * 255).round() for x in down4(gt)],
+                data_samples=[samples((g * 255).round()) for g in gt])
+    log = model.train_step(data, wrapper)
+    for key in ('loss_lq_ce', 'loss_eval_lq', 'loss_eval_refined_ce', 'loss_refine_ce', 'acc_lq', 'acc_refine',
+                'acc_eval', 'acc_majority'):
+        assert key in log and math.isfinite(float(log[key])), key
+    after = model.generator.state_dict()
+    for name, p in model.generator.named_parameters():
+        changed = not torch.equal(before[name], after[name])
+        assert changed == (not name.startswith('vqgan.')), name
+
+
+def _stub(model, monkeypatch, el_logits, eval_lq_logits, ref_logits, eval_ref_logits, gt_tokens, mask):
+    """Replace every network output by fixed logits; record what phi_e / phi_r receive."""
+    net, calls = model.generator, {'eval': [], 'ref': []}
+    monkeypatch.setattr(net.vqgan, 'encode_indices', lambda img: gt_tokens)
+    monkeypatch.setattr(net.lq_encoder, 'forward', lambda lq: el_logits)
+
+    def evaluator(tokens, cond):
+        calls['eval'].append((tokens.clone(), cond.clone()))
+        return eval_lq_logits if len(calls['eval']) == 1 else eval_ref_logits
+
+    def refiner(cond_tokens, cond_flag, tokens, keep):
+        calls['ref'].append((cond_tokens.clone(), cond_flag.clone(), tokens.clone(), keep.clone()))
+        return ref_logits
+
+    monkeypatch.setattr(net.evaluator, 'forward', evaluator)
+    monkeypatch.setattr(net.refiner, 'forward', refiner)
+    monkeypatch.setattr(im, 'sample_training_mask', lambda b, h, w, **kw: mask)
+    return calls
+
+
+def _nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-position -log softmax(logits)[target], written out: (B, C, h, w), (B, h, w) -> (B, h, w)."""
+    z = logits.double()
+    lse = z.exp().sum(1).log()
+    return lse - z.gather(1, target[:, None]).squeeze(1)
+
+
+def test_loss_terms_match_hand_computation(ready, monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    b, h, w = 2, 4, 4
+    el_logits = torch.randn(b, N_CODES, h, w, generator=g, requires_grad=True)
+    gt_tokens = torch.randint(0, N_CODES, (b, h, w), generator=g)
+    lq_tokens = el_logits.argmax(1)
+    gt_tokens[0, :2] = lq_tokens[0, :2]  # some correct S_l tokens
+    eval_lq = torch.randn(b, 2, h, w, generator=g, requires_grad=True)
+    ref = torch.randn(b, N_CODES, h, w, generator=g, requires_grad=True)
+    eval_ref = torch.randn(b, 2, h, w, generator=g, requires_grad=True)
+    mask = torch.zeros(b, h, w)
+    mask[0, :1] = 1  # 4 of 16 masked
+    mask[1, 1:] = 1  # 12 of 16 masked
+    calls = _stub(ready, monkeypatch, el_logits, eval_lq, ref, eval_ref, gt_tokens, mask)
+    gt = textures(b, 32)
+    losses = ready.forward_train(down4(gt), samples(gt))
+
+    # E_l CE (Eq. 2)
+    assert float(losses['loss_lq_ce']) == pytest.approx(float(_nll(el_logits, gt_tokens).mean()), rel=1e-5)
+    # phi_r: mean_b[ masked fraction_b * mean_p CE ] = (4/16 * ce_0 + 12/16 * ce_1) / 2
+    ce = _nll(ref, gt_tokens).mean((1, 2))
+    assert float(losses['loss_refine_ce']) == pytest.approx(float((0.25 * ce[0] + 0.75 * ce[1]) / 2), rel=1e-5)
+    # phi_e on S_l, class-balanced (Eq. 9): w_c = (1 - beta) / (1 - beta^n_c), weighted mean
+    label = (lq_tokens == gt_tokens).long()
+    n1 = int(label.sum())
+    n0 = label.numel() - n1
+    wc = [(1 - 0.9999) / (1 - 0.9999**n + 1e-8) for n in (n0, n1)]
+    wi = torch.where(label == 1, wc[1], wc[0]).double()
+    expect = (wi * _nll(eval_lq, label)).sum() / wi.sum()
+    assert float(losses['loss_eval_lq']) == pytest.approx(float(expect), rel=1e-5)
+    # phi_e on argmax(phi_r), plain CE with label [argmax == S_h]
+    ref_tok = ref.argmax(1)
+    expect = _nll(eval_ref, (ref_tok == gt_tokens).long()).mean()
+    assert float(losses['loss_eval_refined_ce']) == pytest.approx(float(expect), rel=1e-5)
+
+    # inputs of the networks (reference 3, 4.4): two phi_e calls, none wasted
+    assert len(calls['eval']) == 2 and len(calls['ref']) == 1
+    assert torch.equal(calls['eval'][0][0], lq_tokens) and torch.equal(calls['eval'][0][1], lq_tokens)
+    assert torch.equal(calls['eval'][1][0], ref_tok) and torch.equal(calls['eval'][1][1], lq_tokens)
+    cond, flag, tokens, keep = calls['ref'][0]
+    assert torch.equal(cond, lq_tokens) and torch.equal(tokens, gt_tokens) and torch.equal(keep, 1 - mask)
+    assert torch.equal(flag, (eval_lq.argmax(1) == 0).float())
+    # accuracies
+    assert float(losses['acc_lq']) == pytest.approx(float((lq_tokens == gt_tokens).float().mean()))
+    assert float(losses['acc_refine_masked']) == pytest.approx(
+        float(((ref_tok == gt_tokens).float() * mask).sum() / 16))
+    counts = torch.bincount(gt_tokens.flatten())
+    assert float(losses['acc_majority']) == pytest.approx(int(counts.max()) / 32)
+
+
+def test_masked_fraction_ce_and_majority_helpers():
+    logits = torch.zeros(1, 4, 1, 2)  # uniform: CE = log 4 everywhere
+    mask = torch.tensor([[[1.0, 0.0]]])
+    assert float(masked_fraction_ce(logits, torch.zeros(1, 1, 2, dtype=torch.long), mask)) == pytest.approx(
+        0.5 * math.log(4))
+    assert float(majority_accuracy(torch.tensor([[1, 1, 2, 3]]))) == 0.5
+
+
+def test_terms_switch_off(ready, monkeypatch):
+    model = build(ready.vqgan_ckpt, lq_ce_weight=0, eval_lq_loss=None, eval_refined_ce_weight=0)
+    model.init_weights()
+    calls = []
+    orig = model.generator.evaluator.forward
+    monkeypatch.setattr(model.generator.evaluator, 'forward', lambda *a: calls.append(1) or orig(*a))
+    gt = textures(2, 32)
+    losses = model.forward_train(down4(gt), samples(gt))
+    assert sorted(k for k in losses if k.startswith('loss')) == ['loss_refine_ce']
+    assert len(calls) == 1  # only the call that builds phi_r's flag
+
+
+@pytest.mark.parametrize('fixed', [True, False])
+def test_el_gumbel_gradient_option(stage1_ckpt, fixed):
+    """Fixed: the L1 / perceptual terms on E_l's Gumbel decode reach E_l. Official: they are constants."""
+    torch.manual_seed(0)
+    model = build(str(stage1_ckpt), pixel_loss=dict(type='L1Loss', loss_weight=1.0),
+                  perceptual_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=fixed)
+    model.init_weights()
+    gt = textures(2, 32)
+    torch.manual_seed(7)
+    losses = model.forward_train(down4(gt), samples(gt))
+    assert losses['loss_pix'].requires_grad == fixed
+    el_params = list(model.generator.lq_encoder.parameters())
+    if fixed:
+        for key in ('loss_pix', 'loss_perceptual'):
+            grads = torch.autograd.grad(losses[key], el_params, allow_unused=True, retain_graph=True)
+            assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0, key
+    else:
+        grads = torch.autograd.grad(losses['loss_perceptual'], el_params, allow_unused=True, retain_graph=True)
+        assert all(g is None for g in grads)
+    # the refined half of the perceptual term always trains phi_r
+    ref_grads = torch.autograd.grad(losses['loss_perceptual'], list(model.generator.refiner.parameters()),
+                                    allow_unused=True)
+    assert sum(float(g.abs().sum()) for g in ref_grads if g is not None) > 0
+
+
+def test_el_gumbel_option_keeps_the_loss_value(stage1_ckpt):
+    """Both modes compute the same numbers (same RNG): only the gradient differs."""
+    values = []
+    for fixed in (True, False):
+        model = build(str(stage1_ckpt), pixel_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=fixed)
+        model.init_weights()
+        gt = textures(2, 32)
+        torch.manual_seed(11)
+        values.append(float(model.forward_train(down4(gt), samples(gt))['loss_pix']))
+    assert values[0] == pytest.approx(values[1], rel=1e-6)
+
+
+def test_bad_training_shapes(ready):
+    gt = textures(1, 36)
+    with pytest.raises(ValueError, match='must be a multiple of 16'):
+        ready.forward_train(F.avg_pool2d(gt, 4), samples(gt))
+    gt = textures(1, 32)
+    with pytest.raises(ValueError, match='x scale 4 !='):
+        ready.forward_train(F.avg_pool2d(gt, 2), samples(gt))
+
+
+def test_short_training_beats_majority_token(stage1_ckpt):
+    """E_l and phi_r learn: their token accuracy beats always predicting the most frequent token."""
+    torch.manual_seed(0)
+    model = build(str(stage1_ckpt))
+    model.init_weights()
+    model.train()
+    wrapper = OptimWrapper(torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.99)))
+    gt = textures(4, 32, seed=5)
+    data = dict(inputs=[(x * 255) for x in down4(gt)], data_samples=[samples(g * 255) for g in gt])
+    first = model.train_step(data, wrapper)
+    assert float(first['acc_lq']) < float(first['acc_majority'])  # untrained: below the baseline (0 vs 0.09)
+    for _ in range(40):
+        log = model.train_step(data, wrapper)
+    base = float(log['acc_majority'])
+    assert float(log['acc_lq']) > 2 * base  # measured: 1.0 vs 0.094
+    assert float(log['acc_refine']) > 2 * base and float(log['acc_refine_masked']) > 2 * base  # 0.9 / 0.93
+
+
+# ----------------------------------------------------------------------------------------- inference
+@pytest.mark.parametrize('size', [(7, 5), (9, 13), (1, 1)])
+def test_restore_shapes_for_odd_sizes(ready, size):
+    lq = torch.rand(2, 3, *size)
+    out = ready.restore(lq)
+    assert out.shape == (2, 3, size[0] * 4, size[1] * 4)
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+    assert torch.equal(out, ready.restore(lq))  # seeded (test_cfg seed 0)
+
+
+def test_restore_options(ready):
+    lq = torch.rand(1, 3, 8, 8)
+    with pytest.raises(TypeError, match="unknown sampling option.*'alpah'"):
+        ready.restore(lq, alpah=0.5)
+    with pytest.raises(TypeError, match='test_cfg: unknown sampling option'):
+        build(None, test_cfg=dict(temperature=1.0))
+    assert ready.test_cfg['alpha'] == 0.7 and ready.test_cfg['schedule'] == 'linear'
+    assert ready.val_cfg['alpha'] == 0.5
+    # alpha 1: no S_l token is kept, all steps run and sample: the seed matters
+    assert not torch.equal(ready.restore(lq, seed=1, alpha=1.0), ready.restore(lq, seed=2, alpha=1.0))
+
+
+def test_val_and_test_fill_data_samples(ready, monkeypatch):
+    seen = []
+    orig = im.restore_image
+    monkeypatch.setattr(im, 'restore_image', lambda net, lq, **kw: seen.append(kw['alpha']) or orig(net, lq, **kw))
+    gt = (textures(2, 44) * 255).round() / 255  # 11x11 LQ: a token grid that needs padding (ceil(44 / 8) = 6)
+    lq = (down4(gt) * 255).round() / 255
+    data = dict(inputs=[x * 255 for x in lq], data_samples=[samples(g * 255) for g in gt])
+    out_val = ready.val_step(data)
+    out_test = ready.test_step(data)
+    assert seen == [0.5, 0.7]
+    # pred_img: restore() with test_cfg, in MMagic's convention for metrics (0-255, BGR like the GT there)
+    expect_img = ready.restore(lq).flip(1) * 255
+    assert torch.allclose(torch.stack([ds.output.pred_img for ds in out_test]), expect_img, atol=1e-3)
+    for ds in out_test:
+        o = ds.output
+        assert o.pred_img.shape == (3, 44, 44) and float(o.pred_img.max()) > 1.0  # 0-255 as MMagic's SR models
+        for key in ('lq_tokens', 'pred_tokens', 'gt_tokens'):
+            assert o.get(key).shape == (6, 6) and o.get(key).dtype == torch.int64, key
+        assert o.good_prob.shape == (6, 6) and float(o.good_prob.min()) >= 0 and float(o.good_prob.max()) <= 1
+    # gt_tokens = S_h of the GT mirror-padded to the VQGAN's multiple (44 -> 48), cropped to the token grid
+    pad = (-44) % ready.generator.vqgan.pad_multiple
+    assert pad == 4
+    with torch.no_grad():
+        padded = torch.cat([gt, gt.flip(-2)[..., :pad, :]], -2)
+        padded = torch.cat([padded, padded.flip(-1)[..., :pad]], -1)
+        expect = ready.generator.vqgan.encode_indices(padded)[:, :6, :6]
+    assert torch.equal(torch.stack([ds.output.gt_tokens for ds in out_val]), expect)
+
+
+def test_lq_only_test_has_no_gt_tokens(ready):
+    data = dict(inputs=[torch.rand(3, 8, 12) * 255], data_samples=[DataSample(metainfo=dict(img_channel_order='rgb'))])
+    (ds, ) = ready.test_step(data)
+    assert ds.output.pred_img.shape == (3, 32, 48)
+    assert 'gt_tokens' not in ds.output and ds.output.lq_tokens.shape == (4, 6)
+
+
+def test_gradient_accumulation_through_optim_wrapper(ready):
+    """accumulative_counts=2: the first train_step only accumulates, the second updates."""
+    model = ready
+    model.train()
+    wrapper = OptimWrapper(torch.optim.Adam(model.parameters(), lr=1e-3), accumulative_counts=2)
+    wrapper.initialize_count_status(model, 0, 4)
+    gt = textures(2, 32)
+    data = dict(inputs=[x * 255 for x in down4(gt)], data_samples=[samples(g * 255) for g in gt])
+    w0 = model.generator.refiner.conv_out[2].weight.clone()
+    model.train_step(data, wrapper)
+    assert torch.equal(w0, model.generator.refiner.conv_out[2].weight)
+    model.train_step(data, wrapper)
+    assert not torch.equal(w0, model.generator.refiner.conv_out[2].weight)
+
+
+def test_bf16_autocast_training_forward(ready):
+    """Under autocast the CE terms are still computed in fp32 and every term is finite."""
+    gt = textures(2, 32)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = ready.forward_train(down4(gt), samples(gt))
+    for key in ('loss_lq_ce', 'loss_refine_ce', 'loss_eval_refined_ce', 'loss_eval_lq'):
+        assert losses[key].dtype == torch.float32 and torch.isfinite(losses[key]), key
+
+
+@pytest.mark.parametrize('name,scale,params,trainable', [
+    ('iter_x4_realsr', 4, 127_321_541, 56_217_698),
+    ('iter_x2_realsr', 2, 129_995_461, 58_891_618),
+])
+def test_realsr_configs(name, scale, params, trainable):
+    """Paper-scale configs: released network sizes (reference 9), paper training settings, restore() runs; the
+    training model names the LPIPS file it lacks, testing needs none (inference_model_cfg)."""
+    from iter_mm.utils.config import inference_model_cfg
+    cfg = Config.fromfile(str(ROOT / f'configs/iter/{name}.py'))
+    assert cfg.optim_wrapper.optimizer.lr == 1e-4 and tuple(cfg.optim_wrapper.optimizer.betas) == (0.9, 0.99)
+    assert cfg.train_cfg.max_iters == 400_000 and cfg.param_scheduler is None
+    assert cfg.train_dataloader.batch_size * 4 == 16 and cfg.gt_crop == 256
+    assert cfg.model.test_cfg.alpha == 0.7 and cfg.model.val_cfg.alpha == 0.5
+    with pytest.raises(FileNotFoundError, match='LPIPS_v0.1_vgg'):
+        MODELS.build(cfg.model)
+    model = MODELS.build(inference_model_cfg(cfg.model))
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
+    assert model.restore(torch.rand(1, 3, 5, 7), steps=2).shape == (1, 3, 5 * scale, 7 * scale)
