@@ -1,0 +1,4 @@
+"""Metrics: pyiqa wrappers, token and codebook diagnostics."""
+from .pyiqa_metric import MissingWeightsError, PyIQAMetric  # noqa: F401
+from .token_metrics import EvaluatorPrecisionRecall, TokenAccuracy  # noqa: F401
+from .codebook import CodebookUsage, codebook_stats  # noqa: F401

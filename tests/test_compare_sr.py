@@ -1,0 +1,132 @@
+"""tools/compare_sr.py on tiny generated images: CSV, Markdown, crops, odd files, refusal to overwrite."""
+import csv
+import importlib.util
+import math
+import os.path as osp
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+spec = importlib.util.spec_from_file_location('compare_sr', osp.join(ROOT, 'tools', 'compare_sr.py'))
+compare_sr = importlib.util.module_from_spec(spec)
+sys.modules['compare_sr'] = compare_sr  # dataclasses resolve annotations through sys.modules
+spec.loader.exec_module(compare_sr)
+
+TINY_RRDB = """
+model = dict(type='BaseEditModel',
+             generator=dict(type='RRDBNet', in_channels=3, out_channels=3, mid_channels=8, num_blocks=1,
+                            growth_channels=4, upscale_factor=4),
+             pixel_loss=dict(type='L1Loss', loss_weight=1.0),
+             data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+"""
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    """LQ 24x48 (x4 -> 96x192: two NIQE blocks): RGB 8-bit, gray 16-bit, RGBA 8-bit (no GT), a corrupt file."""
+    lq_dir, gt_dir = tmp_path / 'lq', tmp_path / 'gt'
+    lq_dir.mkdir()
+    gt_dir.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        hr = F.interpolate(torch.rand(1, 3, 12, 24, generator=g), size=(96, 192), mode='bicubic',
+                           align_corners=False).clamp(0, 1)
+        lq = F.interpolate(hr, scale_factor=0.25, mode='area')[0].permute(1, 2, 0).numpy()[..., ::-1]
+        cv2.imwrite(str(gt_dir / f'img{i}.png'), (hr[0].permute(1, 2, 0).numpy()[..., ::-1] * 255).round()
+                    .astype(np.uint8))
+        if i == 0:
+            cv2.imwrite(str(lq_dir / 'img0.png'), (lq * 255).round().astype(np.uint8))
+        else:  # 16-bit gray
+            cv2.imwrite(str(lq_dir / 'img1.png'), (lq.mean(2) * 65535).round().astype(np.uint16))
+    rgba = np.concatenate([np.full((24, 48, 3), 100, np.uint8), np.full((24, 48, 1), 255, np.uint8)], 2)
+    cv2.imwrite(str(lq_dir / 'img2.png'), rgba)
+    (lq_dir / 'broken.png').write_bytes(b'not a png')
+    cfg = tmp_path / 'tiny_rrdb.py'
+    cfg.write_text(TINY_RRDB)
+    return lq_dir, gt_dir, cfg, tmp_path / 'out'
+
+
+def test_compare_writes_csv_markdown_and_crops(folders):
+    lq_dir, gt_dir, cfg, out = folders
+    iter_cfg = osp.join(ROOT, 'configs', 'iter', 'iter_x4_tiny.py')
+    argv = ['--input', str(lq_dir), '--gt', str(gt_dir), '--out', str(out), '--model', 'bicubic=bicubic',
+            '--model', f'rrdb={cfg}', '--model', f'iter={iter_cfg}', '--random-init', '--iter-opts', 'steps=2',
+            '--metrics', 'psnr', 'niqe', '--crop-size', '32']
+    with pytest.warns(UserWarning, match='skipping broken.png'):
+        assert compare_sr.main(argv) == 0
+    with open(out / 'results.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [(r['model'], r['image']) for r in rows] == [
+        (m, f'img{i}.png') for m in ('bicubic', 'rrdb', 'iter') for i in range(3)]
+    assert all((r['width'], r['height']) == ('192', '96') for r in rows)
+    assert all(float(r['seconds']) > 0 for r in rows)
+    # bicubic PSNR of img0, recomputed by hand from the files (8-bit output, as the tool scores it)
+    lq = torch.from_numpy(cv2.imread(str(lq_dir / 'img0.png'))[..., ::-1].copy()).permute(2, 0, 1)[None] / 255.
+    sr = (F.interpolate(lq.float(), scale_factor=4, mode='bicubic', align_corners=False).clamp(0, 1) * 255).round()
+    gt = torch.from_numpy(cv2.imread(str(gt_dir / 'img0.png'))[..., ::-1].copy()).permute(2, 0, 1)[None].float()
+    mse = ((sr - gt) / 255.).pow(2).mean().item()
+    assert float(rows[0]['psnr']) == pytest.approx(10 * math.log10(1 / mse), rel=1e-4)
+    assert 0 < float(rows[0]['niqe']) < 100
+    assert rows[2]['psnr'] == 'nan'  # img2 has no GT
+    md = (out / 'summary.md').read_text()
+    assert '| model | psnr | niqe | s / image | peak MiB | images |' in md
+    assert '| bicubic |' in md and '| rrdb |' in md and '| iter |' in md and 'RANDOM weights' in md
+    # crops: LQ | bicubic | rrdb | iter | GT, each 32 px wide with 4 px gaps, under an 18 px label bar
+    crop = cv2.imread(str(out / 'crops' / 'img0.png'))
+    assert crop.shape == (32 + 18, 5 * 32 + 4 * 4, 3)
+    assert cv2.imread(str(out / 'crops' / 'img1.png')) is not None
+    with pytest.raises(SystemExit, match='already holds results'):  # never overwrite silently
+        compare_sr.main(argv)
+
+
+def test_errors_are_clear(folders):
+    lq_dir, gt_dir, cfg, out = folders
+    with pytest.raises(ValueError, match='--random-init'):
+        compare_sr.main(['--input', str(lq_dir), '--out', str(out), '--model', f'rrdb={cfg}'])
+    with pytest.raises(SystemExit, match='full-reference: give --gt'):
+        compare_sr.main(['--input', str(lq_dir), '--out', str(out), '--model', 'b=bicubic', '--metrics', 'psnr'])
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        compare_sr.main(['--input', str(lq_dir / 'nope'), '--out', str(out), '--model', 'b=bicubic'])
+    with pytest.raises(ValueError, match='cannot decode'):
+        compare_sr.read_image(str(lq_dir / 'broken.png'))
+
+
+def test_read_image_kinds(folders):
+    lq_dir = folders[0]
+    gray16 = compare_sr.read_image(str(lq_dir / 'img1.png'))
+    assert gray16.shape == (3, 24, 48) and torch.equal(gray16[0], gray16[2])
+    raw = cv2.imread(str(lq_dir / 'img1.png'), cv2.IMREAD_UNCHANGED)
+    assert gray16[0].numpy() == pytest.approx(raw / 65535., abs=1e-6)
+    rgba = compare_sr.read_image(str(lq_dir / 'img2.png'))  # opaque alpha: the colour itself
+    assert rgba.shape == (3, 24, 48) and rgba.max().item() == pytest.approx(100 / 255.)
+
+
+def test_checkpoint_round_trip_and_mismatch(folders, tmp_path):
+    cfg = folders[2]
+    spec = compare_sr.parse_model(f'rrdb={cfg}')
+    torch.manual_seed(1)
+    run = compare_sr.build_model(spec, 4, 'cpu', True, {})
+    lq = torch.rand(1, 3, 8, 12)
+    ref = run(lq)
+    model = run.model
+    assert type(model).__name__ == 'BaseEditModel' and model.training is False
+    ckpt = tmp_path / 'rrdb.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    torch.manual_seed(2)  # different random init: the checkpoint must override it
+    again = compare_sr.build_model(compare_sr.parse_model(f'rrdb={cfg}:{ckpt}'), 4, 'cpu', False, {})
+    assert torch.allclose(again(lq), ref)
+    bad = tmp_path / 'bad.pth'
+    torch.save({'state_dict': {'generator.conv_first.weight': torch.zeros(1)}}, bad)
+    with pytest.raises(ValueError, match='does not fit the config'):
+        compare_sr.build_model(compare_sr.parse_model(f'rrdb={cfg}:{bad}'), 4, 'cpu', False, {})
+
+
+def test_centre_crops_of_lq_and_gt_stay_aligned():
+    lq, gt = torch.rand(3, 25, 48), torch.rand(3, 100, 192)
+    assert torch.equal(compare_sr.center_crop(lq, 12), lq[:, 6:18, 18:30])
+    assert torch.equal(compare_sr.center_crop(gt, 12, 4, like=lq), gt[:, 24:72, 72:120])  # 4 x the LQ offsets

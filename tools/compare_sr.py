@@ -1,0 +1,517 @@
+#!/usr/bin/env python
+"""Compare super-resolution models on one folder of images: metrics, seconds per image, peak memory, crops.
+
+    python tools/compare_sr.py --input LQ_DIR [--gt GT_DIR] --out OUT_DIR \
+        --model bicubic=bicubic \
+        --model rrdb=real_esrgan/realesrgan_c64b23g32_4xb12-lr1e-4-400k_df2k-ost.py:ckpt.pth \
+        --model iter=configs/iter/iter_x4_realsr.py:iter_x4.pth --iter-opts alpha=0.7 seed=0 \
+        [--metrics niqe niqe_mmagic pi psnr ssim lpips] [--random-init] [--crop-images a.png b.png]
+
+A model is NAME=CONFIG[:CHECKPOINT]. CONFIG is 'bicubic', a config file, or a path inside MMagic's model zoo
+(``mmagic/.mim/configs``). Without a checkpoint the model keeps random weights, which needs ``--random-init``
+(demos only); an ITER checkpoint may also be the authors' file (with ``vqgan.*``). Models are built through
+MMEngine/MMagic from the config's ``model``, without training-only parts (``inference_model_cfg`` for ITER; the
+discriminator and GAN/perceptual losses of MMagic models, whose VGG would need a download), and nothing may
+download while they are built. ITER runs through ``model.restore``, every other model through its MMagic test
+path (``model.test_step``). Outputs are rounded to 8 bit (as saved images) before the metrics.
+
+Writes into OUT_DIR (which must be new or empty unless ``--overwrite``): ``results.csv`` (one row per model and
+image), ``summary.md`` (mean of each metric, seconds per image, peak memory per model), ``crops/<image>.png``
+(side-by-side crops: LQ, each model, GT) and, with ``--save-images``, ``images/<model>/<image>.png``.
+Metric names are pyiqa's (``niqe``, ``pi``, ``lpips``, ``musiq``, ...) plus ``niqe_mmagic`` (MMagic's NIQE); a
+suffix ``@Y`` / ``@gray`` scores that luma (docs/niqe.md). Weights of learned metrics come from local files only
+(``--weight-file NAME=PATH``).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import csv
+import logging
+import os
+import os.path as osp
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+OUT_FILES = ('results.csv', 'summary.md', 'crops', 'images')
+
+
+# ------------------------------------------------------------------------------------------------ arguments
+@dataclass
+class ModelSpec:
+    name: str
+    config: str
+    checkpoint: Optional[str] = None
+    cfg_options: Dict[str, object] = field(default_factory=dict)
+
+
+def parse_model(text: str) -> ModelSpec:
+    """'NAME=CONFIG[:CHECKPOINT]' -> ModelSpec ('none' as checkpoint = random weights)."""
+    if '=' not in text:
+        raise argparse.ArgumentTypeError(f"--model expects NAME=CONFIG[:CHECKPOINT], got '{text}'")
+    name, rest = text.split('=', 1)
+    config, ckpt = (rest.rsplit(':', 1) + [None])[:2] if ':' in rest else (rest, None)
+    if not name or not config:
+        raise argparse.ArgumentTypeError(f"--model expects NAME=CONFIG[:CHECKPOINT], got '{text}'")
+    return ModelSpec(name, config, None if ckpt in (None, '', 'none') else ckpt)
+
+
+def _literal(value: str):
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument('--input', required=True, help='folder of LQ images')
+    p.add_argument('--gt', help='folder of GT images (same file stems); enables full-reference metrics')
+    p.add_argument('--out', required=True, help='output folder')
+    p.add_argument('--model', action='append', type=parse_model, required=True, metavar='NAME=CONFIG[:CKPT]')
+    p.add_argument('--scale', type=int, default=4)
+    p.add_argument('--metrics', nargs='+', default=None,
+                   help="pyiqa names and/or 'niqe_mmagic'; '@Y' / '@gray' scores that luma "
+                        '(default: niqe niqe_mmagic@Y [+ psnr ssim with --gt])')
+    p.add_argument('--crop-border', type=int, default=0, help='pixels ignored on each side by the metrics')
+    p.add_argument('--weight-file', action='append', default=[], metavar='FILE=PATH',
+                   help='local file for a pretrained file a metric asks for (e.g. LPIPS_v0.1_alex-df73285e.pth)')
+    p.add_argument('--random-init', action='store_true', help='allow models without checkpoint (random weights)')
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='NAME:KEY=VALUE',
+                   help='override a model config key, e.g. rrdb:model.generator.num_blocks=2')
+    p.add_argument('--iter-opts', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='overrides for model.restore (alpha, steps, seed, tile, ...)')
+    p.add_argument('--max-input-size', type=int, default=0,
+                   help='centre-crop inputs to at most this many LQ pixels per side (0 = whole image)')
+    p.add_argument('--crop-images', nargs='*', default=None, help='images for side-by-side crops (default: first 2)')
+    p.add_argument('--crop-size', type=int, default=128, help='side of the crops in output pixels')
+    p.add_argument('--crop-box', action='append', default=[], metavar='IMAGE:X,Y',
+                   help='top-left corner (output pixels) of the crop of IMAGE (default: centre)')
+    p.add_argument('--save-images', action='store_true')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--overwrite', action='store_true', help='replace earlier results in --out')
+    args = p.parse_args(argv)
+    names = [m.name for m in args.model]
+    if len(set(names)) != len(names):
+        p.error(f'model names must be unique, got {names}')
+    for item in args.cfg_options:
+        name, _, kv = item.partition(':')
+        if name not in names or '=' not in kv:
+            p.error(f"--cfg-options expects NAME:KEY=VALUE with NAME among {names}, got '{item}'")
+        key, value = kv.split('=', 1)
+        next(m for m in args.model if m.name == name).cfg_options[key] = _literal(value)
+    opts = {}
+    for kv in args.iter_opts:
+        if '=' not in kv:
+            p.error(f"--iter-opts expects KEY=VALUE, got '{kv}'")
+        opts[kv.split('=', 1)[0]] = _literal(kv.split('=', 1)[1])
+    args.iter_opts = opts
+    args.weight_files = {}
+    for kv in args.weight_file:
+        if '=' not in kv:
+            p.error(f"--weight-file expects FILE=PATH, got '{kv}'")
+        args.weight_files[kv.split('=', 1)[0]] = kv.split('=', 1)[1]
+    if args.metrics is None:
+        args.metrics = ['niqe', 'niqe_mmagic@Y'] + (['psnr', 'ssim'] if args.gt else [])
+    if args.scale < 1 or args.crop_size < 8:
+        p.error('--scale must be >= 1 and --crop-size >= 8')
+    return args
+
+
+# ------------------------------------------------------------------------------------------------ images
+def read_image(path: str) -> Tensor:
+    """Any 8/16-bit gray, RGB or RGBA file -> (3, H, W) float RGB in [0, 1]; clear errors otherwise."""
+    import cv2
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f'cannot decode {path} (corrupt or not an image)')
+    if img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.
+    elif img.dtype == np.uint16:
+        img = img.astype(np.float32) / 65535.
+    elif img.dtype in (np.float32, np.float64):
+        img = np.clip(img.astype(np.float32), 0, 1)
+    else:
+        raise ValueError(f'{path}: unsupported pixel type {img.dtype}')
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    elif img.shape[2] == 4:  # composite RGBA on white: the alpha channel is not part of the picture to upscale
+        alpha = img[..., 3:]
+        img = img[..., :3] * alpha + (1. - alpha)
+    elif img.shape[2] != 3:
+        raise ValueError(f'{path}: {img.shape[2]} channels, 1, 3 or 4 expected')
+    if min(img.shape[:2]) < 2:
+        raise ValueError(f'{path}: image of {img.shape[1]}x{img.shape[0]} pixels is too small to upscale')
+    return torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)))  # BGR(A) -> RGB
+
+
+def to_uint8(img: Tensor) -> np.ndarray:
+    """(3, H, W) RGB in [0, 1] -> (H, W, 3) uint8 BGR for cv2."""
+    return (img.clamp(0, 1) * 255.).round().byte().permute(1, 2, 0).numpy()[..., ::-1].copy()
+
+
+def center_crop(img: Tensor, size: int, scale: int = 1, like: Optional[Tensor] = None) -> Tensor:
+    """Centre crop to at most ``size`` px a side; with ``like`` (the LQ), the region ``scale`` x the LQ's crop,
+    so that LQ and GT crops stay aligned."""
+    h, w = (like if like is not None else img).shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[..., top * scale:(top + size) * scale, left * scale:(left + size) * scale]
+
+
+def list_images(folder: str) -> List[str]:
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'input folder {folder} does not exist')
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXTS))
+    if not files:
+        raise FileNotFoundError(f'no images ({", ".join(IMG_EXTS)}) in {folder}')
+    return files
+
+
+def side_by_side(panels: List[Tuple[str, np.ndarray]], label_h: int = 18) -> np.ndarray:
+    """Crops (H, W, 3) uint8 BGR of equal size, each under a label bar, in one row with 4 px gaps."""
+    import cv2
+    tiles = []
+    for label, img in panels:
+        bar = np.full((label_h, img.shape[1], 3), 255, np.uint8)
+        cv2.putText(bar, label[:max(1, img.shape[1] // 7)], (2, label_h - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+        tiles += [np.concatenate([bar, img], 0), np.full((label_h + img.shape[0], 4, 3), 255, np.uint8)]
+    return np.concatenate(tiles[:-1], 1)
+
+
+# ------------------------------------------------------------------------------------------------ models
+def resolve_config(path: str) -> str:
+    """A config file, ``mmagic::<path>``, or a path relative to MMagic's model-zoo configs."""
+    if osp.isfile(path) or '::' in path:
+        return path
+    import mmagic
+    zoo = osp.join(osp.dirname(mmagic.__file__), '.mim', 'configs', path)
+    if osp.isfile(zoo):
+        return zoo
+    raise FileNotFoundError(f"config '{path}' is neither a file nor in MMagic's model zoo ({osp.dirname(zoo)})")
+
+
+@contextlib.contextmanager
+def quiet_mmengine(level: int = logging.ERROR):
+    """Silence MMEngine's logger (per-parameter init reports, preprocessor notes) inside the block."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def load_weights(model: torch.nn.Module, path: str, stripped: Sequence[str], name: str) -> None:
+    """Load a checkpoint strictly, except for keys of the stripped training-only parts."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"model '{name}': checkpoint {path} does not exist")
+    ckpt = _load_checkpoint(path, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(state, dict):
+        raise ValueError(f"model '{name}': {path} holds no state dict")
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    if hasattr(model, 'restore') and not any(k.startswith('generator.') for k in state):
+        from iter_mm.utils.checkpoint import load_official  # the authors' ITER file (with its vqgan.* weights)
+        load_official(model.generator, path)
+        model._vqgan_ready = True
+        return
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"model '{name}': {path} does not fit the config: {err}") from None
+    unexpected = [k for k in result.unexpected_keys if k.split('.')[0] not in stripped]
+    if result.missing_keys or unexpected:
+        raise ValueError(f"model '{name}': {path} does not fit the config: missing {result.missing_keys[:5]}"
+                         f"{'...' if len(result.missing_keys) > 5 else ''}, unexpected {unexpected[:5]}"
+                         f"{'...' if len(unexpected) > 5 else ''}")
+
+
+def build_model(spec: ModelSpec, scale: int, device: str, random_init: bool,
+                restore_opts: Dict[str, object]) -> Callable[[Tensor], Tensor]:
+    """A callable (1, 3, h, w) LQ in [0, 1] -> (1, 3, h*s, w*s) in [0, 1] on ``device``."""
+    if spec.config == 'bicubic':
+        if spec.checkpoint:
+            raise ValueError(f"model '{spec.name}': bicubic takes no checkpoint")
+        return lambda lq: F.interpolate(lq, scale_factor=scale, mode='bicubic', align_corners=False).clamp(0, 1)
+    from mmengine.registry import init_default_scope
+
+    from iter_mm.utils.config import inference_model_cfg, load_config, training_only_keys
+    from mmagic.registry import MODELS
+    from mmagic.structures import DataSample
+
+    if spec.checkpoint is None and not random_init:
+        raise ValueError(f"model '{spec.name}' has no checkpoint: give NAME=CONFIG:CHECKPOINT, or --random-init "
+                         'to run it with random weights (a demo, not a result)')
+    cfg = load_config(resolve_config(spec.config), spec.cfg_options or None)
+    init_default_scope(cfg.get('default_scope', 'mmagic'))
+    stripped = training_only_keys(cfg.model)
+    model_cfg = inference_model_cfg(cfg.model)
+    from iter_mm.evaluation.metrics.pyiqa_metric import offline_weights
+    with offline_weights(f"model '{spec.name}'"), quiet_mmengine():  # nothing may download
+        model = MODELS.build(model_cfg)
+    if spec.checkpoint is not None:
+        load_weights(model, spec.checkpoint, stripped, spec.name)
+    else:
+        try:
+            with quiet_mmengine():
+                model.init_weights()
+        except (FileNotFoundError, OSError) as err:  # a 'Pretrained' init_cfg pointing nowhere: keep defaults
+            warnings.warn(f"model '{spec.name}': init_weights failed ({err}); keeping constructor init")
+        if hasattr(model, '_warned_random_vqgan'):
+            model._warned_random_vqgan = True  # random weights were asked for
+    model = model.to(device).eval()
+    scale_of = getattr(getattr(model, 'generator', None), 'scale', scale)
+    if int(scale_of) != scale:
+        raise ValueError(f"model '{spec.name}' upscales x{scale_of}, --scale is {scale}")
+
+    if hasattr(model, 'restore'):  # ITER: the documented inference API
+        def restore(lq: Tensor) -> Tensor:
+            return model.restore(lq, **restore_opts)
+        restore.model = model
+        return restore
+
+    def run(lq: Tensor) -> Tensor:  # MMagic's test path: preprocessor -> forward(predict) -> destruct
+        data = dict(inputs=[lq[0] * 255.], data_samples=[DataSample(metainfo=dict(img_channel_order='rgb'))])
+        with quiet_mmengine():
+            out = model.test_step(data)[0].output.pred_img
+        out = out.data if hasattr(out, 'data') else out
+        return (torch.as_tensor(out).float()[None] / 255.).clamp(0, 1)
+
+    run.model = model
+    return run
+
+
+class PeakMemory:
+    """Peak memory of a block in MiB: CUDA's allocator peak on GPU; on CPU the peak rise of the process RSS
+    (sampled every 2 ms) over its value at entry."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = torch.device(device).type == 'cuda'
+        self.peak_mib = 0.
+
+    def _rss(self) -> int:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+    def __enter__(self) -> 'PeakMemory':
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            self._base = self._peak = self._rss()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self._peak = max(self._peak, self._rss())
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak_mib = (torch.cuda.max_memory_allocated() - self._base) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mib = (max(self._peak, self._rss()) - self._base) / 2**20
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def build_metrics(names: Sequence[str], crop_border: int, weight_files: Dict[str, str], has_gt: bool):
+    """{column name: PyIQAMetric} (inputs in [0, 1], so input_range=1)."""
+    from iter_mm.evaluation.metrics.pyiqa_metric import PyIQAMetric
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    metrics = {}
+    for name in names:
+        base, _, convert = name.partition('@')  # 'niqe@Y': the metric on the BT.601 luma
+        impl = 'mmagic' if base == 'niqe_mmagic' else 'pyiqa'
+        base = 'niqe' if impl == 'mmagic' else base
+        if base not in DEFAULT_CONFIGS:
+            raise SystemExit(f"unknown metric '{name}' (pyiqa names or 'niqe_mmagic', optionally '@Y' / '@gray')")
+        if DEFAULT_CONFIGS[base]['metric_mode'] == 'FR' and not has_gt:
+            raise SystemExit(f"metric '{name}' is full-reference: give --gt")
+        metrics[name] = PyIQAMetric(base, niqe_impl=impl, weight_files=weight_files, crop_border=crop_border,
+                                    input_range=1., metric_key=name, convert_to=convert or None,
+                                    channel_order='rgb')
+    return metrics
+
+
+def score(metric, pred: Tensor, gt: Optional[Tensor]) -> float:
+    sample = {'output': {'pred_img': pred}}
+    if gt is not None:
+        sample['gt_img'] = gt
+    try:
+        metric.process(None, [sample])
+    except (ValueError, RuntimeError) as err:
+        warnings.warn(f'{metric.metric}: {err}')
+        return float('nan')
+    return float(metric.results.pop()[metric.metric])
+
+
+def match_gt(sr: Tensor, gt: Tensor, scale: int, name: str) -> Tuple[Tensor, Tensor]:
+    """Crop SR and GT to their common top-left region when they differ by less than one LQ pixel."""
+    (h1, w1), (h2, w2) = sr.shape[-2:], gt.shape[-2:]
+    if abs(h1 - h2) >= scale or abs(w1 - w2) >= scale:
+        raise ValueError(f'{name}: output {w1}x{h1} and GT {w2}x{h2} do not match at scale {scale}')
+    h, w = min(h1, h2), min(w1, w2)
+    return sr[..., :h, :w], gt[..., :h, :w]
+
+
+# ------------------------------------------------------------------------------------------------ main
+def _fmt(v: float) -> str:
+    return 'nan' if v != v else f'{v:.4f}'
+
+
+def write_summary(path: str, rows: List[dict], models: List[str], metrics: List[str], meta: str) -> None:
+    lines = [f'# SR comparison\n\n{meta}\n', '| model | ' + ' | '.join(metrics) + ' | s / image | peak MiB | images |',
+             '|---' * (len(metrics) + 4) + '|']
+    for m in models:
+        mine = [r for r in rows if r['model'] == m]
+        means = [np.nanmean([r[k] for r in mine]) if any(r[k] == r[k] for r in mine) else float('nan')
+                 for k in metrics]
+        sec = float(np.mean([r['seconds'] for r in mine])) if mine else float('nan')
+        mem = float(np.max([r['peak_mib'] for r in mine])) if mine else float('nan')
+        lines.append(f'| {m} | ' + ' | '.join(_fmt(v) for v in means) + f' | {sec:.3f} | {mem:.0f} | {len(mine)} |')
+    lines.append('\nMetric columns are means over images (NaN where a metric could not be computed); '
+                 's / image is the model call alone (after one warm-up call); peak MiB is the largest over '
+                 'images (CUDA allocator peak on GPU, RSS rise on CPU).')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    if osp.isdir(args.out) and any(osp.exists(osp.join(args.out, f)) for f in OUT_FILES) and not args.overwrite:
+        raise SystemExit(f'{args.out} already holds results ({", ".join(OUT_FILES)}); pass --overwrite or '
+                         'choose another --out')
+    files = list_images(args.input)
+    if args.gt and not osp.isdir(args.gt):
+        raise SystemExit(f'GT folder {args.gt} does not exist')
+    gt_files = {osp.splitext(f)[0]: f for f in list_images(args.gt)} if args.gt else {}
+    for c in args.crop_images or []:
+        if c not in files:
+            raise SystemExit(f"--crop-images: '{c}' is not in {args.input}")
+    boxes = {}
+    for item in args.crop_box:
+        img, _, xy = item.rpartition(':')
+        try:
+            boxes[img] = tuple(int(v) for v in xy.split(','))[:2]
+        except ValueError:
+            raise SystemExit(f"--crop-box expects IMAGE:X,Y, got '{item}'")
+
+    metrics = build_metrics(args.metrics, args.crop_border, args.weight_files, bool(args.gt))
+    models = {}
+    for spec in args.model:
+        models[spec.name] = build_model(spec, args.scale, args.device, args.random_init, args.iter_opts)
+    os.makedirs(osp.join(args.out, 'crops'), exist_ok=True)
+
+    rows: List[dict] = []
+    images = []
+    for f in files:
+        try:
+            lq = read_image(osp.join(args.input, f))
+        except ValueError as err:
+            warnings.warn(f'skipping {f}: {err}')
+            continue
+        full_lq = lq
+        if args.max_input_size:
+            lq = center_crop(lq, args.max_input_size)
+        gt = None
+        stem = osp.splitext(f)[0]
+        if args.gt:
+            if stem not in gt_files:
+                warnings.warn(f'no GT for {f} in {args.gt}; full-reference metrics are NaN for it')
+            else:
+                gt = read_image(osp.join(args.gt, gt_files[stem]))
+                if args.max_input_size:
+                    gt = center_crop(gt, args.max_input_size, args.scale, like=full_lq)
+        images.append((f, lq, gt))
+    if not images:
+        raise SystemExit('no readable image')
+    crop_images = [f for f, _, _ in images][:2] if args.crop_images is None else args.crop_images
+    crops: Dict[str, List[Tuple[str, Tensor]]] = {c: [] for c in crop_images}
+
+    with torch.no_grad():
+        bar = tqdm(total=len(images) * len(models), desc='compare_sr', unit='img', file=sys.stderr)
+        for mname, run in models.items():
+            probe = center_crop(images[0][1], 32)[None].to(args.device)
+            out = run(probe)  # warm-up (allocator, kernels) and scale check
+            if tuple(out.shape[-2:]) != (probe.shape[-2] * args.scale, probe.shape[-1] * args.scale):
+                raise SystemExit(f"model '{mname}' turned {tuple(probe.shape[-2:])} into {tuple(out.shape[-2:])}, "
+                                 f'not x{args.scale}')
+            for f, lq, gt in images:
+                x = lq[None].to(args.device)
+                with PeakMemory(args.device) as mem:
+                    t0 = time.perf_counter()
+                    sr = run(x)
+                    if x.is_cuda:
+                        torch.cuda.synchronize()
+                    seconds = time.perf_counter() - t0
+                sr = ((sr[0].float().cpu().clamp(0, 1) * 255.).round() / 255.)  # as a saved 8-bit image
+                row = {'model': mname, 'image': f, 'seconds': seconds, 'peak_mib': mem.peak_mib,
+                       'width': sr.shape[-1], 'height': sr.shape[-2]}
+                sr_m, gt_m = (match_gt(sr, gt, args.scale, f) if gt is not None else (sr, None))
+                for k, metric in metrics.items():
+                    full_ref = metric.full_ref
+                    row[k] = score(metric, sr_m, gt_m) if (gt_m is not None or not full_ref) else float('nan')
+                rows.append(row)
+                if args.save_images:
+                    os.makedirs(osp.join(args.out, 'images', mname), exist_ok=True)
+                    import cv2
+                    cv2.imwrite(osp.join(args.out, 'images', mname, osp.splitext(f)[0] + '.png'), to_uint8(sr))
+                if f in crops:
+                    crops[f].append((mname, sr))
+                bar.update(1)
+        bar.close()
+
+    import cv2
+    for f, lq, gt in images:
+        if f not in crops or not crops[f]:
+            continue
+        h, w = crops[f][0][1].shape[-2:]
+        size = min(args.crop_size, h, w)
+        x0, y0 = boxes.get(f, ((w - size) // 2, (h - size) // 2))
+        x0, y0 = min(max(0, x0), w - size), min(max(0, y0), h - size)
+        up = F.interpolate(lq[None], size=(lq.shape[-2] * args.scale, lq.shape[-1] * args.scale), mode='nearest')[0]
+        panels = [('LQ', up)] + crops[f] + ([('GT', gt)] if gt is not None else [])
+        tiles = [(label, to_uint8(img[:, y0:y0 + size, x0:x0 + size])) for label, img in panels
+                 if img.shape[-2] >= y0 + size and img.shape[-1] >= x0 + size]
+        cv2.imwrite(osp.join(args.out, 'crops', osp.splitext(f)[0] + '.png'), side_by_side(tiles))
+
+    cols = ['model', 'image', 'width', 'height'] + list(metrics) + ['seconds', 'peak_mib']
+    with open(osp.join(args.out, 'results.csv'), 'w', newline='') as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = (f'{len(images)} images from `{args.input}`' + (f', GT `{args.gt}`' if args.gt else '') +
+            f', x{args.scale}, device {args.device}, {torch.get_num_threads()} threads' +
+            (f', inputs centre-cropped to {args.max_input_size} px' if args.max_input_size else '') +
+            ('; models without checkpoint have RANDOM weights' if args.random_init else '') + '.')
+    write_summary(osp.join(args.out, 'summary.md'), rows, list(models), list(metrics), meta)
+    print(open(osp.join(args.out, 'summary.md')).read())
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
