@@ -385,3 +385,11 @@ def test_realworld_niqe_scores_lq_only_samples(tmp_path):
     sample['data_samples'].output = DataSample(pred_img=up.clamp(0, 255))
     metric.process([], [sample['data_samples'].to_dict()])
     assert 0 < metric.compute_metrics(metric.results)['NIQE'] < 100
+
+
+def test_narrow_even_kernels_stay_finite():
+    """A near-zero width on an even-sized grid used to give 0/0 (NaN kernels, NaN images)."""
+    from iter_mm.datasets.transforms.bsrgan_ops import anisotropic_gaussian_kernel, isotropic_gaussian_kernel
+    for k in (isotropic_gaussian_kernel(6, 1e-6), anisotropic_gaussian_kernel(6, 0.3, 1e-6, 1e-6)):
+        assert np.isfinite(k).all() and abs(float(k.sum()) - 1.0) < 1e-6
+        assert np.isclose(k.max(), 0.25)  # mass split over the 2x2 centre pixels

@@ -1,7 +1,7 @@
 """Config helpers shared by the command-line tools and the inferencer."""
 import copy
 import os.path as osp
-from typing import Optional
+from typing import List, Optional
 
 from mmengine.config import Config, ConfigDict
 
@@ -48,18 +48,27 @@ def enable_amp(cfg: Config, dtype: Optional[str] = None) -> None:
             w.dtype = dtype
 
 
-def inference_model_cfg(model_cfg: dict) -> ConfigDict:
-    """Copy of a model config without what only training needs (losses, discriminator, stage-I file).
+def training_only_keys(model_cfg: dict) -> List[str]:
+    """Keys of a model config that only training needs: the discriminator and the losses.
 
-    For ITER's models, so that testing and inference need no LPIPS/VGG or stage-I weights. Other
-    MMagic models are returned unchanged (their constructors require their losses).
+    ``pixel_loss`` of MMagic's models stays (``BaseEditModel`` requires it; L1 has no weights); ITER's models
+    also drop it and their stage-I file (``vqgan_ckpt``).
+    """
+    plugin = model_cfg.get('type') in PLUGIN_MODELS
+    keys = [k for k, v in model_cfg.items() if v is not None and (
+        k == 'discriminator' or (k.endswith('_loss') and (plugin or k != 'pixel_loss')))]
+    if plugin and model_cfg.get('vqgan_ckpt') is not None:
+        keys.append('vqgan_ckpt')
+    return keys
+
+
+def inference_model_cfg(model_cfg: dict) -> ConfigDict:
+    """Copy of a model config without what only training needs (see :func:`training_only_keys`).
+
+    Testing and inference then need no LPIPS/VGG weights (ITER) and no perceptual-loss VGG19 download
+    (MMagic's GAN models such as Real-ESRGAN), nor a stage-I file.
     """
     cfg = ConfigDict(copy.deepcopy(dict(model_cfg)))
-    if cfg.get('type') not in PLUGIN_MODELS:
-        return cfg
-    for key in list(cfg):
-        if key.endswith('_loss') or key == 'discriminator':
-            cfg[key] = None
-    if 'vqgan_ckpt' in cfg:
-        cfg['vqgan_ckpt'] = None
+    for key in training_only_keys(cfg):
+        cfg[key] = None
     return cfg

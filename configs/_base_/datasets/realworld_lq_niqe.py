@@ -13,9 +13,9 @@ realworld_data_root = 'data/realworld'
 
 # MMagic's NIQE code (pristine parameters shipped with MMagic: offline), on the Y channel, crop 0, run through
 # iter-mm's PyIQAMetric: MMagic's own `NIQE` metric raises KeyError('Mapping key was not found') when a sample has
-# no `gt_img` (every LQ-only set) and converts to Y as if the image were BGR (ours are RGB).
+# no `gt_img` (every LQ-only set). MMagic's DataPreprocessor hands metrics pred_img in BGR order: channel_order='bgr'.
 realworld_niqe_metric = dict(
-    type='PyIQAMetric', metric_name='niqe', niqe_impl='mmagic', convert_to='Y', channel_order='rgb', crop_border=0,
+    type='PyIQAMetric', metric_name='niqe', niqe_impl='mmagic', convert_to='Y', channel_order='bgr', crop_border=0,
     metric_key='NIQE')
 
 realworld_test_pipeline = [

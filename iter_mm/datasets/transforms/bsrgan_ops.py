@@ -19,7 +19,7 @@ def isotropic_gaussian_kernel(size: int, sigma: float) -> np.ndarray:
         raise ValueError(f'kernel size must be >= 1, got {size}')
     sigma = max(float(sigma), 1e-3)  # sigma -> 0 is a delta kernel
     r = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-r**2 / (2 * sigma**2))
+    g = np.exp(-(r**2 - np.min(r**2)) / (2 * sigma**2))  # shifted so the peak is 1: no 0/0 for tiny sigma
     k = np.outer(g, g)
     return (k / k.sum()).astype(np.float32)
 
@@ -36,7 +36,8 @@ def anisotropic_gaussian_kernel(size: int, theta: float, l1: float,
     r = np.arange(size, dtype=np.float64) - (size - 1) / 2
     xx, yy = np.meshgrid(r, r)
     pos = np.stack([xx, yy], -1)  # (size, size, 2) as (x, y)
-    k = np.exp(-0.5 * np.einsum('...i,ij,...j->...', pos, inv, pos))
+    q = -0.5 * np.einsum('...i,ij,...j->...', pos, inv, pos)
+    k = np.exp(q - q.max())  # shifted so the peak is 1: no 0/0 for narrow kernels of even size
     return (k / k.sum()).astype(np.float32)
 
 

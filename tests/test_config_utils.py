@@ -1,0 +1,46 @@
+"""Config helpers shared by the tools: zoo configs, AMP switch, training-only parts."""
+import pytest
+from mmengine.config import Config
+
+from iter_mm.utils.config import enable_amp, inference_model_cfg, load_config, training_only_keys
+
+REALESRGAN = 'mmagic::real_esrgan/realesrgan_c64b23g32_4xb12-lr1e-4-400k_df2k-ost.py'
+
+
+def test_mmagic_gan_config_builds_for_inference_offline():
+    """Real-ESRGAN's perceptual loss would download VGG19: for inference it and the discriminator are dropped."""
+    from mmagic.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmagic')
+    cfg = load_config(REALESRGAN)
+    assert set(training_only_keys(cfg.model)) == {'discriminator', 'perceptual_loss', 'gan_loss'}
+    model_cfg = inference_model_cfg(cfg.model)
+    assert model_cfg.pixel_loss is not None and model_cfg.perceptual_loss is None
+    assert cfg.model.perceptual_loss is not None  # the original is untouched
+    model = MODELS.build(model_cfg)
+    assert getattr(model, 'discriminator', None) is None
+
+
+def test_iter_models_drop_losses_and_stage1_file():
+    cfg = dict(type='ITERModel', generator=dict(type='ITERNet'), pixel_loss=dict(type='L1Loss'),
+               perceptual_loss=dict(type='LPIPSLoss'), vqgan_ckpt='stage1.pth')
+    out = inference_model_cfg(cfg)
+    assert out.pixel_loss is None and out.perceptual_loss is None and out.vqgan_ckpt is None
+    assert out.generator == cfg['generator']
+
+
+def test_enable_amp_single_and_per_module_wrappers():
+    single = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4))))
+    enable_amp(single)
+    assert single.optim_wrapper.type == 'AmpOptimWrapper'
+    multi = Config(dict(optim_wrapper=dict(
+        constructor='MultiOptimWrapperConstructor',
+        generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4)),
+        discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=4e-4)))))
+    enable_amp(multi)
+    assert multi.optim_wrapper.generator.type == multi.optim_wrapper.discriminator.type == 'AmpOptimWrapper'
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.py'):
+        load_config(str(tmp_path / 'nope.py'))
