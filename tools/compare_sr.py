@@ -132,29 +132,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 # ------------------------------------------------------------------------------------------------ images
 def read_image(path: str) -> Tensor:
-    """Any 8/16-bit gray, RGB or RGBA file -> (3, H, W) float RGB in [0, 1]; clear errors otherwise."""
-    import cv2
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f'cannot decode {path} (corrupt or not an image)')
-    if img.dtype == np.uint8:
-        img = img.astype(np.float32) / 255.
-    elif img.dtype == np.uint16:
-        img = img.astype(np.float32) / 65535.
-    elif img.dtype in (np.float32, np.float64):
-        img = np.clip(img.astype(np.float32), 0, 1)
-    else:
-        raise ValueError(f'{path}: unsupported pixel type {img.dtype}')
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    elif img.shape[2] == 4:  # composite RGBA on white: the alpha channel is not part of the picture to upscale
-        alpha = img[..., 3:]
-        img = img[..., :3] * alpha + (1. - alpha)
-    elif img.shape[2] != 3:
-        raise ValueError(f'{path}: {img.shape[2]} channels, 1, 3 or 4 expected')
+    """Any 8/16-bit grey, RGB or RGBA file -> (3, H, W) float RGB in [0, 1] (iter_mm.utils.image_io rules)."""
+    from iter_mm.utils.image_io import read_image as read_rgb
+    img, _ = read_rgb(path)
     if min(img.shape[:2]) < 2:
         raise ValueError(f'{path}: image of {img.shape[1]}x{img.shape[0]} pixels is too small to upscale')
-    return torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)))  # BGR(A) -> RGB
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
