@@ -80,7 +80,8 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         with torch.no_grad():
             sr = self.model.restore(lq, **params)
         sample = DataSample()
-        sample.set_tensor_data(dict(pred_img=sr[0].float().cpu() * 255.0))
+        # MMagic's predictions are BGR 0-255 (DataPreprocessor.destruct); its visualize() relies on that.
+        sample.set_tensor_data(dict(pred_img=sr[0].float().cpu().flip(0) * 255.0))
         out = DataSample()
         out.output = sample
         return [out]
