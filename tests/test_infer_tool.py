@@ -14,34 +14,13 @@ _spec = importlib.util.spec_from_file_location('iter_infer_tool', ROOT / 'tools'
 infer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(infer)
 
-LEAD_TINY_CFG = ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py'  # preferred; the inline one is a fallback
-TINY_CFG = """
-custom_imports = dict(imports=['iter_mm'], allow_failed_imports=False)
-default_scope = 'mmagic'
-sw = dict(swin_window=4, swin_depth=2, swin_heads=2)
-tok = dict(codebook_size=32, mid_dim=16, num_rstb=1, depth=2, window_size=4, num_heads=2)
-model = dict(
-    type='ITERModel',
-    generator=dict(
-        type='ITERNet', scale=4,
-        vqgan=dict(type='SwinVQGAN', nf=16, ch_mult=(1, 1, 1, 1), num_res_blocks=1, codebook_size=32,
-                   embed_dim=8, swin_dim=16, swin_num_rstb=1, **sw),
-        lq_encoder=dict(type='LQEncoder', base_channels=16, feat_dim=16, codebook_size=32, swin_dim=16,
-                        swin_num_rstb=1, **sw),
-        evaluator=dict(type='TokenEvaluationNet', **tok),
-        refiner=dict(type='TokenRefinementNet', **tok)),
-    test_cfg=dict(seed=7),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
-"""
+TINY_CFG = ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py'
 
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('infer')
-    cfg = LEAD_TINY_CFG
-    if not cfg.is_file():
-        cfg = tmp / 'iter_tiny.py'
-        cfg.write_text(TINY_CFG)
+    cfg = TINY_CFG
     torch.manual_seed(0)
     from mmagic.registry import MODELS
 
