@@ -109,5 +109,7 @@ optim_wrapper = dict(
 param_scheduler = None  # constant LR (the authors' MultiStepLR has gamma 1)
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-# Per-image dumps are off: MMagic's visualiser names files by `gt_path`, which the real-world test set lacks.
-custom_hooks = []
+# MMagic's per-image dumps are off: its visualiser names files by `gt_path`, which the real-world test set lacks.
+# Instead, every 20th test image gets a mosaic of its refinement steps (decoded tokens over keep-masks) in the
+# visualiser's backends (work_dir/vis_data, TensorBoard if configured).
+custom_hooks = [dict(type='RefinementVisualizationHook', interval=20, on_val=False, on_test=True)]
