@@ -44,3 +44,16 @@ def test_enable_amp_single_and_per_module_wrappers():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.py'):
         load_config(str(tmp_path / 'nope.py'))
+
+
+def test_x2_config_tests_on_x2_real_world_folders():
+    """The x2 model reads RealSR's and DRealSR's x2 LR folders; sets without scales are shared with x4."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / 'configs' / 'iter'
+    x2, x4 = (load_config(str(root / f'iter_x{s}_realsr.py')) for s in (2, 4))
+    realsr = x2.test_dataloader[0].dataset
+    assert [d.data_prefix.img for d in realsr.datasets] == ['RealSR/Canon/Test/2', 'RealSR/Nikon/Test/2']
+    assert realsr.datasets[0].filename_tmpl.img == '{}_LR2'
+    assert x2.test_dataloader[1].dataset.data_prefix.img == 'DRealSR/Test_x2/test_LR'
+    assert x4.test_dataloader[1].dataset.data_prefix.img == 'DRealSR/Test_x4/test_LR'
+    assert x2.test_dataloader[3].dataset == x4.test_dataloader[3].dataset  # RealSRSet

@@ -17,8 +17,7 @@ gt_crop = 256  # paper; the authors' code uses 320. Must be a multiple of 64 (8 
 data_root = 'data/df2k_ost/HQ'  # HQ training images (DIV2K + Flickr2K + OST)
 val_data_root = 'data/DIV2K/DIV2K_valid_HR'  # HQ validation images, degraded with a fixed seed per image
 # `tools/test.py`: real-world LQ sets (no GT) under data/realworld, NIQE; keep the ones you have (folder layouts
-# and root: configs/_base_/datasets/realworld_lq_niqe.py, whose `realworld_scale` picks the RealSR/DRealSR
-# x4 folders: set it to 2 there for x2 test sets).
+# and root: configs/_base_/datasets/realworld_lq_niqe.py). RealSR and DRealSR use their x2 LR folders (below).
 realworld_sets = ['RealSR', 'DRealSR', 'DPED_iphone', 'RealSRSet']
 # Stage I: our Swin-VQGAN checkpoint (tools/train.py configs/iter/swinvqgan_df2k-ost.py) or the authors'
 # ITER_swinvqgan.pth. Loaded, frozen, when training starts; set None when resuming / testing a full ITER checkpoint.
@@ -86,6 +85,15 @@ val_evaluator = dict(
         *(_lpips_metric if use_lpips_metric else []),
     ])
 
+# RealSR and DRealSR ship x2 LR images: the base config points at their x4 folders, the x2 model reads the x2 ones.
+_realsr_x4 = _base_.realworld_test_sets['RealSR']
+_realworld_x2_sets = dict(
+    _base_.realworld_test_sets,
+    RealSR=dict(_realsr_x4, datasets=[
+        dict(d, data_prefix=dict(img=f'RealSR/{camera}/Test/2'), filename_tmpl=dict(img='{}_LR2'))
+        for d, camera in zip(_realsr_x4['datasets'], ('Canon', 'Nikon'))]),
+    DRealSR=dict(_base_.realworld_test_sets['DRealSR'], data_prefix=dict(img='DRealSR/Test_x2/test_LR')))
+
 # test: real-world LQ without GT, no-reference NIQE (MMagic's pristine model, Y channel, crop 0); pred_img reaches
 # metrics in BGR order (MMagic's DataPreprocessor.destruct), hence channel_order='bgr'
 test_dataloader = [
@@ -95,7 +103,7 @@ test_dataloader = [
         persistent_workers=False,
         drop_last=False,
         sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=_base_.realworld_test_sets[name]) for name in realworld_sets
+        dataset=_realworld_x2_sets[name]) for name in realworld_sets
 ]
 test_evaluator = [
     dict(type='Evaluator', metrics=[dict(_base_.realworld_niqe_metric, prefix=name, channel_order='bgr')])
