@@ -263,13 +263,24 @@ def test_poisson_noise_matches_realesrgan_strength():
 
 
 def test_realesrgan_x2_config_is_x4_with_scale_2():
-    def code_lines(name):
-        with open(osp.join(CFG_DIR, name)) as f:
-            return [line for line in f if not line.startswith('#')]
+    """x2 shares x4's degradations and differs only in the scale its pipelines set."""
+    x4, x2 = (Config.fromfile(osp.join(CFG_DIR, f'realesrgan_x{s}.py')) for s in (4, 2))
+    assert (x4.scale, x2.scale) == (4, 2)
+    assert x2.realesrgan_degradations == x4.realesrgan_degradations
+    for split in ('train', 'val'):
+        p4, p2 = (c[f'{split}_dataloader'].dataset.pipeline for c in (x4, x2))
+        assert p2[1] == dict(type='SetValues', dictionary=dict(scale=2))
+        assert p4[1] == dict(type='SetValues', dictionary=dict(scale=4))
+        assert p2[:1] + p2[2:] == p4[:1] + p4[2:]
 
-    x4, x2 = code_lines('realesrgan_x4.py'), code_lines('realesrgan_x2.py')
-    assert [line for line in x4 if line != 'scale = 4\n'] == [line for line in x2 if line != 'scale = 2\n']
-    assert 'scale = 4\n' in x4 and 'scale = 2\n' in x2
+
+def test_relative_resize_needs_a_scale():
+    from mmagic.registry import TRANSFORMS
+    t = TRANSFORMS.build(dict(type='RelativeRandomResize', keys=['img'], params=dict(ref_key='gt', resize_opt=['area'], resize_prob=[1])))
+    gt = np.zeros((16, 8, 3), np.float32)
+    assert t(dict(gt=gt, img=gt.copy(), scale=4))['img'].shape[:2] == (4, 2)
+    with pytest.raises(KeyError, match='SetValues'):
+        t(dict(gt=gt, img=gt.copy()))
 
 
 # ----------------------------------------------------------------------------- datasets

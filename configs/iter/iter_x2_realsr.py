@@ -1,91 +1,24 @@
-# ITER x2 (stages II/III: E_l, phi_e, phi_r on a frozen Swin-VQGAN) on DF2K+OST with on-the-fly Real-ESRGAN pairs.
+# ITER x2: iter_x4_realsr.py (same networks, losses, schedule, data) with an x2 LQ encoder and x2 pairs.
 #   python tools/train.py configs/iter/iter_x2_realsr.py --cfg-options model.vqgan_ckpt=STAGE1.pth
 #   bash tools/dist_train.sh configs/iter/iter_x2_realsr.py 4          # batch 16 = 4 per GPU x 4 GPUs (paper)
 #   python tools/test.py configs/iter/iter_x2_realsr.py ITER_CKPT.pth   # real-world LQ, NIQE
-# Paper settings (reference 4.6): Adam 1e-4, betas (0.9, 0.99), constant LR, 400k iterations, batch 16, GT 256.
-# The authors' released run instead: GT 320 (edit `gt_crop` below), 4 per GPU x 8 GPUs with
-#   --cfg-options optim_wrapper.accumulative_counts=4 (effective batch 128), 1.6M loop iterations.
-_base_ = [
-    '../_base_/default_runtime.py', '../_base_/datasets/realesrgan_x2.py', '../_base_/datasets/realworld_lq_niqe.py'
-]
+# Paths (data, stage-I file, LPIPS weights) and realworld_sets: see iter_x4_realsr.py.
+_base_ = ['./iter_x4_realsr.py']
 
 experiment_name = 'iter_x2_realsr'
 work_dir = f'./work_dirs/{experiment_name}'
 
 scale = 2
-gt_crop = 256  # paper; the authors' code uses 320. Must be a multiple of 64 (8 x the Swin window of 8).
-data_root = 'data/df2k_ost/HQ'  # HQ training images (DIV2K + Flickr2K + OST)
-val_data_root = 'data/DIV2K/DIV2K_valid_HR'  # HQ validation images, degraded with a fixed seed per image
-# `tools/test.py`: real-world LQ sets (no GT) under data/realworld, NIQE; keep the ones you have (folder layouts
-# and root: configs/_base_/datasets/realworld_lq_niqe.py). RealSR and DRealSR use their x2 LR folders (below).
-realworld_sets = ['RealSR', 'DRealSR', 'DPED_iphone', 'RealSRSet']
-# Stage I: our Swin-VQGAN checkpoint (tools/train.py configs/iter/swinvqgan_df2k-ost.py) or the authors'
-# ITER_swinvqgan.pth. Loaded, frozen, when training starts; set None when resuming / testing a full ITER checkpoint.
-vqgan_ckpt = 'work_dirs/swinvqgan_df2k-ost/iter_400000.pth'
-# LPIPS-VGG loss weights (pyiqa's LPIPS v0.1 VGG head + torchvision's ImageNet VGG16); nothing is downloaded.
-lpips_vgg_path = 'pretrained/LPIPS_v0.1_vgg-a78928a0.pth'
-vgg16_path = 'pretrained/vgg16-397923af.pth'
-# LPIPS (AlexNet) validation metric, the authors' key metric; set False to validate without its weights.
-use_lpips_metric = True
-lpips_alex_path = 'pretrained/LPIPS_v0.1_alex-df73285e.pth'
-alexnet_path = 'pretrained/alexnet-owt-7be5be79.pth'
+model = dict(generator=dict(scale=scale, lq_encoder=dict(scale=scale)))
 
-model = dict(
-    type='ITERModel',
-    generator=dict(
-        type='ITERNet',
-        scale=scale,
-        vqgan=dict(type='SwinVQGAN'),  # released configuration (reference 1.1)
-        lq_encoder=dict(type='LQEncoder', scale=scale),
-        evaluator=dict(type='TokenEvaluationNet'),
-        refiner=dict(type='TokenRefinementNet')),
-    vqgan_ckpt=vqgan_ckpt,
-    lq_ce_weight=1.0,  # E_l token CE (Eq. 2)
-    eval_lq_loss=dict(type='ClassBalancedCELoss', beta=0.9999, loss_weight=1.0, sync_counts=True),  # Eq. 9
-    eval_refined_ce_weight=1.0,  # phi_e on argmax(phi_r)
-    refine_ce_weight=1.0,  # phi_r CE, weighted by the masked fraction
-    # LPIPS on the straight-through Gumbel decodes [E_l; phi_r] vs [GT; GT] (the authors' loss, weight 1.0)
-    perceptual_loss=dict(type='LPIPSLoss', loss_weight=1.0, lpips_path=lpips_vgg_path, vgg_path=vgg16_path),
-    # The authors' L1 on the E_l decode (weight 1.0), inert in their code; a real term with el_gumbel_grad=True.
-    pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
-    el_gumbel_grad=True,  # False: the official (inert) E_l Gumbel term
-    # inference: the authors' script (alpha 0.7, T 8, linear schedule, temperatures 1)
-    test_cfg=dict(alpha=0.7, steps=8, schedule='linear', token_temperature=1.0, mask_temperature=1.0, seed=0,
-                  color_correction=False, tile=None, max_pixels=None),
-    # validation as the authors' training-time validation (TokenRefine defaults: alpha 0.5, cosine)
-    val_cfg=dict(alpha=0.5, steps=8, schedule='cosine', seed=0),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+# The Real-ESRGAN degradations read the sample's `scale`: only the SetValues step of each pipeline changes.
+_set_scale = dict(type='SetValues', dictionary=dict(scale=scale))
+train_pipeline = [step if step['type'] != 'SetValues' else _set_scale for step in _base_.train_pipeline]
+val_pipeline = [step if step['type'] != 'SetValues' else _set_scale for step in _base_.val_pipeline]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 
-_crop = dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True)
-train_pipeline = [
-    dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
-    dict(type='SetValues', dictionary=dict(scale=scale)),
-    _crop,
-    dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
-    dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
-    dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
-    *_base_.realesrgan_degradations,
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    batch_size=4,  # per GPU; 4 GPUs -> 16
-    num_workers=4,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-
-# validation: the first 10 DIV2K-valid images (as the authors), PSNR/SSIM on Y with crop 4, LPIPS (AlexNet)
-val_dataloader = dict(dataset=dict(data_root=val_data_root, indices=10))
-# (MMagic's preprocessor hands metrics pred_img and gt_img in BGR order, 0-255: channel_order='bgr')
-_lpips_metric = [dict(type='PyIQAMetric', metric_name='lpips', prefix='LPIPS', channel_order='bgr',
-                      weight_files={'LPIPS_v0.1_alex-df73285e.pth': lpips_alex_path}, backbone_path=alexnet_path)]
-val_evaluator = dict(
-    type='Evaluator',
-    metrics=[
-        dict(type='PSNR', crop_border=4, convert_to='Y'),
-        dict(type='SSIM', crop_border=4, convert_to='Y'),
-        *(_lpips_metric if use_lpips_metric else []),
-    ])
-
-# RealSR and DRealSR ship x2 LR images: the base config points at their x4 folders, the x2 model reads the x2 ones.
+# RealSR and DRealSR ship x2 LR images: the x4 config points at their x4 folders, the x2 model reads the x2 ones.
 _realsr_x4 = _base_.realworld_test_sets['RealSR']
 _realworld_x2_sets = dict(
     _base_.realworld_test_sets,
@@ -93,32 +26,7 @@ _realworld_x2_sets = dict(
         dict(d, data_prefix=dict(img=f'RealSR/{camera}/Test/2'), filename_tmpl=dict(img='{}_LR2'))
         for d, camera in zip(_realsr_x4['datasets'], ('Canon', 'Nikon'))]),
     DRealSR=dict(_base_.realworld_test_sets['DRealSR'], data_prefix=dict(img='DRealSR/Test_x2/test_LR')))
-
-# test: real-world LQ without GT, no-reference NIQE (MMagic's pristine model, Y channel, crop 0); pred_img reaches
-# metrics in BGR order (MMagic's DataPreprocessor.destruct), hence channel_order='bgr'
 test_dataloader = [
-    dict(
-        num_workers=2,
-        batch_size=1,
-        persistent_workers=False,
-        drop_last=False,
-        sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=_realworld_x2_sets[name]) for name in realworld_sets
+    dict(_loader, dataset=_realworld_x2_sets[name])
+    for _loader, name in zip(_base_.test_dataloader, _base_.realworld_sets)
 ]
-test_evaluator = [
-    dict(type='Evaluator', metrics=[dict(_base_.realworld_niqe_metric, prefix=name, channel_order='bgr')])
-    for name in realworld_sets
-]
-
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=400_000, val_interval=5000)
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99), weight_decay=0),  # E_l + phi_e + phi_r
-    accumulative_counts=1)
-param_scheduler = None  # constant LR (the authors' MultiStepLR has gamma 1)
-auto_scale_lr = dict(enable=False, base_batch_size=16)
-
-# MMagic's per-image dumps are off: its visualiser names files by `gt_path`, which the real-world test set lacks.
-# Instead, every 20th test image gets a mosaic of its refinement steps (decoded tokens over keep-masks) in the
-# visualiser's backends (work_dir/vis_data, TensorBoard if configured).
-custom_hooks = [dict(type='RefinementVisualizationHook', interval=20, on_val=False, on_test=True)]

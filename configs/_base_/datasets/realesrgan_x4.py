@@ -1,6 +1,6 @@
 # On-the-fly x4 training pairs with the Real-ESRGAN second-order degradation (Wang et al., ICCVW 2021),
 # the LQ synthesis ITER's paper trains on, built from MMagic's own random degradations.
-# realesrgan_x2.py is this file with `scale = 2` (tests/test_degradations.py checks that they stay so).
+# The degradations read the sample's `scale` (SetValues below): realesrgan_x2.py reuses them and sets scale 2.
 #
 # Real-ESRGAN settings (train_realesrgan_x4plus): blur {iso .45, aniso .25, gen-iso .12, gen-aniso .03,
 # plateau-iso .12, plateau-aniso .03} x 0.9 + sinc 0.1, sizes 7..21, sigma [0.2, 3] / [0.2, 1.5];
@@ -58,7 +58,7 @@ realesrgan_degradations = [
         type='RelativeRandomResize',
         keys=['img'],
         params=dict(
-            ref_key='gt', ref_scale=scale, resize_mode_prob=[0.3, 0.4, 0.3], resize_scale=[0.3, 1.2],
+            ref_key='gt', resize_mode_prob=[0.3, 0.4, 0.3], resize_scale=[0.3, 1.2],
             **_interp)),
     dict(
         type='RandomNoise',
@@ -74,7 +74,7 @@ realesrgan_degradations = [
         degradations=[
             dict(type='RandomJPEGCompression', params=dict(quality=[30, 95]), bgr2rgb=True),
             [
-                dict(type='RelativeRandomResize', params=dict(ref_key='gt', ref_scale=scale, **_interp)),
+                dict(type='RelativeRandomResize', params=dict(ref_key='gt', **_interp)),
                 dict(
                     type='RandomBlur',
                     params=dict(

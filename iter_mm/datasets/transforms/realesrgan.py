@@ -62,7 +62,8 @@ class RelativeRandomResize(RandomResize):
     """``RandomResize`` to ``floor(size(ref_key) / ref_scale * f)``.
 
     ``params`` as MMagic's ``RandomResize`` (``resize_opt``, ``resize_prob``, ``prob``), plus
-    ``ref_key`` (default 'gt'), ``ref_scale`` (e.g. 4) and, for a random factor f,
+    ``ref_key`` (default 'gt'), ``ref_scale`` (e.g. 4; when absent, the sample's ``scale`` set by
+    ``SetValues``, so one degradation list serves every scale) and, for a random factor f,
     ``resize_mode_prob`` (up, down, keep) with ``resize_scale`` [low, high]; without
     ``resize_mode_prob`` f = 1, i.e. exactly GT / ref_scale.
     """
@@ -83,7 +84,10 @@ class RelativeRandomResize(RandomResize):
         if np.random.uniform() > self.params.get('prob', 1):
             return results
         ref = results[self.params.get('ref_key', 'gt')]
-        ref_scale = self.params['ref_scale']
+        ref_scale = self.params.get('ref_scale', results.get('scale'))
+        if not ref_scale:
+            raise KeyError('RelativeRandomResize needs params.ref_scale or a `scale` in the sample '
+                           "(add dict(type='SetValues', dictionary=dict(scale=...)) before it)")
         f = self._draw_factor()
         size = (max(1, int(ref.shape[0] / ref_scale * f)),
                 max(1, int(ref.shape[1] / ref_scale * f)))
