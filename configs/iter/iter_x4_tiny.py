@@ -2,7 +2,8 @@
 #   python tools/train.py configs/iter/swinvqgan_tiny.py      # stage I -> work_dirs/swinvqgan_tiny/iter_300.pth
 #   python tools/train.py configs/iter/iter_x4_tiny.py        # stages II/III, a few minutes on CPU
 #   python tools/test.py configs/iter/iter_x4_tiny.py work_dirs/iter_x4_tiny/iter_300.pth
-# Other data: --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
+# Data: scikit-image's photos (train / held-out split). Other data (every image of a folder):
+#   --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
 # (the top-level variables below are read when the file is parsed; --cfg-options on them alone does not reach
 #  the dataloaders). LPIPS is off, so nothing needs pretrained weights.
 _base_ = ['../_base_/default_runtime.py', '../_base_/datasets/realesrgan_x4.py']
@@ -12,8 +13,8 @@ work_dir = f'./work_dirs/{experiment_name}'
 
 scale = 4
 gt_crop = 64  # a multiple of 32 (8 x the Swin window of 4)
-data_root = '../shared/data/hq_set5'
-val_data_root = data_root
+data_root = None  # None = the photos that ship with scikit-image (SkimagePhotoDataset, train split)
+val_data_root = data_root  # held-out split
 vqgan_ckpt = 'work_dirs/swinvqgan_tiny/iter_300.pth'
 codebook_size = 128
 window = 4
@@ -64,9 +65,10 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(type='SkimagePhotoDataset', split='train', data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
-    _base_.val_dataloader, num_workers=0, dataset=dict(_base_.val_dataloader.dataset, data_root=val_data_root))
+    _base_.val_dataloader, num_workers=0,
+    dataset=dict(_base_.val_dataloader.dataset, type='SkimagePhotoDataset', split='heldout', data_root=val_data_root))
 val_evaluator = dict(
     type='Evaluator',
     metrics=[

@@ -1,14 +1,17 @@
-# Tiny stage-I config: a shrunk Swin-VQGAN trained on a small HQ folder in a few minutes on CPU.
+# Tiny stage-I config: a shrunk Swin-VQGAN trained on a small HQ folder in a few minutes on CPU (a smoke test:
+# it trains with the authors' recipe and collapses to a few codes; configs/iter/swinvqgan_demo.py is the one that
+# learns). Data: the photos that ship with scikit-image (SkimagePhotoDataset: train split, held-out validation).
 #   python tools/train.py configs/iter/swinvqgan_tiny.py
 #   python tools/train.py configs/iter/swinvqgan_tiny.py --cfg-options \
 #       train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
-# (`data_root` below is the default of both; a top-level `--cfg-options data_root=...` alone does not
-#  reach the dataloaders, which MMEngine builds from the value at parse time.)
+# (with a data_root of your own every image of the folder is used; `data_root` below is the default of both; a
+#  top-level `--cfg-options data_root=...` alone does not reach the dataloaders, which MMEngine builds from the
+#  value at parse time.)
 _base_ = ['../_base_/default_runtime.py', '../_base_/datasets/hq_only.py']
 
 experiment_name = 'swinvqgan_tiny'
 work_dir = f'./work_dirs/{experiment_name}'
-data_root = '../shared/data/hq_set5'
+data_root = None  # None = scikit-image's data folder (SkimagePhotoDataset)
 gt_crop_size = 64
 codebook_size = 128
 
@@ -41,10 +44,12 @@ train_pipeline = [
 train_dataloader = dict(
     num_workers=0,
     batch_size=4,
-    dataset=dict(data_root=data_root, data_prefix=dict(gt=''), pipeline=train_pipeline))
+    dataset=dict(type='SkimagePhotoDataset', split='train', data_root=data_root, data_prefix=dict(gt=''),
+                 pipeline=train_pipeline))
 val_dataloader = dict(
     num_workers=0,
-    dataset=dict(data_root=data_root, data_prefix=dict(gt=''), indices=None))
+    dataset=dict(type='SkimagePhotoDataset', split='heldout', data_root=data_root, data_prefix=dict(gt=''),
+                 indices=None))
 test_dataloader = val_dataloader
 val_evaluator = dict(
     type='Evaluator',

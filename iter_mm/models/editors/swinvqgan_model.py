@@ -4,6 +4,7 @@ from copy import deepcopy
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from mmengine.logging import MessageHub
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 
@@ -13,6 +14,7 @@ from mmagic.registry import MODELS
 from mmagic.structures import DataSample
 
 from ...utils.padding import pad_to_multiple
+from .codebook_maintenance import CodebookMaintenance
 
 
 @MODELS.register_module()
@@ -37,6 +39,14 @@ class SwinVQGANModel(SRGAN):
         is_use_ema: keep ``generator_ema`` (updated by MMagic's ``ExponentialMovingAverageHook``) and use it
             for val/test.
         test_cfg: ``official_padding=True`` pads like the authors' self-test (always adds a full multiple).
+        codebook_maintenance: None (default, the authors' training) or the options of
+            :class:`~iter_mm.models.editors.codebook_maintenance.CodebookMaintenance`: codebook initialisation
+            from encoder outputs (``init='sample'|'kmeans'``) and dead-code restarts (``restart_interval``).
+        gan_schedule: None (default: GAN term at full weight from iteration 0, D trained from iteration 0, as the
+            authors) or ``dict(start_iter=0, warmup_iters=0, d_lead_iters=0)``: the generator's GAN term is 0
+            before ``start_iter`` and ramps linearly to its full weight over ``warmup_iters``; the discriminator
+            trains from ``start_iter - d_lead_iters``. Iterations are the Runner's (message hub), so a resumed
+            run continues the schedule.
     """
 
     def __init__(self,
@@ -51,7 +61,9 @@ class SwinVQGANModel(SRGAN):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None) -> None:
+                 data_preprocessor: Optional[dict] = None,
+                 codebook_maintenance: Optional[dict] = None,
+                 gan_schedule: Optional[dict] = None) -> None:
         # BaseEditModel always builds a pixel loss; build a throw-away one when it is off.
         super().__init__(
             generator=generator,
@@ -68,6 +80,43 @@ class SwinVQGANModel(SRGAN):
         self.ssim_loss = MODELS.build(ssim_loss) if ssim_loss else None
         self.vq_loss_weight = float(vq_loss_weight or 0.0)
         self.generator_ema = deepcopy(self.generator).requires_grad_(False) if is_use_ema else None
+        self.codebook_maintenance = CodebookMaintenance(**codebook_maintenance) if codebook_maintenance else None
+        self.gan_schedule = self._check_gan_schedule(gan_schedule)
+        self._gan_factor = 1.0
+
+    @staticmethod
+    def _check_gan_schedule(schedule: Optional[dict]) -> Optional[dict]:
+        if not schedule:
+            return None
+        unknown = set(schedule) - {'start_iter', 'warmup_iters', 'd_lead_iters'}
+        if unknown:
+            raise TypeError(f'gan_schedule: unknown key(s) {sorted(unknown)}; '
+                            'valid: start_iter, warmup_iters, d_lead_iters')
+        out = dict(start_iter=0, warmup_iters=0, d_lead_iters=0)
+        out.update({k: int(v) for k, v in schedule.items()})
+        if min(out.values()) < 0:
+            raise ValueError(f'gan_schedule values must be >= 0, got {out}')
+        return out
+
+    def _train_iter(self) -> int:
+        """The Runner's current iteration (message hub 'iter'); the model's step counter outside a Runner."""
+        it = MessageHub.get_current_instance().get_info('iter')
+        return int(self.step_counter) if it is None else int(it)
+
+    def gan_factor(self, it: int) -> float:
+        """Multiplier of the generator's GAN term at iteration ``it`` (1 without ``gan_schedule``)."""
+        s = self.gan_schedule
+        if s is None:
+            return 1.0
+        if it < s['start_iter']:
+            return 0.0
+        if s['warmup_iters'] == 0:
+            return 1.0
+        return min(1.0, (it - s['start_iter'] + 1) / s['warmup_iters'])
+
+    def _run_d(self, it: int) -> bool:
+        s = self.gan_schedule
+        return s is None or it >= s['start_iter'] - s['d_lead_iters']
 
     # ------------------------------------------------------------------ networks
     @staticmethod
@@ -124,8 +173,9 @@ class SwinVQGANModel(SRGAN):
             losses['loss_ssim'] = self.ssim_loss(rec, batch_gt_data)
         if self.perceptual_loss:
             losses['loss_perceptual'] = self.perceptual_loss(rec, batch_gt_data)
-        if self.gan_loss and self.discriminator:
-            losses['loss_gan'] = self.gan_loss(self.discriminator(rec), target_is_real=True, is_disc=False)
+        if self.gan_loss and self.discriminator and self._gan_factor > 0:
+            loss_gan = self.gan_loss(self.discriminator(rec), target_is_real=True, is_disc=False)
+            losses['loss_gan'] = loss_gan if self._gan_factor == 1.0 else self._gan_factor * loss_gan
         if not losses:
             raise RuntimeError('SwinVQGANModel: every generator loss is off (vq_loss_weight 0, no pixel/ssim/'
                                'perceptual/gan loss); nothing to train')
@@ -145,18 +195,27 @@ class SwinVQGANModel(SRGAN):
         batch_gt = self.extract_gt_data(data_samples)
 
         log_vars = dict()
+        it = self._train_iter()
+        maintenance = self.codebook_maintenance
+        if maintenance is not None:
+            log_vars.update(maintenance.before_step(self._unwrap(self.generator), batch_inputs))
+        self._gan_factor = self.gan_factor(it)
         with g_optim_wrapper.optim_context(self):
-            rec, vq_loss, _ = self.forward_train(batch_inputs, data_samples)
+            rec, vq_loss, indices = self.forward_train(batch_inputs, data_samples)
 
         if self.if_run_g():
             set_requires_grad(self.discriminator, False)
             log_vars.update(self.g_step_with_optim((rec, vq_loss), batch_gt, optim_wrapper))
 
-        if self.if_run_d():
+        if self.if_run_d() and self._run_d(it):
             set_requires_grad(self.discriminator, True)
             for _ in range(self.disc_repeat):
                 log_vars.update(self.d_step_with_optim(rec.detach(), batch_gt, optim_wrapper))
 
+        if maintenance is not None:
+            log_vars.update(maintenance.after_step(self._unwrap(self.generator), batch_inputs, indices))
+        if self.gan_schedule is not None:
+            log_vars['gan_factor'] = self._gan_factor
         log_vars.pop('loss', None)
         self.step_counter += 1
         return log_vars

@@ -1,0 +1,89 @@
+# Small-budget demo, stages II+III: E_l, phi_e and phi_r on the frozen demo Swin-VQGAN, trained on the photos that
+# ship with scikit-image with the on-the-fly x4 Real-ESRGAN degradation; validated on held-out photos degraded
+# with a fixed seed. Sized for ~8 minutes on 2 CPU cores with OMP_NUM_THREADS=1.
+#   OMP_NUM_THREADS=1 python tools/train.py configs/iter/swinvqgan_demo.py   # stage I first
+#   OMP_NUM_THREADS=1 python tools/train.py configs/iter/iter_x4_demo.py
+#   python tools/demo_metrics.py --stage1 configs/iter/swinvqgan_demo.py work_dirs/swinvqgan_demo/iter_1200.pth \
+#       --iter configs/iter/iter_x4_demo.py work_dirs/iter_x4_demo/iter_1200.pth
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/realesrgan_x4.py']
+
+experiment_name = 'iter_x4_demo'
+work_dir = f'./work_dirs/{experiment_name}'
+
+scale = 4
+gt_crop = 64  # a multiple of 32 (8 x the Swin window of 4)
+stage1_config = 'swinvqgan_demo.py'  # the stage-I config (tools/train_pipeline.py trains it first)
+vqgan_ckpt = 'work_dirs/swinvqgan_demo/iter_1200.pth'  # written by configs/iter/swinvqgan_demo.py
+codebook_size = 512
+window = 4
+max_iters = 1200
+
+# Must equal the generator of configs/iter/swinvqgan_demo.py (tests/test_demo.py checks it).
+demo_vqgan = dict(
+    type='SwinVQGAN', nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, codebook_size=codebook_size, embed_dim=32,
+    swin_dim=32, swin_window=window, swin_depth=2, swin_num_rstb=1, swin_heads=4)
+
+model = dict(
+    type='ITERModel',
+    generator=dict(
+        type='ITERNet',
+        scale=scale,
+        vqgan=demo_vqgan,
+        lq_encoder=dict(
+            type='LQEncoder', scale=scale, base_channels=16, feat_dim=32, codebook_size=codebook_size, swin_dim=32,
+            swin_num_rstb=1, swin_depth=2, swin_window=window, swin_heads=4),
+        evaluator=dict(
+            type='TokenEvaluationNet', codebook_size=codebook_size, mid_dim=32, num_rstb=1, depth=2,
+            window_size=window, num_heads=4),
+        refiner=dict(
+            type='TokenRefinementNet', codebook_size=codebook_size, mid_dim=32, num_rstb=1, depth=2,
+            window_size=window, num_heads=4)),
+    vqgan_ckpt=vqgan_ckpt,
+    lq_ce_weight=1.0,
+    eval_lq_loss=dict(type='ClassBalancedCELoss', beta=0.9999, loss_weight=1.0),
+    eval_refined_ce_weight=1.0,
+    refine_ce_weight=1.0,
+    perceptual_loss=None,  # LPIPS off: nothing needs pretrained weights
+    pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),  # on the E_l Gumbel decode
+    el_gumbel_grad=True,
+    test_cfg=dict(alpha=0.7, steps=8, schedule='linear', seed=0),
+    val_cfg=dict(alpha=0.5, steps=8, schedule='cosine', seed=0),
+    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
+    dict(type='SetValues', dictionary=dict(scale=scale)),
+    dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True),
+    dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
+    dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
+    dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
+    *_base_.realesrgan_degradations,
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='train', pipeline=train_pipeline))
+val_dataloader = dict(
+    _base_.val_dataloader, num_workers=0,
+    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='heldout', test_mode=True,
+                 pipeline=_base_.val_pipeline))
+val_evaluator = dict(
+    type='Evaluator',
+    metrics=[
+        dict(type='PSNR', crop_border=4, convert_to='Y'),
+        dict(type='SSIM', crop_border=4, convert_to='Y'),
+        dict(type='NIQE', input_order='CHW', convert_to='Y', crop_border=0),
+    ])
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+test_cfg = dict(type='MultiTestLoop')
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99)))
+param_scheduler = dict(type='LinearLR', start_factor=0.01, end_factor=1.0, begin=0, end=100, by_epoch=False)
+
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_iters // 3))
+custom_hooks = []
+log_processor = dict(window_size=20)

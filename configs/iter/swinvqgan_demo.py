@@ -1,0 +1,81 @@
+# Small-budget demo, stage I: a small Swin-VQGAN learns its codebook from the photos that ship with scikit-image
+# (SkimagePhotoDataset, split 'train'), validated on held-out photos (split 'heldout'). Sized for ~10 minutes on
+# 2 CPU cores with OMP_NUM_THREADS=1; stages II+III follow with configs/iter/iter_x4_demo.py.
+#   OMP_NUM_THREADS=1 python tools/train.py configs/iter/swinvqgan_demo.py
+#
+# What makes it learn where swinvqgan_tiny.py collapses (README, "Small-budget demo: what it learns"):
+# codebook initialised from encoder outputs and dead codes restarted (codebook_maintenance), learning-rate
+# warm-up (LinearLR), the GAN term off for the first half and ramped in (gan_schedule), and a codebook of 512
+# codes. The paper configs keep the authors' training (all these options off).
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/hq_only.py']
+
+experiment_name = 'swinvqgan_demo'
+work_dir = f'./work_dirs/{experiment_name}'
+gt_crop_size = 64
+codebook_size = 512
+max_iters = 1200
+
+# Must equal the VQGAN of configs/iter/iter_x4_demo.py (tests/test_demo.py checks it).
+demo_vqgan = dict(
+    type='SwinVQGAN', nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, codebook_size=codebook_size, embed_dim=32,
+    swin_dim=32, swin_window=4, swin_depth=2, swin_num_rstb=1, swin_heads=4)
+
+model = dict(
+    type='SwinVQGANModel',
+    generator=demo_vqgan,
+    discriminator=dict(
+        type='UNetDiscriminatorWithSpectralNorm', in_channels=3, mid_channels=16, skip_connection=True),
+    gan_loss=dict(type='GANLoss', gan_type='hinge', loss_weight=0.1),
+    pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
+    ssim_loss=dict(type='SSIMLoss', loss_weight=1.0),
+    perceptual_loss=None,  # LPIPS off: nothing needs pretrained weights
+    vq_loss_weight=1.0,
+    codebook_maintenance=dict(
+        init='kmeans', init_iter=0, kmeans_iters=10, restart_interval=25, restart_min_count=1,
+        restart_until=0.8, restart_noise=0.01, seed=0),
+    gan_schedule=dict(start_iter=max_iters // 2, warmup_iters=max_iters // 4, d_lead_iters=50),
+    train_cfg=dict(),
+    test_cfg=dict(),
+    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+
+# G and D have their own optimizers: each gets its own DDP wrapper (as swinvqgan_tiny.py).
+model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel')
+
+train_pipeline = [
+    dict(type='LoadImageFromFile', key='gt', color_type='color', channel_order='rgb'),
+    dict(type='Crop', keys=['gt'], crop_size=(gt_crop_size, gt_crop_size), random_crop=True, is_pad_zeros=True),
+    dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
+    dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
+    dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
+    dict(type='CopyValues', src_keys=['gt'], dst_keys=['img']),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    num_workers=0,
+    batch_size=8,
+    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='train', pipeline=train_pipeline))
+val_dataloader = dict(
+    num_workers=0,
+    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='heldout', test_mode=True,
+                 pipeline=_base_.val_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    type='Evaluator',
+    metrics=[
+        dict(type='PSNR', crop_border=4, convert_to='Y'),
+        dict(type='SSIM', crop_border=4, convert_to='Y'),
+        dict(type='CodebookUsage', codebook_size=codebook_size),
+    ])
+test_evaluator = val_evaluator
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters // 3)
+optim_wrapper = dict(
+    constructor='MultiOptimWrapperConstructor',
+    generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99))),
+    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99))))
+# linear warm-up of the generator's learning rate over the first 100 iterations (MMEngine's LinearLR)
+param_scheduler = dict(type='LinearLR', start_factor=0.01, end_factor=1.0, begin=0, end=100, by_epoch=False)
+
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_iters // 3))
+custom_hooks = []
+log_processor = dict(window_size=20)
