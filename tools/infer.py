@@ -3,14 +3,18 @@
 
     python tools/infer.py INPUT... -c CONFIG -w CHECKPOINT -o OUT_DIR [--alpha 0.7] [--steps 8] [--seed 0]
         [--tile 256 --tile-overlap 16 --max-pixels 518400] [--color-correction] [--device cuda]
-        [--dtype fp32|bf16|fp16] [--overwrite]
+        [--dtype fp32|bf16|fp16] [--ext png|jpg|webp|same] [--quality 95] [--alpha-upscale bicubic|iter]
+        [--frames first|all] [--to-srgb] [--overwrite]
 
 INPUTs are image files or folders (their images, non-recursive). Each output has its input's file name in
-OUT_DIR (16-bit PNG/TIFF inputs give 16-bit outputs). Grey inputs become RGB, an alpha channel is dropped
-(reported). Unreadable files are reported and skipped; the exit status is then 1. Existing outputs are never
-replaced without --overwrite. The checkpoint is an iter-mm one (MMEngine ``state_dict`` or an ITERNet state
-dict) or the authors' ITER_x{2,4}.pth (with --vqgan ITER_swinvqgan.pth when it lacks the VQGAN); it is
-loaded strictly. Sampling options not given fall back to the config's ``model.test_cfg``.
+OUT_DIR, with the extension of --ext (default: the input's). The EXIF orientation is applied (outputs upright);
+grey stays grey, 16-bit PNG/TIFF stays 16-bit, alpha is upscaled apart (--alpha-upscale bicubic|iter) and
+written back where the format holds it; the ICC profile and EXIF are carried over (--to-srgb converts to sRGB
+instead); animations give their first frame (--frames all: every frame). Notes and warnings name the file.
+Unreadable files are reported and skipped; the exit status is then 1. Existing outputs are never replaced
+without --overwrite. The checkpoint is an iter-mm one (MMEngine ``state_dict`` or an ITERNet state dict) or
+the authors' ITER_x{2,4}.pth (with --vqgan ITER_swinvqgan.pth when it lacks the VQGAN); it is loaded strictly.
+Sampling options not given fall back to the config's ``model.test_cfg``.
 """
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ import sys
 from collections import Counter
 from typing import List, Optional
 
-import numpy as np
 import torch
 
 if __package__ in (None, ''):  # run as a script from anywhere
@@ -48,8 +51,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--color-correction', action='store_true', help='match SR colour statistics to the LQ (Eq. 10)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--dtype', choices=('fp32', 'bf16', 'fp16'), default='fp32', help='autocast precision')
+    p.add_argument('--ext', choices=('png', 'jpg', 'webp', 'same'), default='same',
+                   help="output format ('same': the input's)")
+    p.add_argument('--quality', type=int, help='JPEG/WebP quality 1-100 (default 95; WebP 100 = lossless)')
+    p.add_argument('--alpha-upscale', choices=('bicubic', 'iter'), default='bicubic',
+                   help='how the alpha channel is upscaled: bicubic, or ITER on the alpha as three channels')
+    p.add_argument('--frames', choices=('first', 'all'), default='first',
+                   help='animated / multi-page inputs: the first frame (with a warning) or every frame')
+    p.add_argument('--to-srgb', action='store_true',
+                   help='convert pixels from an embedded ICC profile to sRGB on read; outputs tagged sRGB')
     p.add_argument('--overwrite', action='store_true', help='replace existing output files')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        p.error(f'--quality must be in 1..100, got {args.quality}')
+    return args
 
 
 def restore_options(args: argparse.Namespace) -> dict:
@@ -93,14 +108,11 @@ def build_model(config: str, checkpoint: str, device: torch.device, vqgan: Optio
     return model.to(device).eval()
 
 
-def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0).to(device)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     from iter_mm.models.inference import autocast_context
-    from iter_mm.utils.image_io import ImageReadError, list_images, read_image, write_image
+    from iter_mm.utils.image_io import ImageReadError, list_images, read_picture, write_picture
+    from iter_mm.utils.photo_sr import output_name, super_resolve_picture
 
     try:
         device = torch.device(args.device)
@@ -114,11 +126,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         paths = list_images(args.inputs)
     except FileNotFoundError as err:
         raise SystemExit(str(err)) from err
-    names = Counter(osp.basename(p) for p in paths)
+    names = Counter(output_name(p, args.ext) for p in paths)
     dups = sorted(n for n, c in names.items() if c > 1)
     if dups:
         raise SystemExit(f'several inputs share the output name(s) {dups[:5]}; run them into separate folders')
-    outputs = [osp.join(args.out_dir, osp.basename(p)) for p in paths]
+    outputs = [osp.join(args.out_dir, output_name(p, args.ext)) for p in paths]
     same = [p for p, o in zip(paths, outputs) if osp.abspath(p) == osp.abspath(o)]
     if same:
         raise SystemExit(f'output would replace its own input: {same[:3]}; choose another --out-dir')
@@ -138,15 +150,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         progress = None
     say = ((lambda msg: progress.write(msg, file=sys.stderr)) if progress is not None
            else (lambda msg: print(msg, file=sys.stderr)))
+
+    def restore(lq: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), autocast_context(args.dtype, device):
+            return model.restore(lq.to(device), **opts).float()
+
     failed = []
     for path, out_path in zip(paths, outputs):
         try:
-            rgb, info = read_image(path)
-            for note in info.notes:
+            pic = read_picture(path, frames=args.frames, to_srgb=args.to_srgb)
+            for note in pic.info.notes:
                 say(f'{path}: {note}')
-            with torch.no_grad(), autocast_context(args.dtype, device):
-                sr = model.restore(_to_tensor(rgb, device), **opts)
-            write_image(out_path, sr[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy(), info.bit_depth)
+            sr = super_resolve_picture(pic, restore, args.alpha_upscale)
+            for note in write_picture(out_path, sr, args.quality)[1]:
+                say(f'{out_path}: {note}')
         except (ImageReadError, ValueError, RuntimeError, OSError) as err:
             failed.append(path)
             msg = str(err)

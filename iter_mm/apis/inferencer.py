@@ -6,11 +6,13 @@
                           extra_parameters=dict(alpha=0.7, steps=8, seed=0))
     sr.infer(img='photo.jpg', result_out_dir='out/photo.png')
 
-``ITERInferencer`` can also be used directly with the same arguments as MMagic's inferencers.
+``ITERInferencer`` can also be used directly with the same arguments as MMagic's inferencers. Files are read and
+written exactly as ``tools/infer.py`` does (EXIF orientation, alpha, grey, 16 bit, ICC profile, EXIF, frames:
+``iter_mm.utils.image_io``), so both give the same output for the same input and options.
 """
 import os.path as osp
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +23,9 @@ from mmagic.structures import DataSample
 from mmengine.runner import load_checkpoint
 
 from ..utils.config import inference_model_cfg, load_config
-from ..utils.image_io import read_image
+from ..utils.image_io import Picture, picture_from_array, read_picture
+from ..utils.image_write import output_arrays, write_picture
+from ..utils.photo_sr import super_resolve_picture
 
 #: The task name under which ITER is known to ``MMagicInferencer``.
 ITER_TASK = 'Real-World Image Super-Resolution (ITER)'
@@ -32,12 +36,18 @@ _CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 class ITERInferencer(ImageSuperResolutionInferencer):
     """Super-resolves image files with an ITER config and checkpoint.
 
-    Extra parameters (all optional; ``None`` keeps the config's ``test_cfg``): ``alpha``, ``steps``,
+    Sampling parameters (all optional; ``None`` keeps the config's ``test_cfg``): ``alpha``, ``steps``,
     ``seed``, ``tile``, ``color_correction``, ``token_temperature``, ``mask_temperature``, ``schedule``.
+    File parameters (as the CLI's options): ``alpha_upscale`` ('bicubic' | 'iter'), ``frames`` ('first' |
+    'all'), ``to_srgb`` (bool), ``quality`` (JPEG/WebP, 1-100). The output format is the extension of
+    ``result_out_dir`` (a file path, replaced if it exists, as in MMagic). ``infer`` returns the first frame as
+    written: uint8/uint16, (H, W) grey or (H, W, 3|4) RGB(A).
     """
 
     extra_parameters = dict(alpha=None, steps=None, seed=None, tile=None, color_correction=None,
-                            token_temperature=None, mask_temperature=None, schedule=None)
+                            token_temperature=None, mask_temperature=None, schedule=None,
+                            alpha_upscale='bicubic', frames='first', to_srgb=False, quality=None)
+    io_parameters = ('alpha_upscale', 'frames', 'to_srgb', 'quality')
 
     def __init__(self, config, ckpt: Optional[str], device=None, extra_parameters: Optional[Dict] = None,
                  seed: int = 2022, **kwargs) -> None:
@@ -63,29 +73,51 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         return None  # images are read by read_image(): grey, alpha and 16-bit files are handled there
 
     def preprocess(self, img, ref=None) -> Dict:
-        """Read one image file (or take an RGB uint8/float array) as a (1, 3, h, w) tensor in [0, 1]."""
+        """Read one image file (or take an array: grey, RGB or RGBA; uint8, uint16 or float in [0, 1])."""
         if isinstance(img, str):
-            rgb, _ = read_image(img)
+            pic = read_picture(img, frames=self.extra_parameters['frames'],
+                               to_srgb=bool(self.extra_parameters['to_srgb']))
         else:
-            arr = np.asarray(img)
-            rgb = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
-            if rgb.ndim == 2:
-                rgb = np.repeat(rgb[..., None], 3, axis=2)
-            rgb = rgb[..., :3]
-        return dict(lq=torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None])
+            pic = picture_from_array(img)
+        for note in pic.info.notes:
+            warnings.warn(f'{pic.info.path}: {note}')
+        return dict(lq=torch.from_numpy(pic.frames[0]).permute(2, 0, 1)[None], picture=pic)
 
     def forward(self, inputs: Dict) -> List[DataSample]:
-        params = {k: v for k, v in self.extra_parameters.items() if v is not None}
-        lq = inputs['lq'].to(next(self.model.parameters()).device)
-        with torch.no_grad():
-            sr = self.model.restore(lq, **params)
+        params = {k: v for k, v in self.extra_parameters.items() if v is not None and k not in self.io_parameters}
+        device = next(self.model.parameters()).device
+
+        def restore(lq: torch.Tensor) -> torch.Tensor:
+            return self.model.restore(lq.to(device), **params)
+
+        picture = inputs['picture'] if 'picture' in inputs else picture_from_array(
+            inputs['lq'][0].permute(1, 2, 0).numpy())
+        sr = super_resolve_picture(picture, restore, self.extra_parameters['alpha_upscale'])
         sample = DataSample()
         # MMagic's predictions are BGR 0-255 (DataPreprocessor.destruct); its visualize() relies on that.
-        sample.set_tensor_data(dict(pred_img=sr[0].float().cpu().flip(0) * 255.0))
+        sample.set_tensor_data(dict(pred_img=torch.from_numpy(sr.frames[0]).permute(2, 0, 1).flip(0) * 255.0))
         out = DataSample()
         out.output = sample
+        out.sr_picture = sr
         return [out]
 
+    def visualize(self, preds: List[DataSample], result_out_dir: Optional[str] = None) -> np.ndarray:
+        """Write the result like ``tools/infer.py`` (when ``result_out_dir`` names a file) and return its first
+        frame as written."""
+        sr: Picture = preds[0].sr_picture
+        if not result_out_dir:
+            return output_arrays(sr)[0]
+        written, notes = write_picture(result_out_dir, sr, self.extra_parameters['quality'])
+        for note in notes:
+            warnings.warn(f'{result_out_dir}: {note}')
+        return written
+
+    def postprocess(self, preds: List[DataSample], imgs: Optional[np.ndarray] = None, is_batch: bool = False,
+                    get_datasample: bool = False) -> Tuple:
+        for pred in preds:  # the Picture is not part of MMagic's result dict
+            if 'sr_picture' in pred:
+                del pred.sr_picture
+        return super().postprocess(preds, imgs, is_batch, get_datasample)
 
 def _create_inferencer(self, task=None, config=None, ckpt=None, device=None, extra_parameters=None,
                        seed=2022) -> None:
