@@ -5,6 +5,7 @@ kind with a tiny random ITER model: output size, channels, bit depth, orientatio
 and the two giving the same files.
 """
 import importlib.util
+import sys
 import warnings
 from pathlib import Path
 
@@ -313,3 +314,20 @@ def test_cli_options_and_inferencer_agree(tiny, inputs, capsys):
         run_cli(tiny, sub / 'rgba.png', out, '--ext', 'jpg')
     assert isinstance(read_picture(str(out / 'rgba.jpg')), Picture)
 
+
+def test_compare_sr_and_generate_lq_read_alike(inputs, tmp_path):
+    """The data tools use the same reader: upright first frame, RGB (alpha ignored), the same pixels."""
+    tools = {}
+    for name in ('compare_sr', 'generate_lq'):
+        spec = importlib.util.spec_from_file_location(f'photo_io_{name}', ROOT / 'tools' / f'{name}.py')
+        tools[name] = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = tools[name]  # dataclasses resolve annotations through sys.modules
+        spec.loader.exec_module(tools[name])
+    for name in ('exif6.jpg', 'rgba.png', 'grey16.png', 'cmyk.jpg', 'anim.gif'):
+        ref = read_picture(str(inputs / name)).frames[0]
+        cmp = tools['compare_sr'].read_image(str(inputs / name)).permute(1, 2, 0).numpy()
+        lq = tools['generate_lq'].read_rgb(str(inputs / name))
+        assert np.array_equal(cmp, ref) and lq.shape == ref.shape and lq.dtype == np.uint8, name
+        assert np.array_equal(lq, np.round(ref * 255)), name
+    tools['generate_lq'].write_png(str(tmp_path / 'x.png'), lq)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / 'x.png')), lq)

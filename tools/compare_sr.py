@@ -132,7 +132,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 # ------------------------------------------------------------------------------------------------ images
 def read_image(path: str) -> Tensor:
-    """Any 8/16-bit grey, RGB or RGBA file -> (3, H, W) float RGB in [0, 1] (iter_mm.utils.image_io rules)."""
+    """Any image file -> (3, H, W) float RGB in [0, 1], upright, first frame, alpha ignored
+    (``iter_mm.utils.image_io``: grey replicated, 16 bit scaled, palette and CMYK converted)."""
     from iter_mm.utils.image_io import read_image as read_rgb
     img, _ = read_rgb(path)
     if min(img.shape[:2]) < 2:
@@ -460,9 +461,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     row[k] = score(metric, sr_m, gt_m) if (gt_m is not None or not full_ref) else float('nan')
                 rows.append(row)
                 if args.save_images:
-                    os.makedirs(osp.join(args.out, 'images', mname), exist_ok=True)
-                    import cv2
-                    cv2.imwrite(osp.join(args.out, 'images', mname, osp.splitext(f)[0] + '.png'), to_uint8(sr))
+                    from iter_mm.utils.image_io import write_image
+                    write_image(osp.join(args.out, 'images', mname, osp.splitext(f)[0] + '.png'),
+                                sr.permute(1, 2, 0).numpy())
                 if f in crops:
                     crops[f].append((mname, sr))
                 bar.update(1)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff', '.webp', '.gif')
 CONFIGS = {
     ('realesrgan', 4): 'realesrgan_x4.py',
     ('realesrgan', 2): 'realesrgan_x2.py',
@@ -79,20 +79,21 @@ def _init_worker(transform_cfgs: list, seed: int) -> None:
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """8-bit RGB (H, W, 3); grey, RGBA and 16-bit files are converted; clear error if unreadable."""
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise ValueError(f'cannot decode image (corrupt or unsupported): {path}')
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """8-bit RGB (H, W, 3), upright (EXIF orientation applied); grey, palette, CMYK, RGBA and 16-bit files are
+    converted (``iter_mm.utils.image_io``: the first frame, alpha ignored); clear error if unreadable."""
+    from iter_mm.utils.image_io import ImageReadError, read_image
+    try:
+        rgb, _ = read_image(path)
+    except ImageReadError as err:
+        raise ValueError(f'cannot decode image (corrupt or unsupported): {err}') from None
+    return np.round(rgb * 255.0).astype(np.uint8)
 
 
 def write_png(path: str, rgb: np.ndarray) -> None:
-    """Write atomically (temporary file + rename), so an interrupted run leaves no partial file."""
-    tmp = f'{path}.tmp{os.getpid()}.png'
-    if not cv2.imwrite(tmp, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f'cannot write {tmp}')
-    os.replace(tmp, path)
+    """Write 8-bit RGB as PNG atomically (``iter_mm.utils.image_io``: temporary file + rename), so an interrupted
+    run leaves no partial file."""
+    from iter_mm.utils.image_io import write_image
+    write_image(path, rgb.astype(np.float32) / 255.0)
 
 
 def degrade_one(gt: np.ndarray, name: str, transforms, scale: int) -> Tuple[np.ndarray, np.ndarray]:
