@@ -29,16 +29,43 @@ def test_iter_models_drop_losses_and_stage1_file():
     assert out.generator == cfg['generator']
 
 
-def test_enable_amp_single_and_per_module_wrappers():
+@pytest.mark.parametrize('device,expected', [('cuda', 'AmpOptimWrapper'), ('cpu', 'AutocastOptimWrapper')])
+def test_enable_amp_single_and_per_module_wrappers(device, expected):
+    """--amp: fp16 with loss scaling on CUDA, bf16 autocast without a GPU; single and per-module wrappers."""
     single = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4))))
-    enable_amp(single)
-    assert single.optim_wrapper.type == 'AmpOptimWrapper'
+    assert enable_amp(single, device=device) == expected
+    assert single.optim_wrapper.type == expected
+    if device == 'cuda':
+        assert single.optim_wrapper.loss_scale == 'dynamic'
+    else:
+        assert single.optim_wrapper.dtype == 'bfloat16'
     multi = Config(dict(optim_wrapper=dict(
         constructor='MultiOptimWrapperConstructor',
         generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4)),
         discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=4e-4)))))
-    enable_amp(multi)
-    assert multi.optim_wrapper.generator.type == multi.optim_wrapper.discriminator.type == 'AmpOptimWrapper'
+    enable_amp(multi, device=device)
+    assert multi.optim_wrapper.generator.type == multi.optim_wrapper.discriminator.type == expected
+    with pytest.raises(ValueError, match='OptimWrapper only'):
+        enable_amp(Config(dict(optim_wrapper=dict(type='Custom', optimizer=dict(type='Adam')))), device=device)
+
+
+def test_autocast_optim_wrapper_runs_bf16_on_cpu():
+    """The CPU --amp wrapper computes the forward in bf16, keeps fp32 parameters/grads, and steps."""
+    import torch
+    import iter_mm  # noqa: F401
+    from mmagic.registry import OPTIM_WRAPPERS
+    net = torch.nn.Linear(4, 3)
+    wrapper = OPTIM_WRAPPERS.build(dict(type='AutocastOptimWrapper', device_type='cpu',
+                                        optimizer=torch.optim.SGD(net.parameters(), lr=0.1)))
+    before = net.weight.detach().clone()
+    with wrapper.optim_context(net):
+        out = net(torch.randn(2, 4))
+    assert out.dtype == torch.bfloat16
+    wrapper.update_params(out.float().square().mean())
+    assert net.weight.dtype == torch.float32 and not torch.equal(net.weight, before)
+    with pytest.raises(ValueError, match='dtype'):
+        OPTIM_WRAPPERS.build(dict(type='AutocastOptimWrapper', dtype='int8',
+                                  optimizer=torch.optim.SGD(net.parameters(), lr=0.1)))
 
 
 def test_missing_config_file_is_named(tmp_path):

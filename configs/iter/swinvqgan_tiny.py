@@ -15,6 +15,10 @@ data_root = None  # None = scikit-image's data folder (SkimagePhotoDataset)
 gt_crop_size = 64
 codebook_size = 128
 
+# G and D have their own optimizers and SRGAN's train_step updates both: each gets its own DDP wrapper.
+# Every parameter is used in its step, so find_unused_parameters stays False (tests/test_ddp_readiness.py).
+model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel')
+
 model = dict(
     type='SwinVQGANModel',
     generator=dict(

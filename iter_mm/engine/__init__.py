@@ -1,2 +1,2 @@
 """Runner hooks and MMEngine integration."""
-from . import checkpoint_loader, hooks  # noqa: F401
+from . import checkpoint_loader, hooks, launch, optimizers  # noqa: F401

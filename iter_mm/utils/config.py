@@ -32,20 +32,31 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
-def enable_amp(cfg: Config, dtype: Optional[str] = None) -> None:
-    """Switch every optimizer wrapper of ``cfg`` to ``AmpOptimWrapper`` (single or per-module dict)."""
+def enable_amp(cfg: Config, dtype: Optional[str] = None, device: Optional[str] = None) -> str:
+    """Switch every optimizer wrapper of ``cfg`` (single or per-module dict) to mixed precision.
+
+    On CUDA: MMEngine's ``AmpOptimWrapper`` (fp16 with dynamic loss scaling, or ``dtype``). Without a GPU:
+    ``AutocastOptimWrapper`` with bf16 autocast (MMEngine's AMP wrapper refuses CPUs). Returns the wrapper type.
+    """
+    import torch
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     wrapper = cfg.optim_wrapper
     targets = [wrapper] if 'type' in wrapper or 'optimizer' in wrapper else [
         w for k, w in wrapper.items() if k != 'constructor' and isinstance(w, dict)]
+    new_type = 'AmpOptimWrapper' if device == 'cuda' else 'AutocastOptimWrapper'
     for w in targets:
-        if w.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        if w.get('type', 'OptimWrapper') in ('AmpOptimWrapper', 'AutocastOptimWrapper'):
             continue
         if w.get('type', 'OptimWrapper') != 'OptimWrapper':
             raise ValueError(f'--amp supports OptimWrapper only, got {w["type"]}')
-        w.type = 'AmpOptimWrapper'
-        w.loss_scale = 'dynamic'
-        if dtype is not None:
-            w.dtype = dtype
+        w.type = new_type
+        if new_type == 'AmpOptimWrapper':
+            w.loss_scale = 'dynamic'
+            if dtype is not None:
+                w.dtype = dtype
+        else:
+            w.dtype = dtype or 'bfloat16'
+    return new_type
 
 
 def training_only_keys(model_cfg: dict) -> List[str]:

@@ -15,6 +15,7 @@ from mmagic.structures import DataSample
 
 from ...utils.padding import pad_to_multiple
 from .codebook_maintenance import CodebookMaintenance
+from .wrapper_state import portable_wrapped_state
 
 
 @MODELS.register_module()
@@ -80,6 +81,7 @@ class SwinVQGANModel(SRGAN):
         self.ssim_loss = MODELS.build(ssim_loss) if ssim_loss else None
         self.vq_loss_weight = float(vq_loss_weight or 0.0)
         self.generator_ema = deepcopy(self.generator).requires_grad_(False) if is_use_ema else None
+        portable_wrapped_state(self)  # multi-GPU checkpoints hold generator.* / discriminator.* as 1-GPU ones
         self.codebook_maintenance = CodebookMaintenance(**codebook_maintenance) if codebook_maintenance else None
         self.gan_schedule = self._check_gan_schedule(gan_schedule)
         self._gan_factor = 1.0

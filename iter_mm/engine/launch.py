@@ -1,0 +1,128 @@
+"""Launch-time adaptation of a config to the machine: GPU (nccl) or CPU-only (gloo) distributed runs.
+
+MMEngine 0.10's launchers assume CUDA: ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and the Runner
+wraps models in DDP with ``device_ids=[LOCAL_RANK]``. On a machine without a GPU, :func:`configure_launch`
+initialises the process group itself with gloo (the Runner then skips its own ``init_dist``) and makes DDP
+wrap CPU modules, so ``tools/dist_train.sh CONFIG N`` runs N CPU processes with nothing else to pass. On GPUs
+nothing changes (nccl, one device per process).
+"""
+import os
+import subprocess
+from datetime import timedelta
+from typing import Optional
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config, ConfigDict
+
+#: Wrapper used when a config defines none: GAN-style models with one optimizer per network need separate
+#: DDP wrappers (their ``train_step`` runs G and D updates itself), single-optimizer models one DDP.
+SEPARATE_WRAPPER = 'MMSeparateDistributedDataParallel'
+
+
+def _uses_multi_optimizers(cfg: Config) -> bool:
+    wrapper = cfg.get('optim_wrapper') or {}
+    return wrapper.get('constructor') == 'MultiOptimWrapperConstructor' or (
+        'type' not in wrapper and 'optimizer' not in wrapper and any(
+            isinstance(v, dict) and ('optimizer' in v or 'type' in v) for v in wrapper.values()))
+
+
+def default_model_wrapper(cfg: Config) -> None:
+    """Fill ``model_wrapper_cfg`` when the config has none (MMagic's GAN configs set the separate wrapper)."""
+    if cfg.get('model_wrapper_cfg') is None and _uses_multi_optimizers(cfg):
+        cfg.model_wrapper_cfg = ConfigDict(type=SEPARATE_WRAPPER)
+
+
+def _slurm_env() -> None:
+    """RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* from Slurm's variables (as MMEngine's slurm launcher)."""
+    os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+    os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+    os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+    if 'MASTER_ADDR' not in os.environ:
+        nodes = os.environ['SLURM_NODELIST']
+        os.environ['MASTER_ADDR'] = subprocess.getoutput(f'scontrol show hostname {nodes} | head -n1')
+    os.environ.setdefault('MASTER_PORT', '29500')
+
+
+def init_cpu_process_group(launcher: str, timeout_s: Optional[int] = None) -> None:
+    """Initialise a gloo process group from the launcher's environment (torchrun or Slurm)."""
+    if torch_dist.is_initialized():
+        return
+    if launcher == 'slurm':
+        _slurm_env()
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+    if missing:
+        raise RuntimeError(f'--launcher {launcher}: environment variables {missing} are not set; start the '
+                           'processes with tools/dist_train.sh (torchrun) or srun')
+    kwargs = dict(timeout=timedelta(seconds=timeout_s)) if timeout_s else {}
+    torch_dist.init_process_group(backend='gloo', init_method='env://', rank=int(os.environ['RANK']),
+                                  world_size=int(os.environ['WORLD_SIZE']), **kwargs)
+
+
+def configure_launch(cfg: Config, launcher: str) -> str:
+    """Adapt ``cfg`` in place to this machine and return the device kind: 'cuda' or 'cpu'.
+
+    With ``launcher != 'none'`` and no usable GPU: gloo process group (started here), DDP wrappers without
+    ``device_ids``. ``model_wrapper_cfg`` defaults to separate wrappers for multi-optimizer (GAN) models.
+    """
+    cfg.launcher = launcher
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if launcher == 'none':
+        return device
+    default_model_wrapper(cfg)
+    if device == 'cuda':
+        return device
+    if launcher not in ('pytorch', 'slurm'):
+        raise RuntimeError(f'--launcher {launcher} needs GPUs; on a CPU-only machine use pytorch (torchrun, '
+                           'tools/dist_train.sh) or slurm')
+    env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+    dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
+    dist_cfg['backend'] = 'gloo'
+    timeout = dist_cfg.get('timeout')
+    init_cpu_process_group(launcher, timeout_s=timeout)
+    wrapper = cfg.get('model_wrapper_cfg')
+    if wrapper is None:
+        # The Runner's default is DDP with device_ids=[LOCAL_RANK], which DDP refuses for CPU modules.
+        cfg.model_wrapper_cfg = ConfigDict(
+            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    elif _is_ddp_subclass(wrapper.get('type', 'MMDistributedDataParallel')):
+        wrapper['device_ids'] = None  # (the separate wrapper passes no device_ids to its DDPs)
+    return device
+
+
+def _is_ddp_subclass(wrapper_type) -> bool:
+    from mmengine.registry import MODEL_WRAPPERS
+    from torch.nn.parallel import DistributedDataParallel
+    cls = MODEL_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
+    return isinstance(cls, type) and issubclass(cls, DistributedDataParallel)
+
+
+def prepare_training(cfg: Config, cfg_path: str, launcher: str = 'none', work_dir: Optional[str] = None,
+                     amp: bool = False, auto_scale_lr: bool = False, resume: Optional[str] = None) -> Config:
+    """Apply ``tools/train.py``'s options to ``cfg`` (in place) and return it.
+
+    Args:
+        cfg_path: the config's path (``mmagic::`` allowed); names the default work dir.
+        resume: None (fresh), 'auto' (latest checkpoint of the work dir) or a checkpoint path.
+    """
+    import os.path as osp
+    from ..utils.config import enable_amp
+    device = configure_launch(cfg, launcher)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(cfg_path.split('::')[-1]))[0])
+    if amp:
+        enable_amp(cfg, device=device)  # CUDA: fp16 + loss scaling; CPU: bf16 autocast
+    if auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise SystemExit('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config')
+        cfg.auto_scale_lr.enable = True
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise SystemExit(f'--resume: checkpoint not found: {resume}')
+        cfg.resume, cfg.load_from = True, resume
+    return cfg
