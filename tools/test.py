@@ -13,20 +13,11 @@ import os
 import os.path as osp
 
 from mmengine.config import DictAction
-from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from iter_mm.engine.hooks import MetricsRecorderHook
+from iter_mm.engine.launch import configure_launch
 from iter_mm.utils.config import inference_model_cfg, load_config
-
-
-class _KeepMetrics(Hook):
-    """Remembers the metrics of the test epoch."""
-
-    def __init__(self) -> None:
-        self.metrics: dict = {}
-
-    def after_test_epoch(self, runner, metrics=None) -> None:
-        self.metrics = dict(metrics or {})
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,7 +43,7 @@ def main() -> None:
     cfg = load_config(args.config, args.cfg_options)
     if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
         raise SystemExit(f'{args.config} defines no test_dataloader / test_evaluator to test on')
-    cfg.launcher = args.launcher
+    configure_launch(cfg, args.launcher)  # gloo + CPU processes when there is no GPU
     cfg.model = inference_model_cfg(cfg.model)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -65,10 +56,10 @@ def main() -> None:
         cfg[key] = None
 
     runner = Runner.from_cfg(cfg)
-    kept = _KeepMetrics()
-    runner.register_hook(kept, priority='LOWEST')
-    metrics = runner.test() or kept.metrics  # MMagic's MultiTestLoop returns nothing
-    if args.out:
+    kept = MetricsRecorderHook()
+    runner.register_hook(kept)
+    metrics = runner.test() or kept.metrics.get('test', {})  # MMagic's MultiTestLoop returns nothing
+    if args.out and runner.rank == 0:  # every rank holds the collected metrics; one writes them
         from mmengine.fileio import dump
         dump(metrics, args.out)
         print(f'metrics written to {args.out}')

@@ -5,16 +5,18 @@
     bash tools/dist_train.sh configs/iter/iter_x4_realsr.py 4
 
 Options follow MMagic's own tools/train.py: --work-dir, --resume [CKPT], --amp, --auto-scale-lr,
---cfg-options, --launcher none|pytorch|slurm.
+--cfg-options, --launcher none|pytorch|slurm. Without a GPU, distributed runs use CPU processes and gloo, and
+--amp trains under bf16 autocast.
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from iter_mm.utils.config import enable_amp, load_config
+from iter_mm.engine.launch import prepare_training
+from iter_mm.engine.stages import check_stage1_checkpoint
+from iter_mm.utils.config import load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,24 +41,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config.split('::')[-1]))[0])
-    if args.amp:
-        enable_amp(cfg)
-    if args.auto_scale_lr:
-        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise SystemExit('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config')
-        cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise SystemExit(f'--resume: checkpoint not found: {args.resume}')
-        cfg.resume, cfg.load_from = True, args.resume
-
+    prepare_training(cfg, args.config, launcher=args.launcher, work_dir=args.work_dir, amp=args.amp,
+                     auto_scale_lr=args.auto_scale_lr, resume=args.resume)
+    check_stage1_checkpoint(cfg, args.config)  # an ITER config without its stage-I file stops here
     runner = Runner.from_cfg(cfg)
     runner.train()
 

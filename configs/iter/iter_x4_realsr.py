@@ -22,6 +22,7 @@ realworld_sets = ['RealSR', 'DRealSR', 'DPED_iphone', 'RealSRSet']
 # Stage I: our Swin-VQGAN checkpoint (tools/train.py configs/iter/swinvqgan_df2k-ost.py) or the authors'
 # ITER_swinvqgan.pth. Loaded, frozen, when training starts; set None when resuming / testing a full ITER checkpoint.
 vqgan_ckpt = 'work_dirs/swinvqgan_df2k-ost/iter_400000.pth'
+stage1_config = 'swinvqgan_df2k-ost.py'  # the stage-I config (tools/train_pipeline.py trains it first)
 # LPIPS-VGG loss weights (pyiqa's LPIPS v0.1 VGG head + torchvision's ImageNet VGG16); nothing is downloaded.
 lpips_vgg_path = 'pretrained/LPIPS_v0.1_vgg-a78928a0.pth'
 vgg16_path = 'pretrained/vgg16-397923af.pth'

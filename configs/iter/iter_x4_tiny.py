@@ -16,6 +16,7 @@ gt_crop = 64  # a multiple of 32 (8 x the Swin window of 4)
 data_root = None  # None = the photos that ship with scikit-image (SkimagePhotoDataset, train split)
 val_data_root = data_root  # held-out split
 vqgan_ckpt = 'work_dirs/swinvqgan_tiny/iter_300.pth'
+stage1_config = 'swinvqgan_tiny.py'  # the stage-I config (tools/train_pipeline.py trains it first)
 codebook_size = 128
 window = 4
 

@@ -1,4 +1,5 @@
 """Runner hooks of ITER."""
+from .metrics_recorder import MetricsRecorderHook
 from .refinement_visualization import RefinementVisualizationHook, refinement_mosaic
 
-__all__ = ['RefinementVisualizationHook', 'refinement_mosaic']
+__all__ = ['MetricsRecorderHook', 'RefinementVisualizationHook', 'refinement_mosaic']

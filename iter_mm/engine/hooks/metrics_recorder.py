@@ -1,0 +1,22 @@
+"""A hook that keeps the metrics of the last validation and test epochs (MMagic's MultiTestLoop returns none)."""
+from typing import Dict, Optional
+
+from mmengine.hooks import Hook
+
+from mmagic.registry import HOOKS
+
+
+@HOOKS.register_module()
+class MetricsRecorderHook(Hook):
+    """Remembers ``val`` and ``test`` metrics: ``hook.metrics['val']`` / ``hook.metrics['test']`` (dicts)."""
+
+    priority = 'LOWEST'
+
+    def __init__(self) -> None:
+        self.metrics: Dict[str, dict] = {}
+
+    def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        self.metrics['val'] = dict(metrics or {})
+
+    def after_test_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        self.metrics['test'] = dict(metrics or {})

@@ -1,0 +1,65 @@
+"""The hand-over between ITER's training stages: which stage-I config an ITER config builds on, where each
+stage's final checkpoint lies, and whether a stage is finished, interrupted or not started.
+
+An ITER config names its stage-I config with a top-level ``stage1_config`` (a path relative to the ITER config's
+folder, or ``mmagic::``-style); ``model.vqgan_ckpt`` is the stage-I checkpoint it loads. A stage is finished when
+its work dir holds ``iter_<max_iters>.pth`` and interrupted when it holds any other checkpoint
+(``last_checkpoint`` written by MMEngine's CheckpointHook).
+"""
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+
+#: Model types trained on a frozen stage-I VQGAN.
+STAGE2_MODELS = ('ITERModel',)
+
+
+def stage1_config_path(cfg: Config, cfg_path: str) -> Optional[str]:
+    """Path of the stage-I config named by ``cfg.stage1_config`` (relative to ``cfg_path``'s folder), or None."""
+    name = cfg.get('stage1_config')
+    if not name:
+        return None
+    if '::' in name or osp.isabs(name):
+        return name
+    return osp.normpath(osp.join(osp.dirname(osp.abspath(cfg_path)), name))
+
+
+def final_checkpoint(cfg: Config) -> str:
+    """``<work_dir>/iter_<max_iters>.pth``: the checkpoint an iteration-based run writes last."""
+    train_cfg = cfg.get('train_cfg') or {}
+    if 'max_iters' not in train_cfg:
+        raise ValueError('only iteration-based configs (train_cfg.max_iters) can be chained into a pipeline')
+    return osp.join(cfg.work_dir, f'iter_{train_cfg["max_iters"]}.pth')
+
+
+def stage_state(cfg: Config) -> str:
+    """'done' (final checkpoint present), 'resume' (an earlier checkpoint present) or 'fresh'."""
+    if osp.isfile(final_checkpoint(cfg)):
+        return 'done'
+    if osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
+        return 'resume'
+    return 'fresh'
+
+
+def check_stage1_checkpoint(cfg: Config, cfg_path: str) -> None:
+    """Stop before any work when an ITER config's stage-I checkpoint is missing, naming the command to make it.
+
+    Nothing is checked when training resumes or loads a full checkpoint (``resume`` / ``load_from``): their
+    VQGAN weights come from that file.
+    """
+    model = cfg.get('model') or {}
+    if model.get('type') not in STAGE2_MODELS or cfg.get('resume') or cfg.get('load_from'):
+        return
+    ckpt = model.get('vqgan_ckpt')
+    if ckpt is None or osp.isfile(ckpt):
+        return
+    stage1 = stage1_config_path(cfg, cfg_path)
+    make = (f'python tools/train.py {osp.relpath(stage1) if "::" not in stage1 else stage1}' if stage1 else
+            'python tools/train.py <the Swin-VQGAN config of this model>')
+    raise SystemExit(
+        f'stage-I checkpoint not found: model.vqgan_ckpt={ckpt!r}.\n'
+        f'  Make it with:   {make}\n'
+        f'  or run both stages: python tools/train_pipeline.py {cfg_path}\n'
+        '  or point model.vqgan_ckpt at an existing one (--cfg-options model.vqgan_ckpt=PATH), e.g. the authors\' '
+        'ITER_swinvqgan.pth converted with tools/convert_official_ckpt.py.')

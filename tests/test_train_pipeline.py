@@ -1,0 +1,111 @@
+"""tools/train_pipeline.py: stage I, then stages II+III on its checkpoint, then the test set; finished stages are
+skipped and an interrupted stage resumes. tools/train.py refuses an ITER config whose stage-I file is missing."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = 'configs/iter/iter_x4_tiny.py'
+
+
+def _run(args, check=True):
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONHASHSEED='0')
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    return proc
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('pipeline_data')
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:96]
+    for split, count in (('train', 4), ('val', 2)):
+        (root / split).mkdir()
+        for i in range(count):
+            base = np.stack([np.sin(xx / (4 + i + c)) * 70 + np.cos(yy / (5 + i)) * 50 + 128 for c in range(3)], -1)
+            img = np.clip(base + rng.normal(0, 5, base.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / split / f'{i}.png'), img)
+    return root
+
+
+def _pipeline_args(photos: Path, work: Path) -> list:
+    data = []
+    for split, folder in (('train_dataloader', 'train'), ('val_dataloader', 'val'), ('test_dataloader', 'val')):
+        data.append(f'{split}.dataset.data_root={photos / folder}')
+    micro = ['train_cfg.max_iters=2', 'train_cfg.val_interval=100', 'default_hooks.checkpoint.interval=1',
+             'train_dataloader.batch_size=2']
+    return ['tools/train_pipeline.py', TINY, '--work-dir', str(work),
+            '--cfg-options', *data, *micro, 'model.test_cfg.steps=2',
+            '--stage1-cfg-options', *data, *micro]
+
+
+@pytest.fixture(scope='module')
+def pipeline(photos, tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp('pipeline_work')
+    first = _run(_pipeline_args(photos, work))
+    return dict(work=work, first=first.stdout + first.stderr)
+
+
+def _summary(work: Path) -> dict:
+    return json.loads((work / 'iter_x4_tiny' / 'pipeline_summary.json').read_text())
+
+
+def test_pipeline_trains_both_stages_then_tests(pipeline):
+    work = pipeline['work']
+    assert (work / 'swinvqgan_tiny' / 'iter_2.pth').is_file()
+    assert (work / 'iter_x4_tiny' / 'iter_2.pth').is_file()
+    stages = _summary(work)['stages']
+    assert [s['state'] for s in stages] == ['fresh', 'fresh', 'ran']
+    assert {'PSNR', 'SSIM', 'NIQE'} <= set(stages[2]['metrics'])
+    assert 'ITER pipeline' in pipeline['first']
+    # the ITER checkpoint holds the stage-I VQGAN it was trained on
+    s1 = torch.load(work / 'swinvqgan_tiny' / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
+    s2 = torch.load(work / 'iter_x4_tiny' / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
+    key = next(k for k in s1 if k.startswith('generator.encoder.'))
+    assert torch.equal(s1[key], s2[key.replace('generator.', 'generator.vqgan.', 1)])
+
+
+def test_final_model_super_resolves(pipeline, photos, tmp_path):
+    """The pipeline's ITER checkpoint restores an image to 4x its size through tools/infer.py."""
+    lq = tmp_path / 'lq'
+    lq.mkdir()
+    cv2.imwrite(str(lq / 'small.png'), cv2.imread(str(photos / 'val' / '0.png'))[:20, :28])
+    out = tmp_path / 'out'
+    _run(['tools/infer.py', str(lq), '-c', TINY, '-w', str(pipeline['work'] / 'iter_x4_tiny' / 'iter_2.pth'),
+          '-o', str(out), '--steps', '2', '--unsafe-load'])
+    assert cv2.imread(str(out / 'small.png')).shape == (80, 112, 3)
+
+
+def test_rerun_skips_finished_and_resumes_interrupted(pipeline, photos):
+    """Stage II loses its final checkpoint (as if killed after iteration 1): the rerun skips stage I, resumes
+    stage II from iter_1.pth and finishes it."""
+    work = pipeline['work']
+    stage2 = work / 'iter_x4_tiny'
+    (stage2 / 'iter_2.pth').unlink()
+    (stage2 / 'last_checkpoint').write_text(str(stage2 / 'iter_1.pth'))
+    before = (work / 'swinvqgan_tiny' / 'iter_2.pth').stat().st_mtime_ns
+    proc = _run(_pipeline_args(photos, work) + ['--skip-test'])
+    stages = _summary(work)['stages']
+    assert [s['state'] for s in stages] == ['done', 'resume']
+    assert (stage2 / 'iter_2.pth').is_file()
+    assert (work / 'swinvqgan_tiny' / 'iter_2.pth').stat().st_mtime_ns == before
+    assert 'iter_1.pth' in proc.stdout + proc.stderr  # MMEngine logs what it resumed from
+
+
+def test_train_refuses_missing_stage1_and_names_the_command(tmp_path):
+    proc = _run(['tools/train.py', TINY, '--work-dir', str(tmp_path),
+                 '--cfg-options', f'model.vqgan_ckpt={tmp_path / "missing.pth"}'], check=False)
+    assert proc.returncode != 0
+    assert 'stage-I checkpoint not found' in proc.stderr
+    assert 'tools/train.py configs/iter/swinvqgan_tiny.py' in proc.stderr
+    assert 'tools/train_pipeline.py' in proc.stderr
+    assert not list(tmp_path.iterdir())  # stopped before the Runner made anything
