@@ -1,9 +1,23 @@
 """Install iter_mm: ITER (AAAI 2024) real-world super-resolution as an MMagic plugin."""
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+
+
+class BuildWithConfigs(build_py):
+    """Also copy ``configs/`` into the built package as ``iter_mm/.mim/configs`` (MMagic's layout), so that an
+    installed wheel finds ``iter_mm::iter/...`` and ``configs/iter/...`` outside the repository."""
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / 'iter_mm' / '.mim' / 'configs'
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(HERE / 'configs', target, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
 
 
 def read_requirements(name: str) -> list[str]:
@@ -27,4 +41,5 @@ setup(
     install_requires=read_requirements('runtime.txt'),
     extras_require={'tests': read_requirements('tests.txt')},
     license='Apache-2.0',
+    cmdclass={'build_py': BuildWithConfigs},
 )

@@ -23,6 +23,7 @@ from mmagic.structures import DataSample
 from mmengine.runner import load_checkpoint
 
 from ..utils.config import inference_model_cfg, load_config
+from ..utils.config_paths import configs_root
 from ..utils.image_io import Picture, picture_from_array, read_picture
 from ..utils.image_write import output_arrays, write_picture
 from ..utils.photo_sr import super_resolve_picture
@@ -30,7 +31,7 @@ from ..utils.photo_sr import super_resolve_picture
 #: The task name under which ITER is known to ``MMagicInferencer``.
 ITER_TASK = 'Real-World Image Super-Resolution (ITER)'
 ITER_MODEL_NAMES = ('iter', 'iter_x4', 'iter_x2')
-_CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs', 'iter')
+_CONFIGS = osp.join(configs_root() or 'configs', 'iter')  # the source tree's or the installed package's
 
 
 class ITERInferencer(ImageSuperResolutionInferencer):

@@ -5,12 +5,15 @@ from typing import List, Optional
 
 from mmengine.config import Config, ConfigDict
 
+from .config_paths import resolve_config_path
+
 #: Models of this package whose loss / discriminator entries are only needed for training.
 PLUGIN_MODELS = ('ITERModel', 'SwinVQGANModel')
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read a config file, or ``mmagic::<path>`` from MMagic's model zoo, and apply overrides.
+    """Read a config file, ``mmagic::<path>`` from MMagic's model zoo or ``iter_mm::<path>`` from ours (also
+    ``configs/...`` outside the repository, from the installed package), and apply overrides.
 
     Also imports ``iter_mm`` (registering its components) and sets MMagic's default scope, so that
     MMagic's own configs and ours run through the same tools.
@@ -19,12 +22,11 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     from mmagic.utils import register_all_modules
     register_all_modules(init_default_scope=False)
 
+    path = resolve_config_path(path)  # iter_mm::/configs/... also from an installed package
     if '::' in path:
         from mmengine.hub import get_config
         cfg = get_config(path)
     else:
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'config file not found: {path}')
         cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
