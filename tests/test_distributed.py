@@ -85,7 +85,8 @@ def _val_body(data: Path) -> str:
 
 @pytest.fixture(scope='module')
 def stage1(data, tmp_path_factory) -> dict:
-    """Stage I, 2 processes x batch 2, 4 iterations, validation at the end; checkpoints every 2 iterations."""
+    """Stage I, 2 processes x batch 2, 4 iterations, validation at the end; checkpoints every 2 iterations; an
+    EMA generator (MMagic's EMA under separate DDP wrappers), which validation and test use."""
     root = tmp_path_factory.mktemp('stage1')
     probe = root / 'probe'
     cfg = _write_config(root / 'cfg_stage1.py', 'configs/iter/swinvqgan_tiny.py', (
@@ -93,7 +94,9 @@ def stage1(data, tmp_path_factory) -> dict:
         + _val_body(data) +
         "train_cfg = dict(max_iters=4, val_interval=4)\n"
         "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))\n"
-        f"custom_hooks = [dict(type='DistProbeHook', out_dir='{probe}')]\n"
+        "model = dict(is_use_ema=True)  # EMA generator, updated by the wrapper-aware hook, used for validation\n"
+        f"custom_hooks = [dict(type='DistProbeHook', out_dir='{probe}'), dict(type='WrapperAwareEMAHook',"
+        " module_keys=('generator_ema',), interval=1, interp_cfg=dict(momentum=0.5))]\n"
         "test_evaluator = dict(type='Evaluator', metrics=[dict(type='PSNR', crop_border=4, convert_to='Y'),"
         " dict(type='SSIM', crop_border=4, convert_to='Y'), dict(type='CodebookUsage', codebook_size=128)])\n"
         "val_evaluator = test_evaluator\n"))
@@ -144,6 +147,8 @@ def test_stage1_ranks_stay_bitwise_equal(stage1):
     assert s0.keys() == s1.keys() and any('discriminator' in k for k in s0)
     unequal = [k for k in s0 if not torch.equal(s0[k], s1[k])]
     assert not unequal, unequal[:5]
+    ema = [k for k in s0 if k.startswith('generator_ema.')]
+    assert ema and any(not torch.equal(s0[k], s0['generator.' + k[len('generator_ema.'):]]) for k in ema)
     init = torch.load(stage1['work'] / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
     assert init.keys() == s0.keys()  # the 2-process checkpoint has the 1-process keys (no generator.module.*)
     changed = [k for k in init if k in s0 and s0[k].is_floating_point() and not torch.equal(init[k], s0[k])]

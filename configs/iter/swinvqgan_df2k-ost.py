@@ -42,6 +42,6 @@ default_hooks = dict(logger=dict(interval=100), checkpoint=dict(interval=5000))
 # EMA of the generator (with is_use_ema=True):
 # custom_hooks = [
 #     dict(type='BasicVisualizationHook', interval=1),
-#     dict(type='ExponentialMovingAverageHook', module_keys=('generator_ema', ), interval=1,
+#     dict(type='WrapperAwareEMAHook', module_keys=('generator_ema', ), interval=1,  # MMagic's, DDP-safe
 #          interp_cfg=dict(momentum=0.001)),
 # ]
