@@ -1,9 +1,25 @@
 """iter_mm: ITER (Chen et al., AAAI 2024) real-world super-resolution as an MMagic plugin.
 
-``import iter_mm`` registers every component into MMagic's registries (default scope ``mmagic``);
-configs load it with ``custom_imports = dict(imports=['iter_mm'], allow_failed_imports=False)``.
-"""
-from .version import __version__
-from . import apis, datasets, engine, evaluation, models, utils  # noqa: F401,E402
+``import iter_mm`` registers every component into MMagic's registries (scope ``mmagic``) without importing
+MMagic's inferencer stack or diffusers: the editors and metrics register on the registries' first look-up
+(:mod:`iter_mm.utils.setup_env`). Configs load it with ``custom_imports = dict(imports=['iter_mm'])``.
+``iter_mm.register_all_modules()`` registers everything at once, as MMagic's function of the same name.
+MMagic's Inferencer learns 'iter' where it is used: ``from iter_mm.apis import MMagicInferencer``.
 
-__all__ = ['__version__']
+The pure-torch parts (``iter_mm.models.sampling``, ``iter_mm.models.archs.swin``, ``iter_mm.utils.padding``,
+``iter_mm.utils.checkpoint``, ...) import without MMCV / MMagic; without them ``import iter_mm`` registers
+nothing and says so once.
+"""
+import warnings
+
+from .version import __version__
+from .utils.setup_env import register_all_modules
+
+__all__ = ['__version__', 'register_all_modules']
+
+try:
+    register_all_modules(init_default_scope=False, deferred=True)
+except ImportError as _err:  # MMCV / MMEngine / MMagic missing: the pure-torch modules still work
+    if (_err.name or '').split('.')[0] not in ('mmcv', 'mmengine', 'mmagic'):
+        raise
+    warnings.warn(f'iter_mm: {_err}; components are not registered (pure-torch modules only)', ImportWarning)

@@ -33,7 +33,7 @@ def tiny(tmp_path_factory):
 
 def test_mmagic_inferencer_runs_iter(tiny, tmp_path):
     """MMagicInferencer('iter', ...) builds ITER's inferencer and gives what model.restore gives."""
-    from mmagic.apis import MMagicInferencer
+    from iter_mm.apis import MMagicInferencer
     model, ckpt, path, img = tiny
     sr = MMagicInferencer('iter', model_config=TINY, model_ckpt=str(ckpt), device='cpu',
                           extra_parameters=dict(seed=3, steps=2))
@@ -48,11 +48,43 @@ def test_mmagic_inferencer_runs_iter(tiny, tmp_path):
     assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
 
 
-def test_other_mmagic_tasks_are_untouched():
-    """The ITER extension must not change how MMagic dispatches its own tasks."""
-    from mmagic.apis.inferencers import Inferencers
+TINY_RRDB = """
+model = dict(type='BaseEditModel',
+             generator=dict(type='RRDBNet', in_channels=3, out_channels=3, mid_channels=8, num_blocks=1,
+                            growth_channels=4, upscale_factor=4),
+             pixel_loss=dict(type='L1Loss', loss_weight=1.0),
+             data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+"""
+
+
+def test_other_mmagic_tasks_are_untouched(tiny, tmp_path):
+    """With ITER registered (the extension active), MMagic's own tasks still build MMagic's inferencers, unknown
+    tasks still fail as MMagic's do, and only ITER's task builds ITER's inferencer."""
+    from iter_mm.apis.inferencer import ITER_TASK, ITERInferencer, _create_inferencer
+    from mmagic.apis.inferencers import ImageSuperResolutionInferencer, Inferencers
+    assert Inferencers.__init__ is _create_inferencer
+    cfg = tmp_path / 'rrdb.py'
+    cfg.write_text(TINY_RRDB)
+    mmagic_sr = Inferencers('Image Super-Resolution', config=str(cfg), ckpt=None, device='cpu')
+    assert type(mmagic_sr.inferencer) is ImageSuperResolutionInferencer
+    assert mmagic_sr.task == 'Image Super-Resolution'
     with pytest.raises(ValueError, match='Unknown inferencer task'):
         Inferencers(task='no such task')
+    ours = Inferencers(ITER_TASK, config=TINY, ckpt=str(tiny[1]), device='cpu')
+    assert type(ours.inferencer) is ITERInferencer
+
+
+def test_import_iter_mm_leaves_mmagic_inferencers_alone():
+    """`import iter_mm` neither imports MMagic's inferencer stack nor patches it; iter_mm.apis' Inferencer does."""
+    import subprocess
+    import sys
+    code = ("import sys, iter_mm; assert 'mmagic.apis' not in sys.modules and 'diffusers' not in sys.modules\n"
+            "from mmagic.apis.inferencers import Inferencers; before = Inferencers.__init__\n"
+            "from iter_mm.apis import MMagicInferencer\n"
+            "assert Inferencers.__init__ is not before and 'iter' in MMagicInferencer.inference_supported_models\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-2000:]
 
 
 def test_refinement_mosaic_layout():

@@ -209,7 +209,7 @@ def run_cli(tiny, inputs, out, *extra):
 
 
 def run_inferencer(tiny, path, out, **params):
-    from mmagic.apis import MMagicInferencer
+    from iter_mm.apis import MMagicInferencer
     key = tuple(sorted(params.items()))
     if key not in tiny['inferencers']:  # one per option set: building it is the slow part
         tiny['inferencers'][key] = MMagicInferencer('iter', model_config=TINY, model_ckpt=tiny['ckpt'],

@@ -127,7 +127,7 @@ def build_iter(args) -> torch.nn.Module:
         cfg = dict(type='ITERModel', generator=dict(type='ITERNet', scale=args.scale), eval_lq_loss=None,
                    data_preprocessor=dict(type='DataPreprocessor', mean=[0.] * 3, std=[255.] * 3))
     model = MODELS.build(inference_model_cfg(cfg))
-    model._warned_random_vqgan = True  # random weights on purpose: timings only
+    model.warn_random_vqgan = False  # random weights on purpose: timings only
     return model
 
 

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import csv
-import logging
 import os
 import os.path as osp
 import sys
@@ -187,79 +185,31 @@ def resolve_config(path: str) -> str:
     raise FileNotFoundError(f"config '{path}' is neither a file nor in MMagic's model zoo ({osp.dirname(zoo)})")
 
 
-@contextlib.contextmanager
-def quiet_mmengine(level: int = logging.ERROR):
-    """Silence MMEngine's logger (per-parameter init reports, preprocessor notes) inside the block."""
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    old = logger.level
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
-
-
-def load_weights(model: torch.nn.Module, path: str, stripped: Sequence[str], name: str) -> None:
-    """Load a checkpoint strictly, except for keys of the stripped training-only parts."""
-    from mmengine.runner.checkpoint import _load_checkpoint
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"model '{name}': checkpoint {path} does not exist")
-    ckpt = _load_checkpoint(path, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    if not isinstance(state, dict):
-        raise ValueError(f"model '{name}': {path} holds no state dict")
-    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
-    if hasattr(model, 'restore') and not any(k.startswith('generator.') for k in state):
-        from iter_mm.utils.checkpoint import load_official  # the authors' ITER file (with its vqgan.* weights)
-        load_official(model.generator, path)
-        model._vqgan_ready = True
-        return
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"model '{name}': {path} does not fit the config: {err}") from None
-    unexpected = [k for k in result.unexpected_keys if k.split('.')[0] not in stripped]
-    if result.missing_keys or unexpected:
-        raise ValueError(f"model '{name}': {path} does not fit the config: missing {result.missing_keys[:5]}"
-                         f"{'...' if len(result.missing_keys) > 5 else ''}, unexpected {unexpected[:5]}"
-                         f"{'...' if len(unexpected) > 5 else ''}")
-
-
 def build_model(spec: ModelSpec, scale: int, device: str, random_init: bool,
                 restore_opts: Dict[str, object]) -> Callable[[Tensor], Tensor]:
-    """A callable (1, 3, h, w) LQ in [0, 1] -> (1, 3, h*s, w*s) in [0, 1] on ``device``."""
+    """A callable (1, 3, h, w) LQ in [0, 1] -> (1, 3, h*s, w*s) in [0, 1] on ``device``.
+
+    Models load through the one loader (``iter_mm.apis.init_model``: strict, the same errors as the other front
+    ends); nothing may download while they are built.
+    """
     if spec.config == 'bicubic':
         if spec.checkpoint:
             raise ValueError(f"model '{spec.name}': bicubic takes no checkpoint")
         return lambda lq: F.interpolate(lq, scale_factor=scale, mode='bicubic', align_corners=False).clamp(0, 1)
-    from mmengine.registry import init_default_scope
-
-    from iter_mm.utils.config import inference_model_cfg, load_config, training_only_keys
-    from mmagic.registry import MODELS
+    from iter_mm.apis.model_loader import init_model
+    from iter_mm.evaluation.metrics.pyiqa_metric import offline_weights
+    from iter_mm.utils.quiet import quiet_mmengine
     from mmagic.structures import DataSample
 
     if spec.checkpoint is None and not random_init:
         raise ValueError(f"model '{spec.name}' has no checkpoint: give NAME=CONFIG:CHECKPOINT, or --random-init "
                          'to run it with random weights (a demo, not a result)')
-    cfg = load_config(resolve_config(spec.config), spec.cfg_options or None)
-    init_default_scope(cfg.get('default_scope', 'mmagic'))
-    stripped = training_only_keys(cfg.model)
-    model_cfg = inference_model_cfg(cfg.model)
-    from iter_mm.evaluation.metrics.pyiqa_metric import offline_weights
-    with offline_weights(f"model '{spec.name}'"), quiet_mmengine():  # nothing may download
-        model = MODELS.build(model_cfg)
-    if spec.checkpoint is not None:
-        load_weights(model, spec.checkpoint, stripped, spec.name)
-    else:
+    with offline_weights(f"model '{spec.name}'"):  # nothing may download
         try:
-            with quiet_mmengine():
-                model.init_weights()
-        except (FileNotFoundError, OSError) as err:  # a 'Pretrained' init_cfg pointing nowhere: keep defaults
-            warnings.warn(f"model '{spec.name}': init_weights failed ({err}); keeping constructor init")
-        if hasattr(model, '_warned_random_vqgan'):
-            model._warned_random_vqgan = True  # random weights were asked for
-    model = model.to(device).eval()
+            model = init_model(resolve_config(spec.config), spec.checkpoint, device=device,
+                               cfg_options=spec.cfg_options or None, random_weights=random_init)
+        except ValueError as err:
+            raise ValueError(f"model '{spec.name}': {err}") from None
     scale_of = getattr(getattr(model, 'generator', None), 'scale', scale)
     if int(scale_of) != scale:
         raise ValueError(f"model '{spec.name}' upscales x{scale_of}, --scale is {scale}")

@@ -79,33 +79,12 @@ def restore_options(args: argparse.Namespace) -> dict:
 
 def build_model(config: str, checkpoint: str, device: torch.device, vqgan: Optional[str] = None,
                 unsafe_load: bool = False):
-    """Model of ``config`` without its training-only parts, with ``checkpoint`` loaded strictly."""
-    from mmagic.registry import MODELS
-
-    from iter_mm.utils.checkpoint import (convert_official, detect_kind, extract_state_dict,
-                                          load_checkpoint_file, load_state_dict_strict, unwrap_model_state)
-    from iter_mm.utils.config import inference_model_cfg, load_config
-
-    cfg = load_config(config)
-    model = MODELS.build(inference_model_cfg(cfg.model))
-    if not callable(getattr(model, 'restore', None)) or not hasattr(model, 'generator'):
+    """The model of ``config`` with ``checkpoint`` loaded strictly (``iter_mm.apis.init_model``)."""
+    from iter_mm.apis.model_loader import init_model
+    model = init_model(config, checkpoint, device=device, vqgan=vqgan, allow_pickle=unsafe_load)
+    if not callable(getattr(model, 'restore', None)):
         raise SystemExit(f'{config}: model {type(model).__name__} has no restore(); use an ITER config')
-    obj = load_checkpoint_file(checkpoint, allow_pickle=unsafe_load)
-    sd, _ = extract_state_dict(obj)
-    net_sd = unwrap_model_state(sd)
-    try:
-        kind = detect_kind(net_sd)
-    except ValueError as err:
-        raise SystemExit(f'{checkpoint}: not an ITER checkpoint: {err}') from err
-    if kind.family != 'iter':
-        raise SystemExit(f'{checkpoint}: {kind.name} checkpoint; inference needs a full ITER checkpoint')
-    if kind.layout == 'official':
-        net_sd = convert_official(net_sd, vqgan, allow_pickle=unsafe_load)
-    own = model.state_dict()
-    full = {f'generator.{k}': v for k, v in net_sd.items()}
-    full.update({k: v for k, v in sd.items() if k in own and not k.startswith('generator.')})
-    load_state_dict_strict(model, full, source=f'{checkpoint} ({kind.name})')
-    return model.to(device).eval()
+    return model
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,7 +1,6 @@
 """ITER inside MMagic's Inferencer API.
 
-    from mmagic.apis import MMagicInferencer
-    import iter_mm  # registers 'iter' with MMagicInferencer
+    from iter_mm.apis import MMagicInferencer  # MMagic's class; importing this module registers 'iter'
     sr = MMagicInferencer('iter', model_config='configs/iter/iter_x4_realsr.py', model_ckpt='iter_x4.pth',
                           extra_parameters=dict(alpha=0.7, steps=8, seed=0))
     sr.infer(img='photo.jpg', result_out_dir='out/photo.png')
@@ -16,17 +15,20 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from mmagic.apis.inferencers import ImageSuperResolutionInferencer, Inferencers
-from mmagic.apis.mmagic_inferencer import MMagicInferencer
-from mmagic.registry import MODELS
-from mmagic.structures import DataSample
-from mmengine.runner import load_checkpoint
 
-from ..utils.config import inference_model_cfg, load_config
+from ..utils.quiet import quiet_imports
+
+with quiet_imports():  # MMagic's inferencer stack imports diffusers, timm, clip, ... with their warnings
+    from mmagic.apis.inferencers import ImageSuperResolutionInferencer, Inferencers
+    from mmagic.apis.mmagic_inferencer import MMagicInferencer
+from mmagic.structures import DataSample
+
+from ..utils.config import load_config
 from ..utils.config_paths import configs_root
 from ..utils.image_io import Picture, picture_from_array, read_picture
 from ..utils.image_write import output_arrays, write_picture
 from ..utils.photo_sr import super_resolve_picture
+from .model_loader import init_model
 
 #: The task name under which ITER is known to ``MMagicInferencer``.
 ITER_TASK = 'Real-World Image Super-Resolution (ITER)'
@@ -59,16 +61,8 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         super().__init__(config, ckpt, device, extra_parameters, seed=seed, **kwargs)
 
     def _init_model(self, cfg, ckpt: Optional[str], device) -> torch.nn.Module:
-        cfg.model = inference_model_cfg(cfg.model)
-        model = MODELS.build(cfg.model)
-        if not ckpt:
-            warnings.warn('ITERInferencer: no checkpoint given, the network has random weights')
-        else:
-            if not osp.isfile(ckpt):
-                raise FileNotFoundError(f'ITER checkpoint not found: {ckpt}')
-            load_checkpoint(model, ckpt, map_location='cpu', strict=False, revise_keys=[(r'^module\.', '')])
-        model.cfg = cfg
-        return model.to(device).eval()
+        """The one loader (``init_model``): strict, the same files and errors as ``tools/infer.py``."""
+        return init_model(cfg, ckpt, device=device or 'cpu')
 
     def _init_pipeline(self, cfg):
         return None  # images are read by read_image(): grey, alpha and 16-bit files are handled there
@@ -149,3 +143,6 @@ def register_iter_inferencer() -> None:
             task=ITER_TASK,
             settings=[dict(Name=f'iter_x{scale}_realsr',
                            Config=osp.join(_CONFIGS, f'iter_x{scale}_realsr.py'))])
+
+
+register_iter_inferencer()  # where the Inferencer is used: importing this module (not `import iter_mm`)

@@ -1,2 +1,1 @@
-"""Metrics (pyiqa wrappers, token and codebook diagnostics)."""
-from . import metrics  # noqa: F401
+"""Metrics (pyiqa wrappers, token and codebook diagnostics); registered through ``iter_mm.utils.setup_env``."""

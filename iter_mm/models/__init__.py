@@ -1,2 +1,2 @@
-"""Networks (archs), training/inference models (editors) and losses of ITER."""
-from . import archs, editors, losses  # noqa: F401  (registers into mmagic.registry.MODELS)
+"""Networks (archs), training/inference models (editors), losses and the pure-torch sampling / inference code
+of ITER. Importing this package imports none of them (``iter_mm.utils.setup_env`` registers them)."""

@@ -15,8 +15,9 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Read a config file, ``mmagic::<path>`` from MMagic's model zoo or ``iter_mm::<path>`` from ours (also
     ``configs/...`` outside the repository, from the installed package), and apply overrides.
 
-    Also imports ``iter_mm`` (registering its components) and sets MMagic's default scope, so that
-    MMagic's own configs and ours run through the same tools.
+    Also imports ``iter_mm`` (registering its components) and makes the config's ``default_scope`` (``mmagic``
+    unless it names another) the current default scope, so that ``MODELS.build(load_config(path).model)`` works
+    with no other call first, and MMagic's own configs and ours run through the same tools.
     """
     import iter_mm  # noqa: F401  (registers the plugin)
     from mmagic.utils import register_all_modules
@@ -31,6 +32,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.setdefault('default_scope', 'mmagic')
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.default_scope)
     return cfg
 
 

@@ -1,14 +1,20 @@
-"""ITER networks (nn.Modules only), registered into ``mmagic.registry.MODELS``."""
-from .iter_net import ITERNet
-from .lq_encoder import LQEncoder
-from .swin import (RSTB, GatedMlp, SwinBlock, SwinLayers, WindowAttention, relative_position_index,
-                   shift_attention_mask, window_partition, window_reverse)
-from .token_nets import SwinTokenNet, TokenEvaluationNet, TokenRefinementNet
-from .vqgan import Downsample, SwinVQGAN, Upsample, VectorQuantizer, VQGANDecoder, VQGANEncoder, VQGANResBlock
+"""ITER networks (nn.Modules only), registered into ``mmagic.registry.MODELS``.
 
-__all__ = [
-    'ITERNet', 'LQEncoder', 'RSTB', 'GatedMlp', 'SwinBlock', 'SwinLayers', 'WindowAttention', 'relative_position_index',
-    'shift_attention_mask', 'window_partition', 'window_reverse', 'SwinTokenNet', 'TokenEvaluationNet',
-    'TokenRefinementNet', 'Downsample', 'SwinVQGAN', 'Upsample', 'VectorQuantizer', 'VQGANDecoder', 'VQGANEncoder',
-    'VQGANResBlock'
-]
+Names resolve lazily (PEP 562), so the pure-torch ``swin`` module imports without MMagic.
+"""
+import importlib
+
+_WHERE = dict(
+    ITERNet='iter_net', LQEncoder='lq_encoder', RSTB='swin', GatedMlp='swin', SwinBlock='swin', SwinLayers='swin',
+    WindowAttention='swin', relative_position_index='swin', shift_attention_mask='swin', window_partition='swin',
+    window_reverse='swin', SwinTokenNet='token_nets', TokenEvaluationNet='token_nets',
+    TokenRefinementNet='token_nets', Downsample='vqgan', SwinVQGAN='vqgan', Upsample='vqgan',
+    VectorQuantizer='vqgan', VQGANDecoder='vqgan', VQGANEncoder='vqgan', VQGANResBlock='vqgan')
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f'{__name__}.{_WHERE[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+

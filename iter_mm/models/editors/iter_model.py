@@ -113,7 +113,8 @@ class ITERModel(BaseEditModel):
         self.test_cfg = self._merge_cfg(DEFAULT_TEST_CFG, test_cfg, 'test_cfg')
         self.val_cfg = self._merge_cfg(DEFAULT_VAL_CFG, val_cfg, 'val_cfg')
         self._vqgan_ready = False  # set by init_weights (stage-I file) or by loading a full checkpoint
-        self._warned_random_vqgan = False
+        #: warn once when restoring with a VQGAN that was never loaded; ``init_model(random_weights=True)`` clears it
+        self.warn_random_vqgan = True
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -158,6 +159,11 @@ class ITERModel(BaseEditModel):
         if needed and needed.issubset(state_dict.keys()):
             self._vqgan_ready = True
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def vqgan_loaded(self) -> bool:
+        """Whether the frozen VQGAN holds trained weights (stage-I file or a full ITER checkpoint)."""
+        return self._vqgan_ready
 
     def train(self, mode: bool = True) -> 'ITERModel':
         """Switch mode; the frozen VQGAN always stays in eval mode."""
@@ -267,10 +273,10 @@ class ITERModel(BaseEditModel):
 
     def _run_restore(self, lq: Tensor, base: dict, overrides: dict):
         self._check_options(overrides, 'restore()')
-        if not self._vqgan_ready and not self._warned_random_vqgan:
+        if not self._vqgan_ready and self.warn_random_vqgan:
             print_log('ITERModel: restoring with a VQGAN that was never loaded (no checkpoint): '
                       'the output is meaningless', logger='current', level=30)
-            self._warned_random_vqgan = True
+            self.warn_random_vqgan = False
         options = {**base, **overrides}
         with torch.no_grad():
             return restore_image(self.generator, lq, **options, return_result=True)

@@ -1,0 +1,202 @@
+"""The one model loader of iter-mm: config + checkpoint -> a model ready for inference.
+
+Every front end uses :func:`init_model` (``tools/infer.py``, ``ITERInferencer``, ``tools/compare_sr.py``,
+``tools/benchmark_inference.py``), so each accepts the same files and refuses the wrong ones with the same error:
+
+* config: a file, ``mmagic::<path>`` (MMagic's model zoo) or a loaded ``Config``; the model is built without its
+  training-only parts (losses, discriminator, stage-I file: :func:`iter_mm.utils.config.inference_model_cfg`),
+  so no LPIPS / VGG weights are needed.
+* checkpoint: an iter-mm one (MMEngine ``state_dict`` with ``generator.*``, or a bare network state dict), the
+  authors' released ``ITER_x2.pth`` / ``ITER_x4.pth`` (with their ``vqgan.*``, or with ``vqgan=ITER_swinvqgan.pth``),
+  the authors' ``ITER_swinvqgan.pth`` for a Swin-VQGAN config, or a full training checkpoint (which pickles its
+  log state: ``allow_pickle=True``, only for files you trust).
+
+Loading is strict: every tensor of the model must come from the file, with its shape, and nothing but the
+stripped training-only parts may be left over. A Swin-VQGAN-only file for an ITER config, an x2 file for an x4
+config, or a file of another model is refused with a :class:`CheckpointMismatchError` that says what the file is
+and what the config needs.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+from typing import Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..utils.checkpoint import (convert_official, detect_kind, extract_state_dict, load_checkpoint_file,
+                                unwrap_model_state)
+
+__all__ = ['CheckpointMismatchError', 'init_model', 'load_model_weights']
+
+GENERATOR = 'generator.'
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint does not hold the weights of the model its config builds (wrong kind, scale or keys)."""
+
+
+def _is_iter(model: nn.Module) -> bool:
+    net = getattr(model, 'generator', None)
+    return net is not None and all(hasattr(net, n) for n in ('vqgan', 'lq_encoder', 'evaluator', 'refiner'))
+
+
+def _is_swinvqgan(model: nn.Module) -> bool:
+    net = getattr(model, 'generator', None)
+    return net is not None and all(hasattr(net, n) for n in ('encoder', 'decoder', 'quantize'))
+
+
+def _describe(model: nn.Module) -> str:
+    if _is_iter(model):
+        return f'an ITER x{int(model.generator.scale)} model'
+    if _is_swinvqgan(model):
+        return 'a Swin-VQGAN (stage-I) model'
+    return f'a {type(model).__name__} model'
+
+
+def _split(sd: Mapping[str, Tensor]) -> tuple[dict, dict]:
+    """(network weights without ``generator.``, the other model-level entries such as ``generator_ema.*``)."""
+    if any(k.startswith(GENERATOR) for k in sd):
+        net = unwrap_model_state(sd)
+        if len(net) != sum(k.startswith(GENERATOR) for k in sd):  # official VQGAN aliases, no wrapper prefix
+            return dict(sd), {}
+        return dict(net), {k: v for k, v in sd.items() if not k.startswith(GENERATOR)}
+    return dict(sd), {}
+
+
+def _network_state(model: nn.Module, sd: Mapping[str, Tensor], vqgan, allow_pickle: bool,
+                   source: str) -> dict:
+    """State dict of the whole model (``generator.*`` + other entries) from any supported checkpoint layout."""
+    net_sd, rest = _split(sd)
+    try:
+        kind = detect_kind(net_sd)
+    except ValueError as err:
+        raise CheckpointMismatchError(f'{source}: not an ITER or Swin-VQGAN checkpoint ({err}); the config builds '
+                                      f'{_describe(model)}') from None
+    if _is_iter(model):
+        scale = int(model.generator.scale)
+        if kind.family == 'swinvqgan':
+            raise CheckpointMismatchError(
+                f'{source}: {kind.name} checkpoint (stage I only: no LQ encoder, phi_e or phi_r); the config '
+                f'builds an ITER x{scale} model, which needs a full ITER checkpoint (the authors\' ITER_x{scale}.pth '
+                'or a stage II+III checkpoint). A Swin-VQGAN file goes with the authors\' ITER file as '
+                'vqgan= / --vqgan, or into model.vqgan_ckpt for training.')
+        if kind.scale != scale:
+            raise CheckpointMismatchError(
+                f'{source}: {kind.name} checkpoint, but the config builds an ITER x{scale} model; use an '
+                f'x{kind.scale} config (configs/iter/iter_x{kind.scale}_realsr.py) or an x{scale} checkpoint')
+    elif _is_swinvqgan(model):
+        if kind.family != 'swinvqgan':
+            raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; the config builds a Swin-VQGAN '
+                                          '(stage-I) model: use an ITER config, or a Swin-VQGAN checkpoint')
+    if kind.layout == 'official':
+        try:
+            net_sd = convert_official(net_sd, vqgan, allow_pickle=allow_pickle)
+        except ValueError as err:
+            raise CheckpointMismatchError(f'{source}: {err}') from None
+    elif vqgan is not None:
+        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; vqgan= / --vqgan is only for the '
+                                      'authors\' ITER files without vqgan.*')
+    full = {GENERATOR + k: v for k, v in net_sd.items()}
+    own = model.state_dict()
+    if _is_swinvqgan(model) and kind.layout == 'official':  # the EMA copy of the generator has the same weights
+        full.update({k: full[GENERATOR + k[len('generator_ema.'):]] for k in own
+                     if k.startswith('generator_ema.') and GENERATOR + k[len('generator_ema.'):] in full})
+    full.update(rest)
+    return full
+
+
+def _load_strict(model: nn.Module, sd: Mapping[str, Tensor], ignored: Sequence[str], source: str) -> None:
+    own = model.state_dict()
+    top = lambda k: k.split('.', 1)[0]  # noqa: E731
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own and top(k) not in ignored]
+    shapes = [f'{k}: file {tuple(sd[k].shape)} vs model {tuple(v.shape)}'
+              for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = [f'{len(lst)} {what}: {lst[:5]}' for what, lst in
+                 (('missing', missing), ('unexpected', unexpected), ('shape mismatches', shapes)) if lst]
+        raise CheckpointMismatchError(f'{source} does not fit the config ({_describe(model)}): ' + '; '.join(parts))
+    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=True)
+
+
+def load_model_weights(model: nn.Module, checkpoint: Union[str, Mapping], *, vqgan=None,
+                       allow_pickle: bool = False, ignored: Sequence[str] = ()) -> None:
+    """Strictly load ``checkpoint`` (a file or a loaded dict) into ``model`` (see the module docstring).
+
+    Args:
+        vqgan: the authors' ``ITER_swinvqgan.pth`` (path or dict) for their ITER files without ``vqgan.*``.
+        allow_pickle: unpickle arbitrary objects (full MMEngine training checkpoints); only for trusted files.
+        ignored: top-level names whose entries the file may hold although the model lacks them (the
+            training-only parts stripped from the config).
+    """
+    source = str(checkpoint) if isinstance(checkpoint, (str, bytes, os.PathLike)) else 'checkpoint'
+    if isinstance(checkpoint, Mapping):
+        obj = checkpoint
+    else:
+        try:
+            obj = load_checkpoint_file(checkpoint, allow_pickle=allow_pickle)
+        except RuntimeError as err:  # unreadable, or pickled objects without allow_pickle
+            raise CheckpointMismatchError(str(err)) from None
+    try:
+        sd, _ = extract_state_dict(obj)
+    except ValueError as err:
+        raise CheckpointMismatchError(f'{source}: {err}') from None
+    if _is_iter(model) or _is_swinvqgan(model):
+        sd = _network_state(model, sd, vqgan, allow_pickle, source)
+    elif vqgan is not None:
+        raise CheckpointMismatchError(f'vqgan= is only for ITER models, not {_describe(model)}')
+    _load_strict(model, sd, ignored, source)
+
+
+def init_model(config, checkpoint: Optional[Union[str, Mapping]] = None, *, device: Union[str, torch.device] = 'cpu',
+               vqgan=None, allow_pickle: bool = False, cfg_options: Optional[dict] = None,
+               random_weights: bool = False) -> nn.Module:
+    """Build the model of ``config`` for inference and load ``checkpoint`` strictly; returns it in eval mode.
+
+    Args:
+        config: config file, ``mmagic::<path>``, or a loaded ``Config`` (with ``model``).
+        checkpoint: see the module docstring. ``None`` is refused unless ``random_weights`` (demos, timing).
+        device: where the model goes.
+        vqgan: the authors' ``ITER_swinvqgan.pth`` for their ITER files without ``vqgan.*``.
+        allow_pickle: allow full training checkpoints with pickled objects (trusted files only).
+        cfg_options: overrides merged into the config (``load_config``).
+        random_weights: keep the constructor's (random) weights when ``checkpoint`` is None, without warnings.
+
+    Raises:
+        FileNotFoundError: a config or checkpoint file does not exist.
+        CheckpointMismatchError: the checkpoint is not the model's (message: what it is, what is needed).
+    """
+    from ..utils.config import inference_model_cfg, load_config, training_only_keys
+    from ..utils.quiet import quiet_mmengine
+    from mmagic.registry import MODELS
+
+    if isinstance(config, (str, os.PathLike)):
+        cfg = load_config(str(config), cfg_options)
+    else:
+        cfg = config
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        from mmengine.registry import init_default_scope
+        init_default_scope(cfg.get('default_scope', None) or 'mmagic')
+    if checkpoint is None and not random_weights:
+        raise ValueError('no checkpoint given: pass the model\'s checkpoint, or random_weights=True / '
+                         '--random-init for a demo with random weights')
+    if isinstance(checkpoint, (str, os.PathLike)) and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
+    ignored = training_only_keys(cfg.model)
+    with quiet_mmengine():
+        model = MODELS.build(inference_model_cfg(cfg.model))
+    if checkpoint is not None:
+        load_model_weights(model, checkpoint, vqgan=vqgan, allow_pickle=allow_pickle, ignored=ignored)
+    else:
+        try:
+            with quiet_mmengine():
+                model.init_weights()
+        except (FileNotFoundError, OSError):  # a 'Pretrained' init_cfg pointing nowhere: constructor weights
+            pass
+        if hasattr(model, 'warn_random_vqgan'):
+            model.warn_random_vqgan = False  # random weights were asked for
+    model.cfg = cfg
+    return model.to(device).eval()

@@ -1,0 +1,70 @@
+"""Quiet by default: the tools and the Inferencer show results and real problems, not library chatter.
+
+Chatter silenced (``--verbose`` / ``verbose=True`` shows it again): MMEngine's registry-scope and visualiser
+notes and per-parameter init reports (logger level ERROR), third-party deprecation warnings raised while MMagic's
+inferencer stack imports (diffusers, timm, controlnet_aux, clip: ``FutureWarning`` / ``DeprecationWarning`` and
+``UserWarning`` from those packages), and bitsandbytes' message about optional CPU kernels. Warnings of iter-mm
+itself (file notes, errors) are never filtered.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+
+#: third-party packages whose import-time warnings are not the user's problem
+NOISY_PACKAGES = ('diffusers', 'transformers', 'timm', 'controlnet_aux', 'clip', 'torch', 'mmengine', 'mmcv',
+                  'mmagic', 'bitsandbytes', 'pkg_resources', 'huggingface_hub', 'accelerate', 'xformers')
+_NOISY_LOGGERS = ('bitsandbytes', 'diffusers', 'transformers', 'xformers')
+
+
+@contextlib.contextmanager
+def quiet_mmengine(level: int = logging.ERROR):
+    """Raise MMEngine's current logger to ``level`` inside the block (init reports, preprocessor notes)."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    old = logger.level
+    logger.setLevel(max(old, level))
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def silence_library_chatter(verbose: bool = False) -> None:
+    """Process-wide filters for the tools (a no-op with ``verbose``): third-party warnings, MMEngine INFO and
+    WARNING records of registry scopes and the visualiser, bitsandbytes / diffusers loggers."""
+    if verbose:
+        return
+    for pkg in NOISY_PACKAGES:
+        warnings.filterwarnings('ignore', module=rf'{pkg}(\.|$)')
+    warnings.filterwarnings('ignore', category=FutureWarning, message=r'.*(deprecated|_register_pytree_node)')
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
+    os.environ.setdefault('DIFFUSERS_VERBOSITY', 'error')
+    try:
+        from mmengine.logging import MMLogger
+    except ImportError:  # pure-torch use
+        return
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet_imports(verbose: bool = False):
+    """Import noisy libraries (MMagic's inferencer stack) inside this block: their warnings and log lines are
+    dropped, and stdout/stderr writes of C extensions loaded there are not redirected (they are rare)."""
+    if verbose:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        levels = {n: logging.getLogger(n).level for n in _NOISY_LOGGERS}
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for name, lvl in levels.items():
+                logging.getLogger(name).setLevel(lvl)
