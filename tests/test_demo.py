@@ -290,3 +290,36 @@ def test_demo_configs_share_the_vqgan_and_ship_no_shared_paths():
             continue
         text = open(CFG(name)).read()
         assert '../shared' not in text, name
+
+
+# ----------------------------------------------------------------- GroupNorm groups of narrow networks
+def test_norm_groups_changes_no_state_dict_entry():
+    from iter_mm.models.archs import LQEncoder, SwinVQGAN
+    small = dict(nf=32, ch_mult=(1, 2), num_res_blocks=1, codebook_size=16, embed_dim=8, swin_dim=16,
+                 swin_window=4, swin_depth=2, swin_num_rstb=1, swin_heads=2)
+    released, fewer = SwinVQGAN(**small), SwinVQGAN(**small, norm_groups=8)
+    sd_a, sd_b = released.state_dict(), fewer.state_dict()
+    assert list(sd_a) == list(sd_b) and all(sd_a[k].shape == sd_b[k].shape for k in sd_a)
+    fewer.load_state_dict(sd_a, strict=True)
+    groups = lambda m: {n.num_groups for n in m.modules() if isinstance(n, torch.nn.GroupNorm)}  # noqa: E731
+    assert groups(released.encoder.blocks[1]) == {32}  # 32 channels in 32 groups: instance normalisation
+    assert groups(fewer.encoder.blocks[1]) == {8}
+    assert groups(SwinVQGAN(**small, norm_groups=32)) == groups(released)  # 32 = the released default
+    el = dict(scale=4, base_channels=16, feat_dim=32, codebook_size=16, swin_dim=16, swin_num_rstb=1, swin_depth=2,
+              swin_window=4, swin_heads=2)
+    assert list(LQEncoder(**el).state_dict()) == list(LQEncoder(**el, norm_groups=8).state_dict())
+    assert groups(LQEncoder(**el, norm_groups=8)) == {8}
+
+
+def test_instance_norm_removes_mean_colour_that_fewer_groups_keep():
+    """The colour-cast mechanism of the narrow configs: with one channel per group the normalised features of an
+    image and of the same image with a colour offset are equal, so no later layer can tell the colours apart."""
+    from iter_mm.models.archs.vqgan import normalize
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 32, 1)  # a first layer with a bias
+    x = torch.rand(1, 3, 16, 16)
+    shifted = x + torch.tensor([0.2, -0.1, 0.0]).view(1, 3, 1, 1)  # the same photo, warmer
+    inst, grouped = normalize(32, 32), normalize(32, 8)
+    with torch.no_grad():
+        assert torch.allclose(inst(conv(x)), inst(conv(shifted)), atol=1e-4)
+        assert not torch.allclose(grouped(conv(x)), grouped(conv(shifted)), atol=1e-2)

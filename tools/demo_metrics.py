@@ -111,7 +111,7 @@ def eval_stage1(config: str, ckpt: str) -> dict:
 
 
 @torch.no_grad()
-def eval_sr(config: str, ckpt: str) -> dict:
+def eval_sr(config: str, ckpt: str, overrides: dict = None) -> dict:
     from mmagic.registry import DATASETS
     cfg, model = _build(config, ckpt)
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
@@ -125,7 +125,7 @@ def eval_sr(config: str, ckpt: str) -> dict:
         gt_t = item['data_samples'].gt_img.float()
         gt = gt_t.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
         name = str(item['data_samples'].metainfo.get('gt_path', i)).rsplit('/', 1)[-1]
-        result = model._run_restore(lq[None] / 255, model.test_cfg, {})
+        result = model._run_restore(lq[None] / 255, model.test_cfg, overrides or {})
         pred = _to_u8(result.image[0])
         lq_u8 = lq.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
         bic = cv2.resize(lq_u8, (lq_u8.shape[1] * scale, lq_u8.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
@@ -147,10 +147,17 @@ def eval_sr(config: str, ckpt: str) -> dict:
                 per_image=dict(iter=rows_sr, bicubic=rows_bic, tokens=stats))
 
 
+def _sampling_defaults(config: str) -> dict:
+    from iter_mm.utils.config import load_config
+    return dict(load_config(config).model.get('test_cfg') or {})
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--stage1', nargs=2, metavar=('CONFIG', 'CKPT'), help='stage-I config and checkpoint')
     parser.add_argument('--iter', nargs=2, metavar=('CONFIG', 'CKPT'), help='ITER config and checkpoint')
+    parser.add_argument('--sampling', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='sampling options over the ITER test_cfg, e.g. token_temperature=0 alpha=0.5')
     parser.add_argument('--out', help='write the results as JSON here')
     parser.add_argument('--threads', type=int, default=1)
     args = parser.parse_args(argv)
@@ -161,7 +168,11 @@ def main(argv=None) -> int:
     if args.stage1:
         results['stage1'] = eval_stage1(*args.stage1)
     if args.iter:
-        results['sr'] = eval_sr(*args.iter)
+        import ast
+        overrides = {k: ast.literal_eval(v) if v[:1].isdigit() or v[:1] in '-.' else v
+                     for k, v in (kv.split('=', 1) for kv in args.sampling)}
+        results['sr'] = eval_sr(*args.iter, overrides=overrides)
+        results['sr']['sampling'] = {**{k: v for k, v in _sampling_defaults(args.iter[0]).items()}, **overrides}
     brief = {k: ({kk: vv for kk, vv in v.items() if kk != 'per_image'}) for k, v in results.items()}
     print(json.dumps(brief, indent=1))
     if args.out:

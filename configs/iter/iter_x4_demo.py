@@ -21,7 +21,7 @@ max_iters = 1200
 # Must equal the generator of configs/iter/swinvqgan_demo.py (tests/test_demo.py checks it).
 demo_vqgan = dict(
     type='SwinVQGAN', nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, codebook_size=codebook_size, embed_dim=32,
-    swin_dim=32, swin_window=window, swin_depth=2, swin_num_rstb=1, swin_heads=4)
+    swin_dim=32, swin_window=window, swin_depth=2, swin_num_rstb=1, swin_heads=4, norm_groups=8)
 
 model = dict(
     type='ITERModel',
@@ -31,7 +31,7 @@ model = dict(
         vqgan=demo_vqgan,
         lq_encoder=dict(
             type='LQEncoder', scale=scale, base_channels=16, feat_dim=32, codebook_size=codebook_size, swin_dim=32,
-            swin_num_rstb=1, swin_depth=2, swin_window=window, swin_heads=4),
+            swin_num_rstb=1, swin_depth=2, swin_window=window, swin_heads=4, norm_groups=8),
         evaluator=dict(
             type='TokenEvaluationNet', codebook_size=codebook_size, mid_dim=32, num_rstb=1, depth=2,
             window_size=window, num_heads=4),

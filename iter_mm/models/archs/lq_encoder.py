@@ -10,11 +10,11 @@ from .swin import SwinLayers
 
 
 class _Norm(nn.Module):
-    """Wrapper giving the official key ``.norm``: GroupNorm(32, C, eps 1e-6)."""
+    """Wrapper giving the official key ``.norm``: GroupNorm(groups (32 released), C, eps 1e-6)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int = 32) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(32 if channels >= 32 else max(channels // 4, 1), channels, eps=1e-6)
+        self.norm = nn.GroupNorm(groups if channels >= groups else max(channels // 4, 1), channels, eps=1e-6)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x)
@@ -23,10 +23,11 @@ class _Norm(nn.Module):
 class LQResBlock(nn.Module):
     """x + [GN -> LeakyReLU(0.2) -> conv3x3 -> GN -> LeakyReLU(0.2) -> conv3x3](x) (keys ``conv.{0,2,3,5}``)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm_groups: int = 32) -> None:
         super().__init__()
-        self.conv = nn.Sequential(_Norm(channels), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, 1, 1),
-                                  _Norm(channels), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, 1, 1))
+        g = norm_groups
+        self.conv = nn.Sequential(_Norm(channels, g), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, 1, 1),
+                                  _Norm(channels, g), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.conv(x)
@@ -39,11 +40,12 @@ class LQEncoder(nn.Module):
 
     Args:
         scale: SR factor (1, 2, 4 or 8); the token grid is LQ / (8 / scale) = HQ / 8.
+        norm_groups: GroupNorm groups (32 released); narrow networks need fewer (see ``SwinVQGAN``).
     """
 
     def __init__(self, scale: int = 4, in_channels: int = 3, base_channels: int = 64, feat_dim: int = 128,
                  codebook_size: int = 512, swin_dim: int = 128, swin_num_rstb: int = 2, swin_depth: int = 6,
-                 swin_window: int = 8, swin_heads: int = 8) -> None:
+                 swin_window: int = 8, swin_heads: int = 8, norm_groups: int = 32) -> None:
         super().__init__()
         if scale not in (1, 2, 4, 8):
             raise ValueError(f'LQEncoder scale must be 1, 2, 4 or 8, got {scale}')
@@ -53,7 +55,8 @@ class LQEncoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(in_channels, base_channels, 3, 1, 1)]
         ch = base_channels
         for _ in range(self.depth):
-            layers.append(nn.Sequential(nn.Conv2d(ch, ch * 2, 3, 2, 1), LQResBlock(ch * 2), LQResBlock(ch * 2)))
+            layers.append(nn.Sequential(nn.Conv2d(ch, ch * 2, 3, 2, 1), LQResBlock(ch * 2, norm_groups),
+                                        LQResBlock(ch * 2, norm_groups)))
             ch *= 2
         layers += [nn.Conv2d(ch, feat_dim, 1),
                    SwinLayers(feat_dim, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),

@@ -17,19 +17,20 @@ from ...utils.padding import crop_to, pad_to_multiple
 from .swin import SwinLayers
 
 
-def normalize(channels: int) -> nn.GroupNorm:
-    """GroupNorm of the VQGAN: 32 groups (C // 4 below 32 channels), eps 1e-6, affine (reference 1.2)."""
-    return nn.GroupNorm(32 if channels >= 32 else max(channels // 4, 1), channels, eps=1e-6, affine=True)
+def normalize(channels: int, groups: int = 32) -> nn.GroupNorm:
+    """GroupNorm of the VQGAN: ``groups`` groups (32 released; C // 4 below that many channels), eps 1e-6, affine
+    (reference 1.2). The group count changes no parameter: weight and bias are (C,) whatever it is."""
+    return nn.GroupNorm(groups if channels >= groups else max(channels // 4, 1), channels, eps=1e-6, affine=True)
 
 
 class VQGANResBlock(nn.Module):
     """GN -> swish -> conv3x3 -> GN -> swish -> conv3x3, plus identity or 1x1 ``conv_out`` shortcut."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm_groups: int = 32) -> None:
         super().__init__()
-        self.norm1 = normalize(in_channels)
+        self.norm1 = normalize(in_channels, norm_groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
-        self.norm2 = normalize(out_channels)
+        self.norm2 = normalize(out_channels, norm_groups)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
         self.conv_out = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
@@ -71,20 +72,21 @@ class VQGANEncoder(nn.Module):
 
     def __init__(self, in_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
                  num_res_blocks: int = 2, embed_dim: int = 128, swin_dim: int = 256, swin_window: int = 8,
-                 swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8) -> None:
+                 swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8, norm_groups: int = 32) -> None:
         super().__init__()
+        g = norm_groups
         blocks: list[nn.Module] = [nn.Conv2d(in_channels, nf, 3, 1, 1)]
         in_mult = (1, ) + tuple(ch_mult)
         ch = nf
         for i, mult in enumerate(ch_mult):
             ch, out = nf * in_mult[i], nf * mult
             for _ in range(num_res_blocks):
-                blocks.append(VQGANResBlock(ch, out))
+                blocks.append(VQGANResBlock(ch, out, g))
                 ch = out
             if i != len(ch_mult) - 1:
                 blocks.append(Downsample(ch))
-        blocks += [VQGANResBlock(ch, ch), _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),
-                   VQGANResBlock(ch, ch), normalize(ch), nn.Conv2d(ch, embed_dim, 3, 1, 1)]  # no act before conv
+        blocks += [VQGANResBlock(ch, ch, g), _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),
+                   VQGANResBlock(ch, ch, g), normalize(ch, g), nn.Conv2d(ch, embed_dim, 3, 1, 1)]  # no act before conv
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -98,20 +100,21 @@ class VQGANDecoder(nn.Module):
 
     def __init__(self, out_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
                  num_res_blocks: int = 2, embed_dim: int = 128, swin_dim: int = 256, swin_window: int = 8,
-                 swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8) -> None:
+                 swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8, norm_groups: int = 32) -> None:
         super().__init__()
+        g = norm_groups
         ch = nf * ch_mult[-1]
         blocks: list[nn.Module] = [
-            nn.Conv2d(embed_dim, ch, 3, 1, 1), VQGANResBlock(ch, ch),
-            _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads), VQGANResBlock(ch, ch)]
+            nn.Conv2d(embed_dim, ch, 3, 1, 1), VQGANResBlock(ch, ch, g),
+            _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads), VQGANResBlock(ch, ch, g)]
         for i in reversed(range(len(ch_mult))):
             out = nf * ch_mult[i]
             for _ in range(num_res_blocks):
-                blocks.append(VQGANResBlock(ch, out))
+                blocks.append(VQGANResBlock(ch, out, g))
                 ch = out
             if i != 0:
                 blocks.append(Upsample(ch))
-        blocks += [normalize(ch), nn.Conv2d(ch, out_channels, 3, 1, 1)]  # no activation before the final conv
+        blocks += [normalize(ch, g), nn.Conv2d(ch, out_channels, 3, 1, 1)]  # no activation before the final conv
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -177,16 +180,21 @@ class SwinVQGAN(nn.Module):
 
     Images at the public API are RGB in [0, 1]; H and W of ``forward``/``encode`` must be multiples of
     ``pad_multiple`` (8 * swin_window) so that the token grid fits the Swin windows.
+
+    ``norm_groups`` (32 released) is the GroupNorm group count. Narrow networks need fewer: with 32 groups a layer
+    of 32 channels normalises every channel on its own (instance norm), which removes each channel's mean and
+    contrast over the image, so the colour and brightness of a patch cannot pass through (the colour cast of the
+    tiny configs). It changes no state-dict entry.
     """
 
     def __init__(self, in_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
                  num_res_blocks: int = 2, codebook_size: int = 512, embed_dim: int = 128, swin_dim: int = 256,
                  swin_window: int = 8, swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8,
-                 beta: float = 0.25) -> None:
+                 beta: float = 0.25, norm_groups: int = 32) -> None:
         super().__init__()
         kw = dict(nf=nf, ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks, embed_dim=embed_dim,
                   swin_dim=swin_dim, swin_window=swin_window, swin_depth=swin_depth,
-                  swin_num_rstb=swin_num_rstb, swin_heads=swin_heads)
+                  swin_num_rstb=swin_num_rstb, swin_heads=swin_heads, norm_groups=norm_groups)
         self.in_channels, self.codebook_size, self.embed_dim = in_channels, codebook_size, embed_dim
         self.swin_window = swin_window
         self.encoder = VQGANEncoder(in_channels, **kw)
