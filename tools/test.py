@@ -43,7 +43,7 @@ def main() -> None:
     cfg = load_config(args.config, args.cfg_options)
     if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
         raise SystemExit(f'{args.config} defines no test_dataloader / test_evaluator to test on')
-    configure_launch(cfg, args.launcher)  # gloo + CPU processes when there is no GPU
+    configure_launch(cfg, args.launcher, testing=True)  # gloo + CPU processes when there is no GPU
     cfg.model = inference_model_cfg(cfg.model)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -59,16 +59,21 @@ def init_cpu_process_group(launcher: str, timeout_s: Optional[int] = None) -> No
                                   world_size=int(os.environ['WORLD_SIZE']), **kwargs)
 
 
-def configure_launch(cfg: Config, launcher: str) -> str:
+def configure_launch(cfg: Config, launcher: str, testing: bool = False) -> str:
     """Adapt ``cfg`` in place to this machine and return the device kind: 'cuda' or 'cpu'.
 
     With ``launcher != 'none'`` and no usable GPU: gloo process group (started here), DDP wrappers without
     ``device_ids``. ``model_wrapper_cfg`` defaults to separate wrappers for multi-optimizer (GAN) models.
+    ``testing=True``: one plain DDP wrapper whatever the config says: testing runs no backward pass (the wrapper
+    only places the model), and the separate wrapper fails on the networks an inference model leaves out
+    (``discriminator=None``).
     """
     cfg.launcher = launcher
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if launcher == 'none':
         return device
+    if testing:
+        cfg.model_wrapper_cfg = ConfigDict(type='MMDistributedDataParallel', broadcast_buffers=False)
     default_model_wrapper(cfg)
     if device == 'cuda':
         return device
