@@ -13,10 +13,12 @@ nothing and says so once.
 import warnings
 
 from .version import __version__
+from .utils.quiet import quiet_dependency_loggers
 from .utils.setup_env import register_all_modules
 
 __all__ = ['__version__', 'register_all_modules']
 
+quiet_dependency_loggers()  # bitsandbytes' optional-kernel note (MMEngine imports it); ITER_MM_VERBOSE=1 keeps it
 try:
     register_all_modules(init_default_scope=False, deferred=True)
 except ImportError as _err:  # MMCV / MMEngine / MMagic missing: the pure-torch modules still work

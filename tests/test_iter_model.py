@@ -376,7 +376,8 @@ def test_restore_options(ready):
 def test_val_and_test_fill_data_samples(ready, monkeypatch):
     seen = []
     orig = im.restore_image
-    monkeypatch.setattr(im, 'restore_image', lambda net, lq, **kw: seen.append(kw['alpha']) or orig(net, lq, **kw))
+    monkeypatch.setattr(im, 'restore_image',
+                        lambda net, lq, options, **kw: seen.append(options.alpha) or orig(net, lq, options, **kw))
     gt = (textures(2, 44) * 255).round() / 255  # 11x11 LQ: a token grid that needs padding (ceil(44 / 8) = 6)
     lq = (down4(gt) * 255).round() / 255
     data = dict(inputs=[x * 255 for x in lq], data_samples=[samples(g * 255) for g in gt])
@@ -445,10 +446,10 @@ def test_realsr_configs(name, scale, params, trainable):
     assert cfg.optim_wrapper.optimizer.lr == 1e-4 and tuple(cfg.optim_wrapper.optimizer.betas) == (0.9, 0.99)
     assert cfg.train_cfg.max_iters == 400_000 and cfg.param_scheduler is None
     assert cfg.train_dataloader.batch_size * 4 == 16 and cfg.gt_crop == 256
-    assert cfg.model.test_cfg.alpha == 0.7 and cfg.model.val_cfg.alpha == 0.5
     with pytest.raises(FileNotFoundError, match='LPIPS_v0.1_vgg'):
         MODELS.build(cfg.model)
     model = MODELS.build(inference_model_cfg(cfg.model))
+    assert model.test_cfg['alpha'] == 0.7 and model.val_cfg['alpha'] == 0.5  # RestoreOptions' defaults
     assert sum(p.numel() for p in model.parameters()) == params
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
     assert model.restore(torch.rand(1, 3, 5, 7), steps=2).shape == (1, 3, 5 * scale, 7 * scale)

@@ -29,6 +29,11 @@ import torch
 if __package__ in (None, ''):  # run as a script from anywhere
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+if '--verbose' in sys.argv[1:]:  # before iter_mm (and MMEngine) import
+    import os
+    os.environ['ITER_MM_VERBOSE'] = '1'
+from iter_mm.models.options import add_restore_arguments, given_options  # noqa: E402
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Super-resolve images with ITER',
@@ -41,16 +46,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--unsafe-load', action='store_true',
                    help='allow pickled objects in the checkpoint (full MMEngine training checkpoints); '
                         'only for files you trust')
-    p.add_argument('--alpha', type=float, help='phi_e threshold for initially kept tokens (test_cfg: 0.7)')
-    p.add_argument('--steps', type=int, help='refinement steps T')
-    p.add_argument('--seed', type=int, help='sampling seed (the same for every image)')
-    p.add_argument('--tile', type=int, help='LQ tile size for tiled inference')
-    p.add_argument('--tile-overlap', type=int, help='LQ overlap of neighbouring tiles')
-    p.add_argument('--max-pixels', type=int, default=720 * 720,
-                   help='LQ pixels per network call; larger images are tiled (0: no limit)')
-    p.add_argument('--color-correction', action='store_true', help='match SR colour statistics to the LQ (Eq. 10)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--dtype', choices=('fp32', 'bf16', 'fp16'), default='fp32', help='autocast precision')
     p.add_argument('--ext', choices=('png', 'jpg', 'webp', 'same'), default='same',
                    help="output format ('same': the input's)")
     p.add_argument('--quality', type=int, help='JPEG/WebP quality 1-100 (default 95; WebP 100 = lossless)')
@@ -61,6 +57,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--to-srgb', action='store_true',
                    help='convert pixels from an embedded ICC profile to sRGB on read; outputs tagged sRGB')
     p.add_argument('--overwrite', action='store_true', help='replace existing output files')
+    p.add_argument('--verbose', action='store_true', help='also show library notes and warnings')
+    add_restore_arguments(p)
     args = p.parse_args(argv)
     if args.quality is not None and not 1 <= args.quality <= 100:
         p.error(f'--quality must be in 1..100, got {args.quality}')
@@ -69,12 +67,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def restore_options(args: argparse.Namespace) -> dict:
     """Sampling/tiling overrides for ``ITERModel.restore``: only the options given on the command line."""
-    opts = dict(alpha=args.alpha, steps=args.steps, seed=args.seed, tile=args.tile, tile_overlap=args.tile_overlap,
-                max_pixels=args.max_pixels or None)
-    opts = {k: v for k, v in opts.items() if v is not None}
-    if args.color_correction:
-        opts['color_correction'] = True
-    return opts
+    return given_options(args)
 
 
 def build_model(config: str, checkpoint: str, device: torch.device, vqgan: Optional[str] = None,
@@ -89,7 +82,8 @@ def build_model(config: str, checkpoint: str, device: torch.device, vqgan: Optio
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    from iter_mm.models.inference import autocast_context
+    from iter_mm.utils.quiet import silence_library_chatter
+    silence_library_chatter(args.verbose)
     from iter_mm.utils.image_io import ImageReadError, list_images, read_picture, write_picture
     from iter_mm.utils.photo_sr import output_name, super_resolve_picture
 
@@ -99,7 +93,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit(f'--device {args.device!r}: {err}') from err
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: CUDA is not available; use --device cpu')
-    if device.type == 'cpu' and args.dtype == 'fp16':
+    if device.type == 'cpu' and args.dtype in ('fp16', 'float16'):
         print('note: fp16 autocast on CPU is slow and lossy; bf16 or fp32 are preferred', file=sys.stderr)
     try:
         paths = list_images(args.inputs)
@@ -124,14 +118,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     opts = restore_options(args)
     try:
         from tqdm import tqdm
-        progress = tqdm(total=len(paths), unit='img', desc='ITER', file=sys.stderr, dynamic_ncols=True)
+        progress = tqdm(total=len(paths), unit='img', desc='ITER', file=sys.stderr, dynamic_ncols=True,
+                        disable=None)  # a bar on terminals only
     except ImportError:  # pragma: no cover - tqdm ships with the environment
         progress = None
     say = ((lambda msg: progress.write(msg, file=sys.stderr)) if progress is not None
            else (lambda msg: print(msg, file=sys.stderr)))
 
     def restore(lq: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), autocast_context(args.dtype, device):
+        with torch.no_grad():
             return model.restore(lq.to(device), **opts).float()
 
     failed = []

@@ -51,10 +51,11 @@ model = dict(
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
     el_gumbel_grad=True,  # False: the official (inert) E_l Gumbel term
     # inference: the authors' script (alpha 0.7, T 8, linear schedule, temperatures 1)
-    test_cfg=dict(alpha=0.7, steps=8, schedule='linear', token_temperature=1.0, mask_temperature=1.0, seed=0,
-                  color_correction=False, tile=None, max_pixels=None),
-    # validation as the authors' training-time validation (TokenRefine defaults: alpha 0.5, cosine)
-    val_cfg=dict(alpha=0.5, steps=8, schedule='cosine', seed=0),
+    # restoration options: iter_mm.models.options.RestoreOptions, whose defaults are the authors' inference script
+    # (alpha 0.7, 8 steps, linear schedule, seed 0, tiled above 720x720 LQ pixels); validation over
+    # RestoreOptions.validation() (alpha 0.5, cosine: the authors' training-time validation). Write only changes.
+    test_cfg=dict(),
+    val_cfg=dict(),
     data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
 
 _crop = dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True)

@@ -48,8 +48,8 @@ model = dict(
     perceptual_loss=None,  # LPIPS off: nothing needs pretrained weights
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),  # on the E_l Gumbel decode
     el_gumbel_grad=True,
-    test_cfg=dict(alpha=0.7, steps=8, schedule='linear', seed=0),
-    val_cfg=dict(alpha=0.5, steps=8, schedule='cosine', seed=0),
+    test_cfg=dict(),  # RestoreOptions defaults (iter_mm/models/options.py); val_cfg: RestoreOptions.validation()
+    val_cfg=dict(),
     data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
 
 train_pipeline = [

@@ -2,7 +2,7 @@
 
     from iter_mm.apis import MMagicInferencer  # MMagic's class; importing this module registers 'iter'
     sr = MMagicInferencer('iter', model_config='configs/iter/iter_x4_realsr.py', model_ckpt='iter_x4.pth',
-                          extra_parameters=dict(alpha=0.7, steps=8, seed=0))
+                          extra_parameters=dict(seed=1, tile=256))
     sr.infer(img='photo.jpg', result_out_dir='out/photo.png')
 
 ``ITERInferencer`` can also be used directly with the same arguments as MMagic's inferencers. Files are read and
@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..utils.quiet import quiet_imports
+from ..utils.quiet import quiet_imports, quiet_mmengine, verbose_requested
 
 with quiet_imports():  # MMagic's inferencer stack imports diffusers, timm, clip, ... with their warnings
     from mmagic.apis.inferencers import ImageSuperResolutionInferencer, Inferencers
@@ -28,6 +28,7 @@ from ..utils.config_paths import configs_root
 from ..utils.image_io import Picture, picture_from_array, read_picture
 from ..utils.image_write import output_arrays, write_picture
 from ..utils.photo_sr import super_resolve_picture
+from ..models.options import RestoreOptions
 from .model_loader import init_model
 
 #: The task name under which ITER is known to ``MMagicInferencer``.
@@ -39,17 +40,18 @@ _CONFIGS = osp.join(configs_root() or 'configs', 'iter')  # the source tree's or
 class ITERInferencer(ImageSuperResolutionInferencer):
     """Super-resolves image files with an ITER config and checkpoint.
 
-    Sampling parameters (all optional; ``None`` keeps the config's ``test_cfg``): ``alpha``, ``steps``,
-    ``seed``, ``tile``, ``color_correction``, ``token_temperature``, ``mask_temperature``, ``schedule``.
+    Restoration parameters: every field of :class:`~iter_mm.models.options.RestoreOptions` (``alpha``,
+    ``steps``, ``seed``, ``tile``, ``tile_overlap``, ``max_pixels``, ``dtype``, ...; ``None`` keeps the config's
+    ``test_cfg``), so the Inferencer, ``tools/infer.py`` and ``tools/test.py`` tile by the same rule.
     File parameters (as the CLI's options): ``alpha_upscale`` ('bicubic' | 'iter'), ``frames`` ('first' |
     'all'), ``to_srgb`` (bool), ``quality`` (JPEG/WebP, 1-100). The output format is the extension of
     ``result_out_dir`` (a file path, replaced if it exists, as in MMagic). ``infer`` returns the first frame as
     written: uint8/uint16, (H, W) grey or (H, W, 3|4) RGB(A).
     """
 
-    extra_parameters = dict(alpha=None, steps=None, seed=None, tile=None, color_correction=None,
-                            token_temperature=None, mask_temperature=None, schedule=None,
-                            alpha_upscale='bicubic', frames='first', to_srgb=False, quality=None)
+    #: every ``RestoreOptions`` field (None: the config's ``test_cfg``) and the file options
+    extra_parameters = dict(dict.fromkeys(RestoreOptions.names()), alpha_upscale='bicubic', frames='first',
+                            to_srgb=False, quality=None)
     io_parameters = ('alpha_upscale', 'frames', 'to_srgb', 'quality')
 
     def __init__(self, config, ckpt: Optional[str], device=None, extra_parameters: Optional[Dict] = None,
@@ -58,7 +60,8 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         self.extra_parameters = dict(type(self).extra_parameters)
         if isinstance(config, str):
             config = load_config(config)
-        super().__init__(config, ckpt, device, extra_parameters, seed=seed, **kwargs)
+        with quiet_imports(), quiet_mmengine():  # MMagic's visualiser and scope notes (ITER_MM_VERBOSE=1: shown)
+            super().__init__(config, ckpt, device, extra_parameters, seed=seed, **kwargs)
 
     def _init_model(self, cfg, ckpt: Optional[str], device) -> torch.nn.Module:
         """The one loader (``init_model``): strict, the same files and errors as ``tools/infer.py``."""
@@ -134,6 +137,9 @@ def register_iter_inferencer() -> None:
     """Make ``MMagicInferencer('iter', model_config=..., model_ckpt=...)`` build an :class:`ITERInferencer`."""
     if Inferencers.__init__ is not _create_inferencer:
         Inferencers.__init__ = _create_inferencer
+    if not verbose_requested():  # MMagic warns whenever model_config is given; ITER always takes one
+        warnings.filterwarnings('ignore', message=r"iter(_x[24])?'s default config is overridden",
+                                category=UserWarning)
     MMagicInferencer.init_inference_supported_models_cfg()
     for name in ITER_MODEL_NAMES:
         if name not in MMagicInferencer.inference_supported_models:

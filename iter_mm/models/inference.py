@@ -11,9 +11,10 @@ from torch import Tensor
 from ..utils.color import color_correction as _color_correction
 from ..utils.padding import crop_to, pad_to_multiple
 from ..utils.tiling import auto_tile_size, tiled_apply
+from .options import RestoreOptions
 from .sampling import RefineResult, adaptive_refine, derive_seeds, resolve_seed
 
-__all__ = ['check_lq', 'autocast_context', 'restore_image']
+__all__ = ['check_lq', 'autocast_context', 'padded_refine', 'restore_image', 'RestoreOptions']
 
 DTYPES = {'fp32': None, 'float32': None, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
           'fp16': torch.float16, 'float16': torch.float16}
@@ -48,8 +49,8 @@ def autocast_context(dtype: Union[str, torch.dtype, None], device: torch.device)
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _refine_padded(net, lq: Tensor, official_padding: bool, **sampling) -> RefineResult:
-    """Pad (B, 3, h, w) to net.lq_pad_multiple, refine, crop image and token maps back."""
+def padded_refine(net, lq: Tensor, official_padding: bool = False, **sampling) -> RefineResult:
+    """Pad (B, 3, h, w) to net.lq_pad_multiple, refine, crop image, token maps and intermediates back."""
     h, w = lq.shape[-2:]
     s = int(net.scale)
     padded, _ = pad_to_multiple(lq, int(net.lq_pad_multiple), official_padding)
@@ -67,49 +68,50 @@ def _refine_padded(net, lq: Tensor, official_padding: bool, **sampling) -> Refin
 
 
 @torch.no_grad()
-def restore_image(net, lq: Tensor, *, alpha: float = 0.7, steps: int = 8, token_temperature: float = 1.0,
-                  mask_temperature: float = 1.0, schedule: str = 'linear', seed: Optional[int] = None,
-                  generator: Optional[torch.Generator] = None, color_correction: bool = False,
-                  tile: Optional[int] = None, tile_overlap: int = 16, max_pixels: Optional[int] = None,
-                  dtype: Union[str, torch.dtype, None] = 'fp32', official_padding: bool = False,
-                  return_result: bool = False) -> Union[Tensor, RefineResult]:
+def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
+                  generator: Optional[torch.Generator] = None, return_result: bool = False,
+                  return_intermediates: bool = False, **overrides) -> Union[Tensor, RefineResult]:
     """Super-resolve (B, 3, h, w) LQ images in [0, 1] with ITER -> (B, 3, h*s, w*s) float32 in [0, 1].
 
     Args:
         net: ITERNet (``scale``, ``lq_pad_multiple``, sub-networks as in docs/architecture.md).
-        alpha, steps, token_temperature, mask_temperature, schedule: sampling options of
-            :func:`~iter_mm.models.sampling.adaptive_refine`.
-        seed / generator: one seed for the call (drawn once from ``generator`` if not given). Every image uses it
-            through the counter-based noise (each tile a seed derived from it and the tile's position), so results
-            do not depend on batch composition.
-        color_correction: match SR channel mean/std to the LQ (paper Eq. 10).
-        tile, tile_overlap: LQ tile side and overlap, rounded to multiples of ``net.lq_pad_multiple`` (tiles
-            lie on that grid of the mirror-padded image and need no padding); images within one tile run whole.
-        max_pixels: LQ pixels per network call. Whole images are batched up to it; an image larger than it
-            without ``tile`` is tiled with the largest square tile fitting it; tiles are batched up to it
-            (one tile per call when None).
-        dtype: 'fp32' (default), 'bf16' or 'fp16' autocast.
-        official_padding: the authors' always-pad rule instead of minimal padding (reference 6.4).
+        options: :class:`~iter_mm.models.options.RestoreOptions` (default: its defaults); ``overrides`` are any
+            of its fields (``alpha``, ``steps``, ``seed``, ``tile``, ``max_pixels``, ``dtype``, ...):
+            sampling options of :func:`~iter_mm.models.sampling.adaptive_refine`; ``seed``: one seed for the call,
+            used by every image through the counter-based noise (each tile a seed derived from it and the tile's
+            position), so results do not depend on batch composition; ``color_correction`` (paper Eq. 10);
+            ``tile``, ``tile_overlap``, ``max_pixels``: the tiling rule of :mod:`iter_mm.models.options` (tiles
+            lie on the ``net.lq_pad_multiple`` grid of the mirror-padded image and need no padding);
+            ``dtype``: 'fp32', 'bf16' or 'fp16' autocast; ``official_padding``: the authors' always-pad rule.
+        generator: when given, the seed is drawn from it (unless ``seed`` is among ``overrides``).
         return_result: return the :class:`RefineResult` (image and token maps cropped to the input) instead of
             the image; after tiled inference only its ``image`` is set.
+        return_intermediates: also keep the per-step tokens, keep-masks and decoded images (whole images only;
+            implies ``return_result``).
     """
     check_lq(lq)
-    if tile is not None and tile < 1 or tile_overlap < 0 or max_pixels is not None and max_pixels < 1:
-        raise ValueError(f'need tile >= 1, tile_overlap >= 0 and max_pixels >= 1; got tile={tile}, '
-                         f'tile_overlap={tile_overlap}, max_pixels={max_pixels}')
+    opts = (options or RestoreOptions()).replace(**overrides)
+    if return_intermediates:
+        return_result = True
     b, _, h, w = lq.shape
     s, multiple = int(net.scale), int(net.lq_pad_multiple)
-    sampling = dict(alpha=alpha, steps=steps, token_temperature=token_temperature,
-                    mask_temperature=mask_temperature, schedule=schedule,
-                    seed=resolve_seed(seed, generator))
+    seed = resolve_seed(None, generator) if generator is not None and 'seed' not in overrides else \
+        resolve_seed(opts.seed, None)
+    sampling = dict(opts.sampling(), seed=seed)
+    tile, tile_overlap, max_pixels = opts.tile, opts.tile_overlap, opts.max_pixels
     if tile is None and max_pixels is not None and h * w > max_pixels:
         tile = auto_tile_size(max_pixels, multiple)
     whole = tile is None or (h <= tile and w <= tile)
+    if return_intermediates and not whole:
+        raise ValueError(f'intermediate steps are kept for whole images only; {w}x{h} is tiled '
+                         f'(tile={tile}, max_pixels={max_pixels})')
+    if return_intermediates:
+        sampling['return_intermediates'] = True
 
-    with autocast_context(dtype, lq.device):
+    with autocast_context(opts.dtype, lq.device):
         if whole:
             per_call = b if max_pixels is None else max(1, max_pixels // (h * w))
-            parts = [_refine_padded(net, lq[k:k + per_call], official_padding, **sampling)
+            parts = [padded_refine(net, lq[k:k + per_call], opts.official_padding, **sampling)
                      for k in range(0, b, per_call)]
             if return_result:
                 res = parts[0] if len(parts) == 1 else RefineResult(**{
@@ -126,11 +128,11 @@ def restore_image(net, lq: Tensor, *, alpha: float = 0.7, steps: int = 8, token_
 
             def run_tiles(tiles: Tensor, offsets: Tensor) -> Tensor:  # own noise stream per tile position
                 seeds = derive_seeds(seed, offsets.to(tiles.device))
-                return _refine_padded(net, tiles, official_padding, seed=seeds, **sampling).image.float()
+                return padded_refine(net, tiles, opts.official_padding, seed=seeds, **sampling).image.float()
 
             out = crop_to(tiled_apply(run_tiles, padded, s, tile, overlap, per_call), h * s, w * s)
             res = RefineResult(out)
-    if color_correction:
+    if opts.color_correction:
         out = _color_correction(out, lq)
     out = out.clamp(0, 1)
     if return_result:

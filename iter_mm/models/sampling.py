@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .options import DEFAULTS as _DEFAULTS
+
 __all__ = [
     'mask_schedule', 'keep_counts', 'adaptive_start_step', 'sample_training_mask', 'hash_uniform',
     'resolve_seed', 'derive_seeds', 'sample_tokens', 'sample_keep_mask', 'RefineResult', 'adaptive_refine',
@@ -256,8 +258,9 @@ def _put_rows(dst: Tensor, idx: Optional[Tensor], src: Tensor) -> Tensor:
     return src if idx is None else dst.index_copy(0, idx, src)
 
 
-def adaptive_refine(net, lq: Tensor, alpha: float = 0.7, steps: int = 8, token_temperature: float = 1.0,
-                    mask_temperature: float = 1.0, schedule: str = 'linear',
+def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int = _DEFAULTS.steps,
+                    token_temperature: float = _DEFAULTS.token_temperature,
+                    mask_temperature: float = _DEFAULTS.mask_temperature, schedule: str = _DEFAULTS.schedule,
                     generator: Optional[torch.Generator] = None, seed: Optional[SeedLike] = None,
                     return_intermediates: bool = False) -> RefineResult:
     """ITER's adaptive iterative refinement, as the authors run it (ref. 6.2-6.3), per image.

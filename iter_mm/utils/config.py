@@ -20,8 +20,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     with no other call first, and MMagic's own configs and ours run through the same tools.
     """
     import iter_mm  # noqa: F401  (registers the plugin)
-    from mmagic.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
+    from .quiet import quiet_imports
+    with quiet_imports():  # MMagic's model zoo imports diffusers, timm, ... with their deprecation warnings
+        from mmagic.utils import register_all_modules
+        register_all_modules(init_default_scope=False)
 
     path = resolve_config_path(path)  # iter_mm::/configs/... also from an installed package
     if '::' in path:

@@ -19,6 +19,23 @@ NOISY_PACKAGES = ('diffusers', 'transformers', 'timm', 'controlnet_aux', 'clip',
 _NOISY_LOGGERS = ('bitsandbytes', 'diffusers', 'transformers', 'xformers')
 
 
+def verbose_requested() -> bool:
+    """``ITER_MM_VERBOSE`` set to anything but '' / '0' (the tools' ``--verbose`` sets it)."""
+    return os.environ.get('ITER_MM_VERBOSE', '') not in ('', '0')
+
+
+def quiet_dependency_loggers() -> None:
+    """Called by ``import iter_mm``: dependencies that iter-mm never uses but MMEngine imports (bitsandbytes and
+    its optional-kernel message) log only errors, unless ``ITER_MM_VERBOSE`` is set or the application
+    configured those loggers itself."""
+    if verbose_requested():
+        return
+    for name in ('bitsandbytes',):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.ERROR)
+
+
 @contextlib.contextmanager
 def quiet_mmengine(level: int = logging.ERROR):
     """Raise MMEngine's current logger to ``level`` inside the block (init reports, preprocessor notes)."""
@@ -36,6 +53,8 @@ def silence_library_chatter(verbose: bool = False) -> None:
     """Process-wide filters for the tools (a no-op with ``verbose``): third-party warnings, MMEngine INFO and
     WARNING records of registry scopes and the visualiser, bitsandbytes / diffusers loggers."""
     if verbose:
+        os.environ['ITER_MM_VERBOSE'] = '1'
+        logging.getLogger('bitsandbytes').setLevel(logging.NOTSET)
         return
     for pkg in NOISY_PACKAGES:
         warnings.filterwarnings('ignore', module=rf'{pkg}(\.|$)')
@@ -55,7 +74,7 @@ def silence_library_chatter(verbose: bool = False) -> None:
 def quiet_imports(verbose: bool = False):
     """Import noisy libraries (MMagic's inferencer stack) inside this block: their warnings and log lines are
     dropped, and stdout/stderr writes of C extensions loaded there are not redirected (they are rare)."""
-    if verbose:
+    if verbose or verbose_requested():
         yield
         return
     with warnings.catch_warnings():

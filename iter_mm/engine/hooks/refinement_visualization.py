@@ -1,14 +1,20 @@
-"""Visualise ITER's iterative refinement (decoded tokens and keep-masks of every step) during val/test."""
+"""Visualise ITER's iterative refinement (decoded tokens and keep-masks of every step) during val/test.
+
+The pictures are the images being validated / tested: the hook calls the model's own ``restore`` with the
+options of the loop it runs in (``val_cfg`` in validation, ``test_cfg`` in test; the hook's ``sampling``
+overrides on top) and shows the intermediate steps that restoration returns.
+"""
+import logging
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmagic.registry import HOOKS
 
-from ...models.sampling import adaptive_refine
-from ...utils.padding import crop_to, pad_to_multiple
+from ...models.options import RestoreOptions
 
 
 def refinement_mosaic(step_images: torch.Tensor, step_keep: torch.Tensor) -> torch.Tensor:
@@ -36,7 +42,8 @@ class RefinementVisualizationHook(Hook):
         interval: batches between two visualisations.
         max_images: inputs of a batch to show.
         on_val, on_test: where to run.
-        sampling: overrides of the model's test sampling options (alpha, steps, ...).
+        sampling: overrides of the loop's options (fields of ``RestoreOptions``: alpha, steps, ...); none by
+            default, so the mosaic shows the restoration being evaluated.
     """
 
     priority = 'LOW'
@@ -47,32 +54,33 @@ class RefinementVisualizationHook(Hook):
             raise ValueError('interval and max_images must be >= 1')
         self.interval, self.max_images = interval, max_images
         self.on_val, self.on_test = on_val, on_test
+        RestoreOptions.check_names(sampling or {}, 'RefinementVisualizationHook.sampling')
         self.sampling = dict(sampling or {})
+        self._warned = False
 
     def _visualize(self, runner, batch_idx: int, data_batch: dict, mode: str) -> None:
         if batch_idx % self.interval:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        net = getattr(model, 'generator', None)
-        if net is None or not hasattr(net, 'refiner'):
+        if not callable(getattr(model, 'restore', None)) or not hasattr(getattr(model, 'generator', None),
+                                                                         'refiner'):
             return  # not an ITER model
         data = model.data_preprocessor(data_batch, False)
         lq = data['inputs'][:self.max_images]
-        options = dict(getattr(model, 'test_cfg', None) or {})
-        options = {k: options[k] for k in ('alpha', 'steps', 'token_temperature', 'mask_temperature',
-                                            'schedule', 'seed') if k in options}
-        options.update(self.sampling)
-        h, w = lq.shape[-2:]
-        padded, _ = pad_to_multiple(lq, int(net.lq_pad_multiple))
-        with torch.no_grad():
-            res = adaptive_refine(net, padded, return_intermediates=True, **options)
-        s = int(net.scale)
-        down = res.image.shape[-1] // res.tokens.shape[-1]
+        try:
+            with torch.no_grad():
+                res = model.restore(lq, loop='val' if mode == 'val' else 'test', return_intermediates=True,
+                                    **self.sampling)
+        except ValueError as err:  # tiled images have no single chain of steps
+            if not self._warned:
+                print_log(f'RefinementVisualizationHook: {err}; no mosaic for such images', logger='current',
+                          level=logging.WARNING)
+                self._warned = True
+            return
         for i in range(lq.shape[0]):
-            images = crop_to(res.step_images[i], h * s, w * s)
-            keep = crop_to(res.step_keep[i], -(-h * s // down), -(-w * s // down))
             runner.visualizer.add_image(f'{mode}_refinement_{batch_idx}_{i}',
-                                        refinement_mosaic(images, keep).numpy(), step=runner.iter)
+                                        refinement_mosaic(res.step_images[i], res.step_keep[i]).numpy(),
+                                        step=runner.iter)
 
     def after_val_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None,
                        outputs: Optional[Sequence] = None) -> None:

@@ -20,6 +20,8 @@ from torch import Tensor
 from mmagic.evaluation.metrics.base_sample_wise_metric import BaseSampleWiseMetric
 from mmagic.registry import METRICS
 
+from ...models.options import DEFAULTS
+
 __all__ = ['TokenAccuracy', 'EvaluatorPrecisionRecall', 'token_field']
 
 
@@ -100,11 +102,11 @@ class EvaluatorPrecisionRecall(_TokenMetric):
     ``lq_tokens == gt_tokens``, plus the true and predicted good-token rates.
 
     Args:
-        alpha: threshold(s); one float, or several (keys get an ``@alpha`` suffix then). The default 0.7 is the
-            official inference script's (the paper and training-time validation use 0.5).
+        alpha: threshold(s); one float, or several (keys get an ``@alpha`` suffix then). The default (RestoreOptions' alpha,
+            0.7) is the official inference script's (the paper and training-time validation use 0.5).
     """
 
-    def __init__(self, alpha: Union[float, Sequence[float]] = 0.7, collect_device: str = 'cpu',
+    def __init__(self, alpha: Union[float, Sequence[float]] = DEFAULTS.alpha, collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.alphas = [float(alpha)] if np.isscalar(alpha) else [float(a) for a in alpha]

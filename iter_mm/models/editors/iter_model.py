@@ -17,7 +17,6 @@ There is no GAN term: the authors configure one but never activate it in this st
 off (weight 0 / None) can leave a network without gradient; under DDP set ``model_wrapper_cfg`` with
 ``find_unused_parameters=True`` then.
 """
-import inspect
 import os.path as osp
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -35,15 +34,8 @@ from ...utils.checkpoint import (detect_kind, extract_state_dict, load_checkpoin
                                  unwrap_model_state)
 from ...utils.padding import crop_to, pad_to_multiple
 from ..inference import restore_image
+from ..options import RestoreOptions
 from ..sampling import sample_training_mask
-
-#: Sampling options of the authors' inference script (reference 6.1); `seed` makes tests reproducible.
-DEFAULT_TEST_CFG = dict(alpha=0.7, steps=8, token_temperature=1.0, mask_temperature=1.0, schedule='linear',
-                        seed=0, color_correction=False)
-#: The authors' training-time validation uses TokenRefine's defaults: alpha 0.5, cosine schedule (4.6).
-DEFAULT_VAL_CFG = dict(alpha=0.5, steps=8, token_temperature=1.0, mask_temperature=1.0, schedule='cosine',
-                       seed=0, color_correction=False)
-
 
 @MODELS.register_module()
 class ITERModel(BaseEditModel):
@@ -64,9 +56,10 @@ class ITERModel(BaseEditModel):
         el_gumbel_grad: True (fixed) = the E_l decode passes a straight-through gradient to E_l; False
             (official) = it is a constant, as in the authors' code (8.12).
         train_cfg: unused, kept for MMagic's signature.
-        test_cfg: sampling options of :meth:`restore` / test (keys of ``restore_image``); merged over
-            ``DEFAULT_TEST_CFG`` (alpha 0.7, linear schedule: the authors' script).
-        val_cfg: sampling options for validation, merged over ``DEFAULT_VAL_CFG`` (alpha 0.5, cosine).
+        test_cfg: options of :meth:`restore` / test (fields of :class:`~iter_mm.models.options.RestoreOptions`)
+            over its defaults (alpha 0.7, 8 steps, linear schedule, seed 0, tiled above 720x720: the authors'
+            script).
+        val_cfg: options for validation over ``RestoreOptions.validation()`` (alpha 0.5, cosine schedule).
     """
 
     def __init__(self,
@@ -109,32 +102,16 @@ class ITERModel(BaseEditModel):
         self.pixel_loss = MODELS.build(pixel_loss) if pixel_loss else None
         self.el_gumbel_grad = bool(el_gumbel_grad)
 
-        self._restore_keys = self._sampling_option_names()
-        self.test_cfg = self._merge_cfg(DEFAULT_TEST_CFG, test_cfg, 'test_cfg')
-        self.val_cfg = self._merge_cfg(DEFAULT_VAL_CFG, val_cfg, 'val_cfg')
+        RestoreOptions.check_names(test_cfg or {}, 'test_cfg')
+        RestoreOptions.check_names(val_cfg or {}, 'val_cfg')
+        #: restoration options of test / inference and of validation (``RestoreOptions`` as plain dicts)
+        self.test_cfg = RestoreOptions().replace(**(test_cfg or {})).as_dict()
+        self.val_cfg = RestoreOptions.validation(**(val_cfg or {})).as_dict()
         self._vqgan_ready = False  # set by init_weights (stage-I file) or by loading a full checkpoint
         #: warn once when restoring with a VQGAN that was never loaded; ``init_model(random_weights=True)`` clears it
         self.warn_random_vqgan = True
 
     # ------------------------------------------------------------------ set-up
-    @staticmethod
-    def _sampling_option_names() -> frozenset:
-        params = inspect.signature(restore_image).parameters
-        return frozenset(k for k, p in params.items()
-                         if p.kind == p.KEYWORD_ONLY and k != 'return_result')
-
-    def _merge_cfg(self, default: dict, cfg: Optional[dict], name: str) -> dict:
-        merged = {k: v for k, v in default.items() if k in self._restore_keys}
-        self._check_options(cfg or {}, name)
-        merged.update(cfg or {})
-        return merged
-
-    def _check_options(self, options: dict, where: str) -> None:
-        unknown = sorted(set(options) - self._restore_keys)
-        if unknown:
-            raise TypeError(f'{where}: unknown sampling option(s) {unknown}; '
-                            f'valid: {sorted(self._restore_keys)}')
-
     def init_weights(self) -> None:
         """Initialise, then load the stage-I VQGAN from ``vqgan_ckpt`` (called when training starts)."""
         super().init_weights()
@@ -267,19 +244,28 @@ class ITERModel(BaseEditModel):
         return losses
 
     # ------------------------------------------------------------------ inference
-    def restore(self, lq: Tensor, **overrides) -> Tensor:
-        """Super-resolve ``lq`` (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s), options over ``test_cfg``."""
-        return self._run_restore(lq, self.test_cfg, overrides).image
+    def options(self, loop: str = 'test', **overrides) -> RestoreOptions:
+        """The restoration options of ``loop`` ('test': ``test_cfg``, also inference; 'val': ``val_cfg``) with
+        ``overrides`` (unknown names: TypeError)."""
+        if loop not in ('test', 'val'):
+            raise ValueError(f"loop must be 'test' or 'val', got {loop!r}")
+        RestoreOptions.check_names(overrides, 'restore()')
+        return RestoreOptions(**{**(self.val_cfg if loop == 'val' else self.test_cfg), **overrides})
 
-    def _run_restore(self, lq: Tensor, base: dict, overrides: dict):
-        self._check_options(overrides, 'restore()')
+    def restore(self, lq: Tensor, *, loop: str = 'test', return_result: bool = False,
+                return_intermediates: bool = False, **overrides):
+        """Super-resolve ``lq`` (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s), with the options of ``loop`` ('test':
+        ``test_cfg``; 'val': ``val_cfg``) and ``overrides``. With ``return_result`` / ``return_intermediates``
+        the :class:`~iter_mm.models.sampling.RefineResult` (token maps; per-step tokens, keep-masks and images)."""
+        options = self.options(loop, **overrides)
         if not self._vqgan_ready and self.warn_random_vqgan:
             print_log('ITERModel: restoring with a VQGAN that was never loaded (no checkpoint): '
                       'the output is meaningless', logger='current', level=30)
             self.warn_random_vqgan = False
-        options = {**base, **overrides}
         with torch.no_grad():
-            return restore_image(self.generator, lq, **options, return_result=True)
+            result = restore_image(self.generator, lq, options, return_result=True,
+                                   return_intermediates=return_intermediates)
+        return result if (return_result or return_intermediates) else result.image
 
     def forward_tensor(self, inputs: Tensor, data_samples: Optional[DataSample] = None, **kwargs) -> Tensor:
         """SR image (B, 3, H, W) in [0, 1] with ``test_cfg`` (kwargs override it)."""
@@ -288,8 +274,8 @@ class ITERModel(BaseEditModel):
     def forward_inference(self, inputs: Tensor, data_samples: Optional[DataSample] = None,
                           **kwargs) -> DataSample:
         """Predictions for metrics: pred_img (0-255 as MMagic's) plus the token fields of the contract."""
-        base = self.val_cfg if kwargs.pop('_use_val_cfg', False) else self.test_cfg
-        result = self._run_restore(inputs, base, kwargs)
+        loop = 'val' if kwargs.pop('_use_val_cfg', False) else 'test'
+        result = self.restore(inputs, loop=loop, return_result=True, **kwargs)
         pred = self.data_preprocessor.destruct(result.image, data_samples)
         predictions = DataSample(pred_img=pred.cpu())
         if getattr(result, 'tokens', None) is not None:

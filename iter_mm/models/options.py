@@ -1,0 +1,131 @@
+"""ITER's sampling and restoration options: one typed object, its defaults written once (pure Python).
+
+Everything that restores images reads its defaults from :class:`RestoreOptions`: ``restore_image`` and
+``adaptive_refine``, ``ITERModel``'s ``test_cfg`` / ``val_cfg`` (the configs write only what differs), the
+Inferencer's ``extra_parameters``, the command-line flags of ``tools/infer.py`` (:func:`add_restore_arguments`)
+and the refinement visualisation hook.
+
+Tiling rule (the same in every front end): an image with more than ``max_pixels`` LQ pixels (default 720 x 720,
+the authors' threshold) is cut into the largest square tiles on the network's padding grid that fit the budget,
+with ``tile_overlap`` LQ pixels of overlap, blended linearly; ``tile`` forces tiles of that side; whole images are
+batched up to ``max_pixels`` per call; ``max_pixels=None`` (CLI: ``--max-pixels 0``) never tiles on its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+__all__ = ['RestoreOptions', 'VALIDATION_OVERRIDES', 'SCHEDULES', 'DTYPE_NAMES', 'add_restore_arguments',
+           'given_options']
+
+SCHEDULES = ('cosine', 'linear')
+DTYPE_NAMES = ('fp32', 'float32', 'bf16', 'bfloat16', 'fp16', 'float16')
+
+
+def _opt(default, help: str, **extra):  # noqa: A002 - argparse's word
+    return field(default=default, metadata=dict(help=help, **extra))
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Options of one restoration call (the defaults are those of the authors' inference script, ref. 6.1)."""
+
+    alpha: float = _opt(0.7, 'phi_e threshold: tokens of S_l with P(good) >= alpha are kept at the start')
+    steps: int = _opt(8, 'refinement steps T')
+    token_temperature: float = _opt(1.0, 'temperature of the token sampling (0: argmax)')
+    mask_temperature: float = _opt(1.0, 'temperature of the keep-mask sampling (0: deterministic)')
+    schedule: str = _opt('linear', 'mask schedule', choices=SCHEDULES)
+    seed: Optional[int] = _opt(0, 'sampling seed, the same for every image (None: drawn)')
+    color_correction: bool = _opt(False, 'match SR colour statistics to the LQ (Eq. 10)')
+    tile: Optional[int] = _opt(None, 'LQ tile side for tiled inference (None: only above max_pixels)')
+    tile_overlap: int = _opt(16, 'LQ overlap of neighbouring tiles')
+    max_pixels: Optional[int] = _opt(720 * 720, 'LQ pixels per network call; larger images are tiled '
+                                                '(None / CLI 0: no limit)')
+    dtype: str = _opt('fp32', 'autocast precision', choices=('fp32', 'bf16', 'fp16'))
+    official_padding: bool = _opt(False, "the authors' always-pad rule instead of minimal mirror padding (6.4)")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            problems.append(f'alpha must lie in [0, 1], got {self.alpha}')
+        if int(self.steps) < 1:
+            problems.append(f'steps must be >= 1, got {self.steps}')
+        if self.schedule not in SCHEDULES:
+            problems.append(f'schedule must be one of {SCHEDULES}, got {self.schedule!r}')
+        if self.token_temperature < 0 or self.mask_temperature < 0:
+            problems.append('temperatures must be >= 0')
+        if self.tile is not None and self.tile < 1:
+            problems.append(f'need tile >= 1 (or None), got {self.tile}')
+        if self.tile_overlap < 0:
+            problems.append(f'tile_overlap must be >= 0, got {self.tile_overlap}')
+        if self.max_pixels is not None and self.max_pixels < 1:
+            problems.append(f'max_pixels must be >= 1 or None, got {self.max_pixels}')
+        if isinstance(self.dtype, str) and self.dtype not in DTYPE_NAMES:  # torch dtypes are accepted as they are
+            problems.append(f'unknown dtype {self.dtype!r}; expected one of fp32, bf16, fp16')
+        if problems:
+            raise ValueError('; '.join(problems))
+
+    @classmethod
+    def names(cls) -> tuple:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def check_names(cls, options: Mapping[str, Any], where: str = 'options') -> None:
+        unknown = sorted(set(options) - set(cls.names()))
+        if unknown:
+            raise TypeError(f'{where}: unknown sampling option(s) {unknown}; valid: {sorted(cls.names())}')
+
+    @classmethod
+    def validation(cls, **overrides) -> 'RestoreOptions':
+        """Defaults of training-time validation (the authors' TokenRefine defaults, ref. 4.6)."""
+        return cls().replace(**{**VALIDATION_OVERRIDES, **overrides})
+
+    def replace(self, **overrides) -> 'RestoreOptions':
+        """A copy with ``overrides`` (unknown names: TypeError naming them)."""
+        self.check_names(overrides)
+        return dataclasses.replace(self, **overrides)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def sampling(self) -> dict:
+        """The options of :func:`~iter_mm.models.sampling.adaptive_refine`."""
+        return dict(alpha=self.alpha, steps=self.steps, token_temperature=self.token_temperature,
+                    mask_temperature=self.mask_temperature, schedule=self.schedule)
+
+
+#: what training-time validation changes (alpha 0.5, cosine schedule: the authors' validation, ref. 4.6)
+VALIDATION_OVERRIDES = dict(alpha=0.5, schedule='cosine')
+#: the defaults as an instance (read-only)
+DEFAULTS = RestoreOptions()
+
+
+def add_restore_arguments(parser, exclude=()) -> None:
+    """Add one flag per option (``--alpha``, ``--tile-overlap``, ...) to an argparse parser; every default is
+    None ("not given": the config's ``test_cfg``, itself over :class:`RestoreOptions`' defaults)."""
+    group = parser.add_argument_group('sampling and tiling (not given: the config\'s model.test_cfg, whose '
+                                      'defaults are iter_mm.models.options.RestoreOptions)')
+    for f in dataclasses.fields(RestoreOptions):
+        if f.name in exclude:
+            continue
+        flag = '--' + f.name.replace('_', '-')
+        text = f"{f.metadata['help']} (default {f.default})"
+        if f.type in (bool, 'bool'):
+            group.add_argument(flag, action='store_true', default=None, help=text)
+            continue
+        kind = {'float': float, 'int': int, 'Optional[int]': int, 'str': str}.get(str(f.type), str)
+        group.add_argument(flag, type=kind, default=None, choices=f.metadata.get('choices'), help=text)
+
+
+def given_options(namespace) -> dict:
+    """The options given on a command line (argparse namespace of :func:`add_restore_arguments`); ``--max-pixels
+    0`` means no limit."""
+    out = {}
+    for name in RestoreOptions.names():
+        value = getattr(namespace, name, None)
+        if value is not None:
+            out[name] = value
+    if out.get('max_pixels') == 0:
+        out['max_pixels'] = None
+    return out
