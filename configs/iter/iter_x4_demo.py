@@ -65,10 +65,8 @@ train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='train', pipeline=train_pipeline))
-val_dataloader = dict(
-    _base_.val_dataloader, num_workers=0,
-    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='heldout', test_mode=True,
-                 pipeline=_base_.val_pipeline))
+heldout_dataset = dict(type='SkimagePhotoDataset', split='heldout', test_mode=True, pipeline=_base_.val_pipeline)
+val_dataloader = dict(_base_.val_dataloader, num_workers=0, dataset=dict(_delete_=True, **heldout_dataset))
 val_evaluator = dict(
     type='Evaluator',
     metrics=[
@@ -76,7 +74,8 @@ val_evaluator = dict(
         dict(type='SSIM', crop_border=4, convert_to='Y'),
         dict(type='NIQE', input_order='CHW', convert_to='Y', crop_border=0),
     ])
-test_dataloader = val_dataloader
+# (the base has no test_dataloader to merge into, so this one is written without `_delete_`)
+test_dataloader = dict(_base_.val_dataloader, num_workers=0, dataset=heldout_dataset)
 test_evaluator = val_evaluator
 test_cfg = dict(type='MultiTestLoop')
 
