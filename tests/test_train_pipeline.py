@@ -72,6 +72,8 @@ def test_pipeline_trains_both_stages_then_tests(pipeline):
     s2 = torch.load(work / 'iter_x4_tiny' / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
     key = next(k for k in s1 if k.startswith('generator.encoder.'))
     assert torch.equal(s1[key], s2[key.replace('generator.', 'generator.vqgan.', 1)])
+    weights = torch.load(work / 'iter_x4_tiny' / 'weights.pth', map_location='cpu', weights_only=True)
+    assert weights['state_dict'].keys() == s2.keys()  # weights-only export for the inference tools
 
 
 def test_final_model_super_resolves(pipeline, photos, tmp_path):
@@ -80,8 +82,8 @@ def test_final_model_super_resolves(pipeline, photos, tmp_path):
     lq.mkdir()
     cv2.imwrite(str(lq / 'small.png'), cv2.imread(str(photos / 'val' / '0.png'))[:20, :28])
     out = tmp_path / 'out'
-    _run(['tools/infer.py', str(lq), '-c', TINY, '-w', str(pipeline['work'] / 'iter_x4_tiny' / 'iter_2.pth'),
-          '-o', str(out), '--steps', '2', '--unsafe-load'])
+    _run(['tools/infer.py', str(lq), '-c', TINY, '-w', str(pipeline['work'] / 'iter_x4_tiny' / 'weights.pth'),
+          '-o', str(out), '--steps', '2'])
     assert cv2.imread(str(out / 'small.png')).shape == (80, 112, 3)
 
 
@@ -109,3 +111,19 @@ def test_train_refuses_missing_stage1_and_names_the_command(tmp_path):
     assert 'tools/train.py configs/iter/swinvqgan_tiny.py' in proc.stderr
     assert 'tools/train_pipeline.py' in proc.stderr
     assert not list(tmp_path.iterdir())  # stopped before the Runner made anything
+
+
+def test_demo_colour_error_by_hand(tmp_path):
+    """tools/demo.py's colour error: mean over images of the mean |per-channel mean difference| (0-255)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('demo_tool', ROOT / 'tools' / 'demo.py')
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    (tmp_path / 'gt').mkdir()
+    (tmp_path / 'pred').mkdir()
+    gt = np.full((8, 8, 3), 100, np.uint8)
+    cv2.imwrite(str(tmp_path / 'gt' / 'a.png'), gt)
+    cv2.imwrite(str(tmp_path / 'pred' / 'a.png'), gt + np.array([6, 0, 3], np.uint8))  # |6|+|0|+|3| / 3 = 3
+    cv2.imwrite(str(tmp_path / 'gt' / 'b.png'), gt)
+    cv2.imwrite(str(tmp_path / 'pred' / 'b.png'), gt - 1)  # 1
+    assert demo.colour_error(str(tmp_path / 'pred'), str(tmp_path / 'gt')) == pytest.approx(2.0)

@@ -7,8 +7,10 @@ its frozen result, then the ITER config's test set; each stage in its own work d
     srun ... python tools/train_pipeline.py CONFIG --launcher slurm
 
 A finished stage (its ``iter_<max_iters>.pth`` exists) is skipped, an interrupted one resumes from its last
-checkpoint, so rerunning the same command after a crash or a kill continues where it stopped. The summary
-(paths, metrics, minutes per stage) is printed and written to ``<ITER work dir>/pipeline_summary.json``.
+checkpoint, so rerunning the same command after a crash or a kill continues where it stopped. The final ITER
+weights are also written weights-only to ``<ITER work dir>/weights.pth`` (for tools/infer.py, compare_sr and the
+Inferencer). The summary (paths, metrics, minutes per stage) is printed and written to
+``<ITER work dir>/pipeline_summary.json``.
 """
 import argparse
 import copy
@@ -23,7 +25,7 @@ from mmengine.runner import Runner
 
 from iter_mm.engine.hooks import MetricsRecorderHook
 from iter_mm.engine.launch import prepare_training
-from iter_mm.engine.stages import final_checkpoint, stage1_config_path, stage_state
+from iter_mm.engine.stages import export_weights, final_checkpoint, stage1_config_path, stage_state
 from iter_mm.utils.config import inference_model_cfg, load_config
 
 
@@ -107,6 +109,10 @@ def main() -> None:
     stages = [run_stage(cfg1, 'stage I')]
     cfg.model.vqgan_ckpt = final_checkpoint(cfg1)  # the frozen VQGAN of stages II+III
     stages.append(run_stage(cfg, 'stages II+III'))
+    weights = osp.join(cfg.work_dir, 'weights.pth')  # weights only: tools/infer.py, compare_sr, Inferencer
+    if get_rank() == 0:
+        export_weights(final_checkpoint(cfg), weights)
+    stages[-1]['weights'] = weights
     if not args.skip_test:
         stages.append(run_test(cfg, final_checkpoint(cfg)))
     if get_rank() == 0:

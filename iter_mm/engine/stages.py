@@ -63,3 +63,12 @@ def check_stage1_checkpoint(cfg: Config, cfg_path: str) -> None:
         f'  or run both stages: python tools/train_pipeline.py {cfg_path}\n'
         '  or point model.vqgan_ckpt at an existing one (--cfg-options model.vqgan_ckpt=PATH), e.g. the authors\' '
         'ITER_swinvqgan.pth converted with tools/convert_official_ckpt.py.')
+
+
+def export_weights(checkpoint: str, target: str) -> str:
+    """Write the model weights of a training checkpoint (ours, just written: trusted) as a weights-only file
+    (``{'state_dict': ...}``) that inference tools load without unpickling; returns ``target``."""
+    import torch
+    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    torch.save(dict(state_dict=state['state_dict'], meta=dict(source=osp.basename(checkpoint))), target)
+    return target
