@@ -1,11 +1,11 @@
 # Evaluate the tiny ITER model on real LQ photos without GT (no-reference NIQE, MMagic's code on Y, crop 0):
 #   python tools/test.py configs/iter/iter_x4_tiny_realworld.py CKPT
-# The folder defaults to the shared real-world samples; point it elsewhere with
+# The folder defaults to data/realworld_lq (put your low-quality photos there), or point it elsewhere with
 #   --cfg-options test_dataloader.dataset.data_root=/path/to/lq_folder
 # For the paper's test sets (RealSR, DRealSR, DPED-iphone, RealSRSet) use configs/iter/iter_x4_realsr.py.
 _base_ = ['./iter_x4_tiny.py']
 
-realworld_lq_root = '../shared/data/realworld_lq'
+realworld_lq_root = 'data/realworld_lq'  # a folder you create; a missing one is named at build time
 # As configs/_base_/datasets/realworld_lq_niqe.py (metrics receive pred_img in BGR order from MMagic's preprocessor).
 niqe_metric = dict(type='PyIQAMetric', metric_name='niqe', niqe_impl='mmagic', convert_to='Y', channel_order='bgr',
                    crop_border=0, metric_key='NIQE', prefix='RealWorldLQ')
