@@ -103,14 +103,19 @@ def test_rerun_skips_finished_and_resumes_interrupted(pipeline, photos):
     assert 'iter_1.pth' in proc.stdout + proc.stderr  # MMEngine logs what it resumed from
 
 
-def test_train_refuses_missing_stage1_and_names_the_command(tmp_path):
-    proc = _run(['tools/train.py', TINY, '--work-dir', str(tmp_path),
-                 '--cfg-options', f'model.vqgan_ckpt={tmp_path / "missing.pth"}'], check=False)
-    assert proc.returncode != 0
-    assert 'stage-I checkpoint not found' in proc.stderr
-    assert 'tools/train.py configs/iter/swinvqgan_tiny.py' in proc.stderr
-    assert 'tools/train_pipeline.py' in proc.stderr
-    assert not list(tmp_path.iterdir())  # stopped before the Runner made anything
+def test_train_refuses_missing_stage1_and_names_the_command(tmp_path, monkeypatch, capsys):
+    """tools/train.py (run in this process) stops before building anything and names the commands."""
+    import runpy
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, 'argv', ['tools/train.py', TINY, '--work-dir', str(tmp_path / 'w'),
+                                      '--cfg-options', f'model.vqgan_ckpt={tmp_path / "missing.pth"}'])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
+    message = str(exc.value.code)
+    assert 'stage-I checkpoint not found' in message
+    assert 'tools/train.py configs/iter/swinvqgan_tiny.py' in message
+    assert 'tools/train_pipeline.py' in message
+    assert not (tmp_path / 'w').exists()  # stopped before the Runner made anything
 
 
 def test_demo_colour_error_by_hand(tmp_path):
