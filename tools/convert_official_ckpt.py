@@ -13,7 +13,6 @@ including the ``generator.*`` decoder aliases.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -23,20 +22,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _load_checkpoint_module():
-    """iter_mm.utils.checkpoint without importing iter_mm (and MMagic): it needs torch only."""
-    path = REPO / 'iter_mm' / 'utils' / 'checkpoint.py'
-    if not path.is_file():  # tool copied elsewhere: use the installed package
-        from iter_mm.utils import checkpoint
-        return checkpoint
-    spec = importlib.util.spec_from_file_location('iter_mm_checkpoint', path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+if __package__ in (None, ''):  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
 
-
-ckpt = _load_checkpoint_module()
+from iter_mm.utils import checkpoint as ckpt  # noqa: E402  (pure torch: no MMCV / MMagic needed)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..utils.color import color_correction as _color_correction
-from ..utils.padding import crop_to, pad_to_multiple
+from ..utils.padding import crop_to, pad_to_multiple, padded_apply
 from ..utils.tiling import auto_tile_size, tiled_apply
 from .options import RestoreOptions
 from .sampling import RefineResult, adaptive_refine, derive_seeds, resolve_seed
@@ -51,20 +51,8 @@ def autocast_context(dtype: Union[str, torch.dtype, None], device: torch.device)
 
 def padded_refine(net, lq: Tensor, official_padding: bool = False, **sampling) -> RefineResult:
     """Pad (B, 3, h, w) to net.lq_pad_multiple, refine, crop image, token maps and intermediates back."""
-    h, w = lq.shape[-2:]
-    s = int(net.scale)
-    padded, _ = pad_to_multiple(lq, int(net.lq_pad_multiple), official_padding)
-    res = adaptive_refine(net, padded, **sampling)
-    down = res.image.shape[-1] // res.tokens.shape[-1]  # pixels per token (8)
-    th, tw = -(-h * s // down), -(-w * s // down)
-    cut = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
-    for name in ('tokens', 'lq_tokens', 'good_prob', 'step_tokens', 'step_keep'):
-        if cut[name] is not None:
-            cut[name] = crop_to(cut[name], th, tw)
-    for name in ('image', 'step_images'):
-        if cut[name] is not None:
-            cut[name] = crop_to(cut[name], h * s, w * s)
-    return RefineResult(**cut)
+    return padded_apply(lambda x: adaptive_refine(net, x, **sampling), lq, int(net.lq_pad_multiple),
+                        official_padding)
 
 
 @torch.no_grad()

@@ -282,11 +282,6 @@ def convert_official(src: Source, vqgan: Source | None = None, allow_pickle: boo
     return official_to_ours(sd, vsd)
 
 
-def to_official(src: Source, allow_pickle: bool = False) -> StateDict:
-    """Our state dict / MMEngine checkpoint (path or dict; ``generator.`` prefix optional) -> official."""
-    return ours_to_official(_as_state_dict(src, allow_pickle))
-
-
 def load_official(module: nn.Module, src: Source, vqgan: Source | None = None) -> CheckpointKind:
     """Strictly load an official or iter-mm checkpoint into our SwinVQGAN / ITERNet. Returns the kind seen."""
     sd = _as_state_dict(src)

@@ -1,10 +1,17 @@
-"""Pad images to a size grid with edge-repeating mirror padding, and crop back (reference 6.4)."""
+"""Pad images to a size grid with edge-repeating mirror padding, and crop back (reference 6.4).
+
+:func:`padded_apply` is the one pad-run-crop of the package: the VQGAN's any-size reconstruction, ITER's
+restoration (image, token maps and per-step intermediates) and the GT tokens of validation all use it.
+"""
 from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ['pad_amount', 'symmetric_index', 'pad_to_multiple', 'pad_to_size', 'crop_to']
+__all__ = ['pad_amount', 'symmetric_index', 'pad_to_multiple', 'pad_to_size', 'crop_to', 'padded_apply']
 
 
 def pad_amount(size: int, multiple: int, official: bool = False) -> int:
@@ -60,3 +67,30 @@ def crop_to(x: Tensor, h: int, w: int) -> Tensor:
     if x.shape[-2] < h or x.shape[-1] < w:
         raise ValueError(f'cannot crop {tuple(x.shape[-2:])} to ({h}, {w})')
     return x[..., :h, :w]
+
+
+def _crop_like(out: Any, h: int, w: int, ph: int, pw: int) -> Any:
+    if isinstance(out, Tensor):
+        if out.dim() < 3:  # per-image values (B,) or scalars
+            return out
+        oh, ow = out.shape[-2:]
+        return crop_to(out, -(-h * oh // ph), -(-w * ow // pw))
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        return dataclasses.replace(out, **{f.name: _crop_like(getattr(out, f.name), h, w, ph, pw)
+                                           for f in dataclasses.fields(out) if f.init})
+    if isinstance(out, (tuple, list)):
+        return type(out)(_crop_like(o, h, w, ph, pw) for o in out)
+    return out
+
+
+def padded_apply(fn: Callable[[Tensor], Any], x: Tensor, multiple: int, official: bool = False) -> Any:
+    """Mirror-pad (B, C, H, W) to a multiple of ``multiple`` (minimal, or the authors' rule with ``official``),
+    run ``fn`` on it, and crop every output map back to the input's region.
+
+    Outputs may be a tensor, a tuple / list or a dataclass of tensors (None and non-tensors pass through); each
+    tensor with at least 3 dims is cropped top-left to ``ceil(H * H_out / H_padded)`` x ``ceil(W * W_out /
+    W_padded)``, so an image at scale s keeps ``H * s`` rows and a token map at 1/8 keeps ``ceil(H / 8)``.
+    """
+    h, w = x.shape[-2:]
+    padded, _ = pad_to_multiple(x, multiple, official)
+    return _crop_like(fn(padded), h, w, *padded.shape[-2:])

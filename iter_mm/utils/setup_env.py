@@ -1,12 +1,14 @@
 """Registration of iter-mm's components into MMagic's registries (as ``mmagic.utils.register_all_modules``).
 
-``import iter_mm`` calls :func:`register_all_modules` with ``deferred=True``: the networks, losses, datasets,
-transforms, hooks and optimizer wrappers register at once; the two groups that need MMagic's model and
-evaluation packages (which import diffusers and take seconds) -- the editors ``ITERModel`` / ``SwinVQGANModel``
-and the metrics -- are added to the import locations of MMagic's ``MODELS`` / ``METRICS`` registries, which
-import them on the registry's first look-up, together with MMagic's own ``mmagic.models`` /
-``mmagic.evaluation``. A config that names ``ITERModel`` therefore builds with no other call, and
-``import iter_mm`` stays light. ``register_all_modules(deferred=False)`` imports everything now.
+``import iter_mm`` calls :func:`register_all_modules` with ``deferred=True``: the networks and losses register at
+once; the groups that need heavy packages (MMagic's models and metrics import diffusers, its transforms
+torchvision's model zoo, the engine MMEngine's runner) -- the editors ``ITERModel`` / ``SwinVQGANModel``, the
+metrics, the datasets and degradation transforms, the hooks, the optimizer wrapper and the checkpoint loader --
+are added to the import locations of the MMagic registry they register into (``MODELS``, ``METRICS``,
+``DATASETS`` / ``TRANSFORMS``, ``HOOKS`` / ``OPTIM_WRAPPERS``). A registry imports its locations on its first
+look-up, so a config that names ``ITERModel``, ``SkimagePhotoDataset``, ``MetricsRecorderHook`` or
+``AutocastOptimWrapper`` builds with no other call, and MMEngine's Runner has our checkpoint loader before it
+loads a checkpoint (it builds its hooks first). ``register_all_modules(deferred=False)`` imports everything now.
 """
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ import importlib
 
 #: modules registered at ``import iter_mm`` (none of them imports mmagic.models / mmagic.evaluation)
 EAGER_MODULES = ('iter_mm.models.archs.vqgan', 'iter_mm.models.archs.lq_encoder', 'iter_mm.models.archs.token_nets',
-                 'iter_mm.models.archs.iter_net', 'iter_mm.models.losses', 'iter_mm.datasets', 'iter_mm.engine')
-#: registry name in ``mmagic.registry`` -> module imported with that registry's own locations
-DEFERRED_MODULES = (('MODELS', 'iter_mm.models.editors'), ('METRICS', 'iter_mm.evaluation.metrics'))
+                 'iter_mm.models.archs.iter_net', 'iter_mm.models.losses')
+#: registry name in ``mmagic.registry`` -> module imported with that registry's own locations (the datasets
+#: module registers into both DATASETS and TRANSFORMS, so either look-up imports it)
+DEFERRED_MODULES = (('MODELS', 'iter_mm.models.editors'), ('METRICS', 'iter_mm.evaluation.metrics'),
+                    ('DATASETS', 'iter_mm.datasets'), ('TRANSFORMS', 'iter_mm.datasets'),
+                    ('HOOKS', 'iter_mm.engine'), ('OPTIM_WRAPPERS', 'iter_mm.engine'))
 
 
 def _defer(registry, module: str) -> None:

@@ -61,14 +61,7 @@ class SwinTokenNet(nn.Module):
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
     """The autocast dtype active for ``device_type``, or None."""
-    try:
-        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
-    except (TypeError, AttributeError):  # torch < 2.4
-        if device_type == 'cuda' and torch.is_autocast_enabled():
-            return torch.get_autocast_gpu_dtype()
-        if device_type == 'cpu' and torch.is_autocast_cpu_enabled():
-            return torch.get_autocast_cpu_dtype()
-        return None
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
 def _as_map(m: Tensor, ref: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from mmagic.registry import MODELS
 from torch import Tensor, nn
 
-from ...utils.padding import crop_to, pad_to_multiple
+from ...utils.padding import padded_apply
 from .swin import SwinLayers
 
 
@@ -250,6 +250,4 @@ class SwinVQGAN(nn.Module):
         already a multiple (the global SE gate makes results depend on the padding).
         """
         _check_image(img, self.in_channels)
-        h, w = img.shape[-2:]
-        rec, _, _ = self(pad_to_multiple(img, self.pad_multiple, official=always_pad)[0])
-        return crop_to(rec, h, w)
+        return padded_apply(lambda x: self(x)[0], img, self.pad_multiple, official=always_pad)

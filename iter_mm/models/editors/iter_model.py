@@ -32,7 +32,7 @@ from mmagic.structures import DataSample
 
 from ...utils.checkpoint import (detect_kind, extract_state_dict, load_checkpoint_file, load_official,
                                  unwrap_model_state)
-from ...utils.padding import crop_to, pad_to_multiple
+from ...utils.padding import crop_to, padded_apply
 from ..inference import restore_image
 from ..options import RestoreOptions
 from ..sampling import sample_training_mask
@@ -321,8 +321,8 @@ class ITERModel(BaseEditModel):
         vqgan = self.generator.vqgan
         size = (grid[0] * vqgan.downscale, grid[1] * vqgan.downscale)
         gt = gt[..., :size[0], :size[1]]  # a GT larger than lq * scale (no mod-crop) is cut to the SR size
-        padded, _ = pad_to_multiple(gt, vqgan.pad_multiple)
-        return crop_to(vqgan.encode_indices(padded), grid[0], grid[1])
+        tokens = padded_apply(vqgan.encode_indices, gt, vqgan.pad_multiple)
+        return crop_to(tokens, grid[0], grid[1])
 
 
 def masked_fraction_ce(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:

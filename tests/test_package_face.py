@@ -1,0 +1,86 @@
+"""The light package face: ``import iter_mm`` registers everything (some on first look-up) without MMagic's
+inferencer stack, diffusers or torchvision; pure-torch modules import without MMCV / MMEngine / MMagic."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(code: str, timeout: int = 600) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_import_is_light_and_registers_everything():
+    code = """
+import sys
+import iter_mm
+heavy = [m for m in ('mmagic.apis', 'diffusers', 'mmagic.models', 'mmagic.evaluation', 'torchvision')
+         if m in sys.modules]
+assert not heavy, heavy
+from mmagic import registry as r
+from mmengine.registry import init_default_scope
+init_default_scope('mmagic')
+found = {name: reg.get(name) is not None for reg, name in (
+    (r.MODELS, 'ITERModel'), (r.MODELS, 'SwinVQGANModel'), (r.MODELS, 'ITERNet'), (r.MODELS, 'LPIPSLoss'),
+    (r.METRICS, 'PyIQAMetric'), (r.METRICS, 'TokenAccuracy'), (r.DATASETS, 'SkimagePhotoDataset'),
+    (r.TRANSFORMS, 'BSRGANDegradation'), (r.HOOKS, 'MetricsRecorderHook'), (r.HOOKS, 'RefinementVisualizationHook'),
+    (r.OPTIM_WRAPPERS, 'AutocastOptimWrapper'))}
+assert all(found.values()), found
+from mmengine.runner.checkpoint import CheckpointLoader
+from iter_mm.engine.checkpoint_loader import load_from_local
+assert CheckpointLoader._get_checkpoint_loader('x.pth') is load_from_local
+print('ok')
+"""
+    assert run(code) == 'ok'
+
+
+def test_import_takes_at_most_half_of_the_eager_import():
+    """In one run: ``import iter_mm`` against importing what it imported before (every component, MMagic's
+    inferencer stack with the Inferencer registration); best of two each."""
+    code = """
+import subprocess, sys, time
+def best(stmt):
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, '-c', stmt], check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return min(times)
+base = best('import torch')
+light = best('import iter_mm')
+eager = best('import iter_mm; iter_mm.register_all_modules(deferred=False); import iter_mm.apis.inferencer')
+print(f'{base:.2f} {light:.2f} {eager:.2f}')
+"""
+    base, light, eager = map(float, run(code, timeout=900).split())
+    assert light <= 0.5 * eager, (base, light, eager)
+
+
+def test_pure_torch_modules_import_without_mmcv_mmengine_mmagic():
+    code = """
+import sys, warnings
+for name in ('mmcv', 'mmengine', 'mmagic'):
+    sys.modules[name] = None  # as if not installed
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    import iter_mm
+assert any('not registered' in str(w.message) for w in caught)
+from iter_mm.models import sampling, inference, options
+from iter_mm.models.archs import swin, SwinLayers
+from iter_mm.utils import padding, checkpoint, tiling, color
+import torch
+layer = SwinLayers(8, 16, 1, depth=1, window_size=4, num_heads=2, input_resolution=(4, 4))
+assert layer(torch.rand(1, 8, 4, 4)).shape == (1, 8, 4, 4)
+print('ok')
+"""
+    assert run(code) == 'ok'
+
+
+def test_converter_imports_the_package_not_a_file():
+    text = (ROOT / 'tools' / 'convert_official_ckpt.py').read_text()
+    assert 'spec_from_file_location' not in text and 'from iter_mm.utils import checkpoint' in text
