@@ -323,3 +323,29 @@ def test_instance_norm_removes_mean_colour_that_fewer_groups_keep():
     with torch.no_grad():
         assert torch.allclose(inst(conv(x)), inst(conv(shifted)), atol=1e-4)
         assert not torch.allclose(grouped(conv(x)), grouped(conv(shifted)), atol=1e-2)
+
+
+@pytest.mark.parametrize('name', ['swinvqgan_demo.py', 'swinvqgan_tiny.py', 'swinvqgan_df2k-ost.py', 'iter_x4_demo.py'])
+def test_val_predictions_reach_the_metrics_in_the_gt_channel_order(name):
+    """The input `img` carries its channel order, so an exact prediction is exactly the GT the metrics receive
+    (before, the RGB input was taken for BGR and PSNR(Y) was computed on a channel-swapped prediction)."""
+    from mmengine.registry import DefaultScope
+    from mmagic.registry import DATASETS
+    from iter_mm.utils.config import inference_model_cfg
+    cfg = Config.fromfile(CFG(name))
+    DefaultScope.get_instance(f'chk_{name}', scope_name='mmagic')
+    ds_cfg = deepcopy(cfg.val_dataloader.dataset)
+    ds_cfg.update(type='SkimagePhotoDataset', split='heldout', data_root=None, indices=None)
+    ds_cfg.pop('data_prefix', None)
+    item = DATASETS.build(ds_cfg)[0]
+    model_cfg = inference_model_cfg(cfg.model)
+    model_cfg.pop('vqgan_ckpt', None)
+    pre = MODELS.build(model_cfg).data_preprocessor
+    data = pre(dict(inputs=[item['inputs']], data_samples=[item['data_samples']]), False)
+    assert data['data_samples'].metainfo['img_channel_order'] == ['rgb']
+    pred = pre.destruct(data['inputs'], data['data_samples'])  # an "exact" prediction of the input
+    gt = data['data_samples'].gt_img
+    if pred.shape == gt.shape:  # stage I: the input is the GT
+        torch.testing.assert_close(pred, gt.float())
+    else:  # x4: compare colours of the bicubic-size input with the GT's mean colour per channel
+        assert torch.allclose(pred.mean((0, 2, 3)), gt.float().mean((0, 2, 3)), atol=12)

@@ -11,7 +11,9 @@ stage-I tokens of the GT, token perplexities, and the PSNR of the GT tokens deco
         --iter configs/iter/iter_x4_demo.py work_dirs/iter_x4_demo/iter_M.pth --out metrics.json
 
 Colour bias: for every image and channel, mean(pred - gt) on the 0-255 scale; ``mean_abs_channel_bias`` is the
-mean over images and channels of its absolute value (0 for a prediction without a colour cast).
+mean over images and channels of its absolute value (0 for a prediction without a colour cast). ``saturation``:
+std of the chroma (pixel minus its mean over R, G, B) of the prediction over that of the GT (1 = as colourful as
+the GT, 0 = grey).
 """
 import argparse
 import json
@@ -33,6 +35,12 @@ def _y_metrics(pred: np.ndarray, gt: np.ndarray, crop: int = 4) -> Dict[str, flo
 
 def _bias(pred: np.ndarray, gt: np.ndarray) -> List[float]:
     return [float(v) for v in (pred.astype(np.float64) - gt.astype(np.float64)).reshape(-1, 3).mean(0)]
+
+
+def _saturation(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Chroma strength of pred relative to gt: std of (pixel - its channel mean); 1 = as colourful, 0 = grey."""
+    chroma = lambda a: a.astype(np.float64) - a.astype(np.float64).mean(2, keepdims=True)  # noqa: E731
+    return float(chroma(pred).std() / max(chroma(gt).std(), 1e-6))
 
 
 def _niqe(img: np.ndarray) -> float:
@@ -67,7 +75,6 @@ def _summary(rows: List[dict]) -> dict:
 
 
 def _build(config: str, ckpt: str):
-    from mmengine.runner import load_checkpoint
     from mmagic.registry import MODELS
     from iter_mm.utils.config import inference_model_cfg, load_config
     cfg = load_config(config)
@@ -78,7 +85,13 @@ def _build(config: str, ckpt: str):
     if 'vqgan_ckpt' in model_cfg:
         model_cfg.vqgan_ckpt = None
     model = MODELS.build(model_cfg)
-    load_checkpoint(model, ckpt, map_location='cpu', strict=False, logger='silent')
+    # our own training checkpoints (they pickle the message hub): load them as MMEngine's load_from does
+    state = torch.load(ckpt, map_location='cpu', weights_only=False)
+    state = state.get('state_dict', state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    gen_missing = [k for k in missing if k.startswith('generator.')]
+    if gen_missing:
+        raise RuntimeError(f'{ckpt}: {len(gen_missing)} generator weights missing, e.g. {gen_missing[:3]}')
     if hasattr(model, '_vqgan_ready'):
         model._vqgan_ready = True
     return cfg, model.eval()
@@ -102,7 +115,8 @@ def eval_stage1(config: str, ckpt: str) -> dict:
         rec, tok = model.reconstruct(x)
         pred = _to_u8(rec[0])
         tokens.append(tok.flatten())
-        rows.append(dict(name=name, **_y_metrics(pred, gt), channel_bias=_bias(pred, gt)))
+        rows.append(dict(name=name, **_y_metrics(pred, gt), channel_bias=_bias(pred, gt),
+                         saturation=_saturation(pred, gt)))
     all_tok = torch.cat(tokens)
     res = _summary(rows)
     res.update(codebook_usage=round(float((torch.bincount(all_tok, minlength=k) > 0).float().mean()), 4),
@@ -131,8 +145,10 @@ def eval_sr(config: str, ckpt: str, overrides: dict = None) -> dict:
         bic = cv2.resize(lq_u8, (lq_u8.shape[1] * scale, lq_u8.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
         h, w = min(pred.shape[0], gt.shape[0]), min(pred.shape[1], gt.shape[1])
         pred, bic, gt = pred[:h, :w], bic[:h, :w], gt[:h, :w]
-        rows_sr.append(dict(name=name, **_y_metrics(pred, gt), channel_bias=_bias(pred, gt), niqe=_niqe(pred)))
-        rows_bic.append(dict(name=name, **_y_metrics(bic, gt), channel_bias=_bias(bic, gt), niqe=_niqe(bic)))
+        rows_sr.append(dict(name=name, **_y_metrics(pred, gt), channel_bias=_bias(pred, gt),
+                            saturation=_saturation(pred, gt), niqe=_niqe(pred)))
+        rows_bic.append(dict(name=name, **_y_metrics(bic, gt), channel_bias=_bias(bic, gt),
+                             saturation=_saturation(bic, gt), niqe=_niqe(bic)))
         # token diagnostics on the restored grid
         gt_img = torch.from_numpy(gt).permute(2, 0, 1)[None].float() / 255
         grid = result.tokens.shape[-2:]

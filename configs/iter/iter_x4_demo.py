@@ -50,6 +50,9 @@ model = dict(
     val_cfg=dict(alpha=0.5, steps=8, schedule='cosine', seed=0),
     data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
 
+# The LQ `img` is made from the RGB GT but carries no channel order; without one MMagic's preprocessor takes it
+# for BGR and the val/test metrics compare a channel-swapped prediction with the GT.
+_rgb_lq = dict(type='SetValues', dictionary=dict(img_channel_order='rgb'))
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
     dict(type='SetValues', dictionary=dict(scale=scale)),
@@ -58,14 +61,17 @@ train_pipeline = [
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
     *_base_.realesrgan_degradations,
+    _rgb_lq,
     dict(type='PackInputs'),
 ]
+# validation: the base's seeded degradation of the held-out photos, with the LQ's channel order recorded
+val_pipeline = [*_base_.val_pipeline[:-1], _rgb_lq, _base_.val_pipeline[-1]]
 train_dataloader = dict(
     batch_size=8,
     num_workers=0,
     persistent_workers=False,
     dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='train', pipeline=train_pipeline))
-heldout_dataset = dict(type='SkimagePhotoDataset', split='heldout', test_mode=True, pipeline=_base_.val_pipeline)
+heldout_dataset = dict(type='SkimagePhotoDataset', split='heldout', test_mode=True, pipeline=val_pipeline)
 val_dataloader = dict(_base_.val_dataloader, num_workers=0, dataset=dict(_delete_=True, **heldout_dataset))
 val_evaluator = dict(
     type='Evaluator',

@@ -42,7 +42,7 @@ train_pipeline = [
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
-    dict(type='CopyValues', src_keys=['gt'], dst_keys=['img']),
+    dict(type='CopyValues', src_keys=['gt', 'gt_channel_order'], dst_keys=['img', 'img_channel_order']),
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(

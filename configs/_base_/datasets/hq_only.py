@@ -1,6 +1,8 @@
 # HQ-only data for stage I (Swin-VQGAN): the HQ image is both the input (`img`) and the target (`gt`).
 # Paper scale: DF2K + OST HQ patches (reference 5, 7), random 256 crops with flips / transposition;
 # validation on the first 10 DIV2K validation images (whole images, batch 1).
+# `img` is copied from `gt` together with its channel order: without `img_channel_order` MMagic's preprocessor takes
+# the RGB input for BGR and the val/test metrics compare a channel-swapped reconstruction with the GT.
 # Override the folders in a child config, or on the command line, e.g.
 #   --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
 data_root = 'data/df2k_ost'            # HQ training images (e.g. DIV2K + Flickr2K + OST, cut into sub-images)
@@ -16,12 +18,12 @@ train_pipeline = [
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
-    dict(type='CopyValues', src_keys=['gt'], dst_keys=['img']),
+    dict(type='CopyValues', src_keys=['gt', 'gt_channel_order'], dst_keys=['img', 'img_channel_order']),
     dict(type='PackInputs'),
 ]
 val_pipeline = [
     dict(type='LoadImageFromFile', key='gt', color_type='color', channel_order='rgb'),
-    dict(type='CopyValues', src_keys=['gt'], dst_keys=['img']),
+    dict(type='CopyValues', src_keys=['gt', 'gt_channel_order'], dst_keys=['img', 'img_channel_order']),
     dict(type='PackInputs'),
 ]
 
