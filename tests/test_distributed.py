@@ -45,6 +45,16 @@ def _run(cmd, check=True, **kwargs) -> subprocess.CompletedProcess:
     return proc
 
 
+def _test_in_process(cfg: Path, ckpt: Path, work: Path, out: Path, monkeypatch) -> dict:
+    """``tools/test.py CONFIG CKPT`` with one process, run in this interpreter (no probe hook)."""
+    import runpy
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, 'argv', ['tools/test.py', str(cfg), str(ckpt), '--work-dir', str(work), '--out', str(out),
+                                      '--cfg-options', 'custom_hooks=[]'])
+    runpy.run_path(str(ROOT / 'tools' / 'test.py'), run_name='__main__')
+    return json.loads(out.read_text())
+
+
 def _records(probe: Path, rank: int, event: str = None) -> list:
     lines = (probe / f'rank{rank}.jsonl').read_text().splitlines()
     rows = [json.loads(line) for line in lines]
@@ -177,15 +187,13 @@ def test_stage1_only_rank0_writes(stage1):
     assert 'Distributed launcher: pytorch' in stage1['log'] or 'world_size' in stage1['log'].lower()
 
 
-def test_stage1_validation_equals_single_process(stage1, tmp_path):
+def test_stage1_validation_equals_single_process(stage1, tmp_path, monkeypatch):
     """(5) 2-process validation (5 images, one rank padded) gives the metrics of a 1-process test of the
     same checkpoint: PSNR, SSIM and the codebook histogram collected over ranks."""
     val = {r: _records(stage1['probe'], r, 'val')[0]['metrics'] for r in (0, 1)}
     assert val[0] == val[1]
-    out = tmp_path / 'single.json'
-    _run([sys.executable, 'tools/test.py', str(stage1['cfg']), str(stage1['work'] / 'iter_4.pth'),
-          '--work-dir', str(tmp_path / 'w'), '--out', str(out), '--cfg-options', 'custom_hooks=[]'])
-    single = json.loads(out.read_text())
+    single = _test_in_process(stage1['cfg'], stage1['work'] / 'iter_4.pth', tmp_path / 'w', tmp_path / 'single.json',
+                              monkeypatch)
     assert set(single) == set(val[0]) and len(single) == 4
     for key, value in single.items():
         assert val[0][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
@@ -216,7 +224,7 @@ def test_stage2_losses_finite_and_tokens_learnt(stage2):
             assert all(np.isfinite(v) for v in row['losses'].values()), row
 
 
-def test_stage2_validation_and_dist_test_equal_single_process(stage2, tmp_path):
+def test_stage2_validation_and_dist_test_equal_single_process(stage2, tmp_path, monkeypatch):
     """(5) Validation under 2 processes, ``dist_test.sh`` with 2 processes and ``tools/test.py`` with one
     give the same values for every metric: PSNR/SSIM/NIQE (MMagic), pyiqa NIQE, token accuracy, phi_e
     precision/recall, codebook usage."""
@@ -224,12 +232,10 @@ def test_stage2_validation_and_dist_test_equal_single_process(stage2, tmp_path):
     assert val[0] == val[1]
     ckpt = str(stage2['work'] / 'iter_6.pth')
     single_out, dist_out = tmp_path / 'single.json', tmp_path / 'dist.json'
-    no_probe = ['--cfg-options', 'custom_hooks=[]']
-    _run([sys.executable, 'tools/test.py', str(stage2['cfg']), ckpt, '--work-dir', str(tmp_path / 'w1'),
-          '--out', str(single_out), *no_probe])
     _run(['bash', 'tools/dist_test.sh', str(stage2['cfg']), ckpt, '2', '--work-dir', str(tmp_path / 'w2'),
-          '--out', str(dist_out), *no_probe])
-    single, dist = json.loads(single_out.read_text()), json.loads(dist_out.read_text())
+          '--out', str(dist_out), '--cfg-options', 'custom_hooks=[]'])
+    single = _test_in_process(stage2['cfg'], Path(ckpt), tmp_path / 'w1', single_out, monkeypatch)
+    dist = json.loads(dist_out.read_text())
     assert len(single) >= 8 and set(single) == set(dist) == set(val[0])
     for key, value in single.items():
         assert dist[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
