@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip('mmcv')
-
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location('iter_infer_tool', ROOT / 'tools' / 'infer.py')
 infer = importlib.util.module_from_spec(_spec)

@@ -178,7 +178,6 @@ def test_restore_image_options():
 
 # ----------------------------------------------------------------------------- real tiny ITERNet
 def _tiny_iternet():
-    pytest.importorskip('mmcv')
     from iter_mm.models.archs import ITERNet
     torch.manual_seed(0)
     sw = dict(swin_window=4, swin_depth=2, swin_heads=2)

@@ -1,6 +1,5 @@
-"""ITERModel: stage hand-over, every training loss term, the E_l Gumbel option, restore() and data samples."""
+"""ITERModel training: stage hand-over, every training loss term and the E_l Gumbel option."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -8,85 +7,11 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
-import iter_mm  # noqa: F401  (registers everything)
 from iter_mm.models.editors import iter_model as im
-from iter_mm.models.editors.iter_model import ITERModel, majority_accuracy, masked_fraction_ce
+from iter_mm.models.editors.iter_model import majority_accuracy, masked_fraction_ce
+from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, ready, stage1_ckpt)
+    N_CODES, ROOT, TINY_NET, TINY_VQGAN, build, down4, one_thread, ready, samples, stage1_ckpt, textures)
 from mmagic.registry import MODELS
-from mmagic.structures import DataSample
-
-ROOT = Path(__file__).resolve().parents[1]
-N_CODES = 32
-WIN = 2
-TINY_VQGAN = dict(type='SwinVQGAN', nf=16, ch_mult=(1, 1, 2, 2), num_res_blocks=1, codebook_size=N_CODES,
-                  embed_dim=8, swin_dim=16, swin_window=WIN, swin_depth=2, swin_num_rstb=1, swin_heads=2)
-TINY_NET = dict(
-    type='ITERNet', scale=4, vqgan=TINY_VQGAN,
-    lq_encoder=dict(type='LQEncoder', scale=4, base_channels=16, feat_dim=16, codebook_size=N_CODES, swin_dim=16,
-                    swin_num_rstb=1, swin_depth=2, swin_window=WIN, swin_heads=2),
-    evaluator=dict(type='TokenEvaluationNet', codebook_size=N_CODES, mid_dim=16, num_rstb=1, depth=2,
-                   window_size=WIN, num_heads=2),
-    refiner=dict(type='TokenRefinementNet', codebook_size=N_CODES, mid_dim=16, num_rstb=1, depth=2,
-                 window_size=WIN, num_heads=2))
-
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny networks: one thread is much faster than several competing on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def textures(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    """(n, 3, size, size) smooth random colour patterns in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size.__float__()), torch.arange(size.__float__()), indexing='ij')
-    imgs = []
-    for _ in range(n):
-        f = torch.rand(3, 2, generator=g) * 0.6 + 0.05
-        p = torch.rand(3, 1, 1, generator=g) * 6.28
-        img = 0.5 + 0.4 * torch.sin(f[:, :1, None] * xx + f[:, 1:, None] * yy + p)
-        imgs.append(img)
-    return torch.stack(imgs).clamp(0, 1)
-
-
-def down4(gt: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(gt, 4)
-
-
-def build(vqgan_ckpt=None, **kwargs) -> ITERModel:
-    torch.manual_seed(0)
-    cfg = dict(type='ITERModel', generator=TINY_NET, vqgan_ckpt=vqgan_ckpt, **kwargs)
-    return MODELS.build(cfg)
-
-
-@pytest.fixture(scope='module')
-def stage1_ckpt(tmp_path_factory) -> Path:
-    """A stage-I checkpoint in our MMEngine layout whose codebook holds real encoder latents (diverse tokens)."""
-    torch.manual_seed(1)
-    vq = MODELS.build(TINY_VQGAN)
-    with torch.no_grad():
-        z = vq.encode(textures(8, 32, seed=5)).permute(0, 2, 3, 1).reshape(-1, 8)
-        vq.quantize.embedding.weight.copy_(z[torch.randperm(len(z))[:N_CODES]])
-    path = tmp_path_factory.mktemp('stage1') / 'vqgan.pth'
-    torch.save({'meta': {'note': 'stage I'}, 'state_dict': {'generator.' + k: v for k, v in vq.state_dict().items()}},
-               path)
-    return path
-
-
-@pytest.fixture
-def ready(stage1_ckpt) -> ITERModel:
-    model = build(str(stage1_ckpt))
-    model.init_weights()
-    return model
-
-
-def samples(gt: torch.Tensor) -> DataSample:
-    """A data sample as MMagic's LoadImageFromFile(channel_order='rgb') + PackInputs make it."""
-    ds = DataSample(metainfo=dict(gt_channel_order='rgb', img_channel_order='rgb'))
-    ds.set_tensor_data(dict(gt_img=gt))
-    return ds
 
 
 # ----------------------------------------------------------------------------------------- hand-over
@@ -349,107 +274,3 @@ def test_short_training_beats_majority_token(stage1_ckpt):
     base = float(log['acc_majority'])
     assert float(log['acc_lq']) > 2 * base  # measured: 1.0 vs 0.094
     assert float(log['acc_refine']) > 2 * base and float(log['acc_refine_masked']) > 2 * base  # 0.9 / 0.93
-
-
-# ----------------------------------------------------------------------------------------- inference
-@pytest.mark.parametrize('size', [(7, 5), (9, 13), (1, 1)])
-def test_restore_shapes_for_odd_sizes(ready, size):
-    lq = torch.rand(2, 3, *size)
-    out = ready.restore(lq)
-    assert out.shape == (2, 3, size[0] * 4, size[1] * 4)
-    assert 0 <= float(out.min()) and float(out.max()) <= 1
-    assert torch.equal(out, ready.restore(lq))  # seeded (test_cfg seed 0)
-
-
-def test_restore_options(ready):
-    lq = torch.rand(1, 3, 8, 8)
-    with pytest.raises(TypeError, match="unknown sampling option.*'alpah'"):
-        ready.restore(lq, alpah=0.5)
-    with pytest.raises(TypeError, match='test_cfg: unknown sampling option'):
-        build(None, test_cfg=dict(temperature=1.0))
-    assert ready.test_cfg['alpha'] == 0.7 and ready.test_cfg['schedule'] == 'linear'
-    assert ready.val_cfg['alpha'] == 0.5
-    # alpha 1: no S_l token is kept, all steps run and sample: the seed matters
-    assert not torch.equal(ready.restore(lq, seed=1, alpha=1.0), ready.restore(lq, seed=2, alpha=1.0))
-
-
-def test_val_and_test_fill_data_samples(ready, monkeypatch):
-    seen = []
-    orig = im.restore_image
-    monkeypatch.setattr(im, 'restore_image',
-                        lambda net, lq, options, **kw: seen.append(options.alpha) or orig(net, lq, options, **kw))
-    gt = (textures(2, 44) * 255).round() / 255  # 11x11 LQ: a token grid that needs padding (ceil(44 / 8) = 6)
-    lq = (down4(gt) * 255).round() / 255
-    data = dict(inputs=[x * 255 for x in lq], data_samples=[samples(g * 255) for g in gt])
-    out_val = ready.val_step(data)
-    out_test = ready.test_step(data)
-    assert seen == [0.5, 0.7]
-    # pred_img: restore() with test_cfg, in MMagic's convention for metrics (0-255, BGR like the GT there)
-    expect_img = ready.restore(lq).flip(1) * 255
-    assert torch.allclose(torch.stack([ds.output.pred_img for ds in out_test]), expect_img, atol=1e-3)
-    for ds in out_test:
-        o = ds.output
-        assert o.pred_img.shape == (3, 44, 44) and float(o.pred_img.max()) > 1.0  # 0-255 as MMagic's SR models
-        for key in ('lq_tokens', 'pred_tokens', 'gt_tokens'):
-            assert o.get(key).shape == (6, 6) and o.get(key).dtype == torch.int64, key
-        assert o.good_prob.shape == (6, 6) and float(o.good_prob.min()) >= 0 and float(o.good_prob.max()) <= 1
-    # gt_tokens = S_h of the GT mirror-padded to the VQGAN's multiple (44 -> 48), cropped to the token grid
-    pad = (-44) % ready.generator.vqgan.pad_multiple
-    assert pad == 4
-    with torch.no_grad():
-        padded = torch.cat([gt, gt.flip(-2)[..., :pad, :]], -2)
-        padded = torch.cat([padded, padded.flip(-1)[..., :pad]], -1)
-        expect = ready.generator.vqgan.encode_indices(padded)[:, :6, :6]
-    assert torch.equal(torch.stack([ds.output.gt_tokens for ds in out_val]), expect)
-
-
-def test_lq_only_test_has_no_gt_tokens(ready):
-    data = dict(inputs=[torch.rand(3, 8, 12) * 255], data_samples=[DataSample(metainfo=dict(img_channel_order='rgb'))])
-    (ds, ) = ready.test_step(data)
-    assert ds.output.pred_img.shape == (3, 32, 48)
-    assert 'gt_tokens' not in ds.output and ds.output.lq_tokens.shape == (4, 6)
-
-
-def test_gradient_accumulation_through_optim_wrapper(ready):
-    """accumulative_counts=2: the first train_step only accumulates, the second updates."""
-    model = ready
-    model.train()
-    wrapper = OptimWrapper(torch.optim.Adam(model.parameters(), lr=1e-3), accumulative_counts=2)
-    wrapper.initialize_count_status(model, 0, 4)
-    gt = textures(2, 32)
-    data = dict(inputs=[x * 255 for x in down4(gt)], data_samples=[samples(g * 255) for g in gt])
-    w0 = model.generator.refiner.conv_out[2].weight.clone()
-    model.train_step(data, wrapper)
-    assert torch.equal(w0, model.generator.refiner.conv_out[2].weight)
-    model.train_step(data, wrapper)
-    assert not torch.equal(w0, model.generator.refiner.conv_out[2].weight)
-
-
-def test_bf16_autocast_training_forward(ready):
-    """Under autocast the CE terms are still computed in fp32 and every term is finite."""
-    gt = textures(2, 32)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        losses = ready.forward_train(down4(gt), samples(gt))
-    for key in ('loss_lq_ce', 'loss_refine_ce', 'loss_eval_refined_ce', 'loss_eval_lq'):
-        assert losses[key].dtype == torch.float32 and torch.isfinite(losses[key]), key
-
-
-@pytest.mark.parametrize('name,scale,params,trainable', [
-    ('iter_x4_realsr', 4, 127_321_541, 56_217_698),
-    ('iter_x2_realsr', 2, 129_995_461, 58_891_618),
-])
-def test_realsr_configs(name, scale, params, trainable):
-    """Paper-scale configs: released network sizes (reference 9), paper training settings, restore() runs; the
-    training model names the LPIPS file it lacks, testing needs none (inference_model_cfg)."""
-    from iter_mm.utils.config import inference_model_cfg
-    cfg = Config.fromfile(str(ROOT / f'configs/iter/{name}.py'))
-    assert cfg.optim_wrapper.optimizer.lr == 1e-4 and tuple(cfg.optim_wrapper.optimizer.betas) == (0.9, 0.99)
-    assert cfg.train_cfg.max_iters == 400_000 and cfg.param_scheduler is None
-    assert cfg.train_dataloader.batch_size * 4 == 16 and cfg.gt_crop == 256
-    with pytest.raises(FileNotFoundError, match='LPIPS_v0.1_vgg'):
-        MODELS.build(cfg.model)
-    model = MODELS.build(inference_model_cfg(cfg.model))
-    assert model.test_cfg['alpha'] == 0.7 and model.val_cfg['alpha'] == 0.5  # RestoreOptions' defaults
-    assert sum(p.numel() for p in model.parameters()) == params
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
-    assert model.restore(torch.rand(1, 3, 5, 7), steps=2).shape == (1, 3, 5 * scale, 7 * scale)

@@ -84,3 +84,34 @@ print('ok')
 def test_converter_imports_the_package_not_a_file():
     text = (ROOT / 'tools' / 'convert_official_ckpt.py').read_text()
     assert 'spec_from_file_location' not in text and 'from iter_mm.utils import checkpoint' in text
+
+
+def test_cli_and_inferencer_print_results_only(tmp_path):
+    """A plain tools/infer.py run and an Inferencer run print the result and nothing else (no registry-scope,
+    visualiser, diffusers or bitsandbytes notes); --verbose lets library notes through again."""
+    import cv2
+    import numpy as np
+    import torch
+    from iter_mm.apis import init_model
+    tiny = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
+    ckpt = tmp_path / 'tiny.pth'
+    torch.save({'state_dict': init_model(tiny, random_weights=True).state_dict()}, ckpt)
+    cv2.imwrite(str(tmp_path / 'a.png'), np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('ITER_MM_VERBOSE', None)
+    cli = [sys.executable, str(ROOT / 'tools' / 'infer.py'), str(tmp_path / 'a.png'), '-c', tiny, '-w', str(ckpt),
+           '-o', str(tmp_path / 'out'), '--steps', '2', '--device', 'cpu']
+    out = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0 and out.stderr == '', out.stderr[-2000:]
+    assert out.stdout.strip() == f"1/1 image(s) written to {tmp_path / 'out'}"
+    code = (f"from iter_mm.apis import MMagicInferencer\n"
+            f"sr = MMagicInferencer('iter', model_config={tiny!r}, model_ckpt={str(ckpt)!r}, device='cpu',"
+            f" extra_parameters=dict(steps=2))\n"
+            f"print(sr.infer(img={str(tmp_path / 'a.png')!r}, result_out_dir={str(tmp_path / 'i.png')!r})[1].shape)")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=600)
+    assert out.returncode == 0 and out.stderr == '', out.stderr[-2000:]
+    assert out.stdout.strip() == '(48, 40, 3)'
+    verbose = subprocess.run(cli + ['--overwrite', '--verbose'], capture_output=True, text=True, env=env,
+                             timeout=600)
+    assert verbose.returncode == 0 and verbose.stderr != ''

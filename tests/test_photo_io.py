@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-pytest.importorskip('mmcv')
-
 from iter_mm.utils.image_io import ImageReadError, Picture, read_picture, srgb_profile  # noqa: E402
 from iter_mm.utils.image_write import exif_for_output, output_arrays, png_bytes, write_picture  # noqa: E402
 from iter_mm.utils.photo_sr import super_resolve_picture, upscale_alpha  # noqa: E402

@@ -80,10 +80,7 @@ def build_model(config: str, checkpoint: str, device: torch.device, vqgan: Optio
     return model
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    from iter_mm.utils.quiet import silence_library_chatter
-    silence_library_chatter(args.verbose)
+def run(args: argparse.Namespace) -> int:
     from iter_mm.utils.image_io import ImageReadError, list_images, read_picture, write_picture
     from iter_mm.utils.photo_sr import output_name, super_resolve_picture
 
@@ -150,6 +147,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f'{done}/{len(paths)} image(s) written to {args.out_dir}'
           + (f'; {len(failed)} failed: {failed[:5]}' if failed else ''))
     return 1 if failed else 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    from iter_mm.utils.quiet import quiet_tool
+    with quiet_tool(args.verbose):  # results and real problems only; --verbose shows library notes
+        return run(args)
 
 
 if __name__ == '__main__':

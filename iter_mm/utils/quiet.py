@@ -49,25 +49,31 @@ def quiet_mmengine(level: int = logging.ERROR):
         logger.setLevel(old)
 
 
-def silence_library_chatter(verbose: bool = False) -> None:
-    """Process-wide filters for the tools (a no-op with ``verbose``): third-party warnings, MMEngine INFO and
-    WARNING records of registry scopes and the visualiser, bitsandbytes / diffusers loggers."""
+@contextlib.contextmanager
+def quiet_tool(verbose: bool = False):
+    """The body of a command-line tool (a no-op with ``verbose``): third-party warnings dropped, MMEngine's INFO /
+    WARNING records (registry scopes, visualiser) and the bitsandbytes / diffusers loggers at ERROR; everything
+    is restored on exit (the tools' ``main`` also runs inside tests)."""
     if verbose:
         os.environ['ITER_MM_VERBOSE'] = '1'
         logging.getLogger('bitsandbytes').setLevel(logging.NOTSET)
+        yield
         return
-    for pkg in NOISY_PACKAGES:
-        warnings.filterwarnings('ignore', module=rf'{pkg}(\.|$)')
-    warnings.filterwarnings('ignore', category=FutureWarning, message=r'.*(deprecated|_register_pytree_node)')
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
-    os.environ.setdefault('DIFFUSERS_VERBOSITY', 'error')
-    try:
-        from mmengine.logging import MMLogger
-    except ImportError:  # pure-torch use
-        return
-    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    levels = {n: logging.getLogger(n).level for n in _NOISY_LOGGERS}
+    with warnings.catch_warnings():
+        for pkg in NOISY_PACKAGES:
+            warnings.filterwarnings('ignore', module=rf'{pkg}(\.|$)')
+        warnings.filterwarnings('ignore', category=FutureWarning, message=r'.*(deprecated|_register_pytree_node)')
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
+        os.environ.setdefault('DIFFUSERS_VERBOSITY', 'error')
+        try:
+            with quiet_mmengine():
+                yield
+        finally:
+            for name, lvl in levels.items():
+                logging.getLogger(name).setLevel(lvl)
 
 
 @contextlib.contextmanager
