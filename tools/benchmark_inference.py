@@ -27,6 +27,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+if __package__ in (None, ''):  # run as a script from anywhere
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from iter_mm.models.options import DEFAULTS as RESTORE_DEFAULTS  # noqa: E402
+
 SWINIR_CFG = 'swinir/swinir_gan-x{s}s64w8d6e180_8xb4-lr1e-4-600k_df2k-ost.py'
 RRDB_CFG = 'real_esrgan/realesrgan_c64b23g32_4xb12-lr1e-4-400k_df2k-ost.py'
 ITER_PARTS = {'E_l': 'lq_encoder', 'phi_e': 'evaluator', 'phi_r': 'refiner', 'decoder': 'vqgan.decoder'}
@@ -36,8 +41,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--size', type=int, default=128, help='LQ side in pixels')
     p.add_argument('--scale', type=int, default=4, choices=(2, 4))
-    p.add_argument('--steps', type=int, default=8)
-    p.add_argument('--alpha', type=float, default=0.7)
+    p.add_argument('--steps', type=int, default=RESTORE_DEFAULTS.steps)
+    p.add_argument('--alpha', type=float, default=RESTORE_DEFAULTS.alpha)
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     p.add_argument('--dtype', default='fp32', choices=('fp32', 'bf16', 'fp16'))
     p.add_argument('--repeats', type=int, default=3)
@@ -119,16 +124,17 @@ def _zoo_generator(rel: str, **overrides) -> torch.nn.Module:
 
 
 def build_iter(args) -> torch.nn.Module:
-    from mmagic.registry import MODELS
-    from iter_mm.utils.config import inference_model_cfg, load_config
+    """ITER with random weights on purpose (timings only), through the one loader."""
+    from mmengine.config import Config
+
+    from iter_mm.apis import init_model
     if args.iter_config:
-        cfg = load_config(args.iter_config).model
-    else:  # every ITERNet default is the released configuration (docs/architecture.md)
-        cfg = dict(type='ITERModel', generator=dict(type='ITERNet', scale=args.scale), eval_lq_loss=None,
-                   data_preprocessor=dict(type='DataPreprocessor', mean=[0.] * 3, std=[255.] * 3))
-    model = MODELS.build(inference_model_cfg(cfg))
-    model.warn_random_vqgan = False  # random weights on purpose: timings only
-    return model
+        return init_model(args.iter_config, random_weights=True)
+    # every ITERNet default is the released configuration (docs/architecture.md)
+    cfg = Config(dict(default_scope='mmagic', model=dict(
+        type='ITERModel', generator=dict(type='ITERNet', scale=args.scale), eval_lq_loss=None,
+        data_preprocessor=dict(type='DataPreprocessor', mean=[0.] * 3, std=[255.] * 3))))
+    return init_model(cfg, random_weights=True)
 
 
 def _module(root: torch.nn.Module, dotted: str) -> torch.nn.Module:
