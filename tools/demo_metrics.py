@@ -139,7 +139,7 @@ def eval_sr(config: str, ckpt: str, overrides: dict = None) -> dict:
         gt_t = item['data_samples'].gt_img.float()
         gt = gt_t.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
         name = str(item['data_samples'].metainfo.get('gt_path', i)).rsplit('/', 1)[-1]
-        result = model._run_restore(lq[None] / 255, model.test_cfg, overrides or {})
+        result = model.restore(lq[None] / 255, return_result=True, **(overrides or {}))
         pred = _to_u8(result.image[0])
         lq_u8 = lq.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
         bic = cv2.resize(lq_u8, (lq_u8.shape[1] * scale, lq_u8.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
@@ -153,7 +153,7 @@ def eval_sr(config: str, ckpt: str, overrides: dict = None) -> dict:
         gt_img = torch.from_numpy(gt).permute(2, 0, 1)[None].float() / 255
         grid = result.tokens.shape[-2:]
         s_h = model.gt_tokens(gt_img, grid)[0]
-        ceiling = _to_u8(vq.decode_indices(s_h[None])[0])[:h, :w]
+        ceiling = _to_u8(vq.reconstruct(gt_img)[0])[:h, :w]  # the GT's tokens decoded (padded, cropped back)
         stats.append(dict(name=name, acc_lq=float((result.lq_tokens[0] == s_h).float().mean()),
                           acc_final=float((result.tokens[0] == s_h).float().mean()),
                           ppl_gt=_perplexity(s_h, k), ppl_lq=_perplexity(result.lq_tokens[0], k),

@@ -67,7 +67,7 @@ train_pipeline = [
 # validation: the base's seeded degradation of the held-out photos, with the LQ's channel order recorded
 val_pipeline = [*_base_.val_pipeline[:-1], _rgb_lq, _base_.val_pipeline[-1]]
 train_dataloader = dict(
-    batch_size=8,
+    batch_size=4,
     num_workers=0,
     persistent_workers=False,
     dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='train', pipeline=train_pipeline))
@@ -87,7 +87,12 @@ test_cfg = dict(type='MultiTestLoop')
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99)))
-param_scheduler = dict(type='LinearLR', start_factor=0.01, end_factor=1.0, begin=0, end=100, by_epoch=False)
+# warm-up, then cosine decay to 5% (MMEngine's schedulers), as the demo stage I
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, end_factor=1.0, begin=0, end=100, by_epoch=False),
+    dict(type='CosineAnnealingLR', eta_min_ratio=0.05, begin=100, end=max_iters, T_max=max_iters - 100,
+         by_epoch=False),
+]
 
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_iters // 3))
 custom_hooks = []
