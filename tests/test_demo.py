@@ -325,7 +325,8 @@ def test_instance_norm_removes_mean_colour_that_fewer_groups_keep():
         assert not torch.allclose(grouped(conv(x)), grouped(conv(shifted)), atol=1e-2)
 
 
-@pytest.mark.parametrize('name', ['swinvqgan_demo.py', 'swinvqgan_tiny.py', 'swinvqgan_df2k-ost.py', 'iter_x4_demo.py'])
+@pytest.mark.parametrize('name', ['swinvqgan_demo.py', 'swinvqgan_tiny.py', 'swinvqgan_df2k-ost.py', 'iter_x4_demo.py',
+                                  'iter_x4_tiny.py', 'iter_x2_realsr.py'])
 def test_val_predictions_reach_the_metrics_in_the_gt_channel_order(name):
     """The input `img` carries its channel order, so an exact prediction is exactly the GT the metrics receive
     (before, the RGB input was taken for BGR and PSNR(Y) was computed on a channel-swapped prediction)."""

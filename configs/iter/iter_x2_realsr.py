@@ -13,8 +13,10 @@ model = dict(generator=dict(scale=scale, lq_encoder=dict(scale=scale)))
 
 # The Real-ESRGAN degradations read the sample's `scale`: only the SetValues step of each pipeline changes.
 _set_scale = dict(type='SetValues', dictionary=dict(scale=scale))
-train_pipeline = [step if step['type'] != 'SetValues' else _set_scale for step in _base_.train_pipeline]
-val_pipeline = [step if step['type'] != 'SetValues' else _set_scale for step in _base_.val_pipeline]
+train_pipeline = [_set_scale if step['type'] == 'SetValues' and 'scale' in step['dictionary'] else step
+                  for step in _base_.train_pipeline]
+val_pipeline = [_set_scale if step['type'] == 'SetValues' and 'scale' in step['dictionary'] else step
+                for step in _base_.val_pipeline]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 

@@ -60,6 +60,7 @@ train_pipeline = [
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
     *_base_.realesrgan_degradations,
+    _base_.rgb_lq,  # the LQ's channel order, for MMagic's preprocessor (see the base)
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(

@@ -22,6 +22,9 @@ bsrgan_degradations = [
         final_jpeg_quality=(80, 95)),
 ]
 
+# The LQ `img` is made from the RGB GT: record its channel order for MMagic's preprocessor (as realesrgan_x4.py).
+rgb_lq = dict(type='SetValues', dictionary=dict(img_channel_order='rgb'))
+
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
     dict(type='SetValues', dictionary=dict(scale=scale)),
@@ -30,6 +33,7 @@ train_pipeline = [
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
     *bsrgan_degradations,
+    rgb_lq,
     dict(type='PackInputs'),
 ]
 
@@ -38,6 +42,7 @@ val_pipeline = [
     dict(type='SetValues', dictionary=dict(scale=scale)),
     dict(type='ModCrop', key='gt'),
     dict(type='SeededDegradations', seed=val_seed, key='gt_path', transforms=bsrgan_degradations),
+    rgb_lq,
     dict(type='PackInputs'),
 ]
 

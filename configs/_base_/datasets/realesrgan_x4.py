@@ -85,6 +85,10 @@ realesrgan_degradations = [
     dict(type='Clip', keys=['img']),
 ]
 
+# The LQ `img` is made from the RGB GT but carries no channel order of its own; without one MMagic's preprocessor
+# takes it for BGR, and val/test metrics then score a red/blue-swapped prediction. Record it before packing.
+rgb_lq = dict(type='SetValues', dictionary=dict(img_channel_order='rgb'))
+
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
     dict(type='SetValues', dictionary=dict(scale=scale)),
@@ -93,6 +97,7 @@ train_pipeline = [
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
     *realesrgan_degradations,
+    rgb_lq,
     dict(type='PackInputs'),
 ]
 
@@ -102,6 +107,7 @@ val_pipeline = [
     dict(type='SetValues', dictionary=dict(scale=scale)),
     dict(type='ModCrop', key='gt'),
     dict(type='SeededDegradations', seed=val_seed, key='gt_path', transforms=realesrgan_degradations),
+    rgb_lq,
     dict(type='PackInputs'),
 ]
 
