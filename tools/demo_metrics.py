@@ -75,26 +75,11 @@ def _summary(rows: List[dict]) -> dict:
 
 
 def _build(config: str, ckpt: str):
-    from mmagic.registry import MODELS
-    from iter_mm.utils.config import inference_model_cfg, load_config
-    cfg = load_config(config)
-    from mmengine.registry import DefaultScope
-    if DefaultScope.get_current_instance() is None:
-        DefaultScope.get_instance('demo_metrics', scope_name=cfg.get('default_scope', 'mmagic'))
-    model_cfg = inference_model_cfg(cfg.model)
-    if 'vqgan_ckpt' in model_cfg:
-        model_cfg.vqgan_ckpt = None
-    model = MODELS.build(model_cfg)
-    # our own training checkpoints (they pickle the message hub): load them as MMEngine's load_from does
-    state = torch.load(ckpt, map_location='cpu', weights_only=False)
-    state = state.get('state_dict', state)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    gen_missing = [k for k in missing if k.startswith('generator.')]
-    if gen_missing:
-        raise RuntimeError(f'{ckpt}: {len(gen_missing)} generator weights missing, e.g. {gen_missing[:3]}')
-    if hasattr(model, '_vqgan_ready'):
-        model._vqgan_ready = True
-    return cfg, model.eval()
+    """The config and its model with ``ckpt`` loaded strictly through the one loader (our own training
+    checkpoints pickle the message hub: trusted, as MMEngine's load_from)."""
+    from iter_mm.apis import init_model
+    from iter_mm.utils.config import load_config
+    return load_config(config), init_model(config, ckpt, allow_pickle=True)
 
 
 def heldout_images(names=None):

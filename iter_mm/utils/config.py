@@ -1,6 +1,5 @@
 """Config helpers shared by the command-line tools and the inferencer."""
 import copy
-import os.path as osp
 from typing import List, Optional
 
 from mmengine.config import Config, ConfigDict
