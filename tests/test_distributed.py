@@ -46,12 +46,18 @@ def _run(cmd, check=True, **kwargs) -> subprocess.CompletedProcess:
 
 
 def _test_in_process(cfg: Path, ckpt: Path, work: Path, out: Path, monkeypatch) -> dict:
-    """``tools/test.py CONFIG CKPT`` with one process, run in this interpreter (no probe hook)."""
+    """``tools/test.py CONFIG CKPT`` with one process, run in this interpreter (no probe hook), with one thread
+    as the launched processes (OMP_NUM_THREADS=1): float32 reductions, and so pyiqa's NIQE, depend on it."""
     import runpy
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sys, 'argv', ['tools/test.py', str(cfg), str(ckpt), '--work-dir', str(work), '--out', str(out),
                                       '--cfg-options', 'custom_hooks=[]'])
-    runpy.run_path(str(ROOT / 'tools' / 'test.py'), run_name='__main__')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runpy.run_path(str(ROOT / 'tools' / 'test.py'), run_name='__main__')
+    finally:
+        torch.set_num_threads(threads)
     return json.loads(out.read_text())
 
 
