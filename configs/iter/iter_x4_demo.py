@@ -50,22 +50,11 @@ model = dict(
     val_cfg=dict(alpha=0.5, steps=8, schedule='cosine', seed=0),
     data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
 
-# The LQ `img` is made from the RGB GT but carries no channel order; without one MMagic's preprocessor takes it
-# for BGR and the val/test metrics compare a channel-swapped prediction with the GT.
-_rgb_lq = dict(type='SetValues', dictionary=dict(img_channel_order='rgb'))
+# the base's pipeline with the demo's crop (the LQ's channel order is recorded by the base's `rgb_lq`)
 train_pipeline = [
-    dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
-    dict(type='SetValues', dictionary=dict(scale=scale)),
-    dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True),
-    dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
-    dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
-    dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
-    *_base_.realesrgan_degradations,
-    _rgb_lq,
-    dict(type='PackInputs'),
+    step if step['type'] != 'Crop' else dict(step, crop_size=(gt_crop, gt_crop)) for step in _base_.train_pipeline
 ]
-# validation: the base's seeded degradation of the held-out photos, with the LQ's channel order recorded
-val_pipeline = [*_base_.val_pipeline[:-1], _rgb_lq, _base_.val_pipeline[-1]]
+val_pipeline = _base_.val_pipeline  # the seeded degradation of the held-out photos
 train_dataloader = dict(
     batch_size=4,
     num_workers=0,
