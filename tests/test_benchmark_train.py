@@ -129,11 +129,11 @@ def test_benchmark_reports_every_stage(tmp_path, capsys):
     out = tmp_path / 'bench.json'
     rc = bt.main(['--stage1-config', TINY_STAGE1, '--iter-config', TINY_ITER, '--gt-size', '32', '--batch', '1',
                   '--iters', '2', '--warmup', '0', '--threads', '1', '--stages', '1', '23', 'authors23',
-                  '--out', str(out)])
+                  '--interleave', '--out', str(out)])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)  # stdout holds the JSON object and nothing else
     assert printed == json.loads(out.read_text())
-    assert (printed['gt_size'], printed['batch'], printed['amp']) == (32, 1, False)
+    assert (printed['gt_size'], printed['batch'], printed['amp'], printed['interleave']) == (32, 1, False, True)
     s1, s23, a23 = (printed['stages'][k] for k in ('1', '23', 'authors23'))
     for entry in (s1, s23, a23):
         assert len(entry['times_s']) == 2 and entry['median_s'] > 0

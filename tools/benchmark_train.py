@@ -146,6 +146,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--amp', action='store_true', help='CUDA: fp16 AmpOptimWrapper; CPU: bf16 autocast')
     p.add_argument('--perceptual', default='none', choices=('none', 'l1'),
                    help='replacement of the LPIPS-VGG loss (needs pretrained weights): none, or L1 of its weight')
+    p.add_argument('--interleave', action='store_true',
+                   help='build every stage first and alternate their iterations (fairer ratios on a busy machine)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', help='also write the JSON here')
     args = p.parse_args(argv)
@@ -251,6 +253,7 @@ def build_stage(stage: str, args: argparse.Namespace, device: torch.device):
         model_cfg['vqgan_ckpt'] = None  # random frozen VQGAN (marked ready below)
     if stage == 'authors23':
         model_cfg['el_gumbel_grad'] = False  # the authors' E_l decode is a constant (`.long()` cast)
+        model_cfg['lq_target_temperature'] = None  # the authors' E_l target: one-hot S_h
         model = authors_step_model_class()(**{k: v for k, v in model_cfg.items() if k != 'type'})
     else:
         model = MODELS.build(model_cfg)
@@ -318,69 +321,95 @@ def attach_timer(stage: str, model: torch.nn.Module, optim_wrapper, device: torc
     return timer
 
 
-def run_stage(stage: str, args: argparse.Namespace, device: torch.device,
-              log: Callable[[str], None]) -> dict:
-    """Build one stage, run warm-up and timed ``train_step`` iterations, return its JSON entry."""
-    torch.manual_seed(args.seed)
-    model, optim_wrapper, facts = build_stage(stage, args, device)
-    if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = facts['cudnn_benchmark']
-    batch = random_batch(stage, args.gt_size, args.batch, facts['scale'], args.seed)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f'stage {stage}: {trainable / 1e6:.1f} M trainable parameters, {args.warmup} warm-up + {args.iters} '
-        f'timed iterations')
+class StageRun:
+    """One stage's model, optimizer wrapper and fixed batch; runs and times ``train_step`` iterations."""
 
-    def iteration(timer: Optional[PartTimer]) -> tuple:
-        data = copy.deepcopy(batch)  # untimed: the preprocessor may modify it
+    def __init__(self, stage: str, args: argparse.Namespace, device: torch.device) -> None:
+        torch.manual_seed(args.seed)
+        self.stage, self.device = stage, device
+        self.model, self.optim_wrapper, self.facts = build_stage(stage, args, device)
+        if device.type == 'cuda':
+            torch.backends.cudnn.benchmark = self.facts['cudnn_benchmark']
+            torch.cuda.reset_peak_memory_stats(device)
+        self.batch = random_batch(stage, args.gt_size, args.batch, self.facts['scale'], args.seed)
+        self.trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        # CPU: the hooks ride along the timed iterations; CUDA: they synchronise, so they get extra iterations
+        self.timer = attach_timer(stage, self.model, self.optim_wrapper, device) if device.type == 'cpu' else None
+        self.runs: List[tuple] = []
+
+    def iteration(self, timer: Optional[PartTimer] = None) -> tuple:
+        """One ``train_step`` -> (seconds, (part seconds, part calls), log_vars)."""
+        timer = timer or self.timer
+        data = copy.deepcopy(self.batch)  # untimed: the preprocessor may modify it
         if timer is not None:
             timer.reset()
-        _sync(device)
+        _sync(self.device)
         t0 = time.perf_counter()
-        log_vars = model.train_step(data, optim_wrapper)
-        _sync(device)
+        log_vars = self.model.train_step(data, self.optim_wrapper)
+        _sync(self.device)
         total = time.perf_counter() - t0
-        return total, (dict(timer.seconds), dict(timer.calls)) if timer is not None else ({}, {}), log_vars
+        parts = (dict(timer.seconds), dict(timer.calls)) if timer is not None else ({}, {})
+        return total, parts, log_vars
 
-    hooked_during_timing = device.type == 'cpu'
-    timer = attach_timer(stage, model, optim_wrapper, device) if hooked_during_timing else None
-    for i in range(args.warmup):
-        iteration(timer)
-        log(f'stage {stage}: warm-up {i + 1}/{args.warmup} done')
-    runs = []
-    for i in range(args.iters):
-        runs.append(iteration(timer))
-        log(f'stage {stage}: iteration {i + 1}/{args.iters}: {runs[-1][0]:.3f} s')
-    totals = [r[0] for r in runs]
-    if device.type == 'cuda':
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-        timer = attach_timer(stage, model, optim_wrapper, device)
-        parts_runs = [iteration(timer) for _ in range(min(args.iters, 3))]
-    else:
-        parts_runs = runs
-    timer.remove()
+    def timed(self) -> float:
+        self.runs.append(self.iteration())
+        return self.runs[-1][0]
 
-    med = statistics.median
-    names = sorted({k for r in parts_runs for k in r[1][0]})
-    breakdown = {k: med([r[1][0].get(k, 0.0) for r in parts_runs]) for k in names}
-    hooked_total = med([r[0] for r in parts_runs])
-    forward_parts = [k for k in names if not k.split(':')[0] in OPTIM_PARTS]
-    calls = {k: parts_runs[-1][1][1].get(k, 0) for k in names}
-    entry = dict(
-        facts,
-        median_s=med(totals), times_s=totals, trainable_params=trainable,
-        breakdown_s=dict(breakdown, other=hooked_total - sum(breakdown.values()), total=hooked_total),
-        calls_per_iter=calls,
-        seconds_per_call={k: breakdown[k] / calls[k] for k in names if calls[k]},
-        forward_parts_s=sum(breakdown[k] for k in forward_parts),
-        logged=sorted(k for k in runs[-1][2]),
-        losses={k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in runs[-1][2].items()})
-    if device.type == 'cuda':
-        entry['peak_mem_mib'] = peak
-        entry['breakdown_runs'] = len(parts_runs)
-    del model, optim_wrapper
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()
-    return entry
+    def summary(self, parts_iters: int) -> dict:
+        """The stage's JSON entry (medians); on CUDA first ``parts_iters`` hooked iterations for the breakdown."""
+        totals = [r[0] for r in self.runs]
+        entry = dict(self.facts, median_s=statistics.median(totals), times_s=totals,
+                     trainable_params=self.trainable)
+        parts_runs = self.runs
+        if self.device.type == 'cuda':
+            entry['peak_mem_mib'] = torch.cuda.max_memory_allocated(self.device) / 2**20
+            timer = attach_timer(self.stage, self.model, self.optim_wrapper, self.device)
+            parts_runs = [self.iteration(timer) for _ in range(parts_iters)]
+            timer.remove()
+            entry['breakdown_runs'] = len(parts_runs)
+        else:
+            self.timer.remove()
+        med = statistics.median
+        names = sorted({k for r in parts_runs for k in r[1][0]})
+        breakdown = {k: med([r[1][0].get(k, 0.0) for r in parts_runs]) for k in names}
+        hooked_total = med([r[0] for r in parts_runs])
+        calls = {k: parts_runs[-1][1][1].get(k, 0) for k in names}
+        log_vars = self.runs[-1][2]
+        entry.update(
+            breakdown_s=dict(breakdown, other=hooked_total - sum(breakdown.values()), total=hooked_total),
+            calls_per_iter=calls,
+            seconds_per_call={k: breakdown[k] / calls[k] for k in names if calls[k]},
+            forward_parts_s=sum(breakdown[k] for k in names if k.split(':')[0] not in OPTIM_PARTS),
+            logged=sorted(log_vars),
+            losses={k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in log_vars.items()})
+        return entry
+
+    def close(self) -> None:
+        del self.model, self.optim_wrapper
+        if self.device.type == 'cuda':
+            torch.cuda.empty_cache()
+
+
+def run_stages(args: argparse.Namespace, device: torch.device, log: Callable[[str], None]) -> Dict[str, dict]:
+    """Each stage in turn (or, with ``--interleave``, all built first and their iterations alternated)."""
+    entries: Dict[str, dict] = {}
+    groups = [args.stages] if args.interleave else [[s] for s in args.stages]
+    for group in groups:
+        runs = {}
+        for stage in group:
+            runs[stage] = StageRun(stage, args, device)
+            log(f'stage {stage}: {runs[stage].trainable / 1e6:.1f} M trainable parameters')
+        for i in range(args.warmup):
+            for stage, run in runs.items():
+                run.iteration()
+                log(f'stage {stage}: warm-up {i + 1}/{args.warmup} done')
+        for i in range(args.iters):
+            for stage, run in runs.items():
+                log(f'stage {stage}: iteration {i + 1}/{args.iters}: {run.timed():.3f} s')
+        for stage, run in runs.items():
+            entries[stage] = run.summary(min(args.iters, 3))
+            run.close()
+    return entries
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -398,13 +427,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or
                                                                                        platform.machine()),
         threads=torch.get_num_threads(), cpu_count=os.cpu_count(), amp=args.amp, torch=torch.__version__,
-        warmup=args.warmup, iters=args.iters, weights='random (frozen stage-I VQGAN of stages II+III included)',
+        warmup=args.warmup, iters=args.iters, interleave=args.interleave,
+        weights='random (frozen stage-I VQGAN of stages II+III included)',
         data='one fixed random uint8 batch (PackInputs + pseudo_collate), no data loading timed', stages={})
     # library logs (MMEngine's logger writes to stdout) must not mix with the one JSON object
     with contextlib.redirect_stdout(sys.stderr):
         import iter_mm  # noqa: F401  (registers the plugin)
-        for stage in args.stages:
-            result['stages'][stage] = run_stage(stage, args, device, log)
+        result['stages'] = run_stages(args, device, log)
     stages = result['stages']
     if '23' in stages and 'authors23' in stages:
         result['authors23_over_23'] = stages['authors23']['median_s'] / stages['23']['median_s']
