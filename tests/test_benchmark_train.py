@@ -136,7 +136,7 @@ def test_benchmark_reports_every_stage(tmp_path, capsys):
     assert (printed['gt_size'], printed['batch'], printed['amp'], printed['interleave']) == (32, 1, False, True)
     s1, s23, a23 = (printed['stages'][k] for k in ('1', '23', 'authors23'))
     for entry in (s1, s23, a23):
-        assert len(entry['times_s']) == 2 and entry['median_s'] > 0
+        assert len(entry['times_s']) == len(entry['cpu_times_s']) == 2 and entry['median_s'] > 0 < entry['cpu_median_s']
         assert entry['breakdown_s']['total'] == pytest.approx(sum(
             v for k, v in entry['breakdown_s'].items() if k != 'total'))
         assert all(v > 0 for v in entry['seconds_per_call'].values())

@@ -24,7 +24,9 @@ Per-part breakdown: forward hooks on the networks (E_l, phi_e, phi_r, VQGAN enco
 discriminator, each loss module, the data preprocessor) and wrapped ``backward`` / ``step`` / ``zero_grad`` of the
 optimizer wrappers, with the number of calls of each per iteration. On CPU the hooks ride along the timed
 iterations; on CUDA they synchronise, so the totals come from un-hooked iterations and the breakdown from up to 3
-extra hooked ones. Medians over ``--iters`` iterations after ``--warmup`` untimed ones. Prints ONE JSON object.
+extra hooked ones. Medians over ``--iters`` iterations after ``--warmup`` untimed ones; ``cpu_median_s`` is the
+process CPU time of an iteration (all threads), less sensitive than wall time to other jobs on a shared machine.
+Prints ONE JSON object.
 """
 from __future__ import annotations
 
@@ -338,18 +340,18 @@ class StageRun:
         self.runs: List[tuple] = []
 
     def iteration(self, timer: Optional[PartTimer] = None) -> tuple:
-        """One ``train_step`` -> (seconds, (part seconds, part calls), log_vars)."""
+        """One ``train_step`` -> (seconds, (part seconds, part calls), log_vars, process CPU seconds)."""
         timer = timer or self.timer
         data = copy.deepcopy(self.batch)  # untimed: the preprocessor may modify it
         if timer is not None:
             timer.reset()
         _sync(self.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         log_vars = self.model.train_step(data, self.optim_wrapper)
         _sync(self.device)
-        total = time.perf_counter() - t0
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
         parts = (dict(timer.seconds), dict(timer.calls)) if timer is not None else ({}, {})
-        return total, parts, log_vars
+        return total, parts, log_vars, cpu
 
     def timed(self) -> float:
         self.runs.append(self.iteration())
@@ -358,8 +360,9 @@ class StageRun:
     def summary(self, parts_iters: int) -> dict:
         """The stage's JSON entry (medians); on CUDA first ``parts_iters`` hooked iterations for the breakdown."""
         totals = [r[0] for r in self.runs]
+        cpu = [r[3] for r in self.runs]
         entry = dict(self.facts, median_s=statistics.median(totals), times_s=totals,
-                     trainable_params=self.trainable)
+                     cpu_median_s=statistics.median(cpu), cpu_times_s=cpu, trainable_params=self.trainable)
         parts_runs = self.runs
         if self.device.type == 'cuda':
             entry['peak_mem_mib'] = torch.cuda.max_memory_allocated(self.device) / 2**20
