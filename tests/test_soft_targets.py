@@ -61,3 +61,44 @@ def test_bad_temperature_is_refused():
     import pytest
     with pytest.raises(ValueError, match='lq_target_temperature'):
         build(None, lq_target_temperature=0.0)
+
+
+# ----------------------------------------------------------------------------- codebook start of E_l's logits
+def test_codebook_logits_rank_codes_by_distance():
+    from iter_mm.models.editors.lq_logits_init import init_logits_from_codebook, nearest_code_spacing
+    codes = torch.tensor([[0., 0.], [1., 0.], [0., 3.]])  # nearest-other squared distances 1, 1, 9 -> mean 11/3
+    assert math.isclose(float(nearest_code_spacing(codes)), 11 / 3)
+    conv = torch.nn.Conv2d(2, 3, 1)
+    t = init_logits_from_codebook(conv, codes, temperature=0.5)
+    assert math.isclose(t, 0.5 * 11 / 3)
+    f = torch.tensor([0.9, 0.2]).view(1, 2, 1, 1)
+    d = ((codes - f.view(1, 2)) ** 2).sum(1)  # 0.85, 0.05, 7.65
+    torch.testing.assert_close(torch.softmax(conv(f).view(3), 0), torch.softmax(-d / t, 0))
+    g = torch.Generator().manual_seed(0)
+    codes, feats = torch.randn(32, 6, generator=g), torch.randn(1, 6, 5, 7, generator=g)
+    conv = torch.nn.Conv2d(6, 32, 1)
+    init_logits_from_codebook(conv, codes)
+    nearest = torch.cdist(feats.permute(0, 2, 3, 1).reshape(-1, 6), codes).argmin(1).view(1, 5, 7)
+    assert torch.equal(conv(feats).argmax(1), nearest)
+
+
+def test_model_starts_el_logits_from_the_loaded_codebook(stage1_ckpt):
+    import copy
+
+    from iter_model_helpers import TINY_NET
+    from mmagic.registry import MODELS
+    net = copy.deepcopy(TINY_NET)
+    net['lq_encoder']['feat_dim'] = net['vqgan']['embed_dim']
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='ITERModel', generator=net, vqgan_ckpt=str(stage1_ckpt),
+                              lq_logits_init=dict(temperature=2.0)))
+    model.init_weights()
+    conv, codes = model.generator.lq_encoder.model[-1], model.generator.vqgan.quantize.embedding.weight
+    from iter_mm.models.editors.lq_logits_init import nearest_code_spacing
+    t = 2.0 * float(nearest_code_spacing(codes))
+    torch.testing.assert_close(conv.weight.view(codes.shape), 2 * codes / t)
+    torch.testing.assert_close(conv.bias, -codes.pow(2).sum(1) / t)
+    wide = build(str(stage1_ckpt), lq_logits_init=dict(temperature=1.0))  # E_l feat_dim 16, codes of width 8
+    import pytest
+    with pytest.raises(ValueError, match='feat_dim equal to the VQGAN embed_dim'):
+        wide.init_weights()
