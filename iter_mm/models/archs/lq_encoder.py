@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import math
 
+import torch
 from mmagic.registry import MODELS
 from torch import Tensor, nn
 
+from . import fast_ops
 from .swin import SwinLayers
 
 
@@ -30,13 +32,18 @@ class LQResBlock(nn.Module):
                                   _Norm(channels, g), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        if fast_ops.no_grad_path(x):  # in-place activations, the skip added inside the last conv
+            c = self.conv
+            h = fast_ops.conv2d(fast_ops.group_norm_act(x, c[0].norm, c[1]), c[2])
+            return fast_ops.conv2d(fast_ops.group_norm_act(h, c[3].norm, c[4], inplace=True), c[5], residual=x)
         return x + self.conv(x)
 
 
 @MODELS.register_module()
 class LQEncoder(nn.Module):
     """E_l (keys ``model.N``): conv, log2(8/scale) stride-2 stages (+2 ResBlocks each), 1x1 conv, SwinLayers,
-    1x1 conv to logits. Input RGB in [0, 1] as is (no 2x-1).
+    1x1 conv to logits (fp32, also under autocast). Input RGB in [0, 1] as is (no 2x-1). Without autograd it
+    runs channels_last with fused kernels (:mod:`.fast_ops`).
 
     Args:
         scale: SR factor (1, 2, 4 or 8); the token grid is LQ / (8 / scale) = HQ / 8.
@@ -76,4 +83,7 @@ class LQEncoder(nn.Module):
         if lq.shape[-2] % m or lq.shape[-1] % m:
             raise ValueError(f'LQEncoder (x{self.scale}) needs LQ height and width multiples of {m}, got '
                              f'{tuple(lq.shape[-2:])}; pad the input first')
-        return self.model(lq)
+        x = lq.contiguous(memory_format=torch.channels_last) if fast_ops.no_grad_path(lq) else lq
+        for layer in self.model[:-1]:
+            x = fast_ops.conv2d(x, layer) if isinstance(layer, nn.Conv2d) else layer(x)
+        return fast_ops.logits_conv(self.model[-1], x)  # fp32 logits: S_l is their argmax

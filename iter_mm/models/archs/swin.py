@@ -3,15 +3,24 @@
 Three levels: ``SwinLayers`` (conv_in, RSTBs, conv_out, outer residual) -> ``RSTB`` (blocks, conv, long skip)
 -> ``SwinBlock`` (window attention with relative position bias, shifted windows on odd blocks, and the
 authors' MLP with a global squeeze-and-excitation gate). Module and parameter names equal the official ones.
+
+Memory layout: inside an RSTB the token stream stays in the *window order* of the block it enters (every token
+op but attention is per token, and the MLP gate's image-wide mean ignores the order), so roll + partition and
+reverse + roll become one gather between blocks (:func:`reorder`); the 3x3 convs read the row-major (B, L, C)
+stream as a channels_last image, without a transpose. Without autograd the CPU path fuses GELU and the residual
+adds into oneDNN kernels (:mod:`.fast_ops`).
 """
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import fast_ops
 
 MASK_VALUE = -100.0  # value of a forbidden pair in the shift mask (reference 1.3: -100, not -inf)
 
@@ -71,6 +80,58 @@ def _cached_shift_mask(h: int, w: int, window: int, shift: int, device: torch.de
     return shift_attention_mask(h, w, window, shift).to(device=device, dtype=dtype)
 
 
+Order = Optional[Tuple[int, int]]  # (window, shift) of a windowed token order; None = row-major (spatial)
+
+
+def window_order(h: int, w: int, window: int, shift: int) -> Tensor:
+    """Spatial index of every position of a block's windowed token sequence.
+
+    Position ``k * N + t`` (window k in :func:`window_partition`'s order, token t row-major in the window) holds
+    the token at row-major index ``order[k * N + t]`` of the grid, after the cyclic shift by ``-shift``.
+
+    Returns:
+        int64 (h * w,).
+    """
+    idx = torch.arange(h * w).view(1, h, w, 1)
+    if shift:
+        idx = torch.roll(idx, shifts=(-shift, -shift), dims=(1, 2))
+    return window_partition(idx, window).reshape(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def reorder_index(h: int, w: int, src: Order, dst: Order, device: torch.device) -> Tensor:
+    """``index_select`` index along the token axis taking a sequence in order ``src`` to order ``dst``.
+
+    Orders are ``(window, shift)`` (see :func:`window_order`) or None (row-major). Cached per grid and device;
+    read-only. -> int64 (h * w,).
+    """
+    n = h * w
+    index = torch.arange(n) if dst is None else window_order(h, w, *dst)
+    if src is not None:
+        inverse = torch.empty(n, dtype=torch.int64)
+        inverse[window_order(h, w, *src)] = torch.arange(n)
+        index = inverse[index]
+    return index.to(device)
+
+
+def reorder(x: Tensor, h: int, w: int, src: Order, dst: Order) -> Tensor:
+    """(B, h*w, C) tokens in order ``src`` -> the same tokens in order ``dst``: one gather (x itself if equal)."""
+    if src == dst:
+        return x
+    return x.index_select(1, reorder_index(h, w, src, dst, x.device))
+
+
+def tokens_as_image(x: Tensor, h: int, w: int) -> Tensor:
+    """Row-major tokens (B, h*w, C) -> (B, C, h, w): a channels_last view of a contiguous x."""
+    return x.reshape(x.shape[0], h, w, x.shape[2]).permute(0, 3, 1, 2)
+
+
+def image_as_tokens(x: Tensor) -> Tensor:
+    """(B, C, h, w) -> row-major tokens (B, h*w, C); a view for a channels_last x, a copy otherwise."""
+    b, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+
 def check_token_grid(h: int, w: int, window: int) -> None:
     """Raise a clear error unless the token grid (h, w) is a positive multiple of the window."""
     if h < window or w < window or h % window or w % window:
@@ -86,6 +147,8 @@ class WindowAttention(nn.Module):
         dim: channels D. window_size: window side w (N = w*w tokens). num_heads: heads (D % heads == 0).
     """
 
+    MASK_CACHE_BYTES = 32 << 20  # largest bias + shift mask kept between calls without autograd
+
     def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
         super().__init__()
         if dim % num_heads:
@@ -100,28 +163,71 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)  # reference 1.10
 
     def relative_position_bias(self) -> Tensor:
-        """(heads, N, N) bias gathered from the table."""
+        """(heads, N, N) bias gathered from the table, contiguous (so that bias + mask is, as SDPA wants it)."""
         n = self.window_size ** 2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x: (B * nW, N, D); mask: (nW, N, N) shift mask or None -> (B * nW, N, D)."""
+    def forward(self, x: Tensor, mask: Tensor | None = None, residual: Tensor | None = None) -> Tensor:
+        """x: (B * nW, N, D) windows; mask: (nW, N, N) shift mask or None; residual: (B * nW, N, D) added to the
+        output (fused into ``proj`` without autograd), or None -> (B * nW, N, D)."""
         bn, n, d = x.shape
-        qkv = self.qkv(x).view(bn, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # (B * nW, heads, N, hd)
-        bias = self.relative_position_bias()  # (heads, N, N)
+        qkv = fast_ops.linear(x, self.qkv).view(bn, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        plain = self.plain_attention()
+        q, k, v = (qkv.contiguous() if plain else qkv).unbind(0)  # (B * nW, heads, N, hd)
+        out = self.attend(q, k, v, mask, plain)  # SDPA's output is (B * nW, N, heads, hd) in memory
+        return fast_ops.linear(out.transpose(1, 2).reshape(bn, n, d), self.proj, residual=residual)
+
+    def bias_and_mask(self, mask: Tensor | None) -> Tensor:
+        """The additive attention term: bias (1, heads, N, N), or bias + shift mask (nW, heads, N, N).
+
+        Without autograd the sum (up to :attr:`MASK_CACHE_BYTES`) is kept for the next call on the same grid,
+        checked by value against the current table and mask (a few KiB / one mask read), so refinement steps
+        do not rebuild it.
+        """
         if mask is None:
-            attn_mask = bias.unsqueeze(0).to(q.dtype)
+            return self.relative_position_bias().unsqueeze(0)
+        table = self.relative_position_bias_table
+        if torch.is_grad_enabled() or not fast_ops.fast_kernels_enabled():
+            return self.relative_position_bias().unsqueeze(0) + mask.unsqueeze(1).to(table.dtype)
+        cached = self.__dict__.get('_bias_mask_cache')
+        if cached is not None:
+            c_table, c_mask, out = cached
+            if c_table.device == table.device and c_table.dtype == table.dtype and c_mask.shape == mask.shape \
+                    and c_mask.dtype == mask.dtype and c_mask.device == mask.device and torch.equal(c_table, table) \
+                    and torch.equal(c_mask, mask):
+                return out
+        out = self.relative_position_bias().unsqueeze(0) + mask.unsqueeze(1).to(table.dtype)
+        if out.numel() * out.element_size() <= self.MASK_CACHE_BYTES:
+            self.__dict__['_bias_mask_cache'] = (table.detach().clone(), mask.detach().clone(), out)
         else:
-            # fold windows into the head axis so the (nW, heads, N, N) mask broadcasts over the batch
-            nw = mask.shape[0]
-            q, k, v = (t.reshape(bn // nw, nw * self.num_heads, n, self.head_dim) for t in (q, k, v))
-            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).reshape(1, nw * self.num_heads, n, n).to(q.dtype)
-        # softmax(q * scale @ k^T + bias (+ mask)) @ v
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
-        out = out.reshape(bn, self.num_heads, n, self.head_dim).transpose(1, 2).reshape(bn, n, d)
-        return self.proj(out)
+            self.__dict__.pop('_bias_mask_cache', None)
+        return out
+
+    def plain_attention(self) -> bool:
+        """Whether :meth:`attend` takes the plain form: on the CPU while autograd records the trainable bias (CPU
+        SDPA then falls back to a slower math path; the plain form is the authors') and under
+        :func:`~.fast_ops.reference_kernels`; otherwise SDPA."""
+        table = self.relative_position_bias_table
+        return table.device.type == 'cpu' and (not fast_ops.fast_kernels_enabled()
+                                               or torch.is_grad_enabled() and table.requires_grad)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, plain: bool | None = None) -> Tensor:
+        """softmax(q * scale @ k^T + bias (+ mask of the window)) @ v.
+
+        q, k, v: (B * nW, heads, N, hd); mask: (nW, N, N) or None -> (B * nW, heads, N, hd).
+        ``plain``: the plain form instead of SDPA with bias + mask as its float mask (None: :meth:`plain_attention`).
+        """
+        bn, heads, n, _ = q.shape
+        nw = 1 if mask is None else mask.shape[0]
+        add = self.bias_and_mask(mask)  # (1 or nW, heads, N, N)
+        if self.plain_attention() if plain is None else plain:
+            attn = (q * self.scale) @ k.transpose(-2, -1)  # (B * nW, heads, N, N)
+            attn = (attn.view(-1, nw, heads, n, n) + add).view(bn, heads, n, n)
+            return attn.softmax(dim=-1) @ v
+        if add.shape[0] not in (1, bn):  # (nW, ...) repeated over the batch
+            add = add.unsqueeze(0).expand(bn // nw, -1, -1, -1, -1).reshape(bn, heads, n, n)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=add.to(q.dtype), scale=self.scale)
 
 
 class GatedMlp(nn.Module):
@@ -138,11 +244,26 @@ class GatedMlp(nn.Module):
                                   nn.Linear(hidden_dim // se_reduction, hidden_dim), nn.Sigmoid())
         self.act = nn.GELU()
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (B, L, D) with L = all tokens of the image -> (B, L, D)."""
-        x = self.act(self.fc1(x))
-        x = x * self.attn(x.mean(dim=1, keepdim=True))  # gate from the image-wide token mean
-        return self.fc2(x)
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """x: (B, L, D) with L = all tokens of the image, in any order; residual: (B, L, D) added to the output, or
+        None -> (B, L, D)."""
+        if fast_ops.use_fused(x) and isinstance(self.act, nn.GELU) and self.act.approximate == 'none':
+            hid = fast_ops.linear(x, self.fc1, act='gelu')  # GELU fused into the matmul
+        else:
+            hid = self.act(self.fc1(x))
+        if hid.dtype != torch.float32 and fast_ops.use_fused(hid):
+            # as a matmul (fp32 accumulation, one rounding): no fp32 copy of hid; the gate MLP rounds it anyway
+            ones = hid.new_ones(hid.shape[0], 1, hid.shape[1])
+            mean = torch.bmm(ones, hid).div_(hid.shape[1])
+        else:
+            mean = hid.mean(dim=1, keepdim=True)
+        gate = self.attn(mean)  # (B, 1, hidden): gate from the image-wide token mean
+        if fast_ops.use_fused(hid) and hid.shape[0] == 1:
+            # (x * g) @ W^T = x @ (W * g)^T: the gate scales fc2's weight instead of the (L, hidden) activations
+            weight = fast_ops.compute_weight(self.fc2.weight, hid) * gate[0].to(hid.dtype)
+            return fast_ops.linear(hid, self.fc2, residual=residual, weight=weight)
+        hid = hid.mul_(gate) if fast_ops.no_grad_path(hid) else hid * gate
+        return fast_ops.linear(hid, self.fc2, residual=residual)
 
 
 class SwinBlock(nn.Module):
@@ -171,6 +292,11 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = GatedMlp(dim, int(dim * mlp_ratio))
 
+    @property
+    def order(self) -> Tuple[int, int]:
+        """This block's window order (window, shift) of the token sequence (see :func:`window_order`)."""
+        return self.window_size, self.shift_size
+
     def _mask(self, h: int, w: int, ref: Tensor) -> Tensor | None:
         """Shift mask (nW, N, N) for the actual grid: the stored buffer on the reference grid, else computed."""
         if not self.shift_size:
@@ -179,24 +305,28 @@ class SwinBlock(nn.Module):
             return self.attn_mask
         return _cached_shift_mask(h, w, self.window_size, self.shift_size, ref.device, ref.dtype)
 
-    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        """x: (B, h*w, D) row-major tokens; x_size: (h, w) -> (B, h*w, D)."""
-        h, w = x_size
-        b, length, c = x.shape
+    def _check(self, length: int, h: int, w: int) -> None:
         if length != h * w:
             raise ValueError(f'token count {length} does not match the grid {h}x{w}')
         check_token_grid(h, w, self.window_size)
-        ws, s = self.window_size, self.shift_size
-        y = self.norm1(x).view(b, h, w, c)
-        if s:
-            y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
-        y = window_partition(y, ws).view(-1, ws * ws, c)
-        y = self.attn(y, self._mask(h, w, y))
-        y = window_reverse(y.view(-1, ws, ws, c), ws, h, w)
-        if s:
-            y = torch.roll(y, shifts=(s, s), dims=(1, 2))
-        x = x + y.reshape(b, h * w, c)
-        return x + self.mlp(self.norm2(x))
+
+    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        """x: (B, h*w, D) row-major tokens; x_size: (h, w) -> (B, h*w, D)."""
+        h, w = x_size
+        self._check(x.shape[1], h, w)
+        y = self.forward_windows(reorder(x, h, w, None, self.order), x_size)
+        return reorder(y, h, w, self.order, None)
+
+    def forward_windows(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        """x: (B, h*w, D) tokens in this block's window order (:func:`window_order`) -> (B, h*w, D), same order.
+
+        The cyclic shift and the window partition live in the order, so this is attention per run of N tokens.
+        """
+        b, length, c = x.shape
+        n = self.window_size ** 2
+        x = x.reshape(b * length // n, n, c)
+        y = self.attn(self.norm1(x), self._mask(*x_size, x), residual=x).view(b, length, c)
+        return self.mlp(self.norm2(y), residual=y)
 
 
 class _BlockGroup(nn.Module):
@@ -225,11 +355,20 @@ class RSTB(nn.Module):
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        """x: (B, h*w, D) -> (B, h*w, D)."""
-        b, _, c = x.shape
-        y = self.residual_group(x, x_size)
-        y = self.conv(y.transpose(1, 2).reshape(b, c, *x_size))
-        return x + y.flatten(2).transpose(1, 2)
+        """x: (B, h*w, D) row-major tokens -> (B, h*w, D).
+
+        The stream goes from one block's window order to the next with one gather each; the conv reads it as a
+        channels_last image and the long skip is fused into it (no autograd, CPU).
+        """
+        h, w = x_size
+        y, order = x, None
+        for blk in self.residual_group.blocks:
+            blk._check(x.shape[1], h, w)
+            y = blk.forward_windows(reorder(y, h, w, order, blk.order), x_size)
+            order = blk.order
+        y = reorder(y, h, w, order, None)
+        out = fast_ops.conv2d(tokens_as_image(y, h, w), self.conv, residual=tokens_as_image(x, h, w))
+        return image_as_tokens(out)
 
 
 class SwinLayers(nn.Module):
@@ -252,13 +391,11 @@ class SwinLayers(nn.Module):
             RSTB(swin_dim, depth, num_heads, window_size, input_resolution) for _ in range(num_rstb))
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (B, in_dim, h, w), h and w multiples of window_size -> (B, in_dim, h, w)."""
-        b, _, h, w = x.shape
+        """x: (B, in_dim, h, w), h and w multiples of window_size -> (B, in_dim, h, w), channels_last."""
+        _, _, h, w = x.shape
         check_token_grid(h, w, self.window_size)
-        y = self.conv_in(x)
-        c = y.shape[1]
-        y = y.flatten(2).transpose(1, 2)  # (B, h*w, D), row-major
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = image_as_tokens(fast_ops.conv2d(x, self.conv_in))  # (B, h*w, D) row-major, a view
         for blk in self.swin_blks:
             y = blk(y, (h, w))
-        y = y.transpose(1, 2).reshape(b, c, h, w)
-        return x + self.conv_out(y)
+        return fast_ops.conv2d(tokens_as_image(y, h, w), self.conv_out, residual=x)

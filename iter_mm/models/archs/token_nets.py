@@ -2,16 +2,24 @@
 
 The 1x1 ``code_emb`` convolution only ever sees one-hot (or masked one-hot + flag) maps, so it is evaluated as an
 embedding lookup on its own weight: same parameters and state dict, same numbers, no (B, n_codes, h, w) one-hot.
+Without autograd the ``combine`` 1x1 conv is folded in as well: combine([e0, e1]) = W0 e0 + W1 e1 is linear in
+the one-hot inputs, so it is a sum of two lookups in the tables W_j @ code_emb (fp32, equal to fp32 rounding).
+The logits (``conv_out``'s last 1x1 conv) are computed in fp32 also under autocast: they are sampled.
 """
 from __future__ import annotations
+
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmagic.registry import MODELS
 from torch import Tensor, nn
 
+from . import fast_ops
 from .swin import SwinLayers
 from .vqgan import as_token_map
+
+TokenInput = Tuple[Tensor, Optional[Tensor], Optional[Tensor]]  # (tokens, visible, flag) of one code_emb input
 
 
 class SwinTokenNet(nn.Module):
@@ -54,9 +62,46 @@ class SwinTokenNet(nn.Module):
         return emb.permute(0, 3, 1, 2).contiguous()  # NCHW like the conv it replaces
 
     def forward_embedded(self, e0: Tensor, e1: Tensor) -> Tensor:
-        """Two embedded inputs (B, mid, h, w) -> logits (B, out_channels, h, w)."""
+        """Two embedded inputs (B, mid, h, w) -> logits (B, out_channels, h, w), fp32."""
         x = self.combine(torch.cat([e0, e1], dim=1))
-        return self.conv_out(self.swin_layers(x))
+        return self.head(self.swin_layers(x))
+
+    def forward_inputs(self, x0: TokenInput, x1: TokenInput) -> Tensor:
+        """Logits of two ``code_emb`` inputs given as (tokens, visible, flag) (see :meth:`embed`) -> (B, out, h, w).
+
+        Without autograd: ``combine`` as two lookups (:meth:`combined_lookup`); else the reference form.
+        """
+        if fast_ops.no_grad_path(x0[0]):
+            return self.head(self.swin_layers(self.combined_lookup(x0, x1)))
+        return self.forward_embedded(self.embed(*x0), self.embed(*x1))
+
+    def combined_lookup(self, x0: TokenInput, x1: TokenInput) -> Tensor:
+        """combine([code_emb(x0), code_emb(x1)]) as lookups in the fp32 tables (W_j @ E)^T (in_codes, mid).
+
+        Returns:
+            (B, mid, h, w) channels_last, in the autocast dtype when autocast is on.
+        """
+        emb = self.code_emb.weight[:, :, 0, 0].float()  # E (mid, in_codes)
+        mid = emb.shape[0]
+        comb = self.combine.weight[:, :, 0, 0].float()  # (mid, 2 mid)
+        out = None
+        for j, (tokens, visible, flag) in enumerate((x0, x1)):
+            table = (comb[:, j * mid:(j + 1) * mid] @ emb).t()  # (in_codes, mid): row t = W_j E[:, t]
+            part = F.embedding(as_token_map(tokens), table)  # (B, h, w, mid)
+            if visible is not None:
+                part.mul_(_as_map(visible, part).unsqueeze(-1))
+            if flag is not None:
+                part.add_(_as_map(flag, part).unsqueeze(-1) * table[-1])
+            out = part if out is None else out.add_(part)
+        low = _autocast_dtype(out.device.type)
+        return (out if low is None else out.to(low)).permute(0, 3, 1, 2)
+
+    def head(self, y: Tensor) -> Tensor:
+        """GroupNorm -> SiLU -> 1x1 conv: (B, mid, h, w) -> logits (B, out_channels, h, w), fp32 (also under
+        autocast: they are sampled)."""
+        norm, act, conv = self.conv_out
+        y = fast_ops.group_norm_act(y, norm, act)
+        return fast_ops.logits_conv(conv, y)
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -86,7 +131,7 @@ class TokenEvaluationNet(SwinTokenNet):
 
     def forward(self, tokens: Tensor, cond_tokens: Tensor) -> Tensor:
         """tokens: candidate map (B, h, w); cond_tokens: S_l (B, h, w) -> logits (B, 2, h, w)."""
-        return self.forward_embedded(self.embed(tokens), self.embed(cond_tokens))
+        return self.forward_inputs((tokens, None, None), (cond_tokens, None, None))
 
 
 @MODELS.register_module()
@@ -109,6 +154,5 @@ class TokenRefinementNet(SwinTokenNet):
         """
         keep = keep[:, 0] if keep.dim() == 4 and keep.shape[1] == 1 else keep
         keep = keep if keep.dtype.is_floating_point else keep.float()
-        e0 = self.embed(cond_tokens, flag=cond_flag)  # emb(S_l) + flag * W_mask
-        e1 = self.embed(tokens, visible=keep, flag=1 - keep)  # keep * emb(S) + (1 - keep) * W_mask
-        return self.forward_embedded(e0, e1)
+        # x0 = emb(S_l) + flag * W_mask ; x1 = keep * emb(S) + (1 - keep) * W_mask
+        return self.forward_inputs((cond_tokens, None, cond_flag), (tokens, keep, 1 - keep))

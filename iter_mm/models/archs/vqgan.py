@@ -3,6 +3,12 @@
 Module names equal the official ``VQModel`` (``encoder.blocks.N``, ``decoder.blocks.N``,
 ``quantize.embedding.weight``); the official ``generator`` alias of the decoder is handled by
 ``iter_mm.utils.checkpoint``.
+
+Without autograd the encoder and decoder run channels_last (oneDNN's faster convolution layout) with in-place
+activations and the residual adds fused into the convolutions, and ``Upsample`` runs as four 2x2 convolutions on
+the low-resolution map (nearest x2 then a 3x3 conv, with 4/9 of the multiply-adds); ``forward`` (training and
+``reconstruct``) keeps the reference kernels. The quantiser's distances are fp32 under autocast: the argmin is a
+token.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from mmagic.registry import MODELS
 from torch import Tensor, nn
 
 from ...utils.padding import padded_apply
+from . import fast_ops
 from .swin import SwinLayers
 
 
@@ -34,8 +41,16 @@ class VQGANResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
         self.conv_out = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C_in, H, W) -> (B, C_out, H, W)."""
+    def forward(self, x: Tensor, overwrite_input: bool = False) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W). ``overwrite_input``: without autograd the output may reuse x's
+        memory (the caller no longer needs x)."""
+        if fast_ops.no_grad_path(x):  # in-place norm/SiLU; the shortcut accumulated inside conv2
+            silu = nn.SiLU()
+            h = fast_ops.conv2d(fast_ops.group_norm_act(x, self.norm1, silu), self.conv1)
+            h = fast_ops.group_norm_act(h, self.norm2, silu, inplace=True)
+            if self.conv_out is None:
+                return fast_ops.conv2d(h, self.conv2, residual=x, accumulate=overwrite_input)
+            return fast_ops.conv2d(h, self.conv2, residual=fast_ops.conv2d(x, self.conv_out), accumulate=True)
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(F.silu(self.norm2(h)))
         return h + (x if self.conv_out is None else self.conv_out(x))
@@ -60,7 +75,35 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        if fast_ops.no_grad_path(x):
+            return self.forward_subpixel(x)
         return self.conv(F.interpolate(x, scale_factor=2.0, mode='nearest'))
+
+    def subpixel_weight(self) -> Tensor:
+        """The 3x3 kernel folded onto the four output phases: (4 C_out, C_in, 2, 2), phase p = 2a + b.
+
+        Output pixel (2i + a, 2j + b) of nearest x2 + conv3x3 (zero padding) reads low-res rows i - 1 + a + r and
+        columns j - 1 + b + s (r, s in {0, 1}) with kernel rows/columns summed by ``fold[a]``.
+        """
+        w = self.conv.weight
+        fold = w.new_tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])  # (a, r, 3): taps read by r
+        k = torch.einsum('arx,oixy,bsy->aboirs', fold, w, fold)  # (2, 2, C_out, C_in, 2, 2)
+        return k.reshape(4 * w.shape[0], w.shape[1], 2, 2)
+
+    def forward_subpixel(self, x: Tensor) -> Tensor:
+        """nearest x2 + conv3x3 as one 2x2 conv on x with 4 C_out outputs, interleaved: (B, C, H, W) ->
+        (B, C, 2H, 2W) channels_last. Equal to the plain form to fp32 rounding (taps summed in another order)."""
+        b, c, h, w = x.shape
+        bias = None if self.conv.bias is None else self.conv.bias.repeat(4)
+        x = x.contiguous(memory_format=torch.channels_last)
+        ph = fast_ops.conv2d(x, self.conv, weight=self.subpixel_weight(), bias=bias, padding=(1, 1))
+        co = ph.shape[1] // 4
+        ph = ph.permute(0, 2, 3, 1).view(b, h + 1, w + 1, 2, 2, co)  # (B, H+1, W+1, a, b, C) (a view)
+        out = ph.new_empty(b, h, 2, w, 2, co)  # = (B, 2H, 2W, C) row-major
+        for a in (0, 1):
+            for bb in (0, 1):
+                out[:, :, a, :, bb] = ph[:, a:a + h, bb:bb + w, a, bb]
+        return out.view(b, 2 * h, 2 * w, co).permute(0, 3, 1, 2)
 
 
 def _swin(channels: int, swin_dim: int, num_rstb: int, depth: int, window: int, heads: int) -> SwinLayers:
@@ -90,9 +133,26 @@ class VQGANEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: Tensor) -> Tensor:
-        for blk in self.blocks:
+        return _run_blocks(self.blocks, x)
+
+
+def _run_blocks(blocks: nn.ModuleList, x: Tensor) -> Tensor:
+    """Apply ``blocks`` in turn; without autograd in channels_last with fused kernels, output contiguous NCHW."""
+    if not fast_ops.no_grad_path(x):
+        for blk in blocks:
             x = blk(x)
         return x
+    y = x.contiguous(memory_format=torch.channels_last)
+    for blk in blocks:
+        if isinstance(blk, nn.Conv2d):
+            y = fast_ops.conv2d(y, blk)
+        elif isinstance(blk, nn.GroupNorm):
+            y = fast_ops.group_norm_act(y, blk, inplace=y is not x)
+        elif isinstance(blk, VQGANResBlock):
+            y = blk(y, overwrite_input=y is not x)
+        else:
+            y = blk(y)
+    return y.contiguous()
 
 
 class VQGANDecoder(nn.Module):
@@ -118,9 +178,7 @@ class VQGANDecoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: Tensor) -> Tensor:
-        for blk in self.blocks:
-            x = blk(x)
-        return x
+        return _run_blocks(self.blocks, x)
 
 
 class VectorQuantizer(nn.Module):
@@ -139,9 +197,10 @@ class VectorQuantizer(nn.Module):
     def indices(self, z: Tensor) -> Tensor:
         """Nearest code per latent vector. z: (B, C, h, w) -> int64 (B, h, w); first minimum on ties."""
         b, c, h, w = z.shape
-        flat = z.permute(0, 2, 3, 1).reshape(-1, c)
-        e = self.embedding.weight
-        dist = flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * flat @ e.t()  # ||z||^2 + ||e||^2 - 2ze
+        with torch.autocast(z.device.type, enabled=False):  # fp32 distances also under autocast
+            flat = z.permute(0, 2, 3, 1).reshape(-1, c).float()
+            e = self.embedding.weight.float()
+            dist = flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * flat @ e.t()  # ||z||^2 + ||e||^2 - 2ze
         return dist.argmin(1).view(b, h, w)
 
     def lookup(self, indices: Tensor) -> Tensor:
@@ -239,8 +298,11 @@ class SwinVQGAN(nn.Module):
         if img.shape[-2] % m or img.shape[-1] % m:
             raise ValueError(f'SwinVQGAN.forward needs H and W multiples of {m}, got {tuple(img.shape[-2:])}; '
                              'use reconstruct() for arbitrary sizes')
-        z_q, loss, idx = self.quantize(self.encode(img))
-        return self.decode(z_q), loss, idx
+        # reference kernels: the straight-through z_q = z + (code - z) carries z's last bits into the decoder,
+        # which amplifies them; so reconstruct() (no autograd) stays equal to the training forward
+        with fast_ops.reference_kernels():
+            z_q, loss, idx = self.quantize(self.encode(img))
+            return self.decode(z_q), loss, idx
 
     @torch.no_grad()
     def reconstruct(self, img: Tensor, always_pad: bool = False) -> Tensor:

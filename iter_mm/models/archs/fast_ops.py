@@ -1,0 +1,231 @@
+"""CPU inference kernels of the ITER networks: oneDNN linear and convolution with the next op fused (GELU, residual
+add), taken only where no gradient is recorded.
+
+Each function computes its plain PyTorch form (``F.linear`` then ``F.gelu``, ``F.conv2d`` then ``+ residual``) to
+fp32 rounding: oneDNN sums in another order than MKL, and a fused epilogue saves a pass over memory (and, for the
+linear layers of this CPU, runs ~25% faster than MKL's fp32 GEMM). The plain form is used whenever autograd records,
+off the CPU, under fp16 autocast, or inside :func:`reference_kernels` (also ``ITER_MM_FAST_KERNELS=0``). Under CPU
+bf16 autocast the fused kernels run in bf16, as autocast would run the plain ones.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ['reference_kernels', 'cast_cache', 'fast_kernels_enabled', 'no_grad_path', 'use_fused', 'compute_dtype', 'linear',
+           'conv2d', 'logits_conv', 'group_norm_act']
+
+_MKLDNN = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+           and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
+_STATE = {'enabled': os.environ.get('ITER_MM_FAST_KERNELS', '1') != '0'}
+
+
+@contextlib.contextmanager
+def reference_kernels(enabled: bool = True) -> Iterator[None]:
+    """Within the block the networks run plain PyTorch ops only (the reference the fused path is tested against)."""
+    before = _STATE['enabled']
+    _STATE['enabled'] = before and not enabled
+    try:
+        yield
+    finally:
+        _STATE['enabled'] = before
+
+
+def fast_kernels_enabled() -> bool:
+    """Whether the no-grad CPU paths (fused kernels, lookups, in-place activations) may be taken."""
+    return _STATE['enabled']
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a matmul/conv on ``x`` computes in: the CPU autocast dtype when autocast is on, else x's dtype."""
+    if x.device.type == 'cpu' and x.is_floating_point() and torch.is_autocast_enabled('cpu'):
+        return torch.get_autocast_dtype('cpu')
+    return x.dtype
+
+
+def no_grad_path(x: Tensor) -> bool:
+    """True when ``x`` may take the no-grad path (in-place activations, lookups; any device): no autograd."""
+    return _STATE['enabled'] and not torch.is_grad_enabled()
+
+
+def use_fused(x: Tensor) -> bool:
+    """True when the oneDNN fused kernels serve ``x``: no autograd, CPU, fp32 or bf16 compute."""
+    return (no_grad_path(x) and _MKLDNN and x.device.type == 'cpu'
+            and compute_dtype(x) in (torch.float32, torch.bfloat16))
+
+
+_CAST_CACHE: list = []  # stack of {(id(tensor), dtype): (tensor, cast)} while cast_cache() is active
+
+
+@contextlib.contextmanager
+def cast_cache() -> Iterator[None]:
+    """Within the block, weights cast to the autocast dtype by the fused kernels are cast once (like autocast's
+    own weight cache); the caller promises not to change the weights inside the block."""
+    _CAST_CACHE.append({})
+    try:
+        yield
+    finally:
+        _CAST_CACHE.pop()
+
+
+def _cast(w: Tensor, dtype: torch.dtype) -> Tensor:
+    """``w.to(dtype)``, memoised inside :func:`cast_cache` for parameters (the entry keeps ``w`` alive)."""
+    if w.dtype == dtype:
+        return w
+    if not _CAST_CACHE or not isinstance(w, nn.Parameter):
+        return w.to(dtype)
+    key = (id(w), dtype)
+    hit = _CAST_CACHE[-1].get(key)
+    if hit is None or hit[0] is not w:
+        hit = (w, w.to(dtype))
+        _CAST_CACHE[-1][key] = hit
+    return hit[1]
+
+
+def compute_weight(w: Tensor, x: Tensor) -> Tensor:
+    """A weight in the dtype the fused kernels compute ``x`` in (cast once inside :func:`cast_cache`)."""
+    return _cast(w, compute_dtype(x))
+
+
+def linear(x: Tensor, layer: nn.Linear, act: Optional[str] = None, residual: Optional[Tensor] = None,
+           weight: Optional[Tensor] = None) -> Tensor:
+    """``residual + act(x @ W^T + b)`` (act None or 'gelu' (erf); not both act and residual).
+
+    Args:
+        x: (..., in). layer: supplies the bias and, unless ``weight`` is given, the weight (out, in).
+        residual: (..., out) added to the output, or None.
+    Returns:
+        (..., out) in the compute dtype.
+    """
+    w = layer.weight if weight is None else weight
+    b = layer.bias
+    if act not in (None, 'gelu') or (act is not None and residual is not None):
+        raise ValueError(f'unsupported linear epilogue act={act!r} with residual={residual is not None}')
+    if not use_fused(x):
+        y = F.linear(x, w, b)
+        if act == 'gelu':
+            y = F.gelu(y)
+        return y if residual is None else residual + y
+    dt = compute_dtype(x)
+    x, w = x.to(dt).contiguous(), _cast(w, dt)
+    b = None if b is None else _cast(b, dt)
+    if residual is not None:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual.to(dt).contiguous(), w, b, 'add')
+    if act == 'gelu':
+        return torch.ops.mkldnn._linear_pointwise(x, w, b, 'gelu', [], 'none')
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, 'none', [], '')
+
+
+def _plain_conv(conv: nn.Conv2d) -> bool:
+    return conv.padding_mode == 'zeros' and isinstance(conv.padding, tuple)
+
+
+def conv2d(x: Tensor, conv: nn.Conv2d, residual: Optional[Tensor] = None, weight: Optional[Tensor] = None,
+           bias: Optional[Tensor] = None, padding: Optional[tuple] = None, accumulate: bool = False) -> Tensor:
+    """``residual + conv(x)``; ``weight``/``bias``/``padding`` replace the layer's (for derived kernels).
+
+    Args:
+        x: (B, C_in, H, W), any memory format (the output keeps a channels_last input's format).
+        residual: (B, C_out, H', W') or None.
+        accumulate: the fused path may write the sum into ``residual`` (which the caller no longer needs).
+    """
+    w = conv.weight if weight is None else weight
+    b = conv.bias if bias is None and weight is None else bias
+    pad = conv.padding if padding is None else tuple(padding)
+    if not (use_fused(x) and _plain_conv(conv)):
+        y = F.conv2d(x, w, b, conv.stride, pad, conv.dilation, conv.groups) if (weight is not None or padding
+                                                                                 is not None) else conv(x)
+        return y if residual is None else residual + y
+    dt = compute_dtype(x)
+    x, w = x.to(dt), _cast(w, dt)
+    b = None if b is None else _cast(b, dt)
+    args = (list(pad), list(conv.stride), list(conv.dilation), conv.groups)
+    if residual is not None:
+        if accumulate and residual.dtype == dt and residual.is_contiguous(memory_format=torch.channels_last) and \
+                x.is_contiguous(memory_format=torch.channels_last):
+            return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, w, b, *args, 'add', 1.0, None, [],
+                                                                   None)
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, residual.to(dt), w, b, *args, 'add', 1.0, None,
+                                                              [], None)
+    return torch.ops.mkldnn._convolution_pointwise(x, w, b, *args, 'none', [], None)
+
+
+def logits_conv(conv: nn.Conv2d, y: Tensor) -> Tensor:
+    """A 1x1 conv producing logits that are sampled or ranked: (B, C, h, w) -> (B, out, h, w), always fp32.
+
+    Under autocast it runs in fp32 (autocast off, input cast up); on a channels_last input without autograd it is
+    one fused matmul over the tokens (the output is then a channels_last view).
+    """
+    if torch.is_autocast_enabled(y.device.type):
+        with torch.autocast(y.device.type, enabled=False):
+            return logits_conv(conv, y.float())
+    if conv.kernel_size == (1, 1) and conv.groups == 1 and use_fused(y) and \
+            y.is_contiguous(memory_format=torch.channels_last):
+        b, c, h, w = y.shape
+        out = linear(y.permute(0, 2, 3, 1).reshape(b, h * w, c), conv, weight=conv.weight[:, :, 0, 0])
+        return out.view(b, h, w, -1).permute(0, 3, 1, 2)
+    return conv(y)
+
+
+_STAT_CHUNK = 1 << 18  # elements per chunk of the GroupNorm statistics (1 MiB of fp32: stays in L2)
+
+
+def _group_norm_channels_last(x: Tensor, gn: nn.GroupNorm, out: Optional[Tensor] = None) -> Tensor:
+    """GroupNorm of a channels_last fp32 (B, C, H, W) with stable statistics, output channels_last.
+
+    PyTorch's channels_last CPU kernel takes the variance as E[x^2] - E[x]^2 in one pass, which loses digits when a
+    group's mean is large against its spread (1e-4 relative error at mean/std = 30); the NCHW kernel does not.
+    Here each channel's sums are taken of x - K (K = the channel's first pixel) over row chunks, accumulated in
+    fp64, and merged per group by the law of total variance; then y = x * scale + shift as the NCHW kernel.
+    """
+    b, c, h, w = x.shape
+    g = gn.num_groups
+    rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view
+    ref = rows[:, :1].float()  # (B, 1, C)
+    s1 = x.new_zeros(b, c, dtype=torch.float64)
+    s2 = x.new_zeros(b, c, dtype=torch.float64)
+    step = max(1, _STAT_CHUNK // (b * c))
+    for i in range(0, h * w, step):
+        d = rows[:, i:i + step].float() - ref
+        s1 += d.sum(1).double()
+        s2 += d.square_().sum(1).double()
+    n = h * w
+    mean_c = s1 / n + ref[:, 0].double()  # (B, C)
+    var_c = (s2 / n - (s1 / n).square()).clamp_(min=0)
+    mean_c, var_c = mean_c.view(b, g, -1), var_c.view(b, g, -1)
+    mean_g = mean_c.mean(-1, keepdim=True)
+    var_g = (var_c + (mean_c - mean_g).square()).mean(-1, keepdim=True)
+    scale = (var_g + gn.eps).rsqrt().expand(-1, -1, c // g)  # (B, G, C/G)
+    if gn.weight is not None:
+        scale = scale * gn.weight.double().view(g, -1)
+    shift = -mean_g * scale
+    if gn.bias is not None:
+        shift = shift + gn.bias.double().view(g, -1)
+    shift, scale = shift.float().view(b, c, 1, 1), scale.float().view(b, c, 1, 1)
+    return torch.addcmul(shift, x, scale) if out is None else torch.addcmul(shift, x, scale, out=out)
+
+
+def group_norm_act(x: Tensor, gn: nn.GroupNorm, act: Optional[nn.Module] = None, inplace: bool = False) -> Tensor:
+    """``act(gn(x))``; without autograd the activation (SiLU or LeakyReLU) runs in place, a channels_last fp32 x
+    takes :func:`_group_norm_channels_last` (stable statistics, no layout change) and ``inplace=True`` lets it
+    overwrite x (no new buffer: a fresh large tensor costs more in page faults than the pass over it)."""
+    if not no_grad_path(x):
+        y = gn(x)
+        return y if act is None else act(y)
+    if x.dim() == 4 and x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last) and \
+            x.shape[1] % gn.num_groups == 0 and x.shape[1] > 1:
+        y = _group_norm_channels_last(x, gn, out=x if inplace else None)
+    else:
+        y = gn(x)
+    if act is None:
+        return y
+    if isinstance(act, nn.SiLU):
+        return F.silu(y, inplace=True)
+    if isinstance(act, nn.LeakyReLU):
+        return F.leaky_relu(y, act.negative_slope, inplace=True)
+    return act(y)
