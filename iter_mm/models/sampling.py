@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .archs.fast_ops import cast_cache
 from .options import DEFAULTS as _DEFAULTS
 
 __all__ = [
@@ -131,14 +132,25 @@ def hash_uniform(seeds: Tensor, step: int, kind: int, shape: Sequence[int]) -> T
         (B, *shape) float32, odd multiples of 2^-24 (23 random bits; never 0 or 1).
     """
     numel = math.prod(shape)
+    seeds = seeds.reshape(-1).to(torch.int64)
+    return _uniform_range(_seed_keys(seeds, int(step), int(kind)), 0, numel, numel).view(seeds.numel(), *shape)
+
+
+def _uniform_range(keys: tuple[Tensor, Tensor], start: int, count: int, numel: int) -> Tensor:
+    """Elements [start, start + count) of the flattened :func:`hash_uniform` noise of ``numel`` elements per image.
+
+    keys: the two (B, 1) keys of :func:`_seed_keys` -> (B, count) float32.
+    """
     if numel >= _MAX_ELEMS:
         raise ValueError(f'{numel} noise elements per image exceed the 2^32 the hash supports; use tiling')
-    seeds = seeds.reshape(-1).to(torch.int64)
-    k1, k2 = _seed_keys(seeds, int(step), int(kind))
-    idx = torch.arange(numel, device=seeds.device, dtype=torch.int64).unsqueeze(0)
+    k1, k2 = keys
+    idx = torch.arange(start, start + count, device=k1.device, dtype=torch.int64).unsqueeze(0)
     x = _mix32(_mix32(idx ^ k1).bitwise_xor_(k2))
-    u = (x >> 9).mul_(2).add_(1).to(torch.float32).mul_(2.0 ** -24)  # (2k + 1) / 2^24, exact in fp32
-    return u.view(seeds.numel(), *shape)
+    return (x >> 9).mul_(2).add_(1).to(torch.float32).mul_(2.0 ** -24)  # (2k + 1) / 2^24, exact in fp32
+
+
+#: noise elements per chunk of the CPU token sampler (int64 temporaries of 512 KiB stay in cache)
+_TOKEN_CHUNK = 1 << 16
 
 
 def resolve_seed(seed: Optional[int] = None, generator: Optional[torch.Generator] = None) -> int:
@@ -191,8 +203,23 @@ def sample_tokens(logits: Tensor, temperature: float, seeds: SeedLike, step: int
     if temperature == 0:
         return logits.argmax(dim=1)
     b, c, h, w = logits.shape
-    g = _gumbel(hash_uniform(_as_seeds(seeds, b, logits.device), step, DRAW_TOKEN, (c, h, w)))
-    return g.add_(logits / temperature).argmax(dim=1)
+    keys = _seed_keys(_as_seeds(seeds, b, logits.device), int(step), DRAW_TOKEN)
+    hw = h * w
+    # argmax over codes of gumbel + logits / T, a block of codes at a time on the CPU (the int64 hash temporaries
+    # stay in cache); the same numbers and the first maximum as one pass over all codes
+    per = c if logits.device.type != 'cpu' else max(1, _TOKEN_CHUNK // max(1, b * hw))
+    best_val = best_idx = None
+    for c0 in range(0, c, per):
+        n = min(per, c - c0)
+        g = _gumbel(_uniform_range(keys, c0 * hw, n * hw, c * hw).view(b, n, h, w))
+        val, idx = g.add_(logits[:, c0:c0 + n] / temperature).max(dim=1)
+        if best_val is None:
+            best_val, best_idx = val, idx
+            continue
+        better = (val > best_val) | (val.isnan() & ~best_val.isnan())  # argmax: first maximum, NaN wins
+        best_val = torch.where(better, val, best_val)
+        best_idx = torch.where(better, idx + c0, best_idx)
+    return best_idx
 
 
 def sample_keep_mask(eval_logits: Tensor, keep: Tensor, target: Union[int, Tensor], temperature: float,
@@ -282,6 +309,14 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
         raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     if steps < 1:
         raise ValueError(f'steps must be >= 1, got {steps}')
+    with cast_cache():  # the weights do not change during the call: cast them to the autocast dtype once
+        return _adaptive_refine(net, lq, alpha, steps, token_temperature, mask_temperature, schedule, generator,
+                                seed, return_intermediates)
+
+
+def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperature: float, mask_temperature: float,
+                     schedule: str, generator: Optional[torch.Generator], seed: Optional[SeedLike],
+                     return_intermediates: bool) -> RefineResult:
     b = lq.shape[0]
     device = lq.device
     seeds = _as_seeds(seed if isinstance(seed, Tensor) else resolve_seed(seed, generator), b, device)
