@@ -134,6 +134,7 @@ def test_benchmark_reports_every_stage(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)  # stdout holds the JSON object and nothing else
     assert printed == json.loads(out.read_text())
     assert (printed['gt_size'], printed['batch'], printed['amp'], printed['interleave']) == (32, 1, False, True)
+    assert all(e['peak_rss_mib'] > 0 for e in printed['stages'].values())
     s1, s23, a23 = (printed['stages'][k] for k in ('1', '23', 'authors23'))
     for entry in (s1, s23, a23):
         assert len(entry['times_s']) == len(entry['cpu_times_s']) == 2 and entry['median_s'] > 0 < entry['cpu_median_s']

@@ -36,6 +36,7 @@ import copy
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -372,6 +373,8 @@ class StageRun:
             entry['breakdown_runs'] = len(parts_runs)
         else:
             self.timer.remove()
+            # the process's peak resident memory so far (Linux reports KiB)
+            entry['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         med = statistics.median
         names = sorted({k for r in parts_runs for k in r[1][0]})
         breakdown = {k: med([r[1][0].get(k, 0.0) for r in parts_runs]) for k in names}
