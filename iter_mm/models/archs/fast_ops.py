@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Iterator, Optional
 
 import torch
@@ -22,23 +23,25 @@ __all__ = ['reference_kernels', 'cast_cache', 'fast_kernels_enabled', 'no_grad_p
 
 _MKLDNN = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
            and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
-_STATE = {'enabled': os.environ.get('ITER_MM_FAST_KERNELS', '1') != '0'}
+_DEFAULT_ENABLED = os.environ.get('ITER_MM_FAST_KERNELS', '1') != '0'
+_LOCAL = threading.local()  # per thread: 'enabled' (reference_kernels) and 'casts' (cast_cache stack)
 
 
 @contextlib.contextmanager
 def reference_kernels(enabled: bool = True) -> Iterator[None]:
-    """Within the block the networks run plain PyTorch ops only (the reference the fused path is tested against)."""
-    before = _STATE['enabled']
-    _STATE['enabled'] = before and not enabled
+    """Within the block (this thread) the networks run plain PyTorch ops only: the reference the fast paths are
+    tested against. ``enabled=False`` makes it a no-op."""
+    before = fast_kernels_enabled()
+    _LOCAL.enabled = before and not enabled
     try:
         yield
     finally:
-        _STATE['enabled'] = before
+        _LOCAL.enabled = before
 
 
 def fast_kernels_enabled() -> bool:
-    """Whether the no-grad CPU paths (fused kernels, lookups, in-place activations) may be taken."""
-    return _STATE['enabled']
+    """Whether the no-grad paths (fused kernels, lookups, in-place activations) may be taken in this thread."""
+    return getattr(_LOCAL, 'enabled', _DEFAULT_ENABLED)
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -50,7 +53,7 @@ def compute_dtype(x: Tensor) -> torch.dtype:
 
 def no_grad_path(x: Tensor) -> bool:
     """True when ``x`` may take the no-grad path (in-place activations, lookups; any device): no autograd."""
-    return _STATE['enabled'] and not torch.is_grad_enabled()
+    return fast_kernels_enabled() and not torch.is_grad_enabled()
 
 
 def use_fused(x: Tensor) -> bool:
@@ -59,31 +62,30 @@ def use_fused(x: Tensor) -> bool:
             and compute_dtype(x) in (torch.float32, torch.bfloat16))
 
 
-_CAST_CACHE: list = []  # stack of {(id(tensor), dtype): (tensor, cast)} while cast_cache() is active
-
-
 @contextlib.contextmanager
 def cast_cache() -> Iterator[None]:
-    """Within the block, weights cast to the autocast dtype by the fused kernels are cast once (like autocast's
-    own weight cache); the caller promises not to change the weights inside the block."""
-    _CAST_CACHE.append({})
+    """Within the block (this thread), parameters cast to the autocast dtype by the fused kernels are cast once
+    (as autocast's own weight cache does); the caller promises not to change them inside the block."""
+    stack = _LOCAL.__dict__.setdefault('casts', [])
+    stack.append({})
     try:
         yield
     finally:
-        _CAST_CACHE.pop()
+        stack.pop()
 
 
 def _cast(w: Tensor, dtype: torch.dtype) -> Tensor:
-    """``w.to(dtype)``, memoised inside :func:`cast_cache` for parameters (the entry keeps ``w`` alive)."""
+    """``w.to(dtype)``, memoised inside :func:`cast_cache` for parameters (an entry keeps ``w`` alive)."""
     if w.dtype == dtype:
         return w
-    if not _CAST_CACHE or not isinstance(w, nn.Parameter):
+    stack = getattr(_LOCAL, 'casts', None)
+    if not stack or not isinstance(w, nn.Parameter):
         return w.to(dtype)
     key = (id(w), dtype)
-    hit = _CAST_CACHE[-1].get(key)
+    hit = stack[-1].get(key)
     if hit is None or hit[0] is not w:
         hit = (w, w.to(dtype))
-        _CAST_CACHE[-1][key] = hit
+        stack[-1][key] = hit
     return hit[1]
 
 
