@@ -2,21 +2,34 @@
 """Time ITER (paper scale, random weights) against MMagic's real-world x4/x2 SwinIR and RRDBNet networks.
 
     python tools/benchmark_inference.py [--size 128] [--scale 4] [--steps 8] [--alpha 0.7] [--device cpu|cuda]
-        [--dtype fp32|bf16|fp16] [--repeats 3] [--warmup 1] [--threads N] [--models iter swinir rrdbnet]
+        [--dtype fp32|bf16|fp16] [--repeats 3] [--warmup 1] [--threads N] [--models iter iter-ref swinir rrdbnet]
+    python tools/benchmark_inference.py --agreement [--config CFG --checkpoint CKPT --lq-dir DIR] [--out JSON]
 
-One process, one LQ size (a fixed random image, batch 1). Each model: ``--warmup`` untimed calls, then
+One process, one LQ size (a fixed random image, batch 1); ITER in ``--dtype``, SwinIR and RRDBNet in
+``--baseline-dtype`` (fp32 unless given). Each model: ``--warmup`` untimed calls, then
 ``--repeats`` timed calls (CUDA synchronised); the median is reported. ITER runs through ``ITERModel.restore``
-(adaptive refinement, sampling options from the flags). Its per-call breakdown (E_l, phi_e, phi_r, VQGAN decoder,
-number of calls of each) comes from forward hooks: during the timed calls on CPU, in separate runs on CUDA (where
-the hooks synchronise). No weights are loaded: timings only (random phi_e decides how many refinement steps run, and
-with ``--alpha`` above its typical P(good) that is all ``--steps``: the worst case). SwinIR and RRDBNet are the
-generators of MMagic's ``swinir_gan-x{s}s64w8d6e180`` and ``realesrgan_c64b23g32`` configs, random weights.
+(adaptive refinement, sampling options from the flags); ``iter-ref`` is the same model on the reference kernels
+(plain PyTorch ops, ``iter_mm.models.archs.fast_ops.reference_kernels``). Its per-call breakdown (E_l, phi_e,
+phi_r, VQGAN decoder, number of calls of each) comes from forward hooks: during the timed calls on CPU, in separate
+runs on CUDA (where the hooks synchronise). Per part the JSON also gives the FLOPs of one call (counted from the
+shapes of the matmuls, convolutions and attention it ran, ``torch.utils.flop_counter``), the GFLOP/s achieved, and
+the GFLOP/s of a plain matmul of the part's dominant size in the same dtype measured in the same run (the
+machine's practical peak; on CPU the better of ``torch.matmul`` and oneDNN's linear), so one sees how close each
+call is to the limit. No weights are loaded: timings only (random phi_e decides how many refinement steps run,
+and with ``--alpha`` above its typical P(good) that is all ``--steps``: the worst case). SwinIR and RRDBNet are
+the generators of MMagic's ``swinir_gan-x{s}s64w8d6e180`` and ``realesrgan_c64b23g32`` configs, random weights.
 bf16/fp16 run under autocast (never the default). Prints ONE JSON object.
+
+``--agreement`` restores every image of ``--lq-dir`` with a trained model three ways, fp32 (default kernels), fp32
+reference kernels and bf16 autocast, and reports per image and overall: the fraction of identical final tokens and
+S_l tokens and the PSNR of the bf16 image against fp32, and that the fp32 kernels give identical tokens and images
+within 1e-4 of the reference (JSON to stdout and ``--out``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -35,6 +48,8 @@ from iter_mm.models.options import DEFAULTS as RESTORE_DEFAULTS  # noqa: E402
 SWINIR_CFG = 'swinir/swinir_gan-x{s}s64w8d6e180_8xb4-lr1e-4-600k_df2k-ost.py'
 RRDB_CFG = 'real_esrgan/realesrgan_c64b23g32_4xb12-lr1e-4-400k_df2k-ost.py'
 ITER_PARTS = {'E_l': 'lq_encoder', 'phi_e': 'evaluator', 'phi_r': 'refiner', 'decoder': 'vqgan.decoder'}
+DEMO = dict(config='configs/iter/iter_x4_demo.py', checkpoint='/tmp/demo_full/iter_x4_demo/iter_1200.pth',
+            lq_dir='/tmp/demo_full/heldout_x4/lq')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -44,14 +59,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--steps', type=int, default=RESTORE_DEFAULTS.steps)
     p.add_argument('--alpha', type=float, default=RESTORE_DEFAULTS.alpha)
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    p.add_argument('--dtype', default='fp32', choices=('fp32', 'bf16', 'fp16'))
+    p.add_argument('--dtype', default='fp32', choices=('fp32', 'bf16', 'fp16'), help='ITER precision')
+    p.add_argument('--baseline-dtype', default='fp32', choices=('fp32', 'bf16', 'fp16'),
+                   help="SwinIR's and RRDBNet's precision (default fp32: ITER bf16 is compared with their fp32)")
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = leave as is)')
     p.add_argument('--models', nargs='+', default=['iter', 'swinir', 'rrdbnet'],
-                   choices=('iter', 'swinir', 'rrdbnet'))
+                   choices=('iter', 'iter-ref', 'swinir', 'rrdbnet'))
     p.add_argument('--iter-config', help='ITER model config (default: ITERModel with the paper-scale ITERNet)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no-flops', action='store_true', help='skip the FLOP count and the matmul peaks')
+    g = p.add_argument_group('--agreement: bf16 vs fp32 and default vs reference kernels on a trained model')
+    g.add_argument('--agreement', action='store_true')
+    g.add_argument('--config', default=DEMO['config'])
+    g.add_argument('--checkpoint', default=DEMO['checkpoint'], help='loaded with allow_pickle (trusted files)')
+    g.add_argument('--lq-dir', default=DEMO['lq_dir'])
+    g.add_argument('--out', help='also write the JSON here')
     args = p.parse_args(argv)
     if args.size < 8 or args.repeats < 1 or args.warmup < 0 or args.steps < 1 or not 0 <= args.alpha <= 1:
         p.error('need --size >= 8, --repeats >= 1, --warmup >= 0, --steps >= 1, 0 <= --alpha <= 1')
@@ -123,6 +147,89 @@ def _zoo_generator(rel: str, **overrides) -> torch.nn.Module:
     return MODELS.build(gen)
 
 
+def _register_flop_formulas() -> None:
+    """FLOP formulas for the kernels torch's FlopCounterMode does not know: oneDNN's fused linear/conv (the
+    default CPU inference path) and CPU flash attention. Raw arguments: the overloads differ in argument order."""
+    from torch.utils import flop_counter as fc
+    ops = torch.ops
+
+    def linear_flops(*args, out_val=None, **kwargs) -> int:  # X (..., K) -> out (..., N)
+        return 2 * out_val.numel() * args[0].shape[-1]
+
+    def conv_flops(*args, out_val=None, **kwargs) -> int:  # default (X, W, ...); binary (X|other, other|X, W, ...)
+        w = args[1] if isinstance(args[7], str) else args[2]
+        return 2 * out_val.numel() * w.shape[1] * w.shape[2] * w.shape[3]
+
+    def sdpa_cpu_flops(q, k, v, *args, out_val=None, **kwargs) -> int:  # QK^T and PV
+        return fc.sdpa_flop_count(q.shape, k.shape, v.shape)
+
+    for target, formula in ((getattr(ops.mkldnn, '_linear_pointwise', None), linear_flops),
+                            (getattr(ops.mkldnn, '_convolution_pointwise', None), conv_flops),
+                            (getattr(ops.mkldnn, '_convolution_pointwise_', None), conv_flops),
+                            (getattr(ops.aten, '_scaled_dot_product_flash_attention_for_cpu', None), sdpa_cpu_flops)):
+        if target is not None and target not in fc.flop_registry:
+            fc.register_flop_formula(target, get_raw=True)(formula)
+
+
+def count_part_flops(fn: Callable[[], object], modules: Dict[str, torch.nn.Module]) -> Dict[str, float]:
+    """FLOPs of one call of each named sub-module during ``fn()`` (mean over its calls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    _register_flop_formulas()
+    flops, calls, start, handles = defaultdict(int), defaultdict(int), {}, []
+
+    def pre(name: str):
+        def hook(module, inputs) -> None:
+            start[name] = counter.get_total_flops()
+        return hook
+
+    def post(name: str):
+        def hook(module, inputs, output) -> None:
+            flops[name] += counter.get_total_flops() - start[name]
+            calls[name] += 1
+        return hook
+
+    with FlopCounterMode(display=False) as counter:
+        for name, mod in modules.items():
+            handles.append(mod.register_forward_pre_hook(pre(name)))
+            handles.append(mod.register_forward_hook(post(name)))
+        try:
+            fn()
+        finally:
+            for h in handles:
+                h.remove()
+    return {k: flops[k] / calls[k] for k in modules if calls[k]}
+
+
+def matmul_peak(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, repeats: int = 3) -> dict:
+    """GFLOP/s of a plain (m, k) @ (k, n) matmul in ``dtype``: ``torch.matmul`` and, on CPU, oneDNN's linear
+    (what the fused path runs); best of ``repeats`` after one warm-up."""
+    a = torch.randn(m, k, device=device).to(dtype)
+    w = torch.randn(n, k, device=device).to(dtype)
+    flop = 2 * m * k * n
+    fns = {'torch_matmul': lambda: torch.matmul(a, w.t())}
+    if device.type == 'cpu' and hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+        fns['onednn_linear'] = lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, 'none', [], '')
+    out = dict(shape=[m, k, n], dtype=str(dtype).replace('torch.', ''))
+    for name, f in fns.items():
+        f()
+        best = min(time_calls(f, device, 0, 1)[0] for _ in range(repeats))
+        out[name] = flop / best / 1e9
+    out['peak_gflops'] = max(v for key, v in out.items() if key in fns)
+    return out
+
+
+def dominant_gemms(net: torch.nn.Module, tokens: int) -> Dict[str, tuple]:
+    """The part's largest matmul shape (M, K, N) for the matmul peak: the Swin MLP's fc1 of E_l, phi_e and phi_r
+    (tokens x D x 4D); for the decoder the im2col GEMM of its 3x3 convs at a quarter of the output pixels
+    (4 * tokens x 9 * C x C at C = twice the base width)."""
+    def fc1(mod: torch.nn.Module) -> tuple:
+        lin = next(m for name, m in mod.named_modules() if name.endswith('mlp.fc1'))
+        return tokens, lin.in_features, lin.out_features
+    c = 2 * net.vqgan.decoder.blocks[-1].in_channels
+    return {'E_l': fc1(net.lq_encoder), 'phi_e': fc1(net.evaluator), 'phi_r': fc1(net.refiner),
+            'decoder': (min(4 * tokens * 16, 16384), 9 * c, c)}
+
+
 def build_iter(args) -> torch.nn.Module:
     """ITER with random weights on purpose (timings only), through the one loader."""
     from mmengine.config import Config
@@ -143,10 +250,90 @@ def _module(root: torch.nn.Module, dotted: str) -> torch.nn.Module:
     return root
 
 
+def per_call_efficiency(fn: Callable[[], object], net: torch.nn.Module, seconds_per_call: Dict[str, float], args,
+                        device: torch.device) -> Dict[str, dict]:
+    """Per part: FLOPs of one call, GFLOP/s achieved, and the matmul peak of its dominant size in this run."""
+    from iter_mm.models.inference import DTYPES
+    flops = count_part_flops(fn, {k: _module(net, v) for k, v in ITER_PARTS.items()})
+    tokens = (args.size * args.scale // net.vqgan.downscale) ** 2
+    dtype = DTYPES[args.dtype] or torch.float32
+    out = {}
+    for part, gemm in dominant_gemms(net, tokens).items():
+        if part not in flops or part not in seconds_per_call:
+            continue
+        peak = matmul_peak(*gemm, dtype, device)
+        achieved = flops[part] / seconds_per_call[part] / 1e9
+        out[part] = dict(gflop_per_call=flops[part] / 1e9, achieved_gflops=achieved, matmul=peak,
+                         fraction_of_peak=achieved / peak['peak_gflops'])
+    return out
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = (a.float() - b.float()).square().mean().item()
+    return float('inf') if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def agreement(args) -> dict:
+    """bf16 vs fp32 and default vs reference kernels on a trained model (see the module docstring)."""
+    import numpy as np
+    from PIL import Image
+
+    from iter_mm.apis import init_model
+    from iter_mm.models.archs.fast_ops import reference_kernels
+    model = init_model(args.config, args.checkpoint, allow_pickle=True).eval()
+    files = sorted(f for f in os.listdir(args.lq_dir) if f.lower().endswith(('.png', '.jpg', '.jpeg', '.bmp')))
+    if not files:
+        raise SystemExit(f'no images in {args.lq_dir}')
+    opts = model.options('test').sampling()  # the config's test_cfg over RestoreOptions' defaults
+    images, tot = [], defaultdict(float)
+    for f in files:
+        arr = np.asarray(Image.open(os.path.join(args.lq_dir, f)).convert('RGB'))
+        lq = torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
+        t0 = time.perf_counter()
+        fp32 = model.restore(lq, return_result=True)
+        t1 = time.perf_counter()
+        with reference_kernels():
+            ref = model.restore(lq, return_result=True)
+        t2 = time.perf_counter()
+        bf16 = model.restore(lq, return_result=True, dtype='bf16')
+        t3 = time.perf_counter()
+        row = dict(
+            image=f, lq_size=list(lq.shape[-2:]), tokens=int(fp32.tokens.numel()),
+            bf16_tokens_equal=(bf16.tokens == fp32.tokens).float().mean().item(),
+            bf16_lq_tokens_equal=(bf16.lq_tokens == fp32.lq_tokens).float().mean().item(),
+            bf16_psnr_vs_fp32=_psnr(bf16.image, fp32.image),
+            fp32_vs_reference_tokens_identical=bool(torch.equal(fp32.tokens, ref.tokens)
+                                                    and torch.equal(fp32.lq_tokens, ref.lq_tokens)),
+            fp32_vs_reference_max_abs=(fp32.image - ref.image).abs().max().item(),
+            seconds=dict(fp32=t1 - t0, reference=t2 - t1, bf16=t3 - t2))
+        images.append(row)
+        n = row['tokens']
+        tot['tokens'] += n
+        tot['equal'] += row['bf16_tokens_equal'] * n
+        tot['lq_equal'] += row['bf16_lq_tokens_equal'] * n
+    return dict(
+        mode='agreement', config=args.config, checkpoint=args.checkpoint, lq_dir=args.lq_dir, sampling=opts,
+        threads=torch.get_num_threads(), torch=torch.__version__,
+        bf16_tokens_equal=tot['equal'] / tot['tokens'], bf16_lq_tokens_equal=tot['lq_equal'] / tot['tokens'],
+        bf16_psnr_vs_fp32_mean=statistics.mean(r['bf16_psnr_vs_fp32'] for r in images),
+        fp32_vs_reference_tokens_identical=all(r['fp32_vs_reference_tokens_identical'] for r in images),
+        fp32_vs_reference_max_abs=max(r['fp32_vs_reference_max_abs'] for r in images),
+        images=images)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.agreement:
+        import iter_mm  # noqa: F401
+        result = agreement(args)
+        text = json.dumps(result, indent=1)
+        if args.out:
+            with open(args.out, 'w') as f:
+                f.write(text + '\n')
+        print(text)
+        return 0
     import iter_mm  # noqa: F401  (registers ITER; imports MMagic)
     from mmengine.registry import init_default_scope
     from iter_mm.models.inference import autocast_context
@@ -160,6 +347,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or
                                                                                        platform.machine()),
         threads=torch.get_num_threads(), cpu_count=os.cpu_count(), dtype=args.dtype,
+        baseline_dtype=args.baseline_dtype,
         autocast=args.dtype != 'fp32', torch=torch.__version__, warmup=args.warmup, repeats=args.repeats,
         steps=args.steps, alpha=args.alpha, weights='random', models={})
 
@@ -168,24 +356,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     for name in args.models:
         log(f'{name}: building')
-        if name == 'iter':
+        is_iter = name.startswith('iter')
+        if is_iter:
+            from iter_mm.models.archs.fast_ops import reference_kernels
             model = build_iter(args).to(device).eval()
             opts = dict(alpha=args.alpha, steps=args.steps, seed=args.seed, dtype=args.dtype)
-            fn = lambda: model.restore(lq, **opts)  # noqa: E731
+
+            def fn(model=model, ref=name == 'iter-ref'):
+                with reference_kernels(ref):
+                    return model.restore(lq, **opts)
             net = model.generator
         else:
             net = (_zoo_generator(SWINIR_CFG.format(s=args.scale)) if name == 'swinir' else
                    _zoo_generator(RRDB_CFG, upscale_factor=args.scale)).to(device).eval()
 
             def fn(net=net):
-                with torch.no_grad(), autocast_context(args.dtype, device):
+                with torch.no_grad(), autocast_context(args.baseline_dtype, device):
                     return net(lq)
         params = sum(p.numel() for p in net.parameters())
         log(f'{name}: {params / 1e6:.1f} M parameters, timing')
         # ITER's per-call breakdown: hooks on E_l, phi_e, phi_r, decoder. On CPU they cost nothing and ride
         # along the timed calls; on CUDA they synchronise, so they get their own runs after the timed ones.
         timer = None
-        if name == 'iter':
+        if is_iter:
             timer = CallTimer({k: _module(net, v) for k, v in ITER_PARTS.items()}, device)
         runs = []
 
@@ -224,19 +417,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             entry['refine_steps_run'] = entry['calls']['phi_r']
             entry['seconds_per_call'] = {k: breakdown[k] / entry['calls'][k] for k in ITER_PARTS
                                          if entry['calls'][k]}
+            if not args.no_flops:
+                log(f'{name}: counting FLOPs, timing matmul peaks')
+                entry['per_call'] = per_call_efficiency(fn, net, entry['seconds_per_call'], args, device)
         result['models'][name] = entry
         log(f"{name}: median {entry['median_s']:.3f} s")
         del net, fn
-        if name == 'iter':
+        if is_iter:
             del model
         if device.type == 'cuda':
             torch.cuda.empty_cache()
 
-    if 'iter' in result['models']:
-        it = result['models']['iter']['median_s']
-        for other in ('swinir', 'rrdbnet'):
-            if other in result['models']:
-                result[f'iter_over_{other}'] = it / result['models'][other]['median_s']
+    for it_name in ('iter', 'iter-ref'):
+        if it_name in result['models']:
+            it = result['models'][it_name]['median_s']
+            for other in ('swinir', 'rrdbnet'):
+                if other in result['models']:
+                    result[f"{it_name.replace('-', '_')}_over_{other}"] = it / result['models'][other]['median_s']
+    if 'iter' in result['models'] and 'iter-ref' in result['models']:
+        result['iter_ref_over_iter'] = result['models']['iter-ref']['median_s'] / result['models']['iter']['median_s']
     print(json.dumps(result, indent=1))
     return 0
 
