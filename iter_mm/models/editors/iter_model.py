@@ -34,7 +34,6 @@ from ...utils.checkpoint import (detect_kind, extract_state_dict, load_checkpoin
                                  unwrap_model_state)
 from ...utils.padding import crop_to, padded_apply
 from ..inference import restore_image
-from .lq_logits_init import init_logits_from_codebook
 from ..options import RestoreOptions
 from ..sampling import sample_training_mask
 
@@ -60,10 +59,6 @@ class ITERModel(BaseEditModel):
             spreads the target over nearby codes: q_k ~ exp(-(d_k - d_min) / (tau * mean d_min)), d_k the squared
             distance of the GT latent to code k (see :func:`soft_code_targets`). For small budgets, where exact
             tokens are out of reach and a near code decodes nearly as well.
-        lq_logits_init: None (the paper: default init) or ``dict(temperature=1.0)``: when training starts, E_l's
-            logit layer becomes the nearest-code classifier of the loaded codebook
-            (:func:`~iter_mm.models.editors.lq_logits_init.init_logits_from_codebook`; needs E_l ``feat_dim`` =
-            VQGAN ``embed_dim``). For small budgets.
         train_cfg: unused, kept for MMagic's signature.
         test_cfg: options of :meth:`restore` / test (fields of :class:`~iter_mm.models.options.RestoreOptions`)
             over its defaults (alpha 0.7, 8 steps, linear schedule, seed 0, tiled above 720x720: the authors'
@@ -82,7 +77,6 @@ class ITERModel(BaseEditModel):
                  pixel_loss: Optional[dict] = None,
                  el_gumbel_grad: bool = True,
                  lq_target_temperature: Optional[float] = None,
-                 lq_logits_init: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  val_cfg: Optional[dict] = None,
@@ -115,7 +109,6 @@ class ITERModel(BaseEditModel):
         if lq_target_temperature is not None and not lq_target_temperature > 0:
             raise ValueError(f'lq_target_temperature must be None or > 0, got {lq_target_temperature}')
         self.lq_target_temperature = lq_target_temperature
-        self.lq_logits_init = dict(lq_logits_init) if lq_logits_init is not None else None
 
         RestoreOptions.check_names(test_cfg or {}, 'test_cfg')
         RestoreOptions.check_names(val_cfg or {}, 'val_cfg')
@@ -143,11 +136,6 @@ class ITERModel(BaseEditModel):
         load_vqgan_checkpoint(self.generator.vqgan, self.vqgan_ckpt)
         self._vqgan_ready = True
         print_log(f'ITERModel: frozen VQGAN loaded from {self.vqgan_ckpt}', logger='current')
-        if self.lq_logits_init is not None:
-            t = init_logits_from_codebook(self.generator.lq_encoder.model[-1],
-                                          self.generator.vqgan.quantize.embedding.weight, **self.lq_logits_init)
-            print_log(f'ITERModel: E_l logit layer starts as the nearest-code classifier (T={t:.4g})',
-                      logger='current')
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # A full ITER checkpoint that holds every VQGAN tensor supplies stage I (its weights win).
