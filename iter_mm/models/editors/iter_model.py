@@ -55,10 +55,6 @@ class ITERModel(BaseEditModel):
         pixel_loss: image loss (e.g. MMagic's ``L1Loss``) on the E_l Gumbel decode, the authors' ``pixel_opt``.
         el_gumbel_grad: True (fixed) = the E_l decode passes a straight-through gradient to E_l; False
             (official) = it is a constant, as in the authors' code (8.12).
-        lq_target_temperature: None (the paper) = E_l's cross-entropy targets the one-hot S_h. A float tau > 0
-            spreads the target over nearby codes: q_k ~ exp(-(d_k - d_min) / (tau * mean d_min)), d_k the squared
-            distance of the GT latent to code k (see :func:`soft_code_targets`). For small budgets, where exact
-            tokens are out of reach and a near code decodes nearly as well.
         train_cfg: unused, kept for MMagic's signature.
         test_cfg: options of :meth:`restore` / test (fields of :class:`~iter_mm.models.options.RestoreOptions`)
             over its defaults (alpha 0.7, 8 steps, linear schedule, seed 0, tiled above 720x720: the authors'
@@ -76,7 +72,6 @@ class ITERModel(BaseEditModel):
                  perceptual_loss: Optional[dict] = None,
                  pixel_loss: Optional[dict] = None,
                  el_gumbel_grad: bool = True,
-                 lq_target_temperature: Optional[float] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  val_cfg: Optional[dict] = None,
@@ -106,9 +101,6 @@ class ITERModel(BaseEditModel):
         self.perceptual_loss = MODELS.build(perceptual_loss) if perceptual_loss else None
         self.pixel_loss = MODELS.build(pixel_loss) if pixel_loss else None
         self.el_gumbel_grad = bool(el_gumbel_grad)
-        if lq_target_temperature is not None and not lq_target_temperature > 0:
-            raise ValueError(f'lq_target_temperature must be None or > 0, got {lq_target_temperature}')
-        self.lq_target_temperature = lq_target_temperature
 
         RestoreOptions.check_names(test_cfg or {}, 'test_cfg')
         RestoreOptions.check_names(val_cfg or {}, 'val_cfg')
@@ -180,13 +172,8 @@ class ITERModel(BaseEditModel):
         lq, gt = inputs, data_samples.gt_img
         self._check_train_shapes(lq, gt)
 
-        gt_latent = None  # GT latents (B, C, h, w): only the soft E_l targets need them
         with torch.no_grad():
-            if self.lq_target_temperature is None:
-                gt_tokens = net.vqgan.encode_indices(gt)  # S_h (B, h, w) (4.2)
-            else:
-                gt_latent = net.vqgan.encode(gt)
-                gt_tokens = net.vqgan.quantize.indices(gt_latent)
+            gt_tokens = net.vqgan.encode_indices(gt)  # S_h (B, h, w) (4.2)
         el_logits = net.lq_encoder(lq)  # (B, n, h, w)
         if el_logits.shape[-2:] != gt_tokens.shape[-2:]:
             raise RuntimeError(f'E_l token grid {tuple(el_logits.shape[-2:])} != VQGAN grid '
@@ -199,9 +186,7 @@ class ITERModel(BaseEditModel):
 
         losses: Dict[str, Tensor] = {}
         if self.lq_ce_weight > 0:  # Eq. 2
-            target = gt_tokens if self.lq_target_temperature is None else soft_code_targets(
-                net.vqgan.quantize.embedding.weight, gt_latent, self.lq_target_temperature)
-            losses['loss_lq_ce'] = self.lq_ce_weight * F.cross_entropy(el_logits.float(), target)
+            losses['loss_lq_ce'] = self.lq_ce_weight * F.cross_entropy(el_logits.float(), gt_tokens)
 
         # phi_e on [S_l, S_l]: one call gives the class-balanced loss and (detached) phi_r's flag.
         with torch.set_grad_enabled(self.eval_lq_loss is not None):
@@ -390,21 +375,3 @@ def load_vqgan_checkpoint(vqgan: torch.nn.Module, path: str) -> None:
         load_official(vqgan, vqgan_state_from_file(path))
     except (RuntimeError, ValueError) as err:
         raise RuntimeError(f'ITERModel: cannot use {path} as the stage-I VQGAN (model.vqgan_ckpt): {err}') from err
-
-
-@torch.no_grad()
-def soft_code_targets(codebook: Tensor, latent: Tensor, temperature: float) -> Tensor:
-    """Soft token targets from code distances: q_k ~ exp(-(d_k - d_min) / (temperature * mean(d_min))).
-
-    Args:
-        codebook: (n, C) codes. latent: (B, C, h, w) GT latents before quantisation. temperature: > 0, relative to
-            the batch's mean squared distance to the nearest code (scale free; -> 0 gives the one-hot S_h).
-    Returns:
-        (B, n, h, w) float32 probabilities (sum 1 over dim 1; the largest at S_h).
-    """
-    z = latent.float().permute(0, 2, 3, 1)  # (B, h, w, C)
-    e = codebook.float()
-    dist = (z.pow(2).sum(-1, keepdim=True) + e.pow(2).sum(1) - 2 * z @ e.t()).clamp(min=0)  # (B, h, w, n)
-    d_min = dist.min(-1, keepdim=True).values
-    scale = temperature * d_min.mean().clamp(min=1e-12)
-    return F.softmax(-(dist - d_min) / scale, dim=-1).permute(0, 3, 1, 2).contiguous()
