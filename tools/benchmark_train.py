@@ -256,7 +256,6 @@ def build_stage(stage: str, args: argparse.Namespace, device: torch.device):
         model_cfg['vqgan_ckpt'] = None  # random frozen VQGAN (marked ready below)
     if stage == 'authors23':
         model_cfg['el_gumbel_grad'] = False  # the authors' E_l decode is a constant (`.long()` cast)
-        model_cfg['lq_target_temperature'] = None  # the authors' E_l target: one-hot S_h
         model = authors_step_model_class()(**{k: v for k, v in model_cfg.items() if k != 'type'})
     else:
         model = MODELS.build(model_cfg)
