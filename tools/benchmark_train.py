@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """Seconds per training iteration of ITER's stage I (Swin-VQGAN: G + D step) and stages II+III (E_l, phi_e, phi_r).
 
-    python tools/benchmark_train.py [--stages 1 23] [--gt-size 320] [--batch 4] [--iters 3] [--warmup 1]
-        [--threads N] [--device cpu|cuda] [--amp] [--perceptual none|l1] [--out result.json]
+    python tools/benchmark_train.py [--stages 1 23 authors23] [--gt-size 320] [--batch 4] [--iters 3] [--warmup 1]
+        [--threads N] [--device cpu|cuda] [--amp] [--perceptual none|l1] [--interleave] [--out result.json]
+        [--stage1-config CFG] [--iter-config CFG] [--stage1-options K=V ...] [--iter-options K=V ...]
 
 The models, losses and optimizer wrappers are built from the real configs (default
 ``configs/iter/swinvqgan_df2k-ost.py`` and ``configs/iter/iter_x4_realsr.py``: the paper networks) and every
 iteration is the model's own ``train_step`` with MMEngine's optimizer wrapper, i.e. what ``tools/train.py`` runs
-per iteration (minus data loading). The LPIPS-VGG perceptual loss needs pretrained VGG weights that this tool does
+per iteration in one process (minus data loading and DDP). The LPIPS-VGG perceptual loss needs pretrained VGG weights that this tool does
 not assume: ``--perceptual none`` (default) drops it, ``l1`` puts an L1 loss of the same weight in its place.
 Weights are random (constructor initialisation) and so is the frozen stage-I VQGAN of stages II+III: timings only.
 The data is one fixed random batch packed by MMagic's ``PackInputs`` (uint8 images, GT ``--gt-size``, LQ
