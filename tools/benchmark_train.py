@@ -8,8 +8,9 @@
 The models, losses and optimizer wrappers are built from the real configs (default
 ``configs/iter/swinvqgan_df2k-ost.py`` and ``configs/iter/iter_x4_realsr.py``: the paper networks) and every
 iteration is the model's own ``train_step`` with MMEngine's optimizer wrapper, i.e. what ``tools/train.py`` runs
-per iteration in one process (minus data loading and DDP). The LPIPS-VGG perceptual loss needs pretrained VGG weights that this tool does
-not assume: ``--perceptual none`` (default) drops it, ``l1`` puts an L1 loss of the same weight in its place.
+per iteration in one process (minus data loading and DDP). The LPIPS-VGG perceptual loss needs pretrained VGG
+weights that this tool does not assume: ``--perceptual none`` (default) drops it, ``l1`` puts an L1 loss of the
+same weight in its place.
 Weights are random (constructor initialisation) and so is the frozen stage-I VQGAN of stages II+III: timings only.
 The data is one fixed random batch packed by MMagic's ``PackInputs`` (uint8 images, GT ``--gt-size``, LQ
 ``gt-size / scale``), copied before each iteration (untimed) and passed through the model's data preprocessor.
