@@ -367,6 +367,8 @@ class RSTB(nn.Module):
             y = blk.forward_windows(reorder(y, h, w, order, blk.order), x_size)
             order = blk.order
         y = reorder(y, h, w, order, None)
+        if not fast_ops.no_grad_path(y):  # with autograd NCHW convs are faster at training sizes
+            return x + image_as_tokens(self.conv(tokens_as_image(y, h, w).contiguous()))
         out = fast_ops.conv2d(tokens_as_image(y, h, w), self.conv, residual=tokens_as_image(x, h, w))
         return image_as_tokens(out)
 
@@ -391,9 +393,15 @@ class SwinLayers(nn.Module):
             RSTB(swin_dim, depth, num_heads, window_size, input_resolution) for _ in range(num_rstb))
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (B, in_dim, h, w), h and w multiples of window_size -> (B, in_dim, h, w), channels_last."""
+        """x: (B, in_dim, h, w), h and w multiples of window_size -> (B, in_dim, h, w) (channels_last without
+        autograd)."""
         _, _, h, w = x.shape
         check_token_grid(h, w, self.window_size)
+        if not fast_ops.no_grad_path(x):  # with autograd: NCHW convs (faster at training sizes), same numbers
+            y = image_as_tokens(self.conv_in(x))
+            for blk in self.swin_blks:
+                y = blk(y, (h, w))
+            return x + self.conv_out(tokens_as_image(y, h, w).contiguous())
         x = x.contiguous(memory_format=torch.channels_last)
         y = image_as_tokens(fast_ops.conv2d(x, self.conv_in))  # (B, h*w, D) row-major, a view
         for blk in self.swin_blks:
