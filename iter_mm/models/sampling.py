@@ -149,8 +149,8 @@ def _uniform_range(keys: tuple[Tensor, Tensor], start: int, count: int, numel: i
     return (x >> 9).mul_(2).add_(1).to(torch.float32).mul_(2.0 ** -24)  # (2k + 1) / 2^24, exact in fp32
 
 
-#: noise elements per chunk of the CPU token sampler (int64 temporaries of 512 KiB stay in cache)
-_TOKEN_CHUNK = 1 << 16
+#: noise elements per chunk of the CPU token sampler (int64 temporaries of 2 MiB stay in cache)
+_TOKEN_CHUNK = 1 << 18
 
 
 def resolve_seed(seed: Optional[int] = None, generator: Optional[torch.Generator] = None) -> int:
