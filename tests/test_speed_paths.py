@@ -12,8 +12,8 @@ from iter_mm.models import sampling as S
 from iter_mm.models.archs import ITERNet, LQEncoder, SwinVQGAN, TokenEvaluationNet, TokenRefinementNet
 from iter_mm.models.archs import fast_ops
 from iter_mm.models.archs.fast_ops import cast_cache, reference_kernels
-from iter_mm.models.archs.swin import (RSTB, GatedMlp, SwinBlock, SwinLayers, WindowAttention, reorder,
-                                       shift_attention_mask, window_order, window_partition)
+from iter_mm.models.archs.swin import (GatedMlp, SwinLayers, WindowAttention, reorder, shift_attention_mask,
+                                       window_order, window_partition)
 from iter_mm.models.archs.vqgan import Upsample, VQGANResBlock
 from iter_mm.models.inference import restore_image
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ['reference_kernels', 'cast_cache', 'fast_kernels_enabled', 'no_grad_path', 'use_fused', 'compute_dtype', 'linear',
-           'conv2d', 'logits_conv', 'group_norm_act']
+__all__ = ['reference_kernels', 'cast_cache', 'fast_kernels_enabled', 'no_grad_path', 'use_fused', 'compute_dtype',
+           'linear', 'conv2d', 'logits_conv', 'group_norm_act']
 
 _MKLDNN = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
            and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
@@ -213,12 +213,13 @@ def _group_norm_channels_last(x: Tensor, gn: nn.GroupNorm, inplace: bool = False
 
 def group_norm_act(x: Tensor, gn: nn.GroupNorm, act: Optional[nn.Module] = None, inplace: bool = False) -> Tensor:
     """``act(gn(x))``; without autograd the activation (SiLU or LeakyReLU) runs in place, a channels_last fp32 x
-    takes :func:`_group_norm_channels_last` (stable statistics, no layout change) and ``inplace=True`` lets it
-    overwrite x (no new buffer: a fresh large tensor costs more in page faults than the pass over it)."""
+    on the CPU takes :func:`_group_norm_channels_last` (stable statistics, no layout change) and ``inplace=True``
+    lets it overwrite x (no new buffer: a fresh large tensor costs more in page faults than the pass over it)."""
     if not no_grad_path(x):
         y = gn(x)
         return y if act is None else act(y)
-    if x.dim() == 4 and x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last) and \
+    if use_fused(x) and x.dim() == 4 and x.dtype == torch.float32 and \
+            x.is_contiguous(memory_format=torch.channels_last) and \
             x.shape[1] % gn.num_groups == 0 and x.shape[1] > 1:
         y = _group_norm_channels_last(x, gn, inplace)
     else:

@@ -83,7 +83,7 @@ class LQEncoder(nn.Module):
         if lq.shape[-2] % m or lq.shape[-1] % m:
             raise ValueError(f'LQEncoder (x{self.scale}) needs LQ height and width multiples of {m}, got '
                              f'{tuple(lq.shape[-2:])}; pad the input first')
-        x = lq.contiguous(memory_format=torch.channels_last) if fast_ops.no_grad_path(lq) else lq
+        x = lq.contiguous(memory_format=torch.channels_last) if fast_ops.use_fused(lq) else lq
         for layer in self.model[:-1]:
             x = fast_ops.conv2d(x, layer) if isinstance(layer, nn.Conv2d) else layer(x)
         return fast_ops.logits_conv(self.model[-1], x)  # fp32 logits: S_l is their argmax

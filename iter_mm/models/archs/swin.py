@@ -367,7 +367,7 @@ class RSTB(nn.Module):
             y = blk.forward_windows(reorder(y, h, w, order, blk.order), x_size)
             order = blk.order
         y = reorder(y, h, w, order, None)
-        if not fast_ops.no_grad_path(y):  # with autograd NCHW convs are faster at training sizes
+        if not fast_ops.use_fused(y):  # NCHW with autograd (faster at training sizes) and off the CPU
             return x + image_as_tokens(self.conv(tokens_as_image(y, h, w).contiguous()))
         out = fast_ops.conv2d(tokens_as_image(y, h, w), self.conv, residual=tokens_as_image(x, h, w))
         return image_as_tokens(out)
@@ -397,7 +397,7 @@ class SwinLayers(nn.Module):
         autograd)."""
         _, _, h, w = x.shape
         check_token_grid(h, w, self.window_size)
-        if not fast_ops.no_grad_path(x):  # with autograd: NCHW convs (faster at training sizes), same numbers
+        if not fast_ops.use_fused(x):  # NCHW with autograd (faster at training sizes) and off the CPU
             y = image_as_tokens(self.conv_in(x))
             for blk in self.swin_blks:
                 y = blk(y, (h, w))

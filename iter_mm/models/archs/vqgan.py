@@ -137,8 +137,9 @@ class VQGANEncoder(nn.Module):
 
 
 def _run_blocks(blocks: nn.ModuleList, x: Tensor) -> Tensor:
-    """Apply ``blocks`` in turn; without autograd in channels_last with fused kernels, output contiguous NCHW."""
-    if not fast_ops.no_grad_path(x):
+    """Apply ``blocks`` in turn; without autograd on the CPU in channels_last with fused kernels (output contiguous
+    NCHW)."""
+    if not fast_ops.use_fused(x):
         for blk in blocks:
             x = blk(x)
         return x
