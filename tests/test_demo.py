@@ -5,6 +5,7 @@ import os.path as osp
 import socket
 from copy import deepcopy
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -47,6 +48,12 @@ def test_skimage_dataset_split_is_fixed_and_disjoint():
     assert all(osp.isfile(d['gt_path']) and osp.dirname(d['gt_path']) == skimage_data_dir()
                for d in infos(train) + infos(held))
     assert len(SkimagePhotoDataset(split='all')) == len(SKIMAGE_TRAIN) + len(SKIMAGE_HELDOUT)
+    colour = SkimagePhotoDataset(split='train_colour')
+    names = [osp.basename(colour.get_data_info(i)['gt_path']) for i in range(len(colour))]
+    assert names == list(SKIMAGE_TRAIN[:6]) + ['color.png'] and set(names).isdisjoint(SKIMAGE_HELDOUT)
+    for name in names:  # colour images only: R, G and B differ somewhere
+        img = cv2.imread(osp.join(skimage_data_dir(), name))
+        assert img.ndim == 3 and np.abs(img.astype(int) - img[..., :1]).max() > 30, name
     assert len(SkimagePhotoDataset(names=['coffee.png'])) == 1
     with pytest.raises(ValueError, match='unknown split'):
         SkimagePhotoDataset(split='val')
@@ -283,8 +290,9 @@ def test_demo_configs_share_the_vqgan_and_ship_no_shared_paths():
     assert s2.model.vqgan_ckpt.endswith(f'iter_{s1.train_cfg.max_iters}.pth')
     for cfg in (s1, s2):
         assert cfg.train_dataloader.dataset.type == 'SkimagePhotoDataset'
-        assert cfg.train_dataloader.dataset.split == 'train' and cfg.val_dataloader.dataset.split == 'heldout'
-    assert s1.model.codebook_maintenance.init == 'kmeans' and s1.model.gan_schedule
+        assert cfg.train_dataloader.dataset.split == 'train_colour' and cfg.val_dataloader.dataset.split == 'heldout'
+    assert s1.model.codebook_maintenance.init == 'kmeans' and s1.model.discriminator is None
+    assert s2.model.test_cfg.token_temperature == 0 and s2.model.val_cfg.token_temperature == 0
     for name in os.listdir(osp.join(ROOT, 'configs', 'iter')):
         if 'realworld' in name:  # real LQ photos without GT: no packaged stand-in
             continue

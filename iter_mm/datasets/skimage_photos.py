@@ -7,8 +7,12 @@ evaluates on held-out ones, so it needs no downloaded data. The split is fixed b
   field) and natural grey photos/textures (camera, brick, grass, gravel, coins, moon; loaded as 3-channel grey).
 * ``heldout``: three colour photos never used for training (chelsea, coffee, rocket). ``motorcycle_right`` is
   not held out: it is the stereo partner of ``motorcycle_left``, nearly the same picture.
+* ``train_colour``: the colour photos of ``train`` plus the colour wheel ``color.png`` (every hue, saturation and
+  brightness), no grey images: the small-budget demo's split. A VQGAN can only reproduce the colours its codebook
+  has seen; random 64x64 crops of ``train`` are mostly grey or dark (half its photos are grey), and a demo trained
+  on it draws the held-out photos nearly grey (measured in the README).
 
-Synthetic images (chessboards, phantom, colour chart, logo, text pages, tiny GIF/TIFF samples) are in neither split.
+Other synthetic images (chessboards, phantom, logo, text pages, tiny GIF/TIFF samples) are in no split.
 """
 import os.path as osp
 from typing import List, Optional, Sequence
@@ -23,7 +27,10 @@ SKIMAGE_TRAIN = ('astronaut.png', 'motorcycle_left.png', 'motorcycle_right.png',
                  'moon.png')
 #: Held-out colour photos for evaluation (never in the training split).
 SKIMAGE_HELDOUT = ('chelsea.png', 'coffee.png', 'rocket.jpg')
-SKIMAGE_SPLITS = dict(train=SKIMAGE_TRAIN, heldout=SKIMAGE_HELDOUT, all=SKIMAGE_TRAIN + SKIMAGE_HELDOUT)
+#: Colour training images of the demo: the colour photos of SKIMAGE_TRAIN and the colour wheel.
+SKIMAGE_TRAIN_COLOUR = SKIMAGE_TRAIN[:6] + ('color.png', )
+SKIMAGE_SPLITS = dict(train=SKIMAGE_TRAIN, train_colour=SKIMAGE_TRAIN_COLOUR, heldout=SKIMAGE_HELDOUT,
+                      all=SKIMAGE_TRAIN + SKIMAGE_HELDOUT)
 
 
 def skimage_data_dir() -> str:
@@ -43,7 +50,7 @@ class SkimagePhotoDataset(CheckedImageDataset):
     your own photos) and no ``names``, every image of that folder is used, as ``CheckedImageDataset`` does.
 
     Args:
-        split: 'train', 'heldout' or 'all' (see module docstring); ignored when ``names`` is given.
+        split: 'train', 'train_colour', 'heldout' or 'all' (see module docstring); ignored when ``names`` is given.
         names: explicit file names inside the folder (order kept).
         data_root: folder of the images; None = scikit-image's data folder.
         data_prefix: MMagic's key -> sub-folder map; default ``dict(gt='')`` (samples carry ``gt_path``).
