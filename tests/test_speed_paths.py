@@ -232,8 +232,17 @@ def one_pass_sample(logits, temperature, seeds, step):
     return (-torch.log(-torch.log(u)) + logits.float() / temperature).argmax(1)
 
 
+@pytest.fixture
+def one_thread():
+    """Code blocks are taken on a single CPU thread only."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize('shape', [(1, 70, 16, 16), (3, 9, 5, 7)])
-def test_chunked_token_sampling_equals_one_pass(shape, monkeypatch):
+def test_chunked_token_sampling_equals_one_pass(shape, monkeypatch, one_thread):
     monkeypatch.setattr(S, '_TOKEN_CHUNK', 1000)  # several code blocks, a ragged last one
     torch.manual_seed(11)
     logits = torch.randn(*shape) * 3
