@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from iter_mm.models import sampling as S
 from iter_mm.models.archs import ITERNet, LQEncoder, SwinVQGAN, TokenEvaluationNet, TokenRefinementNet
 from iter_mm.models.archs import fast_ops
-from iter_mm.models.archs.fast_ops import cast_cache, reference_kernels
+from iter_mm.models.archs.fast_ops import call_cache, reference_kernels
 from iter_mm.models.archs.swin import (GatedMlp, SwinLayers, WindowAttention, reorder, shift_attention_mask,
                                        window_order, window_partition)
 from iter_mm.models.archs.vqgan import Upsample, VQGANResBlock
@@ -89,23 +89,31 @@ def test_sdpa_inference_equals_plain_training_form(batch):
     with torch.no_grad():
         assert not attn.plain_attention()
         sdpa = attn(x, mask, residual=res)
-        again = attn(x, mask, residual=res)  # second call: bias + mask from the cache
+        with call_cache():
+            again = attn(x, mask, residual=res)
+            again = attn(x, mask, residual=res)  # bias + mask from the call's cache
     torch.testing.assert_close(sdpa, plain.detach(), rtol=1e-5, atol=1e-5)
     assert torch.equal(again, sdpa)
 
 
-def test_bias_mask_cache_follows_the_weights():
+def test_bias_mask_built_once_per_call_scope():
     torch.manual_seed(1)
     attn = WindowAttention(16, 4, 2).eval()
     mask = shift_attention_mask(8, 8, 4, 2)
     x = torch.randn(4, 16, 16)
     with torch.no_grad():
-        first = attn(x, mask)
-        attn.relative_position_bias_table.data.add_(1.0)  # behind autograd's back: no version bump
-        changed = attn(x, mask)
+        with call_cache():
+            first = attn.bias_and_mask(mask)
+            assert attn.bias_and_mask(mask) is first  # refinement steps reuse it
+            out = attn(x, mask)
+        assert attn.bias_and_mask(mask) is not attn.bias_and_mask(mask)  # outside a scope: built each time
+        attn.relative_position_bias_table.data.add_(1.0)  # between calls, behind autograd's back
+        with call_cache():
+            changed = attn(x, mask)
+            assert not torch.equal(attn.bias_and_mask(mask), first)
         with reference_kernels():
             ref = attn(x, mask)
-    assert not torch.allclose(first, changed)
+    assert not torch.allclose(out, changed)
     torch.testing.assert_close(changed, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -271,12 +279,12 @@ def test_restore_fast_equals_reference(size):
     assert torch.equal(one.tokens, fast.tokens[1:])
 
 
-def test_bf16_restore_with_cast_cache_equals_without():
+def test_bf16_restore_with_call_cache_equals_without():
     net = tiny_iter(13)
     lq = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(13))
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         plain = S._adaptive_refine(net, lq, 0.9, 4, 1.0, 1.0, 'linear', None, 5, False)  # no cast cache
-        with cast_cache():
+        with call_cache():
             cached = S._adaptive_refine(net, lq, 0.9, 4, 1.0, 1.0, 'linear', None, 5, False)
     assert torch.equal(plain.tokens, cached.tokens) and torch.equal(plain.image, cached.image)
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .archs.fast_ops import cast_cache
+from .archs.fast_ops import call_cache
 from .options import DEFAULTS as _DEFAULTS
 
 __all__ = [
@@ -311,7 +311,7 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
         raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     if steps < 1:
         raise ValueError(f'steps must be >= 1, got {steps}')
-    with cast_cache():  # the weights do not change during the call: cast them to the autocast dtype once
+    with call_cache():  # the weights do not change during the call: weight-only values computed once
         return _adaptive_refine(net, lq, alpha, steps, token_temperature, mask_temperature, schedule, generator,
                                 seed, return_intermediates)
 

@@ -1,30 +1,33 @@
-"""CPU inference kernels of the ITER networks: oneDNN linear and convolution with the next op fused (GELU, residual
-add), taken only where no gradient is recorded.
+"""CPU inference kernels of the ITER networks, taken only where no gradient is recorded.
 
-Each function computes its plain PyTorch form (``F.linear`` then ``F.gelu``, ``F.conv2d`` then ``+ residual``) to
-fp32 rounding: oneDNN sums in another order than MKL, and a fused epilogue saves a pass over memory (and, for the
-linear layers of this CPU, runs ~25% faster than MKL's fp32 GEMM). The plain form is used whenever autograd records,
-off the CPU, under fp16 autocast, or inside :func:`reference_kernels` (also ``ITER_MM_FAST_KERNELS=0``). Under CPU
-bf16 autocast the fused kernels run in bf16, as autocast would run the plain ones.
+* oneDNN linear and convolution with the next op fused (GELU, residual add): each computes its plain PyTorch form
+  (``F.linear`` then ``F.gelu``, ``F.conv2d`` then ``+ residual``) to fp32 rounding; oneDNN sums in another order
+  than MKL, a fused epilogue saves a pass over memory, and oneDNN's fp32 GEMM runs ~25% faster than MKL's here.
+* :func:`group_norm_act`: GroupNorm (+ SiLU / LeakyReLU in place) on channels_last tensors with stable statistics.
+* :func:`call_cache`: weight-only values (bf16 weight casts, attention bias + shift mask) computed once per call.
+
+The plain forms are used whenever autograd records, off the CPU, under fp16 autocast, or inside
+:func:`reference_kernels` (also ``ITER_MM_FAST_KERNELS=0``): the reference the fast paths are tested against. Under
+CPU bf16 autocast the fused kernels run in bf16, as autocast would run the plain ones.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ['reference_kernels', 'cast_cache', 'fast_kernels_enabled', 'no_grad_path', 'use_fused', 'compute_dtype',
-           'linear', 'conv2d', 'logits_conv', 'group_norm_act']
+__all__ = ['reference_kernels', 'call_cache', 'cached', 'fast_kernels_enabled', 'no_grad_path', 'use_fused',
+           'compute_dtype', 'compute_weight', 'linear', 'conv2d', 'logits_conv', 'group_norm_act']
 
 _MKLDNN = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
            and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
 _DEFAULT_ENABLED = os.environ.get('ITER_MM_FAST_KERNELS', '1') != '0'
-_LOCAL = threading.local()  # per thread: 'enabled' (reference_kernels) and 'casts' (cast_cache stack)
+_LOCAL = threading.local()  # per thread: 'enabled' (reference_kernels) and 'scopes' (call_cache stack)
 
 
 @contextlib.contextmanager
@@ -63,10 +66,11 @@ def use_fused(x: Tensor) -> bool:
 
 
 @contextlib.contextmanager
-def cast_cache() -> Iterator[None]:
-    """Within the block (this thread), parameters cast to the autocast dtype by the fused kernels are cast once
-    (as autocast's own weight cache does); the caller promises not to change them inside the block."""
-    stack = _LOCAL.__dict__.setdefault('casts', [])
+def call_cache() -> Iterator[None]:
+    """Within the block (this thread), values that depend only on the weights are computed once and dropped at the
+    end: parameters cast to the autocast dtype by the fused kernels (as autocast's own weight cache) and the
+    attention's bias + shift mask. The caller promises not to change the weights inside the block."""
+    stack = _LOCAL.__dict__.setdefault('scopes', [])
     stack.append({})
     try:
         yield
@@ -74,23 +78,31 @@ def cast_cache() -> Iterator[None]:
         stack.pop()
 
 
-def _cast(w: Tensor, dtype: torch.dtype) -> Tensor:
-    """``w.to(dtype)``, memoised inside :func:`cast_cache` for parameters (an entry keeps ``w`` alive)."""
-    if w.dtype == dtype:
-        return w
-    stack = getattr(_LOCAL, 'casts', None)
-    if not stack or not isinstance(w, nn.Parameter):
-        return w.to(dtype)
-    key = (id(w), dtype)
+def cached(owners: tuple, tag: str, compute: Callable[[], Tensor]) -> Tensor:
+    """``compute()``, memoised inside :func:`call_cache` under (``tag``, the identities of ``owners``); outside it
+    computed each time. An entry keeps its owners alive, so their ids are not reused meanwhile."""
+    stack = getattr(_LOCAL, 'scopes', None)
+    if not stack:
+        return compute()
+    key = (tag, ) + tuple(id(o) for o in owners)
     hit = stack[-1].get(key)
-    if hit is None or hit[0] is not w:
-        hit = (w, w.to(dtype))
+    if hit is None or any(a is not b for a, b in zip(hit[0], owners)):
+        hit = (owners, compute())
         stack[-1][key] = hit
     return hit[1]
 
 
+def _cast(w: Tensor, dtype: torch.dtype) -> Tensor:
+    """``w.to(dtype)``, memoised for parameters inside :func:`call_cache`."""
+    if w.dtype == dtype:
+        return w
+    if not isinstance(w, nn.Parameter):
+        return w.to(dtype)
+    return cached((w, dtype), 'cast', lambda: w.to(dtype))
+
+
 def compute_weight(w: Tensor, x: Tensor) -> Tensor:
-    """A weight in the dtype the fused kernels compute ``x`` in (cast once inside :func:`cast_cache`)."""
+    """A weight in the dtype the fused kernels compute ``x`` in (cast once inside :func:`call_cache`)."""
     return _cast(w, compute_dtype(x))
 
 

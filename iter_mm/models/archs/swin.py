@@ -147,8 +147,6 @@ class WindowAttention(nn.Module):
         dim: channels D. window_size: window side w (N = w*w tokens). num_heads: heads (D % heads == 0).
     """
 
-    MASK_CACHE_BYTES = 32 << 20  # largest bias + shift mask kept between calls without autograd
-
     def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
         super().__init__()
         if dim % num_heads:
@@ -181,28 +179,16 @@ class WindowAttention(nn.Module):
     def bias_and_mask(self, mask: Tensor | None) -> Tensor:
         """The additive attention term: bias (1, heads, N, N), or bias + shift mask (nW, heads, N, N).
 
-        Without autograd the sum (up to :attr:`MASK_CACHE_BYTES`) is kept for the next call on the same grid,
-        checked by value against the current table and mask (a few KiB / one mask read), so refinement steps
-        do not rebuild it.
+        Without autograd, inside :func:`~.fast_ops.call_cache` (one refinement call) the sum is built once per
+        grid, not at every step.
         """
         if mask is None:
             return self.relative_position_bias().unsqueeze(0)
-        table = self.relative_position_bias_table
+        build = lambda: self.relative_position_bias().unsqueeze(0) + mask.unsqueeze(1).to(  # noqa: E731
+            self.relative_position_bias_table.dtype)
         if torch.is_grad_enabled() or not fast_ops.fast_kernels_enabled():
-            return self.relative_position_bias().unsqueeze(0) + mask.unsqueeze(1).to(table.dtype)
-        cached = self.__dict__.get('_bias_mask_cache')
-        if cached is not None:
-            c_table, c_mask, out = cached
-            if c_table.device == table.device and c_table.dtype == table.dtype and c_mask.shape == mask.shape \
-                    and c_mask.dtype == mask.dtype and c_mask.device == mask.device and torch.equal(c_table, table) \
-                    and torch.equal(c_mask, mask):
-                return out
-        out = self.relative_position_bias().unsqueeze(0) + mask.unsqueeze(1).to(table.dtype)
-        if out.numel() * out.element_size() <= self.MASK_CACHE_BYTES:
-            self.__dict__['_bias_mask_cache'] = (table.detach().clone(), mask.detach().clone(), out)
-        else:
-            self.__dict__.pop('_bias_mask_cache', None)
-        return out
+            return build()
+        return fast_ops.cached((self, mask), 'bias_mask', build)
 
     def plain_attention(self) -> bool:
         """Whether :meth:`attend` takes the plain form: on the CPU while autograd records the trainable bias (CPU
