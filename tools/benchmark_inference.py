@@ -3,7 +3,8 @@
 
     python tools/benchmark_inference.py [--size 128] [--scale 4] [--steps 8] [--alpha 0.7] [--device cpu|cuda]
         [--dtype fp32|bf16|fp16] [--repeats 3] [--warmup 1] [--threads N] [--models iter iter-ref swinir rrdbnet]
-    python tools/benchmark_inference.py --agreement [--config CFG --checkpoint CKPT --lq-dir DIR] [--out JSON]
+    python tools/benchmark_inference.py --agreement [--config CFG --checkpoint CKPT --lq-dir DIR]
+        [--sampling NAME=VALUE ...] [--out JSON]
 
 One process, one LQ size (a fixed random image, batch 1); ITER in ``--dtype``, SwinIR and RRDBNet in
 ``--baseline-dtype`` (fp32 unless given). Each model: ``--warmup`` untimed calls, then
@@ -28,6 +29,7 @@ within 1e-4 of the reference (JSON to stdout and ``--out``).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -75,6 +77,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     g.add_argument('--config', default=DEMO['config'])
     g.add_argument('--checkpoint', default=DEMO['checkpoint'], help='loaded with allow_pickle (trusted files)')
     g.add_argument('--lq-dir', default=DEMO['lq_dir'])
+    g.add_argument('--sampling', nargs='*', default=[], metavar='NAME=VALUE',
+                   help="RestoreOptions over the config's test_cfg, e.g. token_temperature=1.0")
     g.add_argument('--out', help='also write the JSON here')
     args = p.parse_args(argv)
     if args.size < 8 or args.repeats < 1 or args.warmup < 0 or args.steps < 1 or not 0 <= args.alpha <= 1:
@@ -284,18 +288,25 @@ def agreement(args) -> dict:
     files = sorted(f for f in os.listdir(args.lq_dir) if f.lower().endswith(('.png', '.jpg', '.jpeg', '.bmp')))
     if not files:
         raise SystemExit(f'no images in {args.lq_dir}')
-    opts = model.options('test').sampling()  # the config's test_cfg over RestoreOptions' defaults
+    overrides = {}
+    for item in args.sampling:
+        name, _, value = item.partition('=')
+        try:
+            overrides[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[name] = value  # a string (e.g. schedule=cosine)
+    opts = model.options('test', **overrides).sampling()  # the config's test_cfg over RestoreOptions' defaults
     images, tot = [], defaultdict(float)
     for f in files:
         arr = np.asarray(Image.open(os.path.join(args.lq_dir, f)).convert('RGB'))
         lq = torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
         t0 = time.perf_counter()
-        fp32 = model.restore(lq, return_result=True)
+        fp32 = model.restore(lq, return_result=True, **overrides)
         t1 = time.perf_counter()
         with reference_kernels():
-            ref = model.restore(lq, return_result=True)
+            ref = model.restore(lq, return_result=True, **overrides)
         t2 = time.perf_counter()
-        bf16 = model.restore(lq, return_result=True, dtype='bf16')
+        bf16 = model.restore(lq, return_result=True, dtype='bf16', **overrides)
         t3 = time.perf_counter()
         row = dict(
             image=f, lq_size=list(lq.shape[-2:]), tokens=int(fp32.tokens.numel()),
