@@ -130,3 +130,29 @@ def test_centre_crops_of_lq_and_gt_stay_aligned():
     lq, gt = torch.rand(3, 25, 48), torch.rand(3, 100, 192)
     assert torch.equal(compare_sr.center_crop(lq, 12), lq[:, 6:18, 18:30])
     assert torch.equal(compare_sr.center_crop(gt, 12, 4, like=lq), gt[:, 24:72, 72:120])  # 4 x the LQ offsets
+
+
+def test_mmagic_models_come_back_in_rgb(tmp_path):
+    """An MMagic model's prediction (destructed to BGR by MMagic's preprocessor) is compared in RGB: a nearest-
+    neighbour x4 'generator' must return the LQ's own colours."""
+    from mmagic.registry import MODELS
+
+    @MODELS.register_module(name='NearestX4ForTest', force=True)
+    class NearestX4(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return F.interpolate(x, scale_factor=4, mode='nearest') + 0 * self.dummy
+
+    cfg = tmp_path / 'nearest.py'
+    cfg.write_text(TINY_RRDB.replace("generator=dict(type='RRDBNet', in_channels=3, out_channels=3, mid_channels=8, "
+                                     "num_blocks=1,\n                            growth_channels=4, upscale_factor=4)",
+                                     "generator=dict(type='NearestX4ForTest')"))
+    assert 'NearestX4ForTest' in cfg.read_text()
+    fn = compare_sr.build_model(compare_sr.parse_model(f'near={cfg}'), 4, 'cpu', True, {})
+    lq = torch.zeros(1, 3, 4, 5)
+    lq[:, 0], lq[:, 1], lq[:, 2] = 0.8, 0.4, 0.0  # orange: R > G > B
+    out = fn(lq)
+    torch.testing.assert_close(out, F.interpolate(lq, scale_factor=4, mode='nearest'), atol=1 / 255, rtol=0)

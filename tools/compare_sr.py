@@ -214,7 +214,8 @@ def build_model(spec: ModelSpec, scale: int, device: str, random_init: bool,
         with quiet_mmengine():
             out = model.test_step(data)[0].output.pred_img
         out = out.data if hasattr(out, 'data') else out
-        return (torch.as_tensor(out).float()[None] / 255.).clamp(0, 1)
+        # MMagic's preprocessor destructs predictions to BGR when it knows the input order (given above as RGB)
+        return (torch.as_tensor(out).float().flip(0)[None] / 255.).clamp(0, 1)
 
     run.model = model
     return run
