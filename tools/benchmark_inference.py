@@ -3,12 +3,14 @@
 
     python tools/benchmark_inference.py [--size 128] [--scale 4] [--steps 8] [--alpha 0.7] [--device cpu|cuda]
         [--dtype fp32|bf16|fp16] [--repeats 3] [--warmup 1] [--threads N] [--models iter iter-ref swinir rrdbnet]
+        [--interleave] [--no-flops]
     python tools/benchmark_inference.py --agreement [--config CFG --checkpoint CKPT --lq-dir DIR]
         [--sampling NAME=VALUE ...] [--out JSON]
 
 One process, one LQ size (a fixed random image, batch 1); ITER in ``--dtype``, SwinIR and RRDBNet in
-``--baseline-dtype`` (fp32 unless given). Each model: ``--warmup`` untimed calls, then
-``--repeats`` timed calls (CUDA synchronised); the median is reported. ITER runs through ``ITERModel.restore``
+``--baseline-dtype`` (fp32 unless given). Each model: ``--warmup`` untimed calls, then ``--repeats`` timed calls
+(CUDA synchronised); the median is reported. ``--interleave`` builds all models first and alternates their timed
+calls, so that other jobs on a shared machine slow them alike. ITER runs through ``ITERModel.restore``
 (adaptive refinement, sampling options from the flags); ``iter-ref`` is the same model on the reference kernels
 (plain PyTorch ops, ``iter_mm.models.archs.fast_ops.reference_kernels``). Its per-call breakdown (E_l, phi_e,
 phi_r, VQGAN decoder, number of calls of each) comes from forward hooks: during the timed calls on CPU, in separate
@@ -72,6 +74,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--iter-config', help='ITER model config (default: ITERModel with the paper-scale ITERNet)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-flops', action='store_true', help='skip the FLOP count and the matmul peaks')
+    p.add_argument('--interleave', action='store_true',
+                   help='alternate the models\' timed calls (all built first), so that other jobs slow them alike')
     g = p.add_argument_group('--agreement: bf16 vs fp32 and default vs reference kernels on a trained model')
     g.add_argument('--agreement', action='store_true')
     g.add_argument('--config', default=DEMO['config'])
@@ -332,6 +336,81 @@ def agreement(args) -> dict:
         images=images)
 
 
+class _Bench:
+    """One model of the benchmark: its call, the timed runs and (ITER) the per-part hooks."""
+
+    def __init__(self, name: str, args, device: torch.device, lq: torch.Tensor, log: Callable[[str], None]):
+        from iter_mm.models.inference import autocast_context
+        log(f'{name}: building')
+        self.name, self.device, self.is_iter, self.runs = name, device, name.startswith('iter'), []
+        if self.is_iter:
+            from iter_mm.models.archs.fast_ops import reference_kernels
+            model = build_iter(args).to(device).eval()
+            opts = dict(alpha=args.alpha, steps=args.steps, seed=args.seed, dtype=args.dtype)
+
+            def fn(ref: bool = name == 'iter-ref'):
+                with reference_kernels(ref):
+                    return model.restore(lq, **opts)
+            self.net = model.generator
+        else:
+            net = (_zoo_generator(SWINIR_CFG.format(s=args.scale)) if name == 'swinir' else
+                   _zoo_generator(RRDB_CFG, upscale_factor=args.scale)).to(device).eval()
+
+            def fn():
+                with torch.no_grad(), autocast_context(args.baseline_dtype, device):
+                    return net(lq)
+            self.net = net
+        self.fn = fn
+        self.params = sum(p.numel() for p in self.net.parameters())
+        # ITER's per-call breakdown: hooks on E_l, phi_e, phi_r, decoder. On CPU they cost nothing and ride
+        # along the timed calls; on CUDA they synchronise, so they get their own runs after the timed ones.
+        self.timer = (CallTimer(self._parts(), device) if self.is_iter and device.type == 'cpu' else None)
+        self.log = log
+
+    def _parts(self) -> Dict[str, torch.nn.Module]:
+        return {k: _module(self.net, v) for k, v in ITER_PARTS.items()}
+
+    def timed(self) -> None:
+        """One timed call; with hooks, the per-part seconds and calls of this call."""
+        if self.timer is not None:
+            self.timer.reset()
+        t0 = time.perf_counter()
+        self.fn()
+        _sync(self.device)
+        self.runs.append((dict(self.timer.seconds) if self.timer else {},
+                          dict(self.timer.calls) if self.timer else {}, time.perf_counter() - t0))
+
+    def finish(self, args) -> dict:
+        times = [r[2] for r in self.runs]
+        entry = dict(median_s=statistics.median(times), times_s=times, params=self.params)
+        if self.device.type == 'cuda':
+            entry['peak_mem_mib'] = torch.cuda.max_memory_allocated(self.device) / 2**20
+            torch.cuda.reset_peak_memory_stats(self.device)
+        if self.is_iter:
+            runs = self.runs
+            if self.device.type == 'cuda':  # hooked runs of their own
+                self.timer, self.runs = CallTimer(self._parts(), self.device), []
+                for _ in range(min(args.repeats, 3)):
+                    self.timed()
+                runs = self.runs
+            self.timer.remove()
+            med = statistics.median
+            breakdown = {k: med([r[0].get(k, 0.) for r in runs]) for k in ITER_PARTS}
+            breakdown['total'] = med([r[2] for r in runs])
+            breakdown['other'] = breakdown['total'] - sum(breakdown[k] for k in ITER_PARTS)
+            entry['breakdown_s'] = breakdown
+            entry['breakdown_runs'] = len(runs)
+            entry['calls'] = {k: runs[-1][1].get(k, 0) for k in ITER_PARTS}
+            entry['refine_steps_run'] = entry['calls']['phi_r']
+            entry['seconds_per_call'] = {k: breakdown[k] / entry['calls'][k] for k in ITER_PARTS
+                                         if entry['calls'][k]}
+            if not args.no_flops:
+                self.log(f'{self.name}: counting FLOPs, timing matmul peaks')
+                entry['per_call'] = per_call_efficiency(self.fn, self.net, entry['seconds_per_call'], args,
+                                                        self.device)
+        return entry
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -347,7 +426,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     import iter_mm  # noqa: F401  (registers ITER; imports MMagic)
     from mmengine.registry import init_default_scope
-    from iter_mm.models.inference import autocast_context
     init_default_scope('mmagic')
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
@@ -360,84 +438,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         threads=torch.get_num_threads(), cpu_count=os.cpu_count(), dtype=args.dtype,
         baseline_dtype=args.baseline_dtype,
         autocast=args.dtype != 'fp32', torch=torch.__version__, warmup=args.warmup, repeats=args.repeats,
-        steps=args.steps, alpha=args.alpha, weights='random', models={})
+        steps=args.steps, alpha=args.alpha, weights='random', interleave=args.interleave, models={})
 
     def log(msg: str) -> None:
         print(f'[benchmark] {msg}', file=sys.stderr, flush=True)
 
-    for name in args.models:
-        log(f'{name}: building')
-        is_iter = name.startswith('iter')
-        if is_iter:
-            from iter_mm.models.archs.fast_ops import reference_kernels
-            model = build_iter(args).to(device).eval()
-            opts = dict(alpha=args.alpha, steps=args.steps, seed=args.seed, dtype=args.dtype)
-
-            def fn(model=model, ref=name == 'iter-ref'):
-                with reference_kernels(ref):
-                    return model.restore(lq, **opts)
-            net = model.generator
-        else:
-            net = (_zoo_generator(SWINIR_CFG.format(s=args.scale)) if name == 'swinir' else
-                   _zoo_generator(RRDB_CFG, upscale_factor=args.scale)).to(device).eval()
-
-            def fn(net=net):
-                with torch.no_grad(), autocast_context(args.baseline_dtype, device):
-                    return net(lq)
-        params = sum(p.numel() for p in net.parameters())
-        log(f'{name}: {params / 1e6:.1f} M parameters, timing')
-        # ITER's per-call breakdown: hooks on E_l, phi_e, phi_r, decoder. On CPU they cost nothing and ride
-        # along the timed calls; on CUDA they synchronise, so they get their own runs after the timed ones.
-        timer = None
-        if is_iter:
-            timer = CallTimer({k: _module(net, v) for k, v in ITER_PARTS.items()}, device)
-        runs = []
-
-        def timed(fn=fn):
-            if timer is not None and device.type == 'cpu':
-                timer.reset()
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            runs.append((dict(timer.seconds) if timer else {}, dict(timer.calls) if timer else {},
-                         time.perf_counter() - t0))
-
-        if timer is not None and device.type == 'cuda':
-            timer.remove()
-        times = time_calls(timed, device, args.warmup, args.repeats)
-        entry = dict(median_s=statistics.median(times), times_s=times, params=params)
-        if device.type == 'cuda':
-            entry['peak_mem_mib'] = torch.cuda.max_memory_allocated(device) / 2**20
-            torch.cuda.reset_peak_memory_stats(device)
-        if timer is not None:
-            if device.type == 'cuda':
-                timer = CallTimer({k: _module(net, v) for k, v in ITER_PARTS.items()}, device)
-                runs = []
-                for _ in range(min(args.repeats, 3)):
-                    timer.reset()
-                    timed()
-            runs = runs[-args.repeats:] if device.type == 'cpu' else runs
-            timer.remove()
-            med = statistics.median
-            breakdown = {k: med([r[0].get(k, 0.) for r in runs]) for k in ITER_PARTS}
-            breakdown['total'] = med([r[2] for r in runs])
-            breakdown['other'] = breakdown['total'] - sum(breakdown[k] for k in ITER_PARTS)
-            entry['breakdown_s'] = breakdown
-            entry['breakdown_runs'] = len(runs)
-            entry['calls'] = {k: runs[-1][1].get(k, 0) for k in ITER_PARTS}
-            entry['refine_steps_run'] = entry['calls']['phi_r']
-            entry['seconds_per_call'] = {k: breakdown[k] / entry['calls'][k] for k in ITER_PARTS
-                                         if entry['calls'][k]}
-            if not args.no_flops:
-                log(f'{name}: counting FLOPs, timing matmul peaks')
-                entry['per_call'] = per_call_efficiency(fn, net, entry['seconds_per_call'], args, device)
-        result['models'][name] = entry
-        log(f"{name}: median {entry['median_s']:.3f} s")
-        del net, fn
-        if is_iter:
-            del model
-        if device.type == 'cuda':
-            torch.cuda.empty_cache()
+    benches = [_Bench(name, args, device, lq, log) for name in args.models]
+    for b in benches:  # warm-up, then the timed calls: model after model, or alternating with --interleave
+        log(f'{b.name}: {b.params / 1e6:.1f} M parameters, timing')
+        for _ in range(args.warmup):
+            b.fn()
+        _sync(device)
+    order = ([b for _ in range(args.repeats) for b in benches] if args.interleave else
+             [b for b in benches for _ in range(args.repeats)])
+    for b in order:
+        b.timed()
+    for b in benches:
+        result['models'][b.name] = b.finish(args)
+        log(f"{b.name}: median {result['models'][b.name]['median_s']:.3f} s")
 
     for it_name in ('iter', 'iter-ref'):
         if it_name in result['models']:
