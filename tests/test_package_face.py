@@ -40,26 +40,6 @@ print('ok')
     assert run(code) == 'ok'
 
 
-def test_import_takes_at_most_half_of_the_eager_import():
-    """In one run: ``import iter_mm`` (best of two) against importing what it imported before (every component,
-    MMagic's inferencer stack with the Inferencer registration; one run: noise only makes it slower)."""
-    code = """
-import subprocess, sys, time
-def best(stmt, runs):
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, '-c', stmt], check=True, capture_output=True)
-        times.append(time.perf_counter() - t)
-    return min(times)
-light = best('import iter_mm', 2)
-eager = best('import iter_mm; iter_mm.register_all_modules(deferred=False); import iter_mm.apis.inferencer', 1)
-print(f'{light:.2f} {eager:.2f}')
-"""
-    light, eager = map(float, run(code, timeout=900).split())
-    assert light <= 0.5 * eager, (light, eager)
-
-
 def test_pure_torch_modules_import_without_mmcv_mmengine_mmagic():
     code = """
 import sys, warnings
