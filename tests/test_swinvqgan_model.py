@@ -22,13 +22,7 @@ from mmagic.utils import register_all_modules
 register_all_modules(init_default_scope=True)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny networks run ~10x faster on one thread when the 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from iter_model_helpers import one_thread  # noqa: E402,F401  (autouse: tiny networks on one thread)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py')
