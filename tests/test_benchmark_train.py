@@ -43,7 +43,8 @@ def test_iter_step_equals_the_authors_calls_with_fewer_calls(stage1_ckpt, el_gum
     (reference 4.4: a full VQGAN forward for S_h, four phi_e passes), with 1 E_l, 2 phi_e, 1 phi_r, the GT
     encoder only and one decode per image loss."""
     kwargs = dict(el_gumbel_grad=el_gumbel_grad, pixel_loss=dict(type='L1Loss', loss_weight=1.0),
-                  perceptual_loss=dict(type='L1Loss', loss_weight=0.5))  # in LPIPS's place: both decodes run
+                  perceptual_loss=dict(type='L1Loss', loss_weight=0.5),  # in LPIPS's place: both decodes run
+                  compute_inert_terms=True)  # the authors' constant terms too (else skipped: test_iter_model)
     ours = build(str(stage1_ckpt), **kwargs)
     ours.init_weights()
     authors = bt.authors_step_model_class()(generator=copy.deepcopy(TINY_NET), **kwargs)

@@ -217,7 +217,8 @@ def test_el_gumbel_gradient_option(stage1_ckpt, fixed):
     """Fixed: the L1 / perceptual terms on E_l's Gumbel decode reach E_l. Official: they are constants."""
     torch.manual_seed(0)
     model = build(str(stage1_ckpt), pixel_loss=dict(type='L1Loss', loss_weight=1.0),
-                  perceptual_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=fixed)
+                  perceptual_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=fixed,
+                  compute_inert_terms=True)
     model.init_weights()
     gt = textures(2, 32)
     torch.manual_seed(7)
@@ -241,12 +242,45 @@ def test_el_gumbel_option_keeps_the_loss_value(stage1_ckpt):
     """Both modes compute the same numbers (same RNG): only the gradient differs."""
     values = []
     for fixed in (True, False):
-        model = build(str(stage1_ckpt), pixel_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=fixed)
+        model = build(str(stage1_ckpt), pixel_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=fixed,
+                      compute_inert_terms=True)
         model.init_weights()
         gt = textures(2, 32)
         torch.manual_seed(11)
         values.append(float(model.forward_train(down4(gt), samples(gt))['loss_pix']))
     assert values[0] == pytest.approx(values[1], rel=1e-6)
+
+
+def test_inert_terms_are_skipped_with_the_same_gradients(stage1_ckpt):
+    """el_gumbel_grad=False: E_l's decode yields constants. By default it is not made (one decode per iteration
+    less), E_l's Gumbel noise is still drawn (the same phi_r sample), and every gradient is that of the authors'
+    terms; the perceptual value loses only the constant half: 0.5 * mean(E_l part), here 0.25 * loss_pix."""
+    kwargs = dict(pixel_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=False,
+                  perceptual_loss=dict(type='L1Loss', loss_weight=0.5))
+    gt = textures(2, 32, seed=5)
+    runs = []
+    for inert in (True, False):
+        model = build(str(stage1_ckpt), compute_inert_terms=inert, **kwargs)
+        model.init_weights()
+        decodes = []
+        orig = model.generator.vqgan.decode_onehot
+        model.generator.vqgan.decode_onehot = lambda x, _o=orig: decodes.append(1) or _o(x)
+        torch.manual_seed(3)
+        losses = model.forward_train(down4(gt), samples(gt))
+        total = sum(v for k, v in losses.items() if k.startswith('loss'))
+        params = [p for p in model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(total, params)
+        runs.append((losses, grads, len(decodes), torch.rand(1)))  # the RNG after the step
+    (full, g_full, n_full, r_full), (skip, g_skip, n_skip, r_skip) = runs
+    assert (n_full, n_skip) == (2, 1)
+    assert 'loss_pix' not in skip and torch.equal(r_full, r_skip)
+    for k in ('loss_lq_ce', 'loss_eval_lq', 'loss_refine_ce', 'loss_eval_refined_ce'):
+        assert torch.equal(full[k], skip[k]), k
+    assert float(full['loss_perceptual'] - skip['loss_perceptual']) == pytest.approx(
+        0.25 * float(full['loss_pix']), rel=1e-5)
+    for a, b in zip(g_full, g_skip):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert sum(float(g.abs().sum()) for g in g_skip) > 0
 
 
 def test_bad_training_shapes(ready):

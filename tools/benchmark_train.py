@@ -258,6 +258,7 @@ def build_stage(stage: str, args: argparse.Namespace, device: torch.device):
         model_cfg['vqgan_ckpt'] = None  # random frozen VQGAN (marked ready below)
     if stage == 'authors23':
         model_cfg['el_gumbel_grad'] = False  # the authors' E_l decode is a constant (`.long()` cast)
+        model_cfg['compute_inert_terms'] = True  # ... which they compute all the same
         model = authors_step_model_class()(**{k: v for k, v in model_cfg.items() if k != 'type'})
     else:
         model = MODELS.build(model_cfg)

@@ -8,7 +8,8 @@ Fixes of the authors' training code (reference 8), each behind an option whose d
 
 * ``el_gumbel_grad=True``: the straight-through Gumbel decode of E_l's logits carries a real gradient to E_l
   (the authors cast the hard sample to ``long``, so their L1 / LPIPS term on it is a constant: 8.12);
-  ``False`` reproduces the inert official term.
+  ``False`` reproduces the inert official term. Its constant values are then not computed unless
+  ``compute_inert_terms=True`` (they train nothing; skipping them saves a VQGAN decode per iteration).
 * phi_e runs once on [S_l, S_l] (its detached argmax gives phi_r's condition flag) and once on the argmax of
   phi_r's output; the authors' duplicate no-grad call and unused call on a sample are not made (4.4).
 * Inference is batch-invariant (per-image adaptive start, counter-based noise: ``restore_image``; 8.16).
@@ -55,6 +56,10 @@ class ITERModel(BaseEditModel):
         pixel_loss: image loss (e.g. MMagic's ``L1Loss``) on the E_l Gumbel decode, the authors' ``pixel_opt``.
         el_gumbel_grad: True (fixed) = the E_l decode passes a straight-through gradient to E_l; False
             (official) = it is a constant, as in the authors' code (8.12).
+        compute_inert_terms: with ``el_gumbel_grad=False`` only: also compute (and log) the constant terms on E_l's
+            decode, ``loss_pix`` and E_l's half of the perceptual batch, as the authors do. False (default): E_l's
+            decode is skipped and the perceptual term is ``0.5 * perceptual(phi_r decode, GT)``, the same gradient
+            for a batch-mean loss (LPIPSLoss, MMagic's L1 / perceptual losses) without the constant.
         train_cfg: unused, kept for MMagic's signature.
         test_cfg: options of :meth:`restore` / test (fields of :class:`~iter_mm.models.options.RestoreOptions`)
             over its defaults (alpha 0.7, 8 steps, linear schedule, seed 0, tiled above 720x720: the authors'
@@ -72,6 +77,7 @@ class ITERModel(BaseEditModel):
                  perceptual_loss: Optional[dict] = None,
                  pixel_loss: Optional[dict] = None,
                  el_gumbel_grad: bool = True,
+                 compute_inert_terms: bool = False,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  val_cfg: Optional[dict] = None,
@@ -101,6 +107,7 @@ class ITERModel(BaseEditModel):
         self.perceptual_loss = MODELS.build(perceptual_loss) if perceptual_loss else None
         self.pixel_loss = MODELS.build(pixel_loss) if pixel_loss else None
         self.el_gumbel_grad = bool(el_gumbel_grad)
+        self.compute_inert_terms = bool(compute_inert_terms)
 
         RestoreOptions.check_names(test_cfg or {}, 'test_cfg')
         RestoreOptions.check_names(val_cfg or {}, 'val_cfg')
@@ -225,22 +232,33 @@ class ITERModel(BaseEditModel):
             raise ValueError(f'LQ {tuple(lq.shape[-2:])} x scale {net.scale} != GT {tuple(gt.shape[-2:])}')
 
     def _image_losses(self, el_logits: Tensor, ref_logits: Tensor, gt: Tensor) -> Dict[str, Tensor]:
-        """Straight-through hard Gumbel decodes (tau 1) and their image losses (reference 4.5.5-7)."""
+        """Straight-through hard Gumbel decodes (tau 1) and their image losses (reference 4.5.5-7).
+
+        With ``el_gumbel_grad=False`` E_l's decode only yields constants; unless ``compute_inert_terms`` it is not
+        made: no ``loss_pix``, and the perceptual mean over [E_l; phi_r] keeps its phi_r half, 0.5 * mean_b.
+        """
         if self.perceptual_loss is None and self.pixel_loss is None:
             return {}
         vqgan = self.generator.vqgan
-        with torch.set_grad_enabled(self.el_gumbel_grad and torch.is_grad_enabled()):
-            el_onehot = F.gumbel_softmax(el_logits.float(), tau=1.0, hard=True, dim=1)
-            if not self.el_gumbel_grad:
-                el_onehot = el_onehot.detach()  # official: the `.long()` cast severs the graph (8.12)
-            el_img = vqgan.decode_onehot(el_onehot)
+        el_img = None
+        if self.el_gumbel_grad or self.compute_inert_terms:
+            with torch.set_grad_enabled(self.el_gumbel_grad and torch.is_grad_enabled()):
+                el_onehot = F.gumbel_softmax(el_logits.float(), tau=1.0, hard=True, dim=1)
+                if not self.el_gumbel_grad:
+                    el_onehot = el_onehot.detach()  # official: the `.long()` cast severs the graph (8.12)
+                el_img = vqgan.decode_onehot(el_onehot)
+        else:  # draw E_l's Gumbel noise all the same: phi_r's noise, and so the run, stay the authors'
+            torch.empty_like(el_logits, dtype=torch.float32, memory_format=torch.legacy_contiguous_format
+                             ).exponential_()
         losses = {}
-        if self.pixel_loss is not None:
+        if self.pixel_loss is not None and el_img is not None:
             losses['loss_pix'] = self.pixel_loss(el_img, gt)
         if self.perceptual_loss is not None:
             ref_img = vqgan.decode_onehot(F.gumbel_softmax(ref_logits.float(), tau=1.0, hard=True, dim=1))
-            losses['loss_perceptual'] = self.perceptual_loss(
-                torch.cat([el_img, ref_img]), torch.cat([gt, gt]))
+            if el_img is None:  # d/d ref of mean over the 2B batch = 0.5 * d/d ref of mean over ref's B
+                losses['loss_perceptual'] = 0.5 * self.perceptual_loss(ref_img, gt)
+            else:
+                losses['loss_perceptual'] = self.perceptual_loss(torch.cat([el_img, ref_img]), torch.cat([gt, gt]))
         return losses
 
     # ------------------------------------------------------------------ inference
