@@ -2,6 +2,7 @@
 upsampling, channels_last GroupNorm, chunked token sampling and the caches, each against the reference (plain
 PyTorch ops, ``reference_kernels``) or an independent formula; tokens identical, images within 1e-4."""
 import importlib.util
+import json
 import os
 
 import pytest
@@ -328,3 +329,18 @@ def test_fused_kernels_are_taken_without_autograd_only():
     out = fast_ops.linear(x, lin, act='gelu')
     assert out.requires_grad
     torch.testing.assert_close(out, F.gelu(lin(x)))
+
+
+def test_benchmark_batches_images_of_one_size(capsys, one_thread):
+    """``--batch N``: one restore of N images per timed call; the JSON gives the batch latency and images/s."""
+    bench = _benchmark_tool()
+    cfg = os.path.join(os.path.dirname(__file__), '..', 'configs', 'iter', 'iter_x4_tiny.py')
+    args = ['--iter-config', cfg, '--size', '16', '--models', 'iter', '--repeats', '1', '--warmup', '0',
+            '--no-flops', '--steps', '2', '--alpha', '1.0']
+    assert bench.main(args + ['--batch', '3']) == 0
+    out = json.loads(capsys.readouterr().out)
+    it = out['models']['iter']
+    assert out['batch'] == 3 and it['images_per_s'] == pytest.approx(3 / it['median_s'])
+    assert it['calls'] == dict(E_l=1, phi_e=2, phi_r=2, decoder=1)  # batched: one call per step for all three
+    with pytest.raises(SystemExit, match='--batch'):
+        bench.main(args + ['--batch', '0'])

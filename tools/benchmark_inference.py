@@ -1,15 +1,16 @@
 #!/usr/bin/env python
 """Time ITER (paper scale, random weights) against MMagic's real-world x4/x2 SwinIR and RRDBNet networks.
 
-    python tools/benchmark_inference.py [--size 128] [--scale 4] [--steps 8] [--alpha 0.7] [--device cpu|cuda]
-        [--dtype fp32|bf16|fp16] [--repeats 3] [--warmup 1] [--threads N] [--models iter iter-ref swinir rrdbnet]
-        [--interleave] [--no-flops]
+    python tools/benchmark_inference.py [--size 128] [--scale 4] [--batch 1] [--steps 8] [--alpha 0.7]
+        [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--repeats 3] [--warmup 1] [--threads N]
+        [--models iter iter-ref swinir rrdbnet] [--interleave] [--no-flops]
     python tools/benchmark_inference.py --agreement [--config CFG --checkpoint CKPT --lq-dir DIR]
         [--sampling NAME=VALUE ...] [--out JSON]
 
-One process, one LQ size (a fixed random image, batch 1); ITER in ``--dtype``, SwinIR and RRDBNet in
+One process, one LQ size (a fixed random batch of ``--batch`` images of one size, default 1); ITER in ``--dtype``, SwinIR and RRDBNet in
 ``--baseline-dtype`` (fp32 unless given). Each model: ``--warmup`` untimed calls, then ``--repeats`` timed calls
-(CUDA synchronised); the median is reported. ``--interleave`` builds all models first and alternates their timed
+(CUDA synchronised); the median is reported, per call (``median_s``: the latency of a batch) and as
+``images_per_s``. ``--interleave`` builds all models first and alternates their timed
 calls, so that other jobs on a shared machine slow them alike. ITER runs through ``ITERModel.restore``
 (adaptive refinement, sampling options from the flags); ``iter-ref`` is the same model on the reference kernels
 (plain PyTorch ops, ``iter_mm.models.archs.fast_ops.reference_kernels``). Its per-call breakdown (E_l, phi_e,
@@ -60,6 +61,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--size', type=int, default=128, help='LQ side in pixels')
     p.add_argument('--scale', type=int, default=4, choices=(2, 4))
+    p.add_argument('--batch', type=int, default=1, help='images of one size per call (ITER: one batched restore)')
     p.add_argument('--steps', type=int, default=RESTORE_DEFAULTS.steps)
     p.add_argument('--alpha', type=float, default=RESTORE_DEFAULTS.alpha)
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
@@ -263,7 +265,7 @@ def per_call_efficiency(fn: Callable[[], object], net: torch.nn.Module, seconds_
     """Per part: FLOPs of one call, GFLOP/s achieved, and the matmul peak of its dominant size in this run."""
     from iter_mm.models.inference import DTYPES
     flops = count_part_flops(fn, {k: _module(net, v) for k, v in ITER_PARTS.items()})
-    tokens = (args.size * args.scale // net.vqgan.downscale) ** 2
+    tokens = args.batch * (args.size * args.scale // net.vqgan.downscale) ** 2  # rows of the batched GEMMs
     dtype = DTYPES[args.dtype] or torch.float32
     out = {}
     for part, gemm in dominant_gemms(net, tokens).items():
@@ -383,6 +385,7 @@ class _Bench:
     def finish(self, args) -> dict:
         times = [r[2] for r in self.runs]
         entry = dict(median_s=statistics.median(times), times_s=times, params=self.params)
+        entry['images_per_s'] = args.batch / entry['median_s']
         if self.device.type == 'cuda':
             entry['peak_mem_mib'] = torch.cuda.max_memory_allocated(self.device) / 2**20
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -429,10 +432,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     init_default_scope('mmagic')
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    lq = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed)).to(device)
+    if args.batch < 1 or args.size < 1:
+        raise SystemExit(f'--batch and --size must be >= 1, got {args.batch} and {args.size}')
+    lq = torch.rand(args.batch, 3, args.size, args.size,
+                    generator=torch.Generator().manual_seed(args.seed)).to(device)
 
     result: dict = dict(
-        size=args.size, scale=args.scale, out_size=args.size * args.scale, batch=1, device=args.device,
+        size=args.size, scale=args.scale, out_size=args.size * args.scale, batch=args.batch, device=args.device,
         device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or
                                                                                        platform.machine()),
         threads=torch.get_num_threads(), cpu_count=os.cpu_count(), dtype=args.dtype,
