@@ -186,30 +186,35 @@ def logits_conv(conv: nn.Conv2d, y: Tensor) -> Tensor:
     return conv(y)
 
 
-_SQUARE_CHUNK = 1 << 21  # elements per chunk of the squares in the GroupNorm statistics (8 MiB: stays in L3)
+_GN_CHUNK = 1 << 18  # elements per chunk of the GroupNorm passes (1 MiB in fp32: stays in the core's cache)
 
 
-def _group_norm_channels_last(x: Tensor, gn: nn.GroupNorm, inplace: bool = False) -> Tensor:
-    """GroupNorm of a channels_last fp32 (B, C, H, W) with well-conditioned statistics, output channels_last.
+def _group_norm_channels_last(x: Tensor, gn: nn.GroupNorm, inplace: bool = False,
+                              act: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+    """``act(GroupNorm(x))`` of a channels_last fp32 (B, C, H, W) with well-conditioned statistics, channels_last.
 
     PyTorch's channels_last CPU kernel sums x and x^2 in one pass in plain fp32, which loses digits when a group's
     mean is large against its spread (1e-4 relative error at mean/std = 30, also ~1e-4 over 256^2 pixels); the
     NCHW kernel does not. Here each group is first shifted by K, its mean over a few pixels (GroupNorm does not
-    change under that shift), the moments of d = x - K are PyTorch's cascade sums (the squares a block at a time),
-    and y = d * scale + shift in d's memory: one new buffer (none with ``inplace``, which overwrites x) and a
-    handful of ops (few parallel regions: robust on busy cores).
+    change under that shift), the moments of d = x - K are summed per cache-sized block of pixels (fp32 within a
+    block, float64 across blocks), and y = act(d * scale + shift) is written over d block by block. Two passes
+    over memory (d = x - K with its moments; y over d), one new buffer (none with ``inplace``, which overwrites x).
+    ``act`` must work in place (``act(t)`` writes ``t``).
     """
     b, c, h, w = x.shape
     g, n = gn.num_groups, h * w
     rows = x.permute(0, 2, 3, 1).reshape(b, n, c)  # a view
     sample = rows[:, ::max(1, n // 64)].reshape(b, -1, g, c // g)  # up to ~64 pixels
     k = sample.mean(dim=(1, 3)).repeat_interleave(c // g, dim=1).unsqueeze(1)  # (B, 1, C): K of each group
-    d = rows.sub_(k) if inplace else rows - k  # (B, HW, C) contiguous, ours
-    s1 = d.sum(1).double()  # (B, C)
+    d = rows if inplace else torch.empty_like(rows)  # (B, HW, C) contiguous
+    step = max(1, _GN_CHUNK // (b * c))
+    blocks = [slice(i, min(i + step, n)) for i in range(0, n, step)]
+    s1 = torch.zeros(b, c, dtype=torch.float64)
     s2 = torch.zeros_like(s1)
-    step = max(1, _SQUARE_CHUNK // (b * c))
-    for i in range(0, n, step):
-        s2 += d[:, i:i + step].square().sum(1).double()
+    for blk in blocks:
+        part = torch.sub(rows[:, blk], k, out=d[:, blk]) if not inplace else d[:, blk].sub_(k)
+        s1 += part.sum(1).double()
+        s2 += part.square().sum(1).double()
     m_c, q_c = (s1 / n).view(b, g, -1), (s2 / n).view(b, g, -1)  # per channel E[d], E[d^2]
     m_g = m_c.mean(-1, keepdim=True)
     var_g = (q_c.mean(-1, keepdim=True) - m_g.square()).clamp_(min=0)  # well conditioned: d is centred-ish
@@ -219,27 +224,37 @@ def _group_norm_channels_last(x: Tensor, gn: nn.GroupNorm, inplace: bool = False
     shift = -m_g * scale
     if gn.bias is not None:
         shift = shift + gn.bias.double().view(g, -1)
-    torch.addcmul(shift.float().reshape(b, 1, c), d, scale.float().reshape(b, 1, c), out=d)
+    scale, shift = scale.float().reshape(b, 1, c), shift.float().reshape(b, 1, c)
+    for blk in blocks:
+        part = torch.addcmul(shift, d[:, blk], scale, out=d[:, blk])
+        if act is not None:
+            act(part)
     return d.view(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def _inplace_act(act: Optional[nn.Module]) -> Optional[Callable[[Tensor], Tensor]]:
+    """SiLU / LeakyReLU as an in-place function; None for no activation or another kind."""
+    if isinstance(act, nn.SiLU):
+        return lambda t: F.silu(t, inplace=True)
+    if isinstance(act, nn.LeakyReLU):
+        return lambda t: F.leaky_relu(t, act.negative_slope, inplace=True)
+    return None
 
 
 def group_norm_act(x: Tensor, gn: nn.GroupNorm, act: Optional[nn.Module] = None, inplace: bool = False) -> Tensor:
     """``act(gn(x))``; without autograd the activation (SiLU or LeakyReLU) runs in place, a channels_last fp32 x
-    on the CPU takes :func:`_group_norm_channels_last` (stable statistics, no layout change) and ``inplace=True``
-    lets it overwrite x (no new buffer: a fresh large tensor costs more in page faults than the pass over it)."""
+    on the CPU takes :func:`_group_norm_channels_last` (stable statistics, no layout change, the activation applied
+    per block while it is in cache) and ``inplace=True`` lets it overwrite x (no new buffer: a fresh large tensor
+    costs more in page faults than the pass over it)."""
     if not no_grad_path(x):
         y = gn(x)
         return y if act is None else act(y)
+    fn = _inplace_act(act)
     if use_fused(x) and x.dim() == 4 and x.dtype == torch.float32 and \
             x.is_contiguous(memory_format=torch.channels_last) and \
-            x.shape[1] % gn.num_groups == 0 and x.shape[1] > 1:
-        y = _group_norm_channels_last(x, gn, inplace)
-    else:
-        y = gn(x)
+            x.shape[1] % gn.num_groups == 0 and x.shape[1] > 1 and (act is None or fn is not None):
+        return _group_norm_channels_last(x, gn, inplace, fn)
+    y = gn(x)
     if act is None:
         return y
-    if isinstance(act, nn.SiLU):
-        return F.silu(y, inplace=True)
-    if isinstance(act, nn.LeakyReLU):
-        return F.leaky_relu(y, act.negative_slope, inplace=True)
-    return act(y)
+    return fn(y) if fn is not None else act(y)
