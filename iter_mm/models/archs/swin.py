@@ -237,8 +237,8 @@ class GatedMlp(nn.Module):
             hid = fast_ops.linear(x, self.fc1, act='gelu')  # GELU fused into the matmul
         else:
             hid = self.act(self.fc1(x))
-        if hid.dtype != torch.float32 and fast_ops.use_fused(hid):
-            # as a matmul (fp32 accumulation, one rounding): no fp32 copy of hid; the gate MLP rounds it anyway
+        if fast_ops.use_fused(hid):
+            # as a matmul (fp32 accumulation, one rounding; bf16: no fp32 copy of hid): ~2x faster than mean()
             ones = hid.new_ones(hid.shape[0], 1, hid.shape[1])
             mean = torch.bmm(ones, hid).div_(hid.shape[1])
         else:
