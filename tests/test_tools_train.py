@@ -1,6 +1,11 @@
-"""tools/train.py and tools/test.py drive MMagic's own SR models; a killed run resumes without loss."""
+"""tools/train.py and tools/test.py drive MMagic's own SR models; a killed run resumes without loss.
+
+The runs are shared by the tests of this module and independent runs go in pairs, one process per core: the
+reference run next to the run that gets killed, then the resume next to ``tools/test.py``."""
+import json
 import os
 import os.path as osp
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +17,42 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SRCNN = 'mmagic::srcnn/srcnn_x4k915_1xb16-1000k_div2k.py'
+KILL_HOOK = '''import os, signal
+from mmengine.hooks import Hook
+from mmagic.registry import HOOKS
+@HOOKS.register_module()
+class KillAtIter(Hook):
+    priority = "LOWEST"
+    def __init__(self, at):
+        self.at = at
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
 
 
-def _run(args, cwd, check=True):
+def _start(args, pythonpath=None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONHASHSEED='0', OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
-    return proc
+    if pythonpath:
+        env['PYTHONPATH'] = f'{pythonpath}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _together(*runs, timeout=600) -> list:
+    """Wait for processes started together; returns ``(returncode, stdout + stderr)`` of each."""
+    results = []
+    for proc in runs:
+        out, err = proc.communicate(timeout=timeout)
+        results.append((proc.returncode, out + err))
+    return results
+
+
+def _check(result, what) -> str:
+    code, log = result
+    if code != 0:
+        raise AssertionError(f'{what} failed ({code}):\n{log[-6000:]}')
+    return log
 
 
 @pytest.fixture(scope='module')
@@ -51,89 +84,83 @@ def _data_options(root: Path) -> list:
         'default_hooks.logger.interval=1']
 
 
+def _test_options(root: Path) -> list:
+    opts = []  # MMagic's SISR test config has three test sets (Set5, Set14, DIV2K): point each at ours
+    for i in range(3):
+        opts += [f'test_dataloader.{i}.dataset.data_root={root}', f'test_dataloader.{i}.dataset.data_prefix.img=lq',
+                 f'test_dataloader.{i}.dataset.data_prefix.gt=gt', f'test_dataloader.{i}.num_workers=0',
+                 f'test_dataloader.{i}.dataset.ann_file=', f'test_dataloader.{i}.persistent_workers=False']
+    return opts
+
+
 @pytest.fixture(scope='module')
-def trained_2_iters(tiny_pairs, tmp_path_factory) -> Path:
-    """Work dir of a 2-iteration SRCNN run (MMagic's zoo config) on the tiny folder."""
-    work = tmp_path_factory.mktemp('srcnn')
-    _run(['tools/train.py', SRCNN, '--work-dir', str(work), '--cfg-options', *_data_options(tiny_pairs),
-          'train_cfg.max_iters=2'], ROOT)
-    return work
+def srcnn(tiny_pairs, tmp_path_factory) -> dict:
+    """MMagic's zoo SRCNN config on the tiny folder, 4 iterations, checkpoints every 2 (seed 7):
 
-
-def test_train_mmagic_config_and_resume(tiny_pairs, trained_2_iters, tmp_path):
-    """An MMagic zoo config trains on a tiny folder; --resume continues at the next iteration."""
-    import shutil
-    work = tmp_path / 'work'
-    shutil.copytree(trained_2_iters, work)
-    assert (work / 'iter_2.pth').is_file()
-    proc = _run(['tools/train.py', SRCNN, '--work-dir', str(work), '--resume', '--cfg-options',
-                 *_data_options(tiny_pairs), 'train_cfg.max_iters=4'], ROOT)
-    log = proc.stdout + proc.stderr
-    assert 'resumed' in log.lower() and 'iter_2.pth' in log
-    ckpt = torch.load(work / 'iter_4.pth', map_location='cpu', weights_only=False)
-    assert ckpt['meta']['iter'] == 4
-
-
-def test_killed_training_resumes_losslessly(tiny_pairs, tmp_path):
-    """SIGKILL after iteration 3, resume from iteration 2: the result equals an uninterrupted run."""
+    * ``ref``: uninterrupted;
+    * ``killed``: the same config plus a hook that SIGKILLs the process after iteration 3, then ``--resume``;
+    * ``tools/test.py`` on the reference run's ``iter_2.pth``.
+    """
+    root = tmp_path_factory.mktemp('srcnn')
     zoo_cfg = osp.join(os.path.dirname(__import__('mmagic').__file__), '.mim', 'configs', 'srcnn',
                        'srcnn_x4k915_1xb16-1000k_div2k.py')
-    (tmp_path / 'kill_hook.py').write_text(
-        'import os, signal\n'
-        'from mmengine.hooks import Hook\n'
-        'from mmagic.registry import HOOKS\n'
-        '@HOOKS.register_module()\n'
-        'class KillAtIter(Hook):\n'
-        '    priority = "LOWEST"\n'
-        '    def __init__(self, at):\n'
-        '        self.at = at\n'
-        '    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):\n'
-        '        if runner.iter + 1 == self.at:\n'
-        '            os.kill(os.getpid(), signal.SIGKILL)\n')
-    (tmp_path / 'killed.py').write_text(
+    (root / 'kill_hook.py').write_text(KILL_HOOK)
+    (root / 'killed.py').write_text(
         f"_base_ = [{zoo_cfg!r}]\n"
         "custom_imports = dict(imports=['kill_hook'], allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='KillAtIter', at=3)]\n")
     opts = _data_options(tiny_pairs) + ['train_cfg.max_iters=4', 'randomness.seed=7']
-    os.environ['PYTHONPATH'] = f'{tmp_path}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'
+    ref, killed = root / 'ref', root / 'killed'
+    ref_run, killed_run = _together(
+        _start(['tools/train.py', zoo_cfg, '--work-dir', str(ref), '--cfg-options', *opts]),
+        _start(['tools/train.py', str(root / 'killed.py'), '--work-dir', str(killed), '--cfg-options', *opts],
+               pythonpath=root))
+    _check(ref_run, 'reference run')
+    after_kill = sorted(p.name for p in killed.glob('iter_*.pth'))
+    metrics = root / 'metrics.json'
+    resumed, tested = _together(
+        _start(['tools/train.py', zoo_cfg, '--work-dir', str(killed), '--resume', '--cfg-options', *opts]),
+        _start(['tools/test.py', SRCNN, str(ref / 'iter_2.pth'), '--work-dir', str(root / 'test'), '--out',
+                str(metrics), '--cfg-options', *_test_options(tiny_pairs)]))
+    return dict(ref=ref, killed=killed, killed_code=killed_run[0], after_kill=after_kill,
+                resume_log=_check(resumed, 'resume'), test=tested, metrics=metrics)
 
-    ref, killed = tmp_path / 'ref', tmp_path / 'killed'
-    _run(['tools/train.py', zoo_cfg, '--work-dir', str(ref), '--cfg-options', *opts], ROOT)
-    proc = _run(['tools/train.py', str(tmp_path / 'killed.py'), '--work-dir', str(killed),
-                 '--cfg-options', *opts], ROOT, check=False)
-    assert proc.returncode != 0 and (killed / 'iter_2.pth').is_file() and not (killed / 'iter_4.pth').exists()
-    _run(['tools/train.py', zoo_cfg, '--work-dir', str(killed), '--resume', '--cfg-options', *opts], ROOT)
 
-    a = torch.load(ref / 'iter_4.pth', map_location='cpu', weights_only=False)
-    b = torch.load(killed / 'iter_4.pth', map_location='cpu', weights_only=False)
+def test_train_mmagic_config_and_resume(srcnn):
+    """An MMagic zoo config trains on a tiny folder; --resume continues at the next iteration."""
+    assert sorted(p.name for p in srcnn['ref'].glob('iter_*.pth')) == ['iter_2.pth', 'iter_4.pth']
+    log = srcnn['resume_log']
+    assert 'resumed' in log.lower() and 'iter_2.pth' in log
+    for work in (srcnn['ref'], srcnn['killed']):
+        ckpt = torch.load(work / 'iter_4.pth', map_location='cpu', weights_only=False)
+        assert ckpt['meta']['iter'] == 4
+
+
+def test_killed_training_resumes_losslessly(srcnn):
+    """SIGKILL after iteration 3, resume from iteration 2: the result equals an uninterrupted run."""
+    assert srcnn['killed_code'] != 0 and srcnn['after_kill'] == ['iter_2.pth']
+    a = torch.load(srcnn['ref'] / 'iter_4.pth', map_location='cpu', weights_only=False)
+    b = torch.load(srcnn['killed'] / 'iter_4.pth', map_location='cpu', weights_only=False)
     assert a['meta']['iter'] == b['meta']['iter'] == 4
     for key, value in a['state_dict'].items():
         torch.testing.assert_close(b['state_dict'][key], value, rtol=0, atol=0, msg=key)
     exp_avg = [s['exp_avg'] for s in a['optimizer']['state'].values()]
     got = [s['exp_avg'] for s in b['optimizer']['state'].values()]
+    assert exp_avg and len(got) == len(exp_avg)
     for x, y in zip(exp_avg, got):
         torch.testing.assert_close(y, x, rtol=0, atol=0)
 
 
-def test_test_tool_reports_metrics(tiny_pairs, trained_2_iters, tmp_path):
+def test_test_tool_reports_metrics(srcnn):
     """tools/test.py evaluates a checkpoint with the config's test evaluator and dumps the metrics."""
-    work = trained_2_iters
-    out = tmp_path / 'metrics.json'
-    test_opts = []  # MMagic's SISR test config has three test sets (Set5, Set14, DIV2K): point each at ours
-    for i in range(3):
-        test_opts += [f'test_dataloader.{i}.dataset.data_root={tiny_pairs}',
-                      f'test_dataloader.{i}.dataset.data_prefix.img=lq',
-                      f'test_dataloader.{i}.dataset.data_prefix.gt=gt', f'test_dataloader.{i}.num_workers=0',
-                      f'test_dataloader.{i}.dataset.ann_file=',
-                      f'test_dataloader.{i}.persistent_workers=False']
-    proc = _run(['tools/test.py', SRCNN, str(work / 'iter_2.pth'), '--work-dir', str(tmp_path), '--out', str(out),
-                 '--cfg-options', *test_opts], ROOT, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    import json
-    metrics = json.loads(out.read_text())
+    code, log = srcnn['test']
+    assert code == 0, log[-3000:]
+    metrics = json.loads(srcnn['metrics'].read_text())
     assert any('PSNR' in k for k in metrics), metrics
 
 
-def test_missing_config_is_a_clear_error(tmp_path):
-    proc = _run(['tools/train.py', str(tmp_path / 'nope.py')], ROOT, check=False)
-    assert proc.returncode != 0 and 'config file not found' in proc.stderr
+def test_missing_config_is_a_clear_error(tmp_path, monkeypatch):
+    """tools/train.py (run in this process) names the missing file."""
+    monkeypatch.setattr(sys, 'argv', ['tools/train.py', str(tmp_path / 'nope.py')])
+    with pytest.raises(FileNotFoundError, match='config file not found: .*nope.py'):
+        runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
