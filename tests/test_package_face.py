@@ -1,23 +1,19 @@
 """The light package face: ``import iter_mm`` registers everything (some on first look-up) without MMagic's
-inferencer stack, diffusers or torchvision; pure-torch modules import without MMCV / MMEngine / MMagic."""
+inferencer stack, diffusers or torchvision; pure-torch modules import without MMCV / MMEngine / MMagic.
+
+Every check needs a fresh interpreter; the module's subprocesses run two at a time (tests/side_by_side.py)."""
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from side_by_side import run_side_by_side
+
 ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
 
-
-def run(code: str, timeout: int = 600) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, env=env,
-                         timeout=timeout)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.strip().splitlines()[-1]
-
-
-def test_import_is_light_and_registers_everything():
-    code = """
+LIGHT_IMPORT = """
 import sys
 import iter_mm
 heavy = [m for m in ('mmagic.apis', 'diffusers', 'mmagic.models', 'mmagic.evaluation', 'torchvision')
@@ -37,11 +33,8 @@ from iter_mm.engine.checkpoint_loader import load_from_local
 assert CheckpointLoader._get_checkpoint_loader('x.pth') is load_from_local
 print('ok')
 """
-    assert run(code) == 'ok'
 
-
-def test_pure_torch_modules_import_without_mmcv_mmengine_mmagic():
-    code = """
+PURE_TORCH = """
 import sys, warnings
 for name in ('mmcv', 'mmengine', 'mmagic'):
     sys.modules[name] = None  # as if not installed
@@ -57,7 +50,53 @@ layer = SwinLayers(8, 16, 1, depth=1, window_size=4, num_heads=2, input_resoluti
 assert layer(torch.rand(1, 8, 4, 4)).shape == (1, 8, 4, 4)
 print('ok')
 """
-    assert run(code) == 'ok'
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory) -> dict:
+    """Every subprocess of this module: the two import checks; a plain tools/infer.py run, an Inferencer run
+    and a ``--verbose`` tools/infer.py run on a random tiny checkpoint and a 12x10 image."""
+    import cv2
+    import numpy as np
+    import torch
+    from iter_mm.apis import init_model
+    tmp = tmp_path_factory.mktemp('face')
+    ckpt = tmp / 'tiny.pth'
+    torch.save({'state_dict': init_model(TINY, random_weights=True).state_dict()}, ckpt)
+    cv2.imwrite(str(tmp / 'a.png'), np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('ITER_MM_VERBOSE', None)
+
+    def cli(out, *extra):
+        return [sys.executable, str(ROOT / 'tools' / 'infer.py'), str(tmp / 'a.png'), '-c', TINY, '-w', str(ckpt),
+                '-o', str(out), '--steps', '2', '--device', 'cpu', *extra]
+
+    inferencer = (f"from iter_mm.apis import MMagicInferencer\n"
+                  f"sr = MMagicInferencer('iter', model_config={TINY!r}, model_ckpt={str(ckpt)!r}, device='cpu',"
+                  f" extra_parameters=dict(steps=2))\n"
+                  f"print(sr.infer(img={str(tmp / 'a.png')!r}, result_out_dir={str(tmp / 'i.png')!r})[1].shape)")
+    jobs = dict(  # longest first
+        light=dict(args=[sys.executable, '-c', LIGHT_IMPORT], cwd=ROOT, env=env),
+        cli=dict(args=cli(tmp / 'out'), env=env),
+        inferencer=dict(args=[sys.executable, '-c', inferencer], env=env, cwd=tmp),
+        verbose=dict(args=cli(tmp / 'out_verbose', '--verbose'), env=env),
+        pure=dict(args=[sys.executable, '-c', PURE_TORCH], cwd=ROOT, env=env))
+    results = run_side_by_side(jobs)
+    results['out'] = tmp / 'out'
+    return results
+
+
+def _last_line(proc) -> str:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_import_is_light_and_registers_everything(runs):
+    assert _last_line(runs['light']) == 'ok'
+
+
+def test_pure_torch_modules_import_without_mmcv_mmengine_mmagic(runs):
+    assert _last_line(runs['pure']) == 'ok'
 
 
 def test_converter_imports_the_package_not_a_file():
@@ -65,32 +104,14 @@ def test_converter_imports_the_package_not_a_file():
     assert 'spec_from_file_location' not in text and 'from iter_mm.utils import checkpoint' in text
 
 
-def test_cli_and_inferencer_print_results_only(tmp_path):
+def test_cli_and_inferencer_print_results_only(runs):
     """A plain tools/infer.py run and an Inferencer run print the result and nothing else (no registry-scope,
     visualiser, diffusers or bitsandbytes notes); --verbose lets library notes through again."""
-    import cv2
-    import numpy as np
-    import torch
-    from iter_mm.apis import init_model
-    tiny = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
-    ckpt = tmp_path / 'tiny.pth'
-    torch.save({'state_dict': init_model(tiny, random_weights=True).state_dict()}, ckpt)
-    cv2.imwrite(str(tmp_path / 'a.png'), np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8))
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    env.pop('ITER_MM_VERBOSE', None)
-    cli = [sys.executable, str(ROOT / 'tools' / 'infer.py'), str(tmp_path / 'a.png'), '-c', tiny, '-w', str(ckpt),
-           '-o', str(tmp_path / 'out'), '--steps', '2', '--device', 'cpu']
-    out = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=600)
+    out = runs['cli']
     assert out.returncode == 0 and out.stderr == '', out.stderr[-2000:]
-    assert out.stdout.strip() == f"1/1 image(s) written to {tmp_path / 'out'}"
-    code = (f"from iter_mm.apis import MMagicInferencer\n"
-            f"sr = MMagicInferencer('iter', model_config={tiny!r}, model_ckpt={str(ckpt)!r}, device='cpu',"
-            f" extra_parameters=dict(steps=2))\n"
-            f"print(sr.infer(img={str(tmp_path / 'a.png')!r}, result_out_dir={str(tmp_path / 'i.png')!r})[1].shape)")
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                         timeout=600)
+    assert out.stdout.strip() == f"1/1 image(s) written to {runs['out']}"
+    out = runs['inferencer']
     assert out.returncode == 0 and out.stderr == '', out.stderr[-2000:]
     assert out.stdout.strip() == '(48, 40, 3)'
-    verbose = subprocess.run(cli + ['--overwrite', '--verbose'], capture_output=True, text=True, env=env,
-                             timeout=600)
+    verbose = runs['verbose']
     assert verbose.returncode == 0 and verbose.stderr != ''
