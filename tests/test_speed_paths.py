@@ -345,3 +345,32 @@ def test_benchmark_batches_images_of_one_size(capsys, one_thread):
     assert it['calls'] == dict(E_l=1, phi_e=2, phi_r=2, decoder=1)  # batched: one call per step for all three
     with pytest.raises(SystemExit, match='--batch'):
         bench.main(args + ['--batch', '0'])
+
+
+def test_benchmark_runs_iter_with_pytorch_only(tmp_path):
+    """On a machine without MMagic / MMEngine / MMCV (e.g. a bare GPU box) the networks build from their own name
+    table and the benchmark times the paper-scale ITERNet; SwinIR and RRDBNet (MMagic's) give a clear error."""
+    import subprocess
+    import sys
+    tool = os.path.join(os.path.dirname(__file__), '..', 'tools', 'benchmark_inference.py')
+    code = f"""
+import sys
+for name in ('mmcv', 'mmengine', 'mmagic'):
+    sys.modules[name] = None  # as if not installed
+sys.argv = ['benchmark_inference.py'] + sys.argv[1:]
+import runpy
+runpy.run_path({tool!r}, run_name='__main__')
+"""
+    common = ['--size', '16', '--steps', '2', '--alpha', '1.0', '--repeats', '1', '--warmup', '0', '--no-flops',
+              '--threads', '1']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    done = subprocess.run([sys.executable, '-c', code, *common, '--models', 'iter', '--batch', '2'],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    it = out['models']['iter']
+    assert out['batch'] == 2 and it['params'] == 127321541  # the paper-scale x4 network
+    assert it['calls'] == dict(E_l=1, phi_e=2, phi_r=2, decoder=1)
+    bad = subprocess.run([sys.executable, '-c', code, *common, '--models', 'iter', 'swinir'],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert bad.returncode != 0 and 'SwinIR and RRDBNet come from MMagic' in bad.stderr

@@ -22,7 +22,9 @@ machine's practical peak; on CPU the better of ``torch.matmul`` and oneDNN's lin
 call is to the limit. No weights are loaded: timings only (random phi_e decides how many refinement steps run,
 and with ``--alpha`` above its typical P(good) that is all ``--steps``: the worst case). SwinIR and RRDBNet are
 the generators of MMagic's ``swinir_gan-x{s}s64w8d6e180`` and ``realesrgan_c64b23g32`` configs, random weights.
-bf16/fp16 run under autocast (never the default). Prints ONE JSON object.
+bf16/fp16 run under autocast (never the default). Prints ONE JSON object. On a machine with PyTorch only (no
+MMagic / MMEngine / MMCV, e.g. a GPU box for a quick check) ``--models iter [iter-ref]`` runs the paper-scale
+``ITERNet`` through the same ``restore_image``.
 
 ``--agreement`` restores every image of ``--lq-dir`` with a trained model three ways, fp32 (default kernels), fp32
 reference kernels and bf16 autocast, and reports per image and overall: the fraction of identical final tokens and
@@ -240,8 +242,38 @@ def dominant_gemms(net: torch.nn.Module, tokens: int) -> Dict[str, tuple]:
             'decoder': (min(4 * tokens * 16, 16384), 9 * c, c)}
 
 
+def mmagic_available() -> bool:
+    """Whether MMagic (and so MMEngine / MMCV) can be imported; without it only ``--models iter`` runs."""
+    try:
+        import mmagic.registry  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class BareITER(torch.nn.Module):
+    """ITERModel's ``restore`` on an ``ITERNet`` alone, for a machine with PyTorch only (no MMagic): the same
+    networks, sampling and options (:func:`iter_mm.models.inference.restore_image`)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.generator = net
+
+    @torch.no_grad()
+    def restore(self, lq: torch.Tensor, **options) -> torch.Tensor:
+        from iter_mm.models.inference import restore_image
+        from iter_mm.models.options import RestoreOptions
+        return restore_image(self.generator, lq, RestoreOptions(**options))
+
+
 def build_iter(args) -> torch.nn.Module:
-    """ITER with random weights on purpose (timings only), through the one loader."""
+    """ITER with random weights on purpose (timings only), through the one loader (without MMagic: the paper-scale
+    ``ITERNet`` in :class:`BareITER`)."""
+    if not mmagic_available():
+        if args.iter_config:
+            raise SystemExit('--iter-config needs MMagic / MMEngine; without them only the paper-scale ITERNet runs')
+        from iter_mm.models.archs import ITERNet
+        return BareITER(ITERNet(scale=args.scale))
     from mmengine.config import Config
 
     from iter_mm.apis import init_model
@@ -419,6 +451,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.agreement:
+        if not mmagic_available():
+            raise SystemExit('--agreement loads a trained model through MMagic, which is not installed')
         import iter_mm  # noqa: F401
         result = agreement(args)
         text = json.dumps(result, indent=1)
@@ -428,8 +462,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(text)
         return 0
     import iter_mm  # noqa: F401  (registers ITER; imports MMagic)
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmagic')
+    if mmagic_available():
+        from mmengine.registry import init_default_scope
+        init_default_scope('mmagic')
+    elif set(args.models) - {'iter', 'iter-ref'}:
+        raise SystemExit(f'--models {" ".join(args.models)}: SwinIR and RRDBNet come from MMagic, which is not '
+                         'installed; run --models iter (PyTorch only)')
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     if args.batch < 1 or args.size < 1:

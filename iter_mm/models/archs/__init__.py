@@ -1,4 +1,4 @@
-"""ITER networks (nn.Modules only), registered into ``mmagic.registry.MODELS``.
+"""ITER networks (nn.Modules only), registered into ``mmagic.registry.MODELS`` (a name table of their own without MMagic).
 
 Names resolve lazily (PEP 562), so the pure-torch ``swin`` module imports without MMagic.
 """

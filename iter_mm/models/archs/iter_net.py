@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from typing import Union
 
-from mmagic.registry import MODELS
 from torch import nn
+
+from .registry import MODELS
 
 ModuleCfg = Union[dict, nn.Module]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import math
 
 import torch
-from mmagic.registry import MODELS
 from torch import Tensor, nn
 
 from . import fast_ops
 from .swin import SwinLayers
+from .registry import MODELS
 
 
 class _Norm(nn.Module):

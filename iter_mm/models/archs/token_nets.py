@@ -12,12 +12,12 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmagic.registry import MODELS
 from torch import Tensor, nn
 
 from . import fast_ops
 from .swin import SwinLayers
 from .vqgan import as_token_map
+from .registry import MODELS
 
 TokenInput = Tuple[Tensor, Optional[Tensor], Optional[Tensor]]  # (tokens, visible, flag) of one code_emb input
 

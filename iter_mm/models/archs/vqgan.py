@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from mmagic.registry import MODELS
 from torch import Tensor, nn
 
 from ...utils.padding import padded_apply
 from . import fast_ops
 from .swin import SwinLayers
+from .registry import MODELS
 
 
 def normalize(channels: int, groups: int = 32) -> nn.GroupNorm:
