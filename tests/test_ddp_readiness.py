@@ -132,7 +132,8 @@ def test_amp_trains_both_stages_on_cpu(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     common = ['--amp', '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
               'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1',
-              'train_dataloader.batch_size=2']  # data: the configs' default, scikit-image's photos
+              'train_dataloader.batch_size=2',  # data: the configs' default, scikit-image's photos
+              'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']  # no validation: not what is tested
     stage1, stage2 = tmp_path / 's1', tmp_path / 's2'
     for cfg, work, extra in (('swinvqgan_tiny.py', stage1, []),
                              ('iter_x4_tiny.py', stage2, [f'model.vqgan_ckpt={stage1 / "iter_2.pth"}'])):
