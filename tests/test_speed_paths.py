@@ -338,10 +338,13 @@ def test_benchmark_batches_images_of_one_size(capsys, one_thread):
     cfg = os.path.join(os.path.dirname(__file__), '..', 'configs', 'iter', 'iter_x4_tiny.py')
     args = ['--iter-config', cfg, '--size', '16', '--models', 'iter', '--repeats', '1', '--warmup', '0',
             '--no-flops', '--steps', '2', '--alpha', '1.0']
-    assert bench.main(args + ['--batch', '3']) == 0
+    assert bench.main(args + ['--batch', '3', '--profile', '5']) == 0
     out = json.loads(capsys.readouterr().out)
     it = out['models']['iter']
     assert out['batch'] == 3 and it['images_per_s'] == pytest.approx(3 / it['median_s'])
+    prof = it['profile']  # one profiled call: the costliest ops, most first
+    assert len(prof['top']) == 5 and prof['time_kind'] == 'cpu' and prof['ops'] > 100
+    assert [t['self_ms'] for t in prof['top']] == sorted((t['self_ms'] for t in prof['top']), reverse=True)
     assert it['calls'] == dict(E_l=1, phi_e=2, phi_r=2, decoder=1)  # batched: one call per step for all three
     with pytest.raises(SystemExit, match='--batch'):
         bench.main(args + ['--batch', '0'])

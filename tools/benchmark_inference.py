@@ -78,6 +78,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--iter-config', help='ITER model config (default: ITERModel with the paper-scale ITERNet)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-flops', action='store_true', help='skip the FLOP count and the matmul peaks')
+    p.add_argument('--profile', type=int, default=0, metavar='N',
+                   help='ITER: one more call under torch.profiler; the N ops with the most self time (device time '
+                        'on CUDA) and the op/launch counts go to the JSON (where the remaining time goes)')
     p.add_argument('--interleave', action='store_true',
                    help='alternate the models\' timed calls (all built first), so that other jobs slow them alike')
     g = p.add_argument_group('--agreement: bf16 vs fp32 and default vs reference kernels on a trained model')
@@ -310,6 +313,29 @@ def per_call_efficiency(fn: Callable[[], object], net: torch.nn.Module, seconds_
     return out
 
 
+def profile_call(fn: Callable[[], object], device: torch.device, top: int) -> dict:
+    """One call of ``fn`` under torch.profiler: its wall time, the number of ops (and of CUDA kernel launches) and
+    the ``top`` ops by self time (CUDA: device time), each with calls and milliseconds."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    on_gpu = device.type == 'cuda'
+
+    def self_us(e) -> float:
+        return float(getattr(e, 'self_device_time_total', 0.0) if on_gpu else e.self_cpu_time_total)
+
+    ranked = sorted(events, key=self_us, reverse=True)[:top]
+    launches = sum(e.count for e in events if e.key in ('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC'))
+    return dict(wall_s=wall, time_kind='device' if on_gpu else 'cpu', ops=sum(e.count for e in events),
+                kernel_launches=launches if on_gpu else None,
+                top=[dict(op=e.key, calls=e.count, self_ms=self_us(e) / 1e3) for e in ranked])
+
+
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = (a.float() - b.float()).square().mean().item()
     return float('inf') if mse == 0 else 10 * math.log10(1 / mse)
@@ -439,6 +465,9 @@ class _Bench:
             entry['refine_steps_run'] = entry['calls']['phi_r']
             entry['seconds_per_call'] = {k: breakdown[k] / entry['calls'][k] for k in ITER_PARTS
                                          if entry['calls'][k]}
+            if args.profile:
+                self.log(f'{self.name}: profiling one call')
+                entry['profile'] = profile_call(self.fn, self.device, args.profile)
             if not args.no_flops:
                 self.log(f'{self.name}: counting FLOPs, timing matmul peaks')
                 entry['per_call'] = per_call_efficiency(self.fn, self.net, entry['seconds_per_call'], args,

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The GPU checks of one device session, in one go (issue 11): ITER at 128x128 x4, T=8, random paper-scale weights,
+# through tools/benchmark_inference.py with PyTorch only (no MMagic needed on the device).
+#   bash tools/device_check.sh [OUT_DIR]      # default: $OUT (the device tool's folder) or ./device_results
+# Writes one JSON per run and a log; each run is limited so that a slow one cannot eat the session. A dry run
+# here: DEVICE=cpu SIZE=16 PYTHON=.venv/bin/python bash tools/device_check.sh /tmp/dc
+set -u
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-device_results}}
+mkdir -p "$out"
+py=${PYTHON:-python}
+log="$out/device_check.log"
+"$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())" \
+    2>&1 | tee "$log"
+run() {  # name, seconds, benchmark arguments...
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name: $*" | tee -a "$log"
+    timeout "$limit" "$py" tools/benchmark_inference.py --device "${DEVICE:-cuda}" --size "${SIZE:-128}" \
+        --models iter "$@" \
+        > "$out/$name.json" 2>> "$log"
+    echo "   exit $?" | tee -a "$log"
+}
+run bf16_b1 150 --dtype bf16 --batch 1 --warmup 3 --repeats 10 --profile 30
+run bf16_b16 150 --dtype bf16 --batch 16 --warmup 1 --repeats 3 --no-flops
+run fp32_b1 120 --dtype fp32 --batch 1 --warmup 2 --repeats 5 --no-flops
