@@ -1,8 +1,13 @@
 """tools/train_pipeline.py: stage I, then stages II+III on its checkpoint, then the test set; finished stages are
-skipped and an interrupted stage resumes. tools/train.py refuses an ITER config whose stage-I file is missing."""
+skipped and an interrupted stage resumes. tools/train.py refuses an ITER config whose stage-I file is missing.
+
+The tools run in this process (``runpy``, as ``python tools/...`` runs them), on one thread: a fresh interpreter
+would spend ~10 s importing MMagic per run; tests/test_tools_train.py and tests/test_distributed.py run the
+training tools in their own processes."""
+import contextlib
+import io
 import json
-import os
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -15,12 +20,23 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = 'configs/iter/iter_x4_tiny.py'
 
 
-def _run(args, check=True):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONHASHSEED='0')
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
-    return proc
+def _run_tool(argv) -> str:
+    """``python tools/<argv[0]> ...`` in this process (cwd: the repository, one thread); returns what it printed
+    (stdout and stderr, MMEngine's log included)."""
+    out = io.StringIO()
+    threads = torch.get_num_threads()
+    try:
+        with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            mp.chdir(ROOT)
+            mp.setattr(sys, 'argv', list(argv))
+            torch.set_num_threads(1)
+            runpy.run_path(str(ROOT / argv[0]), run_name='__main__')
+    except BaseException:
+        print(out.getvalue()[-6000:])  # shown with the failure
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    return out.getvalue()
 
 
 @pytest.fixture(scope='module')
@@ -51,8 +67,7 @@ def _pipeline_args(photos: Path, work: Path) -> list:
 @pytest.fixture(scope='module')
 def pipeline(photos, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp('pipeline_work')
-    first = _run(_pipeline_args(photos, work))
-    return dict(work=work, first=first.stdout + first.stderr)
+    return dict(work=work, first=_run_tool(_pipeline_args(photos, work)))
 
 
 def _summary(work: Path) -> dict:
@@ -82,8 +97,14 @@ def test_final_model_super_resolves(pipeline, photos, tmp_path):
     lq.mkdir()
     cv2.imwrite(str(lq / 'small.png'), cv2.imread(str(photos / 'val' / '0.png'))[:20, :28])
     out = tmp_path / 'out'
-    _run(['tools/infer.py', str(lq), '-c', TINY, '-w', str(pipeline['work'] / 'iter_x4_tiny' / 'weights.pth'),
-          '-o', str(out), '--steps', '2'])
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('pipeline_test_infer', ROOT / 'tools' / 'infer.py')
+    infer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(infer)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        assert infer.main([str(lq), '-c', TINY, '-w', str(pipeline['work'] / 'iter_x4_tiny' / 'weights.pth'),
+                           '-o', str(out), '--steps', '2']) == 0
     assert cv2.imread(str(out / 'small.png')).shape == (80, 112, 3)
 
 
@@ -95,12 +116,12 @@ def test_rerun_skips_finished_and_resumes_interrupted(pipeline, photos):
     (stage2 / 'iter_2.pth').unlink()
     (stage2 / 'last_checkpoint').write_text(str(stage2 / 'iter_1.pth'))
     before = (work / 'swinvqgan_tiny' / 'iter_2.pth').stat().st_mtime_ns
-    proc = _run(_pipeline_args(photos, work) + ['--skip-test'])
+    log = _run_tool(_pipeline_args(photos, work) + ['--skip-test'])
     stages = _summary(work)['stages']
     assert [s['state'] for s in stages] == ['done', 'resume']
     assert (stage2 / 'iter_2.pth').is_file()
     assert (work / 'swinvqgan_tiny' / 'iter_2.pth').stat().st_mtime_ns == before
-    assert 'iter_1.pth' in proc.stdout + proc.stderr  # MMEngine logs what it resumed from
+    assert 'iter_1.pth' in log  # MMEngine logs what it resumed from
 
 
 def test_train_refuses_missing_stage1_and_names_the_command(tmp_path, monkeypatch, capsys):
