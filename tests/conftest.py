@@ -1,33 +1,5 @@
-"""Suite-wide test setup.
+"""Suite-wide test setup: yapf's formatting of a config text is reused when the same text is formatted again
+(tests/config_text_reuse.py; changes no output, saves ~3 s per Runner config log, dump and checkpoint)."""
+from config_text_reuse import reuse_config_formatting
 
-MMEngine formats the whole config text with yapf each time a Runner logs its config, dumps it and saves a
-checkpoint (``Config.pretty_text``): about 3 s per call for the ITER configs, whose data pipelines make the text
-65 kB, so most of the time of a short in-process training run went into formatting the same text again. yapf's
-``FormatCode`` is a pure function of its arguments: here its results are kept for texts already formatted, which
-changes no output.
-"""
-
-
-def _reuse_config_formatting() -> None:
-    try:
-        import mmengine.config.config as config_module
-    except ImportError:  # the pure-torch parts of the suite run without MMEngine
-        return
-    format_code = config_module.FormatCode
-    if getattr(format_code, 'reuses_results', False):
-        return
-    results = {}
-
-    def reusing_format_code(unformatted_source, *args, **kwargs):
-        key = (unformatted_source, repr(args), repr(sorted(kwargs.items())))
-        if key not in results:
-            if len(results) >= 16:
-                results.clear()
-            results[key] = format_code(unformatted_source, *args, **kwargs)
-        return results[key]
-
-    reusing_format_code.reuses_results = True
-    config_module.FormatCode = reusing_format_code
-
-
-_reuse_config_formatting()
+reuse_config_formatting()

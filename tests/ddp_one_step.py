@@ -1,6 +1,7 @@
-"""One optimiser step of both training models, on one process or under torchrun (used by test_ddp_equivalence.py).
+"""One optimiser step of both training models, on one process or under torchrun (used by test_distributed.py).
 
     python tests/ddp_one_step.py OUT_DIR                                      # 1 process, the whole batch
+    run(OUT_DIR)                                                              # the same, in the caller's process
     python -m torch.distributed.run --nproc_per_node 2 tests/ddp_one_step.py OUT_DIR   # 2 processes, half each
 
 Both runs build the shipped tiny configs' models with the same seed, wrap them exactly as ``tools/train.py``
@@ -20,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 GLOBAL_BATCH = 4
 LR = 0.05
 
@@ -137,21 +137,32 @@ def _save(model, path: Path) -> None:
     torch.save(state, path)
 
 
+def run(out: Path, rank: int = 0, world: int = 1, launcher: str = 'none') -> None:
+    """Both stages in float32 and in float64. Restores the default dtype and ITERModel's own randomness
+    afterwards, so that the 1-process run can also run inside the test process."""
+    import iter_mm.models.editors.iter_model as iter_model
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmagic')
+    saved = iter_model.sample_training_mask, iter_model.F
+    try:
+        for dtype in (torch.float32, torch.float64):  # float64: the equivalence without fp32 rounding
+            torch.set_default_dtype(dtype)
+            sub = out / str(dtype).split('.')[-1]
+            sub.mkdir(exist_ok=True)
+            stage1_step(rank, world, launcher, sub)
+            stage2_step(rank, world, launcher, sub)
+    finally:
+        torch.set_default_dtype(torch.float32)
+        iter_model.sample_training_mask, iter_model.F = saved
+
+
 def main() -> None:
+    sys.path.insert(0, str(ROOT))
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     world = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
-    launcher = 'pytorch' if world > 1 else 'none'
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmagic')
-    for dtype in (torch.float32, torch.float64):  # float64: the equivalence without fp32 rounding
-        torch.set_default_dtype(dtype)
-        sub = out / str(dtype).split('.')[-1]
-        sub.mkdir(exist_ok=True)
-        stage1_step(rank, world, launcher, sub)
-        stage2_step(rank, world, launcher, sub)
-    torch.set_default_dtype(torch.float32)
+    run(out, rank, world, 'pytorch' if world > 1 else 'none')
 
 
 if __name__ == '__main__':

@@ -251,9 +251,16 @@ def test_stage2_validation_and_dist_test_equal_single_process(stage2, tmp_path, 
 # ------------------------------------------------------------------------------- 2 x batch b == 1 x batch 2b
 @pytest.fixture(scope='module')
 def one_step(tmp_path_factory) -> Path:
-    """tests/ddp_one_step.py once with 1 process (batch 4) and once with 2 processes (batch 2 each)."""
+    """tests/ddp_one_step.py once with 1 process (batch 4; in this process, on one thread as the launched ones)
+    and once with 2 processes (batch 2 each)."""
+    import ddp_one_step
     out = tmp_path_factory.mktemp('one_step')
-    _run([sys.executable, 'tests/ddp_one_step.py', str(out)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ddp_one_step.run(out)
+    finally:
+        torch.set_num_threads(threads)
     _run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
           _env()['PORT'], 'tests/ddp_one_step.py', str(out)])
     return out
