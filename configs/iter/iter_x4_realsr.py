@@ -49,7 +49,8 @@ model = dict(
     perceptual_loss=dict(type='LPIPSLoss', loss_weight=1.0, lpips_path=lpips_vgg_path, vgg_path=vgg16_path),
     # The authors' L1 on the E_l decode (weight 1.0), inert in their code; a real term with el_gumbel_grad=True.
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
-    el_gumbel_grad=True,  # False: the official (inert) E_l Gumbel term
+    el_gumbel_grad=True,  # False: the official (inert) E_l Gumbel term, whose constants are then skipped (a decode
+    # less per iteration, same gradients) unless compute_inert_terms=True
     # inference: the authors' script (alpha 0.7, T 8, linear schedule, temperatures 1)
     # restoration options: iter_mm.models.options.RestoreOptions, whose defaults are the authors' inference script
     # (alpha 0.7, 8 steps, linear schedule, seed 0, tiled above 720x720 LQ pixels); validation over
