@@ -1,5 +1,6 @@
 """The light package face: ``import iter_mm`` registers everything (some on first look-up) without MMagic's
-inferencer stack, diffusers or torchvision; pure-torch modules import without MMCV / MMEngine / MMagic.
+inferencer stack (nor patches it: iter_mm.apis does), diffusers or torchvision; pure-torch modules import without
+MMCV / MMEngine / MMagic.
 
 Every check needs a fresh interpreter; the module's subprocesses run two at a time (tests/side_by_side.py)."""
 import os
@@ -31,7 +32,13 @@ assert all(found.values()), found
 from mmengine.runner.checkpoint import CheckpointLoader
 from iter_mm.engine.checkpoint_loader import load_from_local
 assert CheckpointLoader._get_checkpoint_loader('x.pth') is load_from_local
-print('ok')
+print('light: ok')
+# MMagic's inferencer stack: neither imported (above) nor patched by all this; importing iter_mm.apis patches it
+from mmagic.apis.inferencers import Inferencers
+before = Inferencers.__init__
+from iter_mm.apis import MMagicInferencer
+assert Inferencers.__init__ is not before and 'iter' in MMagicInferencer.inference_supported_models
+print('inferencers: ok')
 """
 
 PURE_TORCH = """
@@ -92,7 +99,12 @@ def _last_line(proc) -> str:
 
 
 def test_import_is_light_and_registers_everything(runs):
-    assert _last_line(runs['light']) == 'ok'
+    assert 'light: ok' in runs['light'].stdout.splitlines(), runs['light'].stderr[-3000:]
+
+
+def test_import_iter_mm_leaves_mmagic_inferencers_alone(runs):
+    """`import iter_mm` neither imports MMagic's inferencer stack nor patches it; iter_mm.apis' Inferencer does."""
+    assert _last_line(runs['light']) == 'inferencers: ok'
 
 
 def test_pure_torch_modules_import_without_mmcv_mmengine_mmagic(runs):
