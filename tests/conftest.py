@@ -1,5 +1,5 @@
-"""Suite-wide test setup: yapf's formatting of a config text is reused when the same text is formatted again
-(tests/config_text_reuse.py; changes no output, saves ~3 s per Runner config log, dump and checkpoint)."""
-from config_text_reuse import reuse_config_formatting
+"""Suite-wide test setup: MMEngine's formatting of a config text is reused when the same text comes back
+(``iter_mm.engine.config_format``, which ``iter_mm.engine`` installs in every Runner process; no output changes)."""
+from iter_mm.engine.config_format import reuse_config_formatting
 
 reuse_config_formatting()

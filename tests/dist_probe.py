@@ -6,8 +6,8 @@ MMEngine's file backend (checkpoints), every visualiser scalar write, its log-fi
 validation metrics; at the end of training it saves its full model state (parameters and buffers) to
 ``<out_dir>/rank<r>_state.pth``. ``kill_after_iter=N`` makes rank 0 SIGKILL the whole job (the torchrun agent
 and every worker, like a user's ``kill -9`` of all its processes) once iteration N has finished and its hooks
-have run. Importing it also makes the process reuse yapf's formatting of its config text (see
-tests/config_text_reuse.py; no output changes).
+have run. Importing it also makes the process reuse yapf's formatting of its config text
+(``iter_mm.engine.config_format``; no output changes).
 """
 import json
 import logging
@@ -24,7 +24,7 @@ from mmengine.visualization.vis_backend import LocalVisBackend
 
 from mmagic.registry import HOOKS
 
-from config_text_reuse import reuse_config_formatting
+from iter_mm.engine.config_format import reuse_config_formatting
 
 reuse_config_formatting()  # the same config text is formatted once per process, not per log/dump/checkpoint
 _OUT = {'dir': None}
