@@ -290,6 +290,30 @@ def test_bf16_restore_with_call_cache_equals_without():
     assert torch.equal(plain.tokens, cached.tokens) and torch.equal(plain.image, cached.image)
 
 
+def test_bf16_restore_runs_e_l_in_fp32():
+    """Under bf16 autocast E_l runs in fp32 (S_l conditions every step: a flipped S_l token changes phi_e's keep
+    mask and phi_r's condition), so S_l equals the fp32 run's; phi_e and phi_r run in bf16."""
+    net = tiny_iter(17)
+    lq = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(17))
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs):
+            seen.setdefault(name, []).append((torch.is_autocast_enabled('cpu'), inputs[0].dtype))
+        return hook
+    handles = [getattr(net, n).register_forward_pre_hook(record(n)) for n in ('lq_encoder', 'refiner')]
+    try:
+        fp32 = restore_image(net, lq, steps=2, alpha=1.0, return_result=True)
+        seen.clear()
+        bf16 = restore_image(net, lq, steps=2, alpha=1.0, dtype='bf16', return_result=True)
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen['lq_encoder'] == [(False, torch.float32)]
+    assert all(enabled for enabled, _ in seen['refiner'])
+    assert torch.equal(bf16.lq_tokens, fp32.lq_tokens)
+
+
 # ----------------------------------------------------------------------------- benchmark FLOP count
 def _benchmark_tool():
     path = os.path.join(os.path.dirname(__file__), '..', 'tools', 'benchmark_inference.py')

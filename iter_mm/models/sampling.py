@@ -10,6 +10,7 @@ a call needs one integer seed, given directly or drawn once from a ``torch.Gener
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
@@ -279,6 +280,13 @@ class RefineResult:
     step_images: Optional[Tensor] = None
 
 
+def _full_precision(device_type: str):
+    """Autocast off for ``device_type`` when it is on (a no-op context otherwise)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def _rows(t: Tensor, idx: Optional[Tensor]) -> Tensor:
     return t if idx is None else t.index_select(0, idx)
 
@@ -323,7 +331,8 @@ def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperatur
     device = lq.device
     seeds = _as_seeds(seed if isinstance(seed, Tensor) else resolve_seed(seed, generator), b, device)
 
-    lq_tokens = net.lq_encoder(lq).argmax(dim=1)  # S_l, (B, h, w)
+    with _full_precision(lq.device.type):  # S_l conditions every later step: E_l in fp32 also under autocast
+        lq_tokens = net.lq_encoder(lq.float()).argmax(dim=1)  # S_l, (B, h, w)
     _, h, w = lq_tokens.shape
     good_prob = F.softmax(net.evaluator(lq_tokens, lq_tokens).float(), dim=1)[:, 1]
     init_keep = (good_prob >= alpha).float()  # m_s
