@@ -24,3 +24,28 @@ run() {  # name, seconds, benchmark arguments...
 run bf16_b1 150 --dtype bf16 --batch 1 --warmup 3 --repeats 10 --profile 30
 run bf16_b16 150 --dtype bf16 --batch 16 --warmup 1 --repeats 3 --no-flops
 run fp32_b1 120 --dtype fp32 --batch 1 --warmup 2 --repeats 5 --no-flops
+# CUDA against CPU on one small input (random paper-scale weights, fixed seed; the sampling noise is
+# device-independent): share of equal tokens (S_l and final) and image PSNR, fp32 and bf16 on the GPU
+echo "== agreement: cuda vs cpu" | tee -a "$log"
+timeout 120 "$py" - > "$out/agreement.json" 2>> "$log" <<'PY'
+import json, math, sys, warnings
+warnings.simplefilter('ignore')
+import torch
+from iter_mm.models.archs import ITERNet
+from iter_mm.models.inference import restore_image
+dev = sys.argv[1] if len(sys.argv) > 1 else ('cuda' if torch.cuda.is_available() else 'cpu')
+torch.manual_seed(0)
+net = ITERNet(scale=4).eval()
+lq = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+ref = restore_image(net, lq, alpha=1.0, seed=3, return_result=True)
+net = net.to(dev)
+out = {}
+for dtype in ('fp32', 'bf16'):
+    res = restore_image(net, lq.to(dev), alpha=1.0, seed=3, dtype=dtype, return_result=True)
+    mse = (res.image.cpu() - ref.image).square().mean().item()
+    out[dtype] = dict(lq_tokens_equal=(res.lq_tokens.cpu() == ref.lq_tokens).float().mean().item(),
+                      tokens_equal=(res.tokens.cpu() == ref.tokens).float().mean().item(),
+                      psnr_vs_cpu_fp32=float('inf') if mse == 0 else 10 * math.log10(1 / mse))
+print(json.dumps(dict(device=dev, **out), indent=1))
+PY
+echo "   exit $?" | tee -a "$log"
