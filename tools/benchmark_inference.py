@@ -499,8 +499,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          'installed; run --models iter (PyTorch only)')
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    if args.batch < 1 or args.size < 1:
-        raise SystemExit(f'--batch and --size must be >= 1, got {args.batch} and {args.size}')
+    if args.batch < 1 or args.size < 1 or args.profile < 0:
+        raise SystemExit(f'--batch and --size must be >= 1 and --profile >= 0, got {args.batch}, {args.size} and '
+                         f'{args.profile}')
     lq = torch.rand(args.batch, 3, args.size, args.size,
                     generator=torch.Generator().manual_seed(args.seed)).to(device)
 
