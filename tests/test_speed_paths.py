@@ -401,3 +401,15 @@ runpy.run_path({tool!r}, run_name='__main__')
     bad = subprocess.run([sys.executable, '-c', code, *common, '--models', 'iter', 'swinir'],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert bad.returncode != 0 and 'SwinIR and RRDBNet come from MMagic' in bad.stderr
+
+
+def test_name_table_builds_networks_and_names_the_known_ones():
+    """The registry the networks fall back to without MMagic: builds by type name, clear error otherwise."""
+    from iter_mm.models.archs.registry import NameTable
+    table = NameTable()
+    table.register_module()(SwinLayers)
+    layer = table.build(dict(type='SwinLayers', in_dim=8, swin_dim=16, num_rstb=1, depth=1, window_size=4,
+                             num_heads=2, input_resolution=(4, 4)))
+    assert isinstance(layer, SwinLayers)
+    with pytest.raises(KeyError, match=r"'Nope' is not an ITER network .*only these build: \['SwinLayers'\]"):
+        table.build(dict(type='Nope'))
