@@ -78,7 +78,7 @@ test_evaluator = val_evaluator
 test_cfg = dict(type='MultiTestLoop')
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99)))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99), fused=True))
 # warm-up, then cosine decay to 5% (MMEngine's schedulers), as the demo stage I
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, end_factor=1.0, begin=0, end=100, by_epoch=False),

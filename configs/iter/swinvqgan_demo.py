@@ -70,7 +70,7 @@ test_evaluator = val_evaluator
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters // 3)
 optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',
-    generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99))))
+    generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99), fused=True)))
 # MMEngine's schedulers: linear warm-up over the first 100 iterations, then cosine decay to 5% (a short run ends
 # on settled weights instead of the oscillations of a constant 1e-3)
 param_scheduler = [

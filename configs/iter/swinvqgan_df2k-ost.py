@@ -34,8 +34,8 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=400_000, val_interval=5000
 
 optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',
-    generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99))),
-    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=4e-4, betas=(0.9, 0.99))))
+    generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99), fused=True)),
+    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=4e-4, betas=(0.9, 0.99), fused=True)))
 param_scheduler = None  # constant LR (the authors' MultiStepLR has gamma 1)
 
 default_hooks = dict(logger=dict(interval=100), checkpoint=dict(interval=5000))

@@ -68,8 +68,8 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
 # Faster than the paper's 1e-4 (G) / 4e-4 (D) for a few hundred steps; a D as fast as 1e-3 stalls the tiny G.
 optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',
-    generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=5e-4, betas=(0.9, 0.99))),
-    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99))))
+    generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=5e-4, betas=(0.9, 0.99), fused=True)),
+    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99), fused=True)))
 param_scheduler = None
 
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=300))
