@@ -2,7 +2,7 @@
 """Time ITER (paper scale, random weights) against MMagic's real-world x4/x2 SwinIR and RRDBNet networks.
 
     python tools/benchmark_inference.py [--size 128] [--scale 4] [--batch 1] [--steps 8] [--alpha 0.7]
-        [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--repeats 3] [--warmup 1] [--threads N]
+        [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--cuda-graphs] [--repeats 3] [--warmup 1] [--threads N]
         [--models iter iter-ref swinir rrdbnet] [--interleave] [--no-flops]
     python tools/benchmark_inference.py --agreement [--config CFG --checkpoint CKPT --lq-dir DIR]
         [--sampling NAME=VALUE ...] [--out JSON]
@@ -13,7 +13,8 @@ One process, one LQ size (a fixed random batch of ``--batch`` images of one size
 ``images_per_s``. ``--interleave`` builds all models first and alternates their timed
 calls, so that other jobs on a shared machine slow them alike. ITER runs through ``ITERModel.restore``
 (adaptive refinement, sampling options from the flags); ``iter-ref`` is the same model on the reference kernels
-(plain PyTorch ops, ``iter_mm.models.archs.fast_ops.reference_kernels``). Its per-call breakdown (E_l, phi_e,
+(plain PyTorch ops, ``iter_mm.models.archs.fast_ops.reference_kernels``); ``--cuda-graphs`` replays ITER's network
+calls as CUDA graphs (captured during the warm-up calls, so give ``--warmup 1`` or more). Its per-call breakdown (E_l, phi_e,
 phi_r, VQGAN decoder, number of calls of each) comes from forward hooks: during the timed calls on CPU, in separate
 runs on CUDA (where the hooks synchronise). Per part the JSON also gives the FLOPs of one call (counted from the
 shapes of the matmuls, convolutions and attention it ran, ``torch.utils.flop_counter``), the GFLOP/s achieved, and
@@ -68,6 +69,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--alpha', type=float, default=RESTORE_DEFAULTS.alpha)
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     p.add_argument('--dtype', default='fp32', choices=('fp32', 'bf16', 'fp16'), help='ITER precision')
+    p.add_argument('--cuda-graphs', action='store_true',
+                   help='ITER on CUDA: replay the network calls as CUDA graphs (RestoreOptions.cuda_graphs; the '
+                        'warm-up calls capture them; the per-part breakdown comes from eager runs)')
     p.add_argument('--baseline-dtype', default='fp32', choices=('fp32', 'bf16', 'fp16'),
                    help="SwinIR's and RRDBNet's precision (default fp32: ITER bf16 is compared with their fp32)")
     p.add_argument('--repeats', type=int, default=3)
@@ -406,7 +410,8 @@ class _Bench:
         if self.is_iter:
             from iter_mm.models.archs.fast_ops import reference_kernels
             model = build_iter(args).to(device).eval()
-            opts = dict(alpha=args.alpha, steps=args.steps, seed=args.seed, dtype=args.dtype)
+            opts = self.opts = dict(alpha=args.alpha, steps=args.steps, seed=args.seed, dtype=args.dtype,
+                                    cuda_graphs=args.cuda_graphs)
 
             def fn(ref: bool = name == 'iter-ref'):
                 with reference_kernels(ref):
@@ -449,10 +454,12 @@ class _Bench:
             torch.cuda.reset_peak_memory_stats(self.device)
         if self.is_iter:
             runs = self.runs
-            if self.device.type == 'cuda':  # hooked runs of their own
+            if self.device.type == 'cuda':  # hooked runs of their own, eager (a graph replay calls no module)
                 self.timer, self.runs = CallTimer(self._parts(), self.device), []
+                graphs, self.opts['cuda_graphs'] = self.opts['cuda_graphs'], False
                 for _ in range(min(args.repeats, 3)):
                     self.timed()
+                self.opts['cuda_graphs'] = graphs
                 runs = self.runs
             self.timer.remove()
             med = statistics.median
@@ -512,7 +519,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         threads=torch.get_num_threads(), cpu_count=os.cpu_count(), dtype=args.dtype,
         baseline_dtype=args.baseline_dtype,
         autocast=args.dtype != 'fp32', torch=torch.__version__, warmup=args.warmup, repeats=args.repeats,
-        steps=args.steps, alpha=args.alpha, weights='random', interleave=args.interleave, models={})
+        steps=args.steps, alpha=args.alpha, cuda_graphs=args.cuda_graphs, weights='random', interleave=args.interleave,
+        models={})
 
     def log(msg: str) -> None:
         print(f'[benchmark] {msg}', file=sys.stderr, flush=True)

@@ -22,10 +22,13 @@ run() {  # name, seconds, benchmark arguments...
     echo "   exit $?" | tee -a "$log"
 }
 run bf16_b1 150 --dtype bf16 --batch 1 --warmup 3 --repeats 10 --profile 30
+run bf16_b1_graphs 150 --dtype bf16 --batch 1 --warmup 3 --repeats 10 --profile 30 --cuda-graphs --no-flops
+run bf16_b16_graphs 150 --dtype bf16 --batch 16 --warmup 2 --repeats 3 --no-flops --cuda-graphs
 run bf16_b16 150 --dtype bf16 --batch 16 --warmup 1 --repeats 3 --no-flops
 run fp32_b1 120 --dtype fp32 --batch 1 --warmup 2 --repeats 5 --no-flops
 # CUDA against CPU on one small input (random paper-scale weights, fixed seed; the sampling noise is
-# device-independent): share of equal tokens (S_l and final) and image PSNR, fp32 and bf16 on the GPU
+# device-independent): share of equal tokens (S_l and final) and image PSNR, fp32 and bf16 on the GPU; and CUDA
+# graphs against eager CUDA (three inputs: the first captures, the others replay): tokens equal, image difference
 echo "== agreement: cuda vs cpu" | tee -a "$log"
 timeout 120 "$py" - > "$out/agreement.json" 2>> "$log" <<'PY'
 import json, math, sys, warnings
@@ -46,6 +49,15 @@ for dtype in ('fp32', 'bf16'):
     out[dtype] = dict(lq_tokens_equal=(res.lq_tokens.cpu() == ref.lq_tokens).float().mean().item(),
                       tokens_equal=(res.tokens.cpu() == ref.tokens).float().mean().item(),
                       psnr_vs_cpu_fp32=float('inf') if mse == 0 else 10 * math.log10(1 / mse))
+    if dev == 'cuda':
+        checks = []
+        for k in range(3):
+            x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(10 + k)).to(dev)
+            eager = restore_image(net, x, alpha=1.0, seed=k, dtype=dtype, return_result=True)
+            graphed = restore_image(net, x, alpha=1.0, seed=k, dtype=dtype, cuda_graphs=True, return_result=True)
+            checks.append(dict(tokens_equal=(eager.tokens == graphed.tokens).float().mean().item(),
+                               image_max_abs_diff=(eager.image - graphed.image).abs().max().item()))
+        out[dtype]['cuda_graphs_vs_eager'] = checks
 print(json.dumps(dict(device=dev, **out), indent=1))
 PY
 echo "   exit $?" | tee -a "$log"

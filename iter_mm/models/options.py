@@ -44,6 +44,8 @@ class RestoreOptions:
                                                 '(None / CLI 0: no limit)')
     dtype: str = _opt('fp32', 'autocast precision', choices=('fp32', 'bf16', 'fp16'))
     official_padding: bool = _opt(False, "the authors' always-pad rule instead of minimal mirror padding (6.4)")
+    cuda_graphs: bool = _opt(False, 'CUDA only: replay every network call as a CUDA graph, captured the first time '
+                                    'an input size is seen and kept (pays off over many same-size images)')
 
     def __post_init__(self) -> None:
         problems = []
@@ -92,7 +94,7 @@ class RestoreOptions:
     def sampling(self) -> dict:
         """The options of :func:`~iter_mm.models.sampling.adaptive_refine`."""
         return dict(alpha=self.alpha, steps=self.steps, token_temperature=self.token_temperature,
-                    mask_temperature=self.mask_temperature, schedule=self.schedule)
+                    mask_temperature=self.mask_temperature, schedule=self.schedule, cuda_graphs=self.cuda_graphs)
 
 
 #: what training-time validation changes (alpha 0.5, cosine schedule: the authors' validation, ref. 4.6)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .archs.fast_ops import call_cache
+from .cuda_graphs import GraphRunner, cuda_graphs_available, graph_runner
 from .options import DEFAULTS as _DEFAULTS
 
 __all__ = [
@@ -299,7 +300,7 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
                     token_temperature: float = _DEFAULTS.token_temperature,
                     mask_temperature: float = _DEFAULTS.mask_temperature, schedule: str = _DEFAULTS.schedule,
                     generator: Optional[torch.Generator] = None, seed: Optional[SeedLike] = None,
-                    return_intermediates: bool = False) -> RefineResult:
+                    return_intermediates: bool = False, cuda_graphs: bool = _DEFAULTS.cuda_graphs) -> RefineResult:
     """ITER's adaptive iterative refinement, as the authors run it (ref. 6.2-6.3), per image.
 
     S_l = argmax E_l(lq); m_s = [P_good(S_l) >= alpha]; an image starts at the first step whose keep count
@@ -314,27 +315,54 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
         lq: (B, 3, h_lq, w_lq) in [0, 1], already padded so the token grid fits the networks.
         seed / generator: the call's seed (or a (B,) int64 tensor of per-image seeds), or a generator to
             draw it from (see :func:`resolve_seed`).
+        cuda_graphs: on a CUDA device, every network call runs as a CUDA graph captured once per input signature
+            and kept with ``net`` (:mod:`.cuda_graphs`); no effect elsewhere.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     if steps < 1:
         raise ValueError(f'steps must be >= 1, got {steps}')
-    with call_cache():  # the weights do not change during the call: weight-only values computed once
+    graphs = graph_runner(net) if cuda_graphs and cuda_graphs_available(lq.device) else None
+    # the weights do not change during the call: weight-only values computed once
+    with call_cache(), (graphs.fixed_weights() if graphs else contextlib.nullcontext()):
         return _adaptive_refine(net, lq, alpha, steps, token_temperature, mask_temperature, schedule, generator,
-                                seed, return_intermediates)
+                                seed, return_intermediates, graphs)
+
+
+class _Calls:
+    """The four network calls of a refinement, eager or through a :class:`~.cuda_graphs.GraphRunner`."""
+
+    def __init__(self, net, graphs: Optional[GraphRunner]) -> None:
+        self.net, self.graphs = net, graphs
+
+    def _run(self, module, fn, *inputs: Tensor) -> Tensor:
+        return fn(*inputs) if self.graphs is None else self.graphs(module, fn, *inputs)
+
+    def lq_encoder(self, lq: Tensor) -> Tensor:
+        return self._run(self.net.lq_encoder, self.net.lq_encoder, lq)
+
+    def evaluator(self, tokens: Tensor, cond: Tensor) -> Tensor:
+        return self._run(self.net.evaluator, self.net.evaluator, tokens, cond)
+
+    def refiner(self, cond: Tensor, cond_flag: Tensor, tokens: Tensor, keep: Tensor) -> Tensor:
+        return self._run(self.net.refiner, self.net.refiner, cond, cond_flag, tokens, keep)
+
+    def decode(self, tokens: Tensor) -> Tensor:
+        return self._run(self.net.vqgan, self.net.vqgan.decode_indices, tokens)
 
 
 def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperature: float, mask_temperature: float,
                      schedule: str, generator: Optional[torch.Generator], seed: Optional[SeedLike],
-                     return_intermediates: bool) -> RefineResult:
+                     return_intermediates: bool, graphs: Optional[GraphRunner] = None) -> RefineResult:
+    calls = _Calls(net, graphs)
     b = lq.shape[0]
     device = lq.device
     seeds = _as_seeds(seed if isinstance(seed, Tensor) else resolve_seed(seed, generator), b, device)
 
     with _full_precision(lq.device.type):  # S_l conditions every later step: E_l in fp32 also under autocast
-        lq_tokens = net.lq_encoder(lq.float()).argmax(dim=1)  # S_l, (B, h, w)
+        lq_tokens = calls.lq_encoder(lq.float()).argmax(dim=1)  # S_l, (B, h, w)
     _, h, w = lq_tokens.shape
-    good_prob = F.softmax(net.evaluator(lq_tokens, lq_tokens).float(), dim=1)[:, 1]
+    good_prob = F.softmax(calls.evaluator(lq_tokens, lq_tokens).float(), dim=1)[:, 1]
     init_keep = (good_prob >= alpha).float()  # m_s
     counts = keep_counts(h * w, steps, schedule).to(device)
     start = adaptive_start_step(init_keep.sum(dim=(1, 2)), counts)
@@ -358,19 +386,19 @@ def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperatur
                                             _rows(seeds, pidx), i)
                 keep = _put_rows(keep, pidx, new_keep)
             cond_a = _rows(lq_tokens, idx)
-            logits = net.refiner(cond_a, _rows(cond_flag, idx), _rows(tokens, idx), _rows(keep, idx))
+            logits = calls.refiner(cond_a, _rows(cond_flag, idx), _rows(tokens, idx), _rows(keep, idx))
             new_tokens = sample_tokens(logits, token_temperature, _rows(seeds, idx), i)
             del logits
             tokens = _put_rows(tokens, idx, new_tokens)
             if i < steps - 1:  # phi_e after the last step is not needed (ref. 8.21)
-                eval_logits = net.evaluator(new_tokens, cond_a)
+                eval_logits = calls.evaluator(new_tokens, cond_a)
         if return_intermediates:
             step_tokens.append(tokens)
             step_keep.append(keep)
 
-    result = RefineResult(net.vqgan.decode_indices(tokens), tokens, lq_tokens, good_prob, start)
+    result = RefineResult(calls.decode(tokens), tokens, lq_tokens, good_prob, start)
     if return_intermediates:
         result.step_tokens = torch.stack(step_tokens, dim=1)
         result.step_keep = torch.stack(step_keep, dim=1)
-        result.step_images = torch.stack([net.vqgan.decode_indices(t) for t in step_tokens], dim=1)
+        result.step_images = torch.stack([calls.decode(t) for t in step_tokens], dim=1)
     return result

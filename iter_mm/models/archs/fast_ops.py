@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ['reference_kernels', 'call_cache', 'cached', 'fast_kernels_enabled', 'no_grad_path', 'use_fused',
+__all__ = ['reference_kernels', 'call_cache', 'cached', 'retaining', 'retain', 'fast_kernels_enabled', 'no_grad_path', 'use_fused',
            'compute_dtype', 'compute_weight', 'linear', 'conv2d', 'logits_conv', 'group_norm_act']
 
 _MKLDNN = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
@@ -90,6 +90,26 @@ def cached(owners: tuple, tag: str, compute: Callable[[], Tensor]) -> Tensor:
         hit = (owners, compute())
         stack[-1][key] = hit
     return hit[1]
+
+
+@contextlib.contextmanager
+def retaining(into: list) -> Iterator[None]:
+    """Within the block (this thread), tensors handed out by module-level caches (:func:`retain`) are also appended
+    to ``into``: a CUDA graph captured in the block reads them, so it must keep them alive after an eviction."""
+    stack = _LOCAL.__dict__.setdefault('retained', [])
+    stack.append(into)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def retain(t: Tensor) -> Tensor:
+    """``t``, noted in the innermost :func:`retaining` list if one is open."""
+    stack = getattr(_LOCAL, 'retained', None)
+    if stack:
+        stack[-1].append(t)
+    return t
 
 
 def _cast(w: Tensor, dtype: torch.dtype) -> Tensor:

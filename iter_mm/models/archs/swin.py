@@ -118,7 +118,7 @@ def reorder(x: Tensor, h: int, w: int, src: Order, dst: Order) -> Tensor:
     """(B, h*w, C) tokens in order ``src`` -> the same tokens in order ``dst``: one gather (x itself if equal)."""
     if src == dst:
         return x
-    return x.index_select(1, reorder_index(h, w, src, dst, x.device))
+    return x.index_select(1, fast_ops.retain(reorder_index(h, w, src, dst, x.device)))
 
 
 def tokens_as_image(x: Tensor, h: int, w: int) -> Tensor:
@@ -289,7 +289,7 @@ class SwinBlock(nn.Module):
             return None
         if (h, w) == self.input_resolution and self.attn_mask is not None:
             return self.attn_mask
-        return _cached_shift_mask(h, w, self.window_size, self.shift_size, ref.device, ref.dtype)
+        return fast_ops.retain(_cached_shift_mask(h, w, self.window_size, self.shift_size, ref.device, ref.dtype))
 
     def _check(self, length: int, h: int, w: int) -> None:
         if length != h * w:

@@ -12,6 +12,7 @@ token.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -67,6 +68,13 @@ class Downsample(nn.Module):
         return self.conv(F.pad(x, (0, 1, 0, 1)))
 
 
+@functools.lru_cache(maxsize=8)
+def _subpixel_fold(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Which kernel taps each output phase a reads through low-res offset r: (2, 2, 3) 0/1, cached per device and
+    dtype (no host-to-device copy at each call, which a CUDA graph capture forbids). Read-only."""
+    return torch.tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], dtype=dtype, device=device)
+
+
 class Upsample(nn.Module):
     """Nearest x2, then conv3x3: (B, C, H, W) -> (B, C, 2H, 2W)."""
 
@@ -86,7 +94,7 @@ class Upsample(nn.Module):
         columns j - 1 + b + s (r, s in {0, 1}) with kernel rows/columns summed by ``fold[a]``.
         """
         w = self.conv.weight
-        fold = w.new_tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])  # (a, r, 3): taps read by r
+        fold = fast_ops.retain(_subpixel_fold(w.device, w.dtype))  # (a, r, 3): taps read by r
         k = torch.einsum('arx,oixy,bsy->aboirs', fold, w, fold)  # (2, 2, C_out, C_in, 2, 2)
         return k.reshape(4 * w.shape[0], w.shape[1], 2, 2)
 
