@@ -7,7 +7,8 @@ A network call is captured the first time its signature is seen: the network, th
 the inputs, the autocast state, and the storage and version of every parameter and buffer (an in-place weight
 update, e.g. ``load_state_dict``, changes the version and so captures anew). The capture:
 
-* runs one eager warm-up call on a side stream (lazy library initialisation is not capturable);
+* runs one eager warm-up call on the side stream it then captures on (lazy library initialisation is not
+  capturable);
 * turns autocast's weight cache off (a cached cast is freed when the autocast region ends while a graph would
   still read it) and opens a fresh :func:`~.archs.fast_ops.call_cache` scope, so that weight-derived values are
   computed inside the graph;
@@ -62,18 +63,21 @@ def _no_weight_cache(device_type: str):
 
 
 def capture_cuda(fn: Callable[..., Tensor], inputs: Tuple[Tensor, ...]) -> Captured:
-    """Capture ``fn(*inputs)`` (``inputs`` are the static buffers) into a CUDA graph with its own pool."""
+    """Capture ``fn(*inputs)`` (``inputs`` are the static buffers) into a CUDA graph with its own pool.
+
+    The warm-up and the capture run on the same side stream: libraries create per-stream handles and workspaces
+    lazily, which must not happen inside a capture."""
     device = inputs[0].device
     side = torch.cuda.Stream(device=device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side), _no_weight_cache('cuda'), fast_ops.call_cache():
-        fn(*inputs)  # warm-up: cuBLAS handles, kernel selection, lazy module-level caches
-    torch.cuda.current_stream(device).wait_stream(side)
+        fn(*inputs)  # warm-up: library handles, kernel selection, lazy module-level caches
     graph = torch.cuda.CUDAGraph()
     retained: list = []
     with fast_ops.retaining(retained), _no_weight_cache('cuda'), fast_ops.call_cache():
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=side):
             output = fn(*inputs)
+    torch.cuda.current_stream(device).wait_stream(side)
     return Captured(graph.replay, inputs, output, (graph, tuple(retained)))
 
 
