@@ -17,6 +17,7 @@ test_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
+        _delete_=True,  # not a merge with the base's SkimagePhotoDataset (whose split this dataset does not take)
         type='CheckedImageDataset',
         metainfo=dict(dataset_type='realworld_lq', task_name='real_sr'),
         data_root=realworld_lq_root,
