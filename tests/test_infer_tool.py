@@ -67,10 +67,16 @@ def test_infer_end_to_end(setup, capsys):
     got = cv2.imread(str(out / 'rgb.png'))[..., ::-1] / 255.0
     assert np.abs(got - ref).max() <= 0.5 / 255 + 1e-6
 
-    # no silent overwrite; --overwrite replaces; options reach restore
+    # no silent overwrite; --skip-existing restores only what is missing; --overwrite replaces; options reach restore
     with pytest.raises(SystemExit, match='exist'):
         _run(setup, out)
     before = (out / 'rgb.png').read_bytes()
+    (out / 'gray.png').unlink()
+    assert _run(setup, out, '--skip-existing', '--seed', '9') == 1  # the corrupt file still fails
+    assert (out / 'rgb.png').read_bytes() == before and cv2.imread(str(out / 'gray.png')).shape[:2] == (20, 28)
+    assert '4 existing output(s) kept' in capsys.readouterr().err
+    assert _run(setup, out, '--skip-existing', inputs=str(setup['inp'] / 'rgb.png')) == 0
+    assert 'every output exists' in capsys.readouterr().out
     assert _run(setup, out, '--overwrite', '--seed', '3', '--alpha', '0.2', '--steps', '4', '--tile', '8',
                 '--tile-overlap', '8', '--color-correction', '--dtype', 'bf16',
                 inputs=str(setup['inp'] / 'rgb.png')) == 0

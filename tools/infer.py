@@ -12,7 +12,7 @@ grey stays grey, 16-bit PNG/TIFF stays 16-bit, alpha is upscaled apart (--alpha-
 written back where the format holds it; the ICC profile and EXIF are carried over (--to-srgb converts to sRGB
 instead); animations give their first frame (--frames all: every frame). Notes and warnings name the file.
 Unreadable files are reported and skipped; the exit status is then 1. Existing outputs are never replaced
-without --overwrite. The checkpoint is an iter-mm one (MMEngine ``state_dict`` or an ITERNet state dict) or
+without --overwrite: the run stops before writing anything, or with --skip-existing restores only the missing ones. The checkpoint is an iter-mm one (MMEngine ``state_dict`` or an ITERNet state dict) or
 the authors' ITER_x{2,4}.pth (with --vqgan ITER_swinvqgan.pth when it lacks the VQGAN); it is loaded strictly.
 Sampling options not given fall back to the config's ``model.test_cfg``.
 """
@@ -56,7 +56,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='animated / multi-page inputs: the first frame (with a warning) or every frame')
     p.add_argument('--to-srgb', action='store_true',
                    help='convert pixels from an embedded ICC profile to sRGB on read; outputs tagged sRGB')
-    p.add_argument('--overwrite', action='store_true', help='replace existing output files')
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument('--overwrite', action='store_true', help='replace existing output files')
+    keep.add_argument('--skip-existing', action='store_true',
+                      help='keep existing outputs and restore only the missing ones (new photos, an interrupted run)')
     p.add_argument('--verbose', action='store_true', help='also show library notes and warnings')
     add_restore_arguments(p)
     args = p.parse_args(argv)
@@ -105,8 +108,16 @@ def run(args: argparse.Namespace) -> int:
     if same:
         raise SystemExit(f'output would replace its own input: {same[:3]}; choose another --out-dir')
     existing = [o for o in outputs if osp.exists(o)]
-    if existing and not args.overwrite:
-        raise SystemExit(f'{len(existing)} output file(s) exist, e.g. {existing[:3]}; pass --overwrite to replace')
+    if existing and args.skip_existing:
+        print(f'{len(existing)} existing output(s) kept', file=sys.stderr)
+        todo = [(p, o) for p, o in zip(paths, outputs) if not osp.exists(o)]
+        paths, outputs = [p for p, _ in todo], [o for _, o in todo]
+        if not paths:
+            print(f'0/0 image(s) written to {args.out_dir}: every output exists')
+            return 0
+    elif existing and not args.overwrite:
+        raise SystemExit(f'{len(existing)} output file(s) exist, e.g. {existing[:3]}; pass --overwrite to replace '
+                         'them or --skip-existing to restore only the missing ones')
 
     try:
         model = build_model(args.config, args.checkpoint, device, args.vqgan, args.unsafe_load)
