@@ -356,14 +356,16 @@ def test_fused_kernels_are_taken_without_autograd_only():
     torch.testing.assert_close(out, F.gelu(lin(x)))
 
 
-def test_benchmark_batches_images_of_one_size(capsys, one_thread):
-    """``--batch N``: one restore of N images per timed call; the JSON gives the batch latency and images/s."""
+def test_benchmark_batches_images_of_one_size(capsys, one_thread, tmp_path):
+    """``--batch N``: one restore of N images per timed call; the JSON gives the batch latency and images/s
+    (printed, and written to ``--out``)."""
     bench = _benchmark_tool()
     cfg = os.path.join(os.path.dirname(__file__), '..', 'configs', 'iter', 'iter_x4_tiny.py')
     args = ['--iter-config', cfg, '--size', '16', '--models', 'iter', '--repeats', '1', '--warmup', '0',
             '--no-flops', '--steps', '2', '--alpha', '1.0']
-    assert bench.main(args + ['--batch', '3', '--profile', '5']) == 0
+    assert bench.main(args + ['--batch', '3', '--profile', '5', '--out', str(tmp_path / 'b.json')]) == 0
     out = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / 'b.json').read_text()) == out
     it = out['models']['iter']
     assert out['batch'] == 3 and it['images_per_s'] == pytest.approx(3 / it['median_s'])
     prof = it['profile']  # one profiled call: the costliest ops, most first

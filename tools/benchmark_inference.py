@@ -3,7 +3,7 @@
 
     python tools/benchmark_inference.py [--size 128] [--scale 4] [--batch 1] [--steps 8] [--alpha 0.7]
         [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--cuda-graphs] [--repeats 3] [--warmup 1] [--threads N]
-        [--models iter iter-ref swinir rrdbnet] [--interleave] [--no-flops]
+        [--models iter iter-ref swinir rrdbnet] [--interleave] [--no-flops] [--out JSON]
     python tools/benchmark_inference.py --agreement [--config CFG --checkpoint CKPT --lq-dir DIR]
         [--sampling NAME=VALUE ...] [--out JSON]
 
@@ -56,8 +56,8 @@ from iter_mm.models.options import DEFAULTS as RESTORE_DEFAULTS  # noqa: E402
 SWINIR_CFG = 'swinir/swinir_gan-x{s}s64w8d6e180_8xb4-lr1e-4-600k_df2k-ost.py'
 RRDB_CFG = 'real_esrgan/realesrgan_c64b23g32_4xb12-lr1e-4-400k_df2k-ost.py'
 ITER_PARTS = {'E_l': 'lq_encoder', 'phi_e': 'evaluator', 'phi_r': 'refiner', 'decoder': 'vqgan.decoder'}
-DEMO = dict(config='configs/iter/iter_x4_demo.py', checkpoint='/tmp/demo_full/iter_x4_demo/iter_1200.pth',
-            lq_dir='/tmp/demo_full/heldout_x4/lq')
+DEMO = dict(config='configs/iter/iter_x4_demo.py', checkpoint='work_dirs/demo/iter_x4_demo/weights.pth',
+            lq_dir='work_dirs/demo/heldout_x4/lq')  # what tools/demo.py writes
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -94,7 +94,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     g.add_argument('--lq-dir', default=DEMO['lq_dir'])
     g.add_argument('--sampling', nargs='*', default=[], metavar='NAME=VALUE',
                    help="RestoreOptions over the config's test_cfg, e.g. token_temperature=1.0")
-    g.add_argument('--out', help='also write the JSON here')
+    p.add_argument('--out', help='also write the JSON here')
     args = p.parse_args(argv)
     if args.size < 8 or args.repeats < 1 or args.warmup < 0 or args.steps < 1 or not 0 <= args.alpha <= 1:
         p.error('need --size >= 8, --repeats >= 1, --warmup >= 0, --steps >= 1, 0 <= --alpha <= 1')
@@ -490,13 +490,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not mmagic_available():
             raise SystemExit('--agreement loads a trained model through MMagic, which is not installed')
         import iter_mm  # noqa: F401
-        result = agreement(args)
-        text = json.dumps(result, indent=1)
-        if args.out:
-            with open(args.out, 'w') as f:
-                f.write(text + '\n')
-        print(text)
-        return 0
+        return _emit(agreement(args), args.out)
     import iter_mm  # noqa: F401  (registers ITER; imports MMagic)
     if mmagic_available():
         from mmengine.registry import init_default_scope
@@ -547,7 +541,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     result[f"{it_name.replace('-', '_')}_over_{other}"] = it / result['models'][other]['median_s']
     if 'iter' in result['models'] and 'iter-ref' in result['models']:
         result['iter_ref_over_iter'] = result['models']['iter-ref']['median_s'] / result['models']['iter']['median_s']
-    print(json.dumps(result, indent=1))
+    return _emit(result, args.out)
+
+
+def _emit(result: dict, out: Optional[str]) -> int:
+    """Print the JSON object; with ``--out`` also write it there."""
+    text = json.dumps(result, indent=1)
+    if out:
+        with open(out, 'w') as f:
+            f.write(text + '\n')
+    print(text)
     return 0
 
 
