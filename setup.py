@@ -37,7 +37,7 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['iter_mm', 'iter_mm.*']),
     include_package_data=True,
-    package_data={'iter_mm': ['mappings/*.json', 'py.typed']},
+    package_data={'iter_mm': ['py.typed'], 'iter_mm.mappings': ['*.json']},
     install_requires=read_requirements('runtime.txt'),
     extras_require={'tests': read_requirements('tests.txt')},
     license='Apache-2.0',

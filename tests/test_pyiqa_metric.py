@@ -233,3 +233,29 @@ def test_to_gray_formulas():
     rgb = torch.tensor([1., 0.5, 0.]).view(1, 3, 1, 1)
     assert to_gray(rgb, 'gray').item() == pytest.approx(0.299 + 0.5 * 0.587)
     assert to_gray(rgb, 'Y').item() == pytest.approx((16 + 65.481 + 0.5 * 128.553) / 255.)
+
+
+def test_tolerant_niqe_scores_flat_outputs_as_nan_and_averages_the_rest():
+    """MMagic's NIQE raises on a flat image (its fit's SVD fails), which ended short validation runs; TolerantNIQE
+    gives NaN for that image, warns, and averages the others; a normal image scores exactly as MMagic's."""
+    import numpy as np
+    from mmagic.evaluation.metrics import NIQE
+    from iter_mm.evaluation.metrics import TolerantNIQE
+    kw = dict(input_order='CHW', convert_to='Y', crop_border=0)
+    mine, theirs = TolerantNIQE(**kw), NIQE(**kw)
+    rng = np.random.default_rng(0)
+    textured = [torch.from_numpy(rng.uniform(0, 255, (3, 96, 96)).astype(np.float32)) for _ in range(2)]
+    flat = torch.full((3, 96, 96), 128.0)
+    with pytest.raises(np.linalg.LinAlgError):
+        theirs.process_image(None, flat, None)
+    scores = [theirs.process_image(None, t, None) for t in textured]
+
+    def run(images):
+        mine.results.clear()
+        mine.process(None, [{'output': {'pred_img': img}, 'gt_img': img} for img in images])
+        return mine.compute_metrics(mine.results)['NIQE']
+    assert run(textured) == pytest.approx(np.mean(scores), rel=1e-12)
+    with pytest.warns(UserWarning, match='1 of 3 image'):
+        assert run(textured[:1] + [flat] + textured[1:]) == pytest.approx(np.mean(scores), rel=1e-12)
+    with pytest.warns(UserWarning, match='1 of 1'):
+        assert np.isnan(run([flat]))

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create .venv/ with a pinned, mutually compatible torch + OpenMMLab + pyiqa stack and iter_mm (editable).
 #
-#   bash tools/setup_env.sh            # idempotent; a rerun on the same machine takes well under 3 minutes
+#   bash tools/setup_env.sh            # idempotent; a rerun on the same machine takes about 15-25 s
 #
 # Environment overrides:
 #   PYTHON=python3.11                  interpreter used to create the venv
-#   ITER_MM_CACHE=~/.cache/iter-mm     where the mmcv wheel (built once per machine, ~17 min on 2 cores) is kept
+#   ITER_MM_CACHE=~/.cache/iter-mm     where the mmcv wheel (built once per machine, ~16-20 min on 2 cores) is kept
 #   ITER_MM_FORCE=1                    reinstall the pinned set even if the stamp says it is current
 set -euo pipefail
 

@@ -70,7 +70,7 @@ val_evaluator = dict(
     metrics=[
         dict(type='PSNR', crop_border=4, convert_to='Y'),
         dict(type='SSIM', crop_border=4, convert_to='Y'),
-        dict(type='NIQE', input_order='CHW', convert_to='Y', crop_border=0),
+        dict(type='TolerantNIQE', input_order='CHW', convert_to='Y', crop_border=0),  # NaN, not a crash, if flat
     ])
 # (the base has no test_dataloader to merge into, so this one is written without `_delete_`)
 test_dataloader = dict(_base_.val_dataloader, num_workers=0, dataset=heldout_dataset)

@@ -76,7 +76,7 @@ val_evaluator = dict(
     metrics=[
         dict(type='PSNR', crop_border=4, convert_to='Y'),
         dict(type='SSIM', crop_border=4, convert_to='Y'),
-        dict(type='NIQE', input_order='CHW', convert_to='Y', crop_border=0),
+        dict(type='TolerantNIQE', input_order='CHW', convert_to='Y', crop_border=0),  # NaN, not a crash, if flat
     ])
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator

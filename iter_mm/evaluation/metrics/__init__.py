@@ -1,4 +1,5 @@
-"""Metrics: pyiqa wrappers, token and codebook diagnostics."""
+"""Metrics: pyiqa wrappers, token and codebook diagnostics, a NIQE that survives flat outputs."""
 from .pyiqa_metric import MissingWeightsError, PyIQAMetric  # noqa: F401
 from .token_metrics import EvaluatorPrecisionRecall, TokenAccuracy  # noqa: F401
 from .codebook import CodebookUsage, codebook_stats  # noqa: F401
+from .tolerant_niqe import TolerantNIQE  # noqa: F401
