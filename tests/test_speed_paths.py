@@ -76,8 +76,7 @@ def test_window_order_is_roll_then_partition(h, w, ws, s):
 
 # ----------------------------------------------------------------------------- attention
 @pytest.mark.parametrize('batch', [1, 2])
-def test_fast_inference_attention_equals_plain_training_form(batch):
-    """Without autograd on the CPU (fp32: per head, see WindowAttention.attend_per_head) = the authors' plain form."""
+def test_sdpa_inference_equals_plain_training_form(batch):
     torch.manual_seed(0)
     attn = WindowAttention(32, 4, 4)
     torch.nn.init.normal_(attn.relative_position_bias_table, std=1.0)

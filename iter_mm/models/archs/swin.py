@@ -170,11 +170,7 @@ class WindowAttention(nn.Module):
         """x: (B * nW, N, D) windows; mask: (nW, N, N) shift mask or None; residual: (B * nW, N, D) added to the
         output (fused into ``proj`` without autograd), or None -> (B * nW, N, D)."""
         bn, n, d = x.shape
-        qkv = fast_ops.linear(x, self.qkv).view(bn, n, 3, self.num_heads, self.head_dim)
-        if fast_ops.use_fused(x) and qkv.dtype == torch.float32:
-            out = self.attend_per_head(qkv, mask)
-            return fast_ops.linear(out.view(bn, n, d), self.proj, residual=residual)
-        qkv = qkv.permute(2, 0, 3, 1, 4)
+        qkv = fast_ops.linear(x, self.qkv).view(bn, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         plain = self.plain_attention()
         q, k, v = (qkv.contiguous() if plain else qkv).unbind(0)  # (B * nW, heads, N, hd)
         out = self.attend(q, k, v, mask, plain)  # SDPA's output is (B * nW, N, heads, hd) in memory
@@ -193,28 +189,6 @@ class WindowAttention(nn.Module):
         if torch.is_grad_enabled() or not fast_ops.fast_kernels_enabled():
             return build()
         return fast_ops.cached((self, mask), 'bias_mask', build)
-
-    def attend_per_head(self, qkv: Tensor, mask: Tensor | None) -> Tensor:
-        """CPU fp32 without autograd: the attention one head (and image) at a time, as three batched matmul-type
-        ops over the image's windows on strided views of ``qkv``: ~3% faster per phi call than CPU SDPA, whose
-        flash kernel is built for long sequences, not 64-token windows.
-
-        qkv: (B * nW, N, 3, heads, hd) -> (B * nW, N, heads, hd) (the layout ``proj`` reads).
-        """
-        bn, n, _, heads, hd = qkv.shape
-        nw = 1 if mask is None else mask.shape[0]
-        add = fast_ops.cached((self, mask), 'bias_mask_by_head',  # (heads, 1 or nW, N, N), each head contiguous
-                              lambda: self.bias_and_mask(mask).transpose(0, 1).contiguous())
-        out = qkv.new_empty(bn, n, heads, hd)
-        step = bn if nw == 1 else nw  # with a shift mask, one image at a time (its windows match the mask's)
-        for start in range(0, bn, step):
-            rows = slice(start, start + step)
-            for h in range(heads):
-                q, k, v = qkv[rows, :, 0, h], qkv[rows, :, 1, h], qkv[rows, :, 2, h]  # (windows, N, hd) views
-                attn = torch.baddbmm(add[h], q, k.transpose(1, 2), alpha=self.scale)  # bias (+ mask) + q k^T s
-                torch.softmax(attn, dim=-1, out=attn)
-                out[rows, :, h] = torch.bmm(attn, v)
-        return out
 
     def plain_attention(self) -> bool:
         """Whether :meth:`attend` takes the plain form: on the CPU while autograd records the trainable bias (CPU
