@@ -11,14 +11,14 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub
-from mmengine.optim import OptimWrapper, OptimWrapperDict
 
 import iter_mm  # noqa: F401  (registers the plugin)
 from iter_mm.datasets import SKIMAGE_HELDOUT, SKIMAGE_TRAIN, SkimagePhotoDataset, skimage_data_dir
 from iter_mm.models.editors.codebook_maintenance import INFO_KEY, CodebookMaintenance, kmeans, sample_rows
 from mmagic.registry import MODELS
-from mmagic.structures import DataSample
 from mmagic.utils import register_all_modules
+
+from test_swinvqgan_model import _batch, _optims  # stage-I optimisers and a GT-only batch
 
 register_all_modules(init_default_scope=True)
 
@@ -84,24 +84,6 @@ def _tiny_vqgan_model(**overrides):
     cfg.update(overrides)
     torch.manual_seed(0)
     return MODELS.build(cfg)
-
-
-def _optims(model, lr=1e-3):
-    wrappers = dict(generator=OptimWrapper(torch.optim.Adam(model.generator.parameters(), lr=lr)))
-    if model.discriminator is not None:
-        wrappers['discriminator'] = OptimWrapper(torch.optim.Adam(model.discriminator.parameters(), lr=lr))
-    return OptimWrapperDict(**wrappers)
-
-
-def _batch(n=2, size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    imgs = (torch.rand(n, 3, size, size, generator=g) * 255).round()
-    samples = []
-    for img in imgs:
-        ds = DataSample()
-        ds.gt_img = img.clone()
-        samples.append(ds)
-    return dict(inputs=list(imgs), data_samples=samples)
 
 
 def _latents(model, batch):
