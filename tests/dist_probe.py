@@ -3,8 +3,8 @@
 Imported by test configs through ``custom_imports`` (tests/ on PYTHONPATH). Each rank appends JSON lines to
 ``<out_dir>/rank<r>.jsonl``: the iterations it ran, the sample paths of each batch, every file written through
 MMEngine's file backend (checkpoints), every visualiser scalar write, its log-file handlers and its
-validation metrics; at the end of training it saves its full model state (parameters and buffers) to
-``<out_dir>/rank<r>_state.pth``. ``kill_after_iter=N`` makes rank 0 SIGKILL the whole job (the torchrun agent
+validation metrics; at the start and the end of training it saves its full model state (parameters and buffers)
+to ``<out_dir>/rank<r>_train_start.pth`` and ``<out_dir>/rank<r>_state.pth``. ``kill_after_iter=N`` makes rank 0 SIGKILL the whole job (the torchrun agent
 and every worker, like a user's ``kill -9`` of all its processes) once iteration N has finished and its hooks
 have run. Importing it also makes the process reuse yapf's formatting of its config text
 (``iter_mm.engine.config_format``; no output changes).
@@ -88,6 +88,7 @@ class DistProbeHook(Hook):
 
     def before_train(self, runner) -> None:
         _record(event='train_start', iter=runner.iter)
+        self._save_state(runner, 'train_start')  # after --resume / load_from: what the run starts from
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
         paths = [s.metainfo.get('gt_path') for s in data_batch['data_samples']]
@@ -104,6 +105,9 @@ class DistProbeHook(Hook):
         _record(event='val', metrics={k: float(v) for k, v in (metrics or {}).items()})
 
     def after_train(self, runner) -> None:
-        state = {k: v.detach().cpu().clone() for k, v in get_state_dict(runner.model).items()}  # unwrapped
-        torch.save(state, osp.join(self.out_dir, f'rank{get_rank()}_state.pth'))
+        self._save_state(runner, 'state')
         _record(event='train_end', iter=runner.iter)
+
+    def _save_state(self, runner, name: str) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in get_state_dict(runner.model).items()}  # unwrapped
+        torch.save(state, osp.join(self.out_dir, f'rank{get_rank()}_{name}.pth'))

@@ -205,6 +205,30 @@ def test_stage1_validation_equals_single_process(stage1, tmp_path, monkeypatch):
         assert val[0][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
 
 
+def test_stage1_resume_restores_both_networks_on_every_rank(stage1, tmp_path):
+    """``--resume`` of stage I with 2 processes (G and D in separate DDP wrappers) continues from ``iter_4.pth``:
+    at the start of the resumed run every parameter and buffer of both ranks equals the checkpoint's, bitwise.
+    (Before the fix the wrapped networks silently kept their initial weights.)"""
+    probe = tmp_path / 'probe'
+    work = tmp_path / 'work'
+    work.mkdir()
+    for name in ('iter_4.pth', 'last_checkpoint'):  # a copy: the stage-II fixture reads the original work dir
+        (work / name).write_bytes((stage1['work'] / name).read_bytes())
+    (work / 'last_checkpoint').write_text(str(work / 'iter_4.pth'))
+    proc = _run(['bash', 'tools/dist_train.sh', str(stage1['cfg']), '2', '--work-dir', str(work), '--resume',
+                 '--cfg-options', 'train_cfg.max_iters=5', 'train_cfg.val_interval=100',
+                 f'custom_hooks.0.out_dir={probe}'])
+    assert 'do not match' not in proc.stdout + proc.stderr
+    ckpt = torch.load(work / 'iter_4.pth', map_location='cpu', weights_only=False)['state_dict']
+    for rank in (0, 1):
+        assert _records(probe, rank, 'train_start')[0]['iter'] == 4
+        assert [r['iter'] for r in _records(probe, rank, 'iter')] == [4]
+        start = torch.load(probe / f'rank{rank}_train_start.pth')
+        assert start.keys() == ckpt.keys()
+        differ = [k for k in ckpt if not torch.equal(start[k], ckpt[k])]
+        assert not differ, (rank, differ[:5])
+
+
 # ----------------------------------------------------------------------------------------------- stages II+III
 def test_stage2_kill_and_resume_continue_from_last_checkpoint(stage2):
     """(4) SIGKILL of the whole job after iteration 3: both ranks had run iterations 0-2 (iter_2.pth saved);
