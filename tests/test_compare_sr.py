@@ -86,14 +86,97 @@ def test_compare_writes_csv_markdown_and_crops(folders):
 
 def test_errors_are_clear(folders):
     lq_dir, gt_dir, cfg, out = folders
-    with pytest.raises(ValueError, match='--random-init'):
+    with pytest.raises(SystemExit, match='^error: .*--random-init'):
         compare_sr.main(['--input', str(lq_dir), '--out', str(out), '--model', f'rrdb={cfg}'])
     with pytest.raises(SystemExit, match='full-reference: give --gt'):
         compare_sr.main(['--input', str(lq_dir), '--out', str(out), '--model', 'b=bicubic', '--metrics', 'psnr'])
-    with pytest.raises(FileNotFoundError, match='does not exist'):
+    with pytest.raises(SystemExit, match='^error: .*does not exist'):
         compare_sr.main(['--input', str(lq_dir / 'nope'), '--out', str(out), '--model', 'b=bicubic'])
     with pytest.raises(ValueError, match='not a readable image'):
         compare_sr.read_image(str(lq_dir / 'broken.png'))
+
+
+def _exit(argv):
+    """main(argv)'s SystemExit: a one-line message (no traceback; Python prints it and exits 1) or a code."""
+    with pytest.raises(SystemExit) as info:
+        compare_sr.main(argv)
+    return info.value.code
+
+
+def test_user_errors_are_one_line(folders, tmp_path):
+    """Missing / foreign checkpoints, no checkpoint, an empty folder: 'error: ...', not a traceback."""
+    lq_dir, _, cfg, out = folders
+    base = ['--input', str(lq_dir), '--out', str(out)]
+    bad = tmp_path / 'bad.pth'
+    torch.save({'state_dict': {'generator.conv_first.weight': torch.zeros(1)}}, bad)
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    cases = {'checkpoint file not found': base + ['--model', f'rrdb={cfg}:{tmp_path / "nope.pth"}'],
+             'has no checkpoint': base + ['--model', f'rrdb={cfg}'],
+             'does not fit the config': base + ['--model', f'rrdb={cfg}:{bad}'],
+             'no images': ['--input', str(empty), '--out', str(out), '--model', 'b=bicubic']}
+    for expected, argv in cases.items():
+        msg = _exit(argv)
+        assert isinstance(msg, str) and msg.startswith('error: ') and expected in msg, (expected, msg)
+        assert '\n' not in msg
+
+
+def test_iter_opts_are_checked_before_loading(folders):
+    lq_dir, _, _, out = folders
+    missing = osp.join(str(out), 'never_read.pth')  # an exit code 2 proves nothing was loaded
+    for opt in ('alpha=1.5', 'steps=0', 'alfa=0.5', 'tile_overlap=-1'):
+        assert _exit(['--input', str(lq_dir), '--out', str(out), '--model', f'i=configs/iter/iter_x4_tiny.py:{missing}',
+                      '--iter-opts', opt]) == 2, opt
+    assert compare_sr.parse_args(['--input', 'x', '--out', 'y', '--model', 'b=bicubic', '--iter-opts', 'seed=None',
+                                  'alpha=0.5']).iter_opts == dict(seed=None, alpha=0.5)
+
+
+@pytest.mark.parametrize('text, config, ckpt', [
+    ('m=mmagic::srcnn/srcnn_x4k915_1xb16-1000k_div2k.py', 'mmagic::srcnn/srcnn_x4k915_1xb16-1000k_div2k.py', None),
+    ('m=mmagic::srcnn/x.py:ck.pth', 'mmagic::srcnn/x.py', 'ck.pth'),
+    ('m=iter::iter/iter_x4_realsr.py', 'iter::iter/iter_x4_realsr.py', None),
+    ('m=iter_mm::iter/a.py:/w/ck.pth', 'iter_mm::iter/a.py', '/w/ck.pth'),
+    ('m=configs/a.py', 'configs/a.py', None),
+    ('m=configs/a.py:ck.pth', 'configs/a.py', 'ck.pth'),
+    ('m=/abs/dir/a.py:/abs/w/run:2/ck.pth', '/abs/dir/a.py', '/abs/w/run:2/ck.pth'),  # ':' inside a POSIX path
+    ('m=configs/a.py:none', 'configs/a.py', None),
+    ('m=real_esrgan/x.py', 'real_esrgan/x.py', None),
+    ('m=bicubic', 'bicubic', None),
+])
+def test_parse_model_forms(text, config, ckpt):
+    spec = compare_sr.parse_model(text)
+    assert (spec.name, spec.config, spec.checkpoint) == ('m', config, ckpt)
+
+
+def test_parse_model_refuses_malformed():
+    for text in ('noequals', '=cfg.py', 'm=', 'm=mmagic::', 'm=:ck.pth'):
+        with pytest.raises(Exception, match='NAME=CONFIG'):
+            compare_sr.parse_model(text)
+
+
+def test_mmagic_scope_config_without_checkpoint_builds():
+    """'mmagic::<zoo path>' without a checkpoint (--random-init) reaches the loader whole (it was cut at ':')."""
+    fn = compare_sr.build_model(compare_sr.parse_model('s=mmagic::srcnn/srcnn_x4k915_1xb16-1000k_div2k.py'), 4,
+                                'cpu', True, {})
+    assert type(fn.model.generator).__name__ == 'SRCNNNet'
+    assert fn(torch.rand(1, 3, 6, 7)).shape == (1, 3, 24, 28)
+
+
+def test_unsafe_load_reads_full_training_checkpoints(folders, tmp_path):
+    """A training checkpoint with pickled objects needs --unsafe-load (named in the error), as in tools/infer.py."""
+    import argparse
+    lq_dir, _, cfg, out = folders
+    torch.manual_seed(0)
+    model = compare_sr.build_model(compare_sr.parse_model(f'rrdb={cfg}'), 4, 'cpu', True, {}).model
+    full = tmp_path / 'iter_10.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': argparse.Namespace(seed=0)}, full)  # a pickled object
+    argv = ['--input', str(lq_dir), '--out', str(out), '--model', f'rrdb={cfg}:{full}', '--metrics', 'niqe',
+            '--max-input-size', '16']
+    msg = _exit(argv)
+    assert msg.startswith('error: ') and '--unsafe-load' in msg
+    with pytest.warns(UserWarning, match='skipping broken.png'):
+        assert compare_sr.main(argv + ['--unsafe-load']) == 0
+    assert 'rrdb' in (out / 'results.csv').read_text()
 
 
 def test_read_image_kinds(folders):

@@ -94,3 +94,55 @@ def test_infer_clear_errors(setup, tmp_path):
     with pytest.raises(SystemExit, match='own input'):
         infer.main([str(setup['inp'] / 'rgb.png'), '-c', setup['cfg'], '-w', setup['ckpt'],
                     '-o', str(setup['inp']), '--overwrite'])
+
+
+def test_invalid_options_fail_at_parse_time(setup, tmp_path):
+    """Bad restoration options: an argparse error (exit 2) from RestoreOptions' rules, before any model loads
+    (the checkpoint does not even exist)."""
+    for bad in (['--alpha', '1.5'], ['--steps', '0'], ['--tile', '0'], ['--tile-overlap', '-1'],
+                ['--max-pixels', '-5'], ['--token-temperature', '-1'], ['--seed', 'abc']):
+        with pytest.raises(SystemExit) as info:
+            infer.main([str(setup['inp'] / 'rgb.png'), '-c', setup['cfg'], '-w', str(tmp_path / 'none.pth'),
+                        '-o', str(tmp_path / 'o'), *bad])
+        assert info.value.code == 2, bad
+    assert not (tmp_path / 'o').exists()
+
+
+def test_seed_none_draws_a_seed(setup, tmp_path, capsys):
+    for text in ('none', 'None', 'NONE'):
+        assert infer.restore_options(infer.parse_args(['x', '-c', 'c', '-w', 'w', '-o', 'o', '--seed', text])) \
+            == dict(seed=None)
+    assert infer.restore_options(infer.parse_args(['x', '-c', 'c', '-w', 'w', '-o', 'o', '--seed', '7'])) \
+        == dict(seed=7)
+    assert infer.restore_options(infer.parse_args(['x', '-c', 'c', '-w', 'w', '-o', 'o'])) == {}  # test_cfg's
+    rgb = str(setup['inp'] / 'rgb.png')
+    assert _run(setup, tmp_path / 'a', '--seed', 'none', inputs=rgb) == 0
+    assert _run(setup, tmp_path / 'b', '--seed', 'none', inputs=rgb) == 0
+    assert (tmp_path / 'a' / 'rgb.png').read_bytes() != (tmp_path / 'b' / 'rgb.png').read_bytes()
+
+
+def test_tiling_warnings(setup, tmp_path, capsys):
+    """The tiny network's LQ grid is 8 px: overlap 16 on 16-px tiles is capped to 8, and tiles under 4 cells
+    (32 px) a side are flagged with the cost for a 1000x1000 photo; sane values stay silent."""
+    assert setup['net'].generator.lq_pad_multiple == 8
+    rgb = str(setup['inp'] / 'rgb.png')
+    assert _run(setup, tmp_path / 'a', '--tile', '16', '--tile-overlap', '16', inputs=rgb) == 0
+    err = capsys.readouterr().err
+    assert 'warning: --tile-overlap 16 is capped to 8' in err
+    assert 'warning: tiles of 16 LQ px (--tile 16) are smaller than 4 x' in err and 'use --tile >= 32' in err
+    assert _run(setup, tmp_path / 'b', '--max-pixels', '100', inputs=rgb) == 0
+    err = capsys.readouterr().err
+    assert 'tiles of 8 LQ px (--max-pixels 100)' in err and '15625 tiles in 15625 network call(s)' in err
+    assert _run(setup, tmp_path / 'c', '--tile', '64', '--tile-overlap', '8', inputs=rgb) == 0
+    assert 'warning' not in capsys.readouterr().err
+
+
+def test_one_line_per_image_when_redirected(setup, tmp_path, capsys):
+    """stdout not a terminal (capsys, a log file): one line per finished image with its sizes and seconds."""
+    rgb, gray = str(setup['inp'] / 'rgb.png'), str(setup['inp'] / 'gray.png')
+    assert infer.main([rgb, gray, '-c', setup['cfg'], '-w', setup['ckpt'], '-o', str(tmp_path), '--device',
+                       'cpu']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f'[1/2] {rgb}: 9x12 -> 36x48, ') and lines[0].endswith(' s')
+    assert lines[1].startswith(f'[2/2] {gray}: 7x5 -> 28x20, ')
+    assert lines[2] == f'2/2 image(s) written to {tmp_path}'

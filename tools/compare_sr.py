@@ -7,9 +7,13 @@
         --model iter=configs/iter/iter_x4_realsr.py:iter_x4.pth --iter-opts alpha=0.7 seed=0 \
         [--metrics niqe niqe_mmagic pi psnr ssim lpips] [--random-init] [--crop-images a.png b.png]
 
-A model is NAME=CONFIG[:CHECKPOINT]. CONFIG is 'bicubic', a config file, or a path inside MMagic's model zoo
-(``mmagic/.mim/configs``). Without a checkpoint the model keeps random weights, which needs ``--random-init``
-(demos only); an ITER checkpoint may also be the authors' file (with ``vqgan.*``). Models are built through
+A model is NAME=CONFIG[:CHECKPOINT]. CONFIG is 'bicubic', a config file, a path inside MMagic's model zoo
+(``mmagic/.mim/configs``) or a ``mmagic::<path>`` / ``iter_mm::<path>`` name. Without a checkpoint the model keeps
+random weights, which needs ``--random-init`` (demos only); an ITER checkpoint may also be the authors' file (with
+``vqgan.*``); a full training checkpoint needs ``--unsafe-load`` (trusted files only). ``--iter-opts`` are checked
+against ``RestoreOptions`` before anything loads. User errors (a missing or foreign checkpoint, an empty folder)
+are one ``error: ...`` line, exit status 1. Unreadable, empty or 1-pixel inputs are skipped with a warning (exit
+status 0 if any image is left). Models are built through
 MMEngine/MMagic from the config's ``model``, without training-only parts (``inference_model_cfg`` for ITER; the
 discriminator and GAN/perceptual losses of MMagic models, whose VGG would need a download), and nothing may
 download while they are built. ITER runs through ``model.restore``, every other model through its MMagic test
@@ -29,6 +33,7 @@ import ast
 import csv
 import os
 import os.path as osp
+import re
 import sys
 import time
 import warnings
@@ -60,12 +65,20 @@ class ModelSpec:
 
 
 def parse_model(text: str) -> ModelSpec:
-    """'NAME=CONFIG[:CHECKPOINT]' -> ModelSpec ('none' as checkpoint = random weights)."""
+    """'NAME=CONFIG[:CHECKPOINT]' -> ModelSpec ('none' as checkpoint = random weights).
+
+    CONFIG may carry a scope prefix (``mmagic::x.py``, ``iter::x.py``), whose '::' is not a separator; the
+    checkpoint starts after the first ':' that follows the config's '.py' (else after the first ':'), so a
+    checkpoint path may itself contain ':'.
+    """
     if '=' not in text:
         raise argparse.ArgumentTypeError(f"--model expects NAME=CONFIG[:CHECKPOINT], got '{text}'")
     name, rest = text.split('=', 1)
-    config, ckpt = (rest.rsplit(':', 1) + [None])[:2] if ':' in rest else (rest, None)
-    if not name or not config:
+    scope, body = re.match(r'([A-Za-z_]\w*::)?(.*)$', rest, re.S).groups()
+    cut = body.find('.py:')
+    config, ckpt = (body[:cut + 3], body[cut + 4:]) if cut >= 0 else body.partition(':')[::2]
+    config = (scope or '') + config
+    if not name or not config or config.endswith('::'):
         raise argparse.ArgumentTypeError(f"--model expects NAME=CONFIG[:CHECKPOINT], got '{text}'")
     return ModelSpec(name, config, None if ckpt in (None, '', 'none') else ckpt)
 
@@ -92,6 +105,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--weight-file', action='append', default=[], metavar='FILE=PATH',
                    help='local file for a pretrained file a metric asks for (e.g. LPIPS_v0.1_alex-df73285e.pth)')
     p.add_argument('--random-init', action='store_true', help='allow models without checkpoint (random weights)')
+    p.add_argument('--unsafe-load', action='store_true',
+                   help='allow pickled objects in the checkpoints (full MMEngine training checkpoints); '
+                        'only for files you trust')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='NAME:KEY=VALUE',
                    help='override a model config key, e.g. rrdb:model.generator.num_blocks=2')
     p.add_argument('--iter-opts', nargs='+', default=[], metavar='KEY=VALUE',
@@ -121,6 +137,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         if '=' not in kv:
             p.error(f"--iter-opts expects KEY=VALUE, got '{kv}'")
         opts[kv.split('=', 1)[0]] = _literal(kv.split('=', 1)[1])
+    try:  # the rules of RestoreOptions, checked before any model is built
+        from iter_mm.models.options import RestoreOptions
+        RestoreOptions.check_names(opts, '--iter-opts')
+        RestoreOptions(**opts)
+    except (TypeError, ValueError) as err:
+        p.error(str(err) if str(err).startswith('--iter-opts') else f'--iter-opts: {err}')
     args.iter_opts = opts
     args.weight_files = {}
     for kv in args.weight_file:
@@ -175,11 +197,12 @@ def resolve_config(path: str) -> str:
 
 
 def build_model(spec: ModelSpec, scale: int, device: str, random_init: bool,
-                restore_opts: Dict[str, object]) -> Callable[[Tensor], Tensor]:
+                restore_opts: Dict[str, object], unsafe_load: bool = False) -> Callable[[Tensor], Tensor]:
     """A callable (1, 3, h, w) LQ in [0, 1] -> (1, 3, h*s, w*s) in [0, 1] on ``device``.
 
     Models load through the one loader (``iter_mm.apis.init_model``: strict, the same errors as the other front
-    ends); nothing may download while they are built.
+    ends; ``unsafe_load``: its ``allow_pickle``, for trusted full training checkpoints); nothing may download
+    while they are built.
     """
     if spec.config == 'bicubic':
         if spec.checkpoint:
@@ -196,7 +219,8 @@ def build_model(spec: ModelSpec, scale: int, device: str, random_init: bool,
     with offline_weights(f"model '{spec.name}'"):  # nothing may download
         try:
             model = init_model(resolve_config(spec.config), spec.checkpoint, device=device,
-                               cfg_options=spec.cfg_options or None, random_weights=random_init)
+                               cfg_options=spec.cfg_options or None, random_weights=random_init,
+                               allow_pickle=unsafe_load)
         except ValueError as err:
             raise ValueError(f"model '{spec.name}': {err}") from None
     scale_of = getattr(getattr(model, 'generator', None), 'scale', scale)
@@ -229,10 +253,13 @@ def run(args: argparse.Namespace) -> int:
     if osp.isdir(args.out) and any(osp.exists(osp.join(args.out, f)) for f in OUT_FILES) and not args.overwrite:
         raise SystemExit(f'{args.out} already holds results ({", ".join(OUT_FILES)}); pass --overwrite or '
                          'choose another --out')
-    files = list_images(args.input)
     if args.gt and not osp.isdir(args.gt):
         raise SystemExit(f'GT folder {args.gt} does not exist')
-    gt_files = {osp.splitext(f)[0]: f for f in list_images(args.gt)} if args.gt else {}
+    try:
+        files = list_images(args.input)
+        gt_files = {osp.splitext(f)[0]: f for f in list_images(args.gt)} if args.gt else {}
+    except FileNotFoundError as err:
+        raise SystemExit(f'error: {err}') from err
     for c in args.crop_images or []:
         if c not in files:
             raise SystemExit(f"--crop-images: '{c}' is not in {args.input}")
@@ -245,9 +272,14 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"--crop-box expects IMAGE:X,Y, got '{item}'")
 
     metrics = build_metrics(args.metrics, args.crop_border, args.weight_files, bool(args.gt))
+    from iter_mm.evaluation.metrics.pyiqa_metric import MissingWeightsError
     models = {}
     for spec in args.model:
-        models[spec.name] = build_model(spec, args.scale, args.device, args.random_init, args.iter_opts)
+        try:  # user errors (a missing or foreign checkpoint, no checkpoint, a missing config): one line
+            models[spec.name] = build_model(spec, args.scale, args.device, args.random_init, args.iter_opts,
+                                            args.unsafe_load)
+        except (FileNotFoundError, ValueError, MissingWeightsError) as err:  # CheckpointMismatchError: ValueError
+            raise SystemExit(f'error: {err}') from err
     os.makedirs(osp.join(args.out, 'crops'), exist_ok=True)
 
     rows: List[dict] = []

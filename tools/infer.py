@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
+import time
 from collections import Counter
 from typing import List, Optional
 
@@ -32,7 +33,19 @@ if __package__ in (None, ''):  # run as a script from anywhere
 if '--verbose' in sys.argv[1:]:  # before iter_mm (and MMEngine) import
     import os
     os.environ['ITER_MM_VERBOSE'] = '1'
-from iter_mm.models.options import add_restore_arguments, given_options  # noqa: E402
+from iter_mm.models.options import RestoreOptions, add_restore_arguments, given_options  # noqa: E402
+
+MIN_TILE_CELLS = 4  # a tile smaller than this many cells of the network's LQ grid (per side) earns a warning
+
+
+def _seed(text: str):
+    """--seed: an integer, or 'none' (any case): a seed drawn for each image."""
+    if text.lower() == 'none':
+        return 'none'  # not None: None means "not given" (the config's test_cfg)
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -61,16 +74,58 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     keep.add_argument('--skip-existing', action='store_true',
                       help='keep existing outputs and restore only the missing ones (new photos, an interrupted run)')
     p.add_argument('--verbose', action='store_true', help='also show library notes and warnings')
-    add_restore_arguments(p)
+    add_restore_arguments(p, exclude=('seed',))
+    p.add_argument('--seed', type=_seed, help="sampling seed, the same for every image; 'none': a seed drawn for "
+                                              'each image (default: the config\'s test_cfg, else 0)')
     args = p.parse_args(argv)
     if args.quality is not None and not 1 <= args.quality <= 100:
         p.error(f'--quality must be in 1..100, got {args.quality}')
+    try:  # RestoreOptions' own rules, before anything is loaded
+        RestoreOptions(**restore_options(args))
+    except ValueError as err:
+        p.error(str(err))
     return args
 
 
 def restore_options(args: argparse.Namespace) -> dict:
     """Sampling/tiling overrides for ``ITERModel.restore``: only the options given on the command line."""
-    return given_options(args)
+    opts = given_options(args)
+    if opts.get('seed') == 'none':
+        opts['seed'] = None  # drawn for each call
+    return opts
+
+
+def tiling_warnings(opts: RestoreOptions, multiple: int) -> List[str]:
+    """Warnings for tiling options that ``restore_image`` adjusts silently or that make a run very slow.
+
+    Its rule (``iter_mm/models/inference.py``): tiles lie on the network's grid of ``multiple`` LQ pixels (the
+    tile rounded down, at least one cell), the overlap is rounded up to that grid and capped at tile - multiple,
+    and at most ``max_pixels`` LQ pixels go into one network call. Each call runs every refinement step on its
+    tiles, and each tile sees nothing beyond its own border, so tiles of fewer than MIN_TILE_CELLS cells a side
+    cost many calls (re-running the overlaps) for little context.
+    """
+    from iter_mm.utils.tiling import auto_tile_size, tile_starts
+    if opts.tile is not None:
+        asked, tile = f'--tile {opts.tile}', max(multiple, opts.tile // multiple * multiple)
+    elif opts.max_pixels is not None:
+        asked, tile = f'--max-pixels {opts.max_pixels}', auto_tile_size(opts.max_pixels, multiple)
+    else:
+        return []
+    out = []
+    overlap = min(-(-opts.tile_overlap // multiple) * multiple, tile - multiple)
+    if overlap < opts.tile_overlap:
+        out.append(f'--tile-overlap {opts.tile_overlap} is capped to {overlap}: tiles are {tile} LQ px ({asked}, '
+                   f"on the network's {multiple}-px grid) and must advance by at least {multiple} px")
+    if tile < MIN_TILE_CELLS * multiple:
+        side = -(-1000 // multiple) * multiple  # a 1000x1000 LQ photo, padded to the grid
+        tiles = len(tile_starts(side, tile, overlap)) ** 2
+        per_call = 1 if opts.max_pixels is None else max(1, opts.max_pixels // tile ** 2)
+        out.append(f'tiles of {tile} LQ px ({asked}) are smaller than {MIN_TILE_CELLS} x the network\'s '
+                   f'{multiple}-px grid: each tile sees only {tile // multiple}x{tile // multiple} token window(s) '
+                   f'of context, and a 1000x1000 LQ photo takes {tiles} tiles in {-(-tiles // per_call)} network '
+                   f'call(s) of {opts.steps} steps; use --tile >= {MIN_TILE_CELLS * multiple} (and --max-pixels >= '
+                   f'{(MIN_TILE_CELLS * multiple) ** 2}) unless this is intended')
+    return out
 
 
 def build_model(config: str, checkpoint: str, device: torch.device, vqgan: Optional[str] = None,
@@ -124,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         raise SystemExit(f'error: {err}') from err
     opts = restore_options(args)
+    for msg in tiling_warnings(model.options(**opts), int(model.generator.lq_pad_multiple)):
+        print(f'warning: {msg}', file=sys.stderr)
+    log = not sys.stdout.isatty()  # redirected: one line per finished image (the bar is for terminals)
     try:
         from tqdm import tqdm
         progress = tqdm(total=len(paths), unit='img', desc='ITER', file=sys.stderr, dynamic_ncols=True,
@@ -138,14 +196,19 @@ def run(args: argparse.Namespace) -> int:
             return model.restore(lq.to(device), **opts).float()
 
     failed = []
-    for path, out_path in zip(paths, outputs):
+    for k, (path, out_path) in enumerate(zip(paths, outputs), 1):
         try:
+            t0 = time.perf_counter()
             pic = read_picture(path, frames=args.frames, to_srgb=args.to_srgb)
             for note in pic.info.notes:
                 say(f'{path}: {note}')
             sr = super_resolve_picture(pic, restore, args.alpha_upscale)
             for note in write_picture(out_path, sr, args.quality)[1]:
                 say(f'{out_path}: {note}')
+            if log:
+                (h, w), (sh, sw) = pic.frames[0].shape[:2], sr.frames[0].shape[:2]
+                print(f'[{k}/{len(paths)}] {path}: {w}x{h} -> {sw}x{sh}, {time.perf_counter() - t0:.1f} s',
+                      flush=True)
         except (ImageReadError, ValueError, RuntimeError, OSError) as err:
             failed.append(path)
             msg = str(err)
