@@ -164,3 +164,89 @@ def test_missing_config_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, 'argv', ['tools/train.py', str(tmp_path / 'nope.py')])
     with pytest.raises(FileNotFoundError, match='config file not found: .*nope.py'):
         runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
+
+
+def _save_model_checkpoint(config: str, path: Path, **model_overrides) -> Path:
+    """A training-style checkpoint ({'meta', 'state_dict'}) of ``config``'s model with random weights."""
+    from mmengine.config import Config
+    import iter_mm  # noqa: F401
+    from mmagic.registry import MODELS
+    from mmagic.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    model_cfg = Config.fromfile(str(ROOT / config)).model
+    model_cfg.update(model_overrides)
+    torch.manual_seed(0)
+    torch.save({'meta': {'iter': 1}, 'state_dict': MODELS.build(model_cfg).state_dict()}, path)
+    return path
+
+
+def _run_test_tool(config: str, ckpt: Path, work: Path, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, 'argv', ['tools/test.py', config, str(ckpt), '--work-dir', str(work)])
+    runpy.run_path(str(ROOT / 'tools' / 'test.py'), run_name='__main__')
+
+
+@pytest.mark.parametrize('config, ckpt_config, says', [
+    ('configs/iter/swinvqgan_tiny.py', 'configs/iter/iter_x4_tiny.py', 'config builds a Swin-VQGAN'),
+    ('configs/iter/iter_x4_tiny.py', 'configs/iter/swinvqgan_tiny.py', 'stage I only'),
+], ids=['iter-file-on-stage1-config', 'stage1-file-on-iter-config'])
+def test_test_tool_refuses_another_models_checkpoint(tmp_path, monkeypatch, config, ckpt_config, says):
+    """tools/test.py loads strictly, like tools/infer.py: a file of the other stage ends with the loader's message
+    instead of metrics of an untrained network (MMEngine's ``load_from`` only warned)."""
+    overrides = dict(vqgan_ckpt=None) if 'iter_x4' in ckpt_config else {}  # no stage-I file needed to build
+    ckpt = _save_model_checkpoint(ckpt_config, tmp_path / 'other.pth', **overrides)
+    with pytest.raises(SystemExit, match=says) as err:
+        _run_test_tool(config, ckpt, tmp_path / 'work', monkeypatch)
+    assert str(err.value).startswith(f'error: {ckpt}')
+
+
+def test_test_tool_loads_its_own_checkpoint_strictly(tmp_path, monkeypatch):
+    """The model's own stage-I training checkpoint (with the discriminator, which testing drops) loads with no
+    warning, bitwise; evaluation then runs on the config's held-out photos."""
+    from mmengine.runner import Runner
+    ckpt = _save_model_checkpoint('configs/iter/swinvqgan_tiny.py', tmp_path / 'own.pth')
+    loaded = {}
+    original = Runner.test
+
+    def spy(runner):
+        loaded.update(runner.model.state_dict())
+        return {}  # the weights are what this test checks; evaluation is covered elsewhere
+    monkeypatch.setattr(Runner, 'test', spy)
+    try:
+        _run_test_tool('configs/iter/swinvqgan_tiny.py', ckpt, tmp_path / 'work', monkeypatch)
+    finally:
+        monkeypatch.setattr(Runner, 'test', original)
+    saved = torch.load(ckpt, weights_only=False)['state_dict']
+    assert loaded and all(torch.equal(v, saved[k]) for k, v in loaded.items())
+    assert not any(k.startswith('discriminator.') for k in loaded) and any(k.startswith('discriminator.') for k in saved)
+
+
+class _Started(Exception):
+    """Raised instead of building the Runner: the tool got past its checks."""
+
+
+def test_fresh_run_refuses_a_work_dir_with_checkpoints(tmp_path, monkeypatch):
+    """tools/train.py without --resume into a work dir of an earlier run stops before writing anything (MMEngine
+    would overwrite iter_N.pth and last_checkpoint and keep the rest); --resume and an empty work dir go on."""
+    from mmengine.runner import Runner
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'iter_2.pth').write_bytes(b'earlier run')
+    (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
+    monkeypatch.chdir(ROOT)
+
+    def from_cfg(cfg):
+        raise _Started
+    monkeypatch.setattr(Runner, 'from_cfg', staticmethod(from_cfg))
+
+    def train(*extra):
+        monkeypatch.setattr(sys, 'argv', ['tools/train.py', 'configs/iter/swinvqgan_tiny.py', '--work-dir', *extra])
+        runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
+
+    with pytest.raises(SystemExit, match=r'already holds checkpoints of an earlier run \(iter_2.pth\).*--resume'):
+        train(str(work))
+    assert (work / 'iter_2.pth').read_bytes() == b'earlier run'
+    with pytest.raises(_Started):
+        train(str(work), '--resume')
+    with pytest.raises(_Started):
+        train(str(tmp_path / 'new'))

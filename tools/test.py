@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 
 from iter_mm.engine.hooks import MetricsRecorderHook
 from iter_mm.engine.launch import configure_launch
-from iter_mm.utils.config import inference_model_cfg, load_config
+from iter_mm.utils.config import inference_model_cfg, load_config, training_only_keys
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,6 +36,21 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def _load_strictly(runner: Runner, checkpoint: str, ignored: list) -> None:
+    """Load ``checkpoint`` into the runner's model as every other front end does (``init_model``'s loader): every
+    tensor of the model from the file, nothing else left but the training-only parts; otherwise exit with the
+    :class:`~iter_mm.apis.model_loader.CheckpointMismatchError` message (what the file is, what the config needs).
+    Full training checkpoints are unpickled, as MMEngine's ``load_from`` would: test files you trust."""
+    from mmengine.model import is_model_wrapper
+    from iter_mm.apis.model_loader import CheckpointMismatchError, load_model_weights
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    try:
+        load_model_weights(model, checkpoint, allow_pickle=True, ignored=ignored)
+    except CheckpointMismatchError as err:
+        raise SystemExit(f'error: {err}') from None
+    runner.logger.info(f'Loaded {checkpoint} (strict)')
+
+
 def main() -> None:
     args = parse_args()
     if not osp.isfile(args.checkpoint):
@@ -44,18 +59,20 @@ def main() -> None:
     if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
         raise SystemExit(f'{args.config} defines no test_dataloader / test_evaluator to test on')
     configure_launch(cfg, args.launcher, testing=True)  # gloo + CPU processes when there is no GPU
+    ignored = training_only_keys(cfg.model)  # the checkpoint may hold them (discriminator), the test model not
     cfg.model = inference_model_cfg(cfg.model)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config.split('::')[-1]))[0])
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None  # loaded strictly below, not by MMEngine's lenient loader (a wrong file only warns there)
     cfg.resume = False
     # Training-only parts are not needed to test.
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
         cfg[key] = None
 
     runner = Runner.from_cfg(cfg)
+    _load_strictly(runner, args.checkpoint, ignored)
     kept = MetricsRecorderHook()
     runner.register_hook(kept)
     metrics = runner.test() or kept.metrics.get('test', {})  # MMagic's MultiTestLoop returns nothing

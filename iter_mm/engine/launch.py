@@ -103,6 +103,27 @@ def _is_ddp_subclass(wrapper_type) -> bool:
     return isinstance(cls, type) and issubclass(cls, DistributedDataParallel)
 
 
+def refuse_overwriting_checkpoints(cfg: Config) -> None:
+    """Stop a fresh run (no ``--resume``) whose work dir holds checkpoints of an earlier run.
+
+    MMEngine would write over ``iter_N.pth`` and ``last_checkpoint`` and keep the rest, mixing two runs. The user
+    chooses: ``--resume`` continues the earlier run, another ``--work-dir`` starts a new one.
+    """
+    import glob
+    import os.path as osp
+    if cfg.get('resume'):
+        return
+    work_dir = cfg.get('work_dir')
+    found = sorted(glob.glob(osp.join(glob.escape(work_dir), '*.pth'))) if work_dir else []
+    last = osp.join(work_dir, 'last_checkpoint') if work_dir else ''
+    if not found and not osp.isfile(last):
+        return
+    names = ', '.join(osp.basename(p) for p in found[:4]) + (f' and {len(found) - 4} more' if len(found) > 4 else '')
+    raise SystemExit(f'work dir {work_dir} already holds checkpoints of an earlier run ({names or "last_checkpoint"}); '
+                     'a fresh run would write over some of them and keep the others. Continue that run with --resume, '
+                     'or train into another --work-dir.')
+
+
 def prepare_training(cfg: Config, cfg_path: str, launcher: str = 'none', work_dir: Optional[str] = None,
                      amp: bool = False, auto_scale_lr: bool = False, resume: Optional[str] = None) -> Config:
     """Apply ``tools/train.py``'s options to ``cfg`` (in place) and return it.
