@@ -1,9 +1,12 @@
 """Config helpers shared by the tools: zoo configs, AMP switch, training-only parts."""
+import os.path as osp
+
 import pytest
 from mmengine.config import Config
 
 from iter_mm.utils.config import enable_amp, inference_model_cfg, load_config, training_only_keys
 
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REALESRGAN = 'mmagic::real_esrgan/realesrgan_c64b23g32_4xb12-lr1e-4-400k_df2k-ost.py'
 
 
@@ -84,3 +87,15 @@ def test_x2_config_tests_on_x2_real_world_folders():
     assert x2.test_dataloader[1].dataset.data_prefix.img == 'DRealSR/Test_x2/test_LR'
     assert x4.test_dataloader[1].dataset.data_prefix.img == 'DRealSR/Test_x4/test_LR'
     assert x2.test_dataloader[3].dataset == x4.test_dataloader[3].dataset  # RealSRSet
+
+
+@pytest.mark.parametrize('key', ['data_root', 'val_data_root'])
+def test_top_level_folder_variable_override_is_refused(key):
+    """``--cfg-options data_root=DIR`` used to be merged and ignored (the loaders had read the variable at parse
+    time), so training ran on the config's own folders; it now stops with the keys that do work."""
+    with pytest.raises(ValueError, match=rf'{key}: a top-level variable.*train_dataloader.dataset.data_root=DIR'):
+        load_config(osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py') if key == 'data_root' else
+                    osp.join(ROOT, 'configs', 'iter', 'iter_x4_realsr.py'), {key: '/my/photos'})
+    cfg = load_config(osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py'),
+                      {'train_dataloader.dataset.data_root': '/my/photos'})
+    assert cfg.train_dataloader.dataset.data_root == '/my/photos'

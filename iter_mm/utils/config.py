@@ -31,11 +31,27 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     else:
         cfg = Config.fromfile(path)
     if cfg_options:
+        _check_top_level_variables(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     cfg.setdefault('default_scope', 'mmagic')
     from mmengine.registry import init_default_scope
     init_default_scope(cfg.default_scope)
     return cfg
+
+
+def _check_top_level_variables(cfg: Config, cfg_options: dict) -> None:
+    """Refuse overrides of the config's top-level folder variables (``data_root``, ``val_data_root``, ...).
+
+    The loaders read such a variable when the file is parsed; overriding it afterwards changes nothing, so the run
+    would silently train and validate on the config's own folders.
+    """
+    stale = [k for k in cfg_options if '.' not in k and k.endswith('data_root') and k in cfg]
+    if stale:
+        raise ValueError(
+            f'--cfg-options {", ".join(stale)}: a top-level variable of the config, read by its data loaders when the '
+            'file is parsed, so overriding it changes nothing. Set the loaders\' folders instead: '
+            'train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR '
+            'test_dataloader.dataset.data_root=DIR (README: "Train on your own photos").')
 
 
 def enable_amp(cfg: Config, dtype: Optional[str] = None, device: Optional[str] = None) -> str:
