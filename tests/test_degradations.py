@@ -11,6 +11,7 @@ from mmengine.registry import init_default_scope
 import iter_mm  # noqa: F401  (registers the transforms and datasets)
 from iter_mm.datasets.transforms import bsrgan_ops as ops
 from iter_mm.datasets.transforms import sample_seed
+from iter_mm.datasets.checked_dataset import UnreadableImageError
 from mmagic.registry import DATASETS, TRANSFORMS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -350,6 +351,41 @@ def test_checked_dataset_fails_at_build_naming_the_path(tmp_path):
     (tmp_path / 'empty' / 'lq').mkdir()
     with pytest.raises(FileNotFoundError, match='no image'):
         DATASETS.build(cfg)
+
+
+@pytest.mark.parametrize('base', ['realesrgan_x4.py', 'bsrgan_x4.py'])
+def test_images_smaller_than_the_crop_are_padded(tmp_path, base):
+    """An 8x8 photo among the training images: zero-padded to the crop (as stage I), not a collate error."""
+    write_images(tmp_path / 'hq', ['small.png'], size=(8, 8))
+    cfg = load_cfg(base).train_dataloader.dataset
+    cfg.data_root = str(tmp_path / 'hq')
+    cfg.pipeline[2]['crop_size'] = (64, 64)
+    gt = DATASETS.build(cfg)[0]['data_samples'].gt_img
+    assert tuple(gt.shape) == (3, 64, 64)
+    assert int((gt.float().sum(dim=0) > 0).sum()) <= 8 * 8  # the photo's pixels, the rest is padding
+
+
+def test_unreadable_image_is_named(tmp_path):
+    """A corrupt or empty file in a training folder ends the sample with an error naming it (was OpenCV's
+    ``!_src.empty()`` deep in the pipeline); other pipeline errors pass through unchanged."""
+    write_images(tmp_path / 'hq', ['good.png'], size=(40, 40))
+    good = (tmp_path / 'hq' / 'good.png').read_bytes()
+    (tmp_path / 'hq' / 'truncated.png').write_bytes(good[:len(good) // 3])
+    (tmp_path / 'hq' / 'zero.png').write_bytes(b'')
+    cfg = load_cfg('hq_only.py').train_dataloader.dataset
+    cfg.data_root, cfg.data_prefix = str(tmp_path), dict(gt='hq')
+    ds = DATASETS.build(cfg)
+    index = {osp.basename(ds.get_data_info(i)['gt_path']): i for i in range(len(ds))}
+    assert sorted(index) == ['good.png', 'truncated.png', 'zero.png']
+    assert tuple(ds.prepare_data(index['good.png'])['inputs'].shape)[0] == 3
+    for name in ('truncated.png', 'zero.png'):
+        with pytest.raises(UnreadableImageError, match=rf'{name} is not a readable image'):
+            ds.prepare_data(index[name])
+    cfg.pipeline = [dict(type='LoadImageFromFile', key='gt'), dict(type='Crop', keys=['nonexistent'], crop_size=(4, 4))]
+    ds = DATASETS.build(cfg)
+    with pytest.raises(KeyError, match='nonexistent') as err:  # a config mistake, not the file
+        ds.prepare_data(index['good.png'])
+    assert not isinstance(err.value, UnreadableImageError)
 
 
 def test_realworld_lq_sets_layouts(tmp_path):

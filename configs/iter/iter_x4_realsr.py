@@ -59,7 +59,7 @@ model = dict(
     val_cfg=dict(),
     data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
 
-_crop = dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True)
+_crop = dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True, is_pad_zeros=True)  # small: padded
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
     dict(type='SetValues', dictionary=dict(scale=scale)),

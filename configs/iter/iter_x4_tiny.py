@@ -55,7 +55,7 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
     dict(type='SetValues', dictionary=dict(scale=scale)),
-    dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True),
+    dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True, is_pad_zeros=True),  # small: padded
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),

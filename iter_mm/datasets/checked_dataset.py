@@ -2,10 +2,14 @@
 
 MMagic's dataset lists the folder of ``search_key`` only: a missing partner folder (e.g. the LQ
 of a paired set) fails at the first sample inside a dataloader worker, and an empty folder gives
-an empty dataset that silently evaluates nothing.
+an empty dataset that silently evaluates nothing. A file that cannot be decoded (corrupt, truncated,
+empty, not an image) ends its sample with an error that names it, not OpenCV's ``!_src.empty()``.
 """
 import os.path as osp
-from typing import List
+from typing import Any, List
+
+import cv2
+import numpy as np
 
 from mmengine.fileio import LocalBackend
 
@@ -17,7 +21,21 @@ from mmagic.registry import DATASETS
 class CheckedImageDataset(BasicImageDataset):
     """``BasicImageDataset`` that checks, at build time and for local files, that every
     folder in ``data_prefix`` (and ``ann_file``) exists, that at least one image is
-    listed and that every listed partner file exists. Same arguments as MMagic's."""
+    listed and that every listed partner file exists; a sample whose file cannot be decoded
+    raises :class:`UnreadableImageError` naming it. Same arguments as MMagic's."""
+
+    def prepare_data(self, idx: int) -> Any:
+        try:
+            return super().prepare_data(idx)
+        except Exception as err:
+            paths = [v for k, v in self.get_data_info(idx).items() if k.endswith('_path') and isinstance(v, str)]
+            bad = [p for p in paths if osp.isfile(p) and not _decodes(p)]
+            if not bad:
+                raise
+            raise UnreadableImageError(
+                f'{self.__class__.__name__}: {bad[0]} is not a readable image (corrupt, truncated, empty or not an '
+                f'image file; {type(err).__name__} in the pipeline): remove or replace it, then rerun (training: '
+                'with --resume)') from err
 
     def load_data_list(self) -> List[dict]:
         local = isinstance(self.file_backend, LocalBackend)
@@ -47,3 +65,13 @@ class CheckedImageDataset(BasicImageDataset):
                 raise FileNotFoundError(
                     f'{name}: {len(missing)} listed file(s) missing, e.g. {missing[:3]}')
         return data_list
+
+
+class UnreadableImageError(RuntimeError):
+    """A dataset file that OpenCV cannot decode."""
+
+
+def _decodes(path: str) -> bool:
+    """Whether OpenCV decodes the file at ``path`` (as MMagic's ``LoadImageFromFile`` reads it)."""
+    data = np.fromfile(path, dtype=np.uint8)
+    return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is not None

@@ -33,7 +33,7 @@ train_dataloader = dict(
     persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
-        type='BasicImageDataset',
+        type='CheckedImageDataset',
         metainfo=dict(dataset_type='df2k_ost', task_name='vq_autoencoding'),
         data_root=data_root,
         data_prefix=dict(gt=train_gt_folder),
@@ -46,7 +46,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='BasicImageDataset',
+        type='CheckedImageDataset',
         metainfo=dict(dataset_type='div2k_val', task_name='vq_autoencoding'),
         data_root=val_data_root,
         data_prefix=dict(gt=val_gt_folder),

@@ -92,7 +92,8 @@ rgb_lq = dict(type='SetValues', dictionary=dict(img_channel_order='rgb'))
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
     dict(type='SetValues', dictionary=dict(scale=scale)),
-    dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True),
+    # images smaller than the crop are zero-padded (as in stage I) so batches stay stackable
+    dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True, is_pad_zeros=True),
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
