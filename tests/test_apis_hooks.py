@@ -1,4 +1,5 @@
 """ITER through MMagic's Inferencer API, and the refinement visualisation hook."""
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,6 +47,52 @@ def test_mmagic_inferencer_runs_iter(tiny, tmp_path):
         expected = model.restore(lq, seed=3, steps=2)[0]
     expected = (expected.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()[..., ::-1]
     assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_inferencer_refuses_unknown_parameters_missing_configs_and_ambiguous_arrays(tiny, tmp_path):
+    """A misspelt extra parameter, a bad value or a config path that does not exist stop the construction; arrays
+    are RGB uint8/uint16/float in [0, 1], and 0-255 floats or int64 pixels are refused, not turned white."""
+    from iter_mm.apis import MMagicInferencer
+    model, ckpt, path, img = tiny
+    make = lambda config=TINY, **extra: MMagicInferencer(  # noqa: E731
+        'iter', model_config=config, model_ckpt=str(ckpt), device='cpu', extra_parameters=extra)
+    with pytest.raises(TypeError, match=r"unknown extra_parameters \['alfa'\]; valid: restoration options \[.*'alpha'"
+                                        r".*loading options \['vqgan', 'allow_pickle'\]"):
+        make(alfa=0.5)
+    with pytest.raises(ValueError, match='alpha must lie in'):
+        make(alpha=1.5)
+    missing = tmp_path / 'nowhere' / 'iter_x4_tiny.py'  # a file of that name exists in configs/iter
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        make(config=str(missing))
+    sr = make(seed=3, steps=1)
+    with pytest.raises(TypeError, match='alfa'):
+        sr.infer(img=str(path), extra_parameters=dict(alfa=0.5))
+    with pytest.raises(ValueError, match='apply when the model is loaded'):
+        sr.infer(img=str(path), extra_parameters=dict(allow_pickle=True))
+    rgb = np.ascontiguousarray(img[..., ::-1])  # the file was written by OpenCV from BGR pixels
+    with pytest.raises(ValueError, match=r'got \[0, 255\]; divide 0-255 values by 255'):
+        sr.infer(img=rgb.astype(np.float32))
+    with pytest.raises(TypeError, match='unsupported pixel dtype int64'):
+        sr.infer(img=rgb.astype(np.int64))
+    _, from_path = sr.infer(img=str(path))
+    for arr in (rgb, rgb.astype(np.float32) / 255):
+        assert np.array_equal(sr.infer(img=arr)[1], from_path)
+    _, out16 = sr.infer(img=rgb.astype(np.uint16) * 257)  # 16 bit in, 16 bit out
+    assert out16.dtype == np.uint16 and np.abs(out16 / 257 - from_path).max() <= 0.51
+
+
+def test_model_name_without_config_uses_the_registered_config():
+    """``MMagicInferencer('iter')`` without ``model_config``: MMagic looks for the default config inside its own
+    package; that path (and only that one) is mapped to ours."""
+    from mmagic.apis.mmagic_inferencer import MMagicInferencer
+
+    from iter_mm.apis.inferencer import _CONFIGS, _zoo_default_config
+    for name, scale in (('iter', 4), ('iter_x4', 4), ('iter_x2', 2)):
+        kwargs = MMagicInferencer._get_inferencer_kwargs(MMagicInferencer.__new__(MMagicInferencer), name, None,
+                                                         None, None, None, None)
+        assert not Path(kwargs['config']).is_file()
+        assert _zoo_default_config(kwargs['config']) == f'{_CONFIGS}/iter_x{scale}_realsr.py'
+    assert _zoo_default_config('/nowhere/iter_x4_realsr.py') == '/nowhere/iter_x4_realsr.py'
 
 
 TINY_RRDB = """

@@ -184,6 +184,34 @@ def test_load_file_errors(tmp_path):
         ckpt.extract_state_dict({'params': {'a': 1}})
 
 
+def test_load_file_errors_tell_corrupt_files_from_pickled_ones(tmp_path):
+    """Only torch's refusal of a pickled object suggests allow_pickle; a truncated, text or empty file is called
+    unreadable. Messages carry no ANSI codes and are not cut inside a word."""
+    from mmengine.logging import HistoryBuffer
+    good, pickled = tmp_path / 'good.pth', tmp_path / 'pickled.pth'
+    torch.save({'a': torch.zeros(3)}, good)
+    torch.save({'a': torch.zeros(3), 'log': HistoryBuffer()}, pickled)
+    broken = {'truncated.pth': (good.read_bytes()[:len(good.read_bytes()) // 2], 'central directory'),
+              'text.pth': (b'not a checkpoint\n', 'UnpicklingError'), 'empty.pth': (b'', 'the file is empty')}
+    for name, (data, reason) in broken.items():
+        (tmp_path / name).write_bytes(data)
+        for allow_pickle in (False, True):
+            with pytest.raises(RuntimeError) as info:
+                ckpt.load_checkpoint_file(tmp_path / name, allow_pickle)
+            msg = str(info.value)
+            assert 'not a readable PyTorch checkpoint (truncated, corrupt or another kind of file)' in msg, msg
+            assert reason in msg and 'allow_pickle' not in msg and '--unsafe-load' not in msg, msg
+    with pytest.raises(RuntimeError) as info:
+        ckpt.load_checkpoint_file(pickled)
+    msg = str(info.value)
+    assert 'holds pickled Python objects' in msg and 'mmengine.logging.history_buffer.HistoryBuffer' in msg
+    assert 'allow_pickle=True' in msg and '--unsafe-load' in msg and '\x1b' not in msg
+    assert 'Please use' not in msg  # torch's own advice is left out, its reason kept whole
+    assert ckpt.load_checkpoint_file(pickled, allow_pickle=True)['a'].shape == (3,)
+    reason = ckpt._load_error_reason(RuntimeError('word ' * 100), limit=32)
+    assert reason == 'RuntimeError: word word word word word word ...'
+
+
 # --- tools/convert_official_ckpt.py on a tiny ITER ------------------------------------------------------------
 def _tool():
     import importlib.util

@@ -40,7 +40,8 @@ def files(tmp_path_factory):
     official = ours_to_official(net)
     f = dict(ours=tmp / 'ours.pth', official=tmp / 'ITER_x4.pth', official_novq=tmp / 'ITER_x4_novq.pth',
              official_vq=tmp / 'ITER_swinvqgan.pth', vqgan_only=tmp / 'stage1.pth', x2=tmp / 'x2.pth',
-             random=tmp / 'random.pth', training=tmp / 'training.pth', bare=tmp / 'bare.pth')
+             random=tmp / 'random.pth', training=tmp / 'training.pth', bare=tmp / 'bare.pth',
+             truncated=tmp / 'truncated.pth', text=tmp / 'text.pth')
     torch.save({'meta': {}, 'state_dict': model.state_dict()}, f['ours'])
     torch.save(net, f['bare'])
     torch.save({'params': official}, f['official'])
@@ -51,6 +52,8 @@ def files(tmp_path_factory):
     torch.save({'state_dict': {'backbone.weight': torch.zeros(3, 3)}}, f['random'])
     from mmengine.logging import HistoryBuffer
     torch.save({'state_dict': model.state_dict(), 'message_hub': {'log': HistoryBuffer()}}, f['training'])
+    f['truncated'].write_bytes(f['ours'].read_bytes()[:100_000])
+    f['text'].write_text('not a checkpoint\n')
     inp = tmp / 'in'
     inp.mkdir()
     cv2.imwrite(str(inp / 'a.png'), np.random.default_rng(0).integers(0, 256, (24, 48, 3), dtype=np.uint8))
@@ -82,11 +85,25 @@ def test_loader_refuses_wrong_files_with_clear_errors(files):
     assert 'ITER x2 (with vqgan.*) checkpoint, but the config builds an ITER x4 model' in loader_error(files['x2'])
     assert 'not an ITER or Swin-VQGAN checkpoint' in loader_error(files['random'])
     assert 'ITER_swinvqgan.pth' in loader_error(files['official_novq'])  # names the missing VQGAN file
-    assert '--unsafe-load' in loader_error(files['training'])  # pickled objects: only when asked for
+    pickled = loader_error(files['training'])  # pickled objects: only when asked for
+    assert 'holds pickled Python objects' in pickled and 'HistoryBuffer' in pickled and '\x1b' not in pickled
+    for option in ('allow_pickle=True', "the Inferencer's extra_parameters", '--unsafe-load', 'weights.pth'):
+        assert option in pickled
+    for option in ("vqgan='ITER_swinvqgan.pth'", "the Inferencer's extra_parameters", '--vqgan'):
+        assert option in loader_error(files['official_novq'])
     with pytest.raises(ValueError, match='no checkpoint given'):
         init_model(TINY)
     with pytest.raises(FileNotFoundError, match='not found'):
         init_model(TINY, files['ours'] + '.missing')
+
+
+@pytest.mark.parametrize('broken', ['truncated', 'text'])
+def test_loader_calls_corrupt_files_unreadable_without_the_pickle_hint(files, broken):
+    """A truncated checkpoint or another file named .pth is not readable; loading it unsafely would not help."""
+    for allow_pickle in (False, True):
+        error = loader_error(files[broken], allow_pickle=allow_pickle)
+        assert f'cannot read checkpoint {files[broken]}: not a readable PyTorch checkpoint' in error
+        assert 'pickle' not in error.replace('UnpicklingError', '') and 'unsafe' not in error
 
 
 def test_loader_refuses_missing_and_misshapen_tensors(files):
@@ -106,10 +123,10 @@ def run_cli(files, ckpt, out, *extra):
                             '--steps', '2', *extra])
 
 
-def run_inferencer(files, ckpt, out):
+def run_inferencer(files, ckpt, out, **extra):
     from iter_mm.apis import MMagicInferencer
     sr = MMagicInferencer('iter', model_config=TINY, model_ckpt=ckpt, device='cpu',
-                          extra_parameters=dict(steps=2))
+                          extra_parameters=dict(steps=2, **extra))
     sr.infer(img=str(files['inp'] / 'a.png'), result_out_dir=str(Path(out) / 'a.png'))
 
 
@@ -139,8 +156,10 @@ def test_front_ends_accept_the_authors_file(files, tmp_path):
     assert run_cli(files, files['official'], tmp_path / 'cli') == 0
     assert run_cli(files, files['official_novq'], tmp_path / 'cli_vq', '--vqgan', files['official_vq']) == 0
     run_inferencer(files, files['official'], tmp_path / 'inferencer')
+    run_inferencer(files, files['official_novq'], tmp_path / 'inferencer_vq', vqgan=files['official_vq'])
+    run_inferencer(files, files['training'], tmp_path / 'inferencer_pickle', allow_pickle=True)
     run_compare(files, files['official'], tmp_path / 'compare')
-    for out in ('cli', 'cli_vq', 'inferencer', 'compare/images/iter'):
+    for out in ('cli', 'cli_vq', 'inferencer', 'inferencer_vq', 'inferencer_pickle', 'compare/images/iter'):
         assert np.array_equal(cv2.imread(str(tmp_path / out / 'a.png')), ref), out
 
 

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from iter_mm.utils.image_io import ImageReadError, Picture, read_picture, srgb_profile  # noqa: E402
+from iter_mm.utils.image_io import (ImageReadError, Picture, picture_from_array, read_picture,  # noqa: E402
+                                   srgb_profile)
 from iter_mm.utils.image_write import exif_for_output, output_arrays, png_bytes, write_picture  # noqa: E402
 from iter_mm.utils.photo_sr import super_resolve_picture, upscale_alpha  # noqa: E402
 
@@ -184,6 +185,36 @@ def test_all_frames_keep_timing(inputs, tmp_path):
 _spec = importlib.util.spec_from_file_location('iter_infer_tool_photo', ROOT / 'tools' / 'infer.py')
 infer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(infer)
+
+
+def test_picture_from_array_takes_only_unambiguous_pixels():
+    """uint8, uint16 and float in [0, 1] (rounding tolerated) are read; float 0-255, other integer dtypes and
+    NaN/inf are refused instead of being clipped into a white image."""
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 4, 3), dtype=np.uint8)
+    ref = rgb.astype(np.float32) / 255
+    assert np.allclose(picture_from_array(rgb).frames[0], ref)
+    assert np.allclose(picture_from_array(rgb.astype(np.uint16) * 257).frames[0], ref, atol=1e-6)
+    assert picture_from_array(rgb.astype(np.uint16)).info.bit_depth == 16
+    assert np.allclose(picture_from_array(ref.astype(np.float64)).frames[0], ref)
+    nudged = ref.copy()
+    nudged[0, 0] = [1 + 5e-7, -5e-7, 0.5]  # rounding of a float pipeline: accepted, clipped
+    assert picture_from_array(nudged).frames[0][0, 0].tolist() == [1.0, 0.0, 0.5]
+    full = np.zeros((2, 2, 3), np.float32)
+    full[1] = 255
+    with pytest.raises(ValueError, match=r'must lie in \[0, 1\], got \[0, 255\]; divide 0-255 values by 255'):
+        picture_from_array(full)
+    with pytest.raises(ValueError, match='divide 0-255 values by 255'):
+        picture_from_array(-ref)
+    for dtype in (np.int64, np.int32, np.int16, np.int8, np.uint32, bool):
+        with pytest.raises(TypeError, match=r'unsupported pixel dtype .*uint8 \(0-255\), uint16 \(0-65535\) or float'):
+            picture_from_array(rgb.astype(dtype))
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = ref.copy()
+        broken[1, 1, 1] = bad
+        with pytest.raises(ValueError, match='finite'):
+            picture_from_array(broken)
+    with pytest.raises(ValueError, match=r'\(H, W\)'):
+        picture_from_array(np.zeros((0, 4, 3), np.uint8))
 
 
 @pytest.fixture(scope='module')

@@ -4,6 +4,7 @@
     sr = MMagicInferencer('iter', model_config='configs/iter/iter_x4_realsr.py', model_ckpt='iter_x4.pth',
                           extra_parameters=dict(seed=1, tile=256))
     sr.infer(img='photo.jpg', result_out_dir='out/photo.png')
+    sr.infer(img=cv2.imread('photo.png')[..., ::-1])  # arrays are RGB: uint8, uint16 or float in [0, 1]
 
 ``ITERInferencer`` can also be used directly with the same arguments as MMagic's inferencers. Files are read and
 written exactly as ``tools/infer.py`` does (EXIF orientation, alpha, grey, 16 bit, ICC profile, EXIF, frames:
@@ -44,28 +45,59 @@ class ITERInferencer(ImageSuperResolutionInferencer):
     ``steps``, ``seed``, ``tile``, ``tile_overlap``, ``max_pixels``, ``dtype``, ...; ``None`` keeps the config's
     ``test_cfg``), so the Inferencer, ``tools/infer.py`` and ``tools/test.py`` tile by the same rule.
     File parameters (as the CLI's options): ``alpha_upscale`` ('bicubic' | 'iter'), ``frames`` ('first' |
-    'all'), ``to_srgb`` (bool), ``quality`` (JPEG/WebP, 1-100). The output format is the extension of
-    ``result_out_dir`` (a file path, replaced if it exists, as in MMagic). ``infer`` returns the first frame as
-    written: uint8/uint16, (H, W) grey or (H, W, 3|4) RGB(A).
+    'all'), ``to_srgb`` (bool), ``quality`` (JPEG/WebP, 1-100). Loading parameters (``init_model``'s, used when
+    the model is built, so only at construction): ``vqgan`` (the authors' ``ITER_swinvqgan.pth`` for their ITER
+    files without ``vqgan.*``), ``allow_pickle`` (full training checkpoints; trusted files only). Unknown names
+    are refused (TypeError listing the valid ones), as are invalid restoration values. The output format is the
+    extension of ``result_out_dir`` (a file path, replaced if it exists, as in MMagic). ``infer`` returns the first
+    frame as written: uint8/uint16, (H, W) grey or (H, W, 3|4) RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR:
+    pass ``img[..., ::-1]``): uint8, uint16 or float in [0, 1] (others: TypeError / ValueError).
     """
 
-    #: every ``RestoreOptions`` field (None: the config's ``test_cfg``) and the file options
+    #: every ``RestoreOptions`` field (None: the config's ``test_cfg``), the file and the loading options
     extra_parameters = dict(dict.fromkeys(RestoreOptions.names()), alpha_upscale='bicubic', frames='first',
-                            to_srgb=False, quality=None)
+                            to_srgb=False, quality=None, vqgan=None, allow_pickle=False)
     io_parameters = ('alpha_upscale', 'frames', 'to_srgb', 'quality')
+    load_parameters = ('vqgan', 'allow_pickle')
 
     def __init__(self, config, ckpt: Optional[str], device=None, extra_parameters: Optional[Dict] = None,
                  seed: int = 2022, **kwargs) -> None:
         # Instance copy: the class-level dict must not carry one user's settings into another instance.
         self.extra_parameters = dict(type(self).extra_parameters)
+        self._check_parameters(extra_parameters)
+        self._load = {k: (extra_parameters or {}).get(k, self.extra_parameters[k]) for k in self.load_parameters}
         if isinstance(config, str):
             config = load_config(config)
         with quiet_imports(), quiet_mmengine():  # MMagic's visualiser and scope notes (ITER_MM_VERBOSE=1: shown)
             super().__init__(config, ckpt, device, extra_parameters, seed=seed, **kwargs)
 
+    def _check_parameters(self, given: Optional[Dict]) -> None:
+        """Refuse unknown ``extra_parameters`` names (listing the valid ones) and invalid restoration values."""
+        if not given:
+            return
+        unknown = sorted(set(given) - set(self.extra_parameters))
+        if unknown:
+            raise TypeError(f'unknown extra_parameters {unknown}; valid: restoration options '
+                            f'{list(RestoreOptions.names())}, file options {list(self.io_parameters)}, loading '
+                            f'options {list(self.load_parameters)}')
+        RestoreOptions(**{k: v for k, v in given.items() if k in RestoreOptions.names() and v is not None})
+
+    def _update_extra_parameters(self, **kwargs) -> None:
+        """MMagic's run-time update (``infer(..., extra_parameters=...)``), with the names and values checked;
+        the loading parameters cannot change once the model is built."""
+        given = kwargs.get('extra_parameters') or {}
+        self._check_parameters(given)
+        changed = [k for k in self.load_parameters if k in given and given[k] != self._load[k]]
+        if changed:
+            raise ValueError(f'extra_parameters {changed} apply when the model is loaded: pass them when the '
+                             'inferencer is created')
+        super()._update_extra_parameters(**kwargs)
+
     def _init_model(self, cfg, ckpt: Optional[str], device) -> torch.nn.Module:
-        """The one loader (``init_model``): strict, the same files and errors as ``tools/infer.py``."""
-        return init_model(cfg, ckpt, device=device or 'cpu')
+        """The one loader (``init_model``): strict, the same files and errors as ``tools/infer.py``; the
+        ``vqgan`` and ``allow_pickle`` extra parameters go to it."""
+        return init_model(cfg, ckpt, device=device or 'cpu', vqgan=self._load['vqgan'],
+                          allow_pickle=bool(self._load['allow_pickle']))
 
     def _init_pipeline(self, cfg):
         return None  # images are read by read_image(): grey, alpha and 16-bit files are handled there
@@ -82,7 +114,7 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         return dict(lq=torch.from_numpy(pic.frames[0]).permute(2, 0, 1)[None], picture=pic)
 
     def forward(self, inputs: Dict) -> List[DataSample]:
-        params = {k: v for k, v in self.extra_parameters.items() if v is not None and k not in self.io_parameters}
+        params = {k: v for k, v in self.extra_parameters.items() if v is not None and k in RestoreOptions.names()}
         device = next(self.model.parameters()).device
 
         def restore(lq: torch.Tensor) -> torch.Tensor:
@@ -122,15 +154,34 @@ def _create_inferencer(self, task=None, config=None, ckpt=None, device=None, ext
     """``Inferencers.__init__`` extended with ITER's task; every other task goes to MMagic unchanged."""
     if task == ITER_TASK:
         self.task = task
-        if isinstance(config, str) and not osp.isfile(config):
-            # MMagicInferencer resolves zoo configs inside mmagic's package; ours live in this repository.
-            config = osp.join(_CONFIGS, osp.basename(config))
+        if isinstance(config, str):
+            config = _zoo_default_config(config)
         self.inferencer = ITERInferencer(config, ckpt, device, extra_parameters, seed=seed)
     else:
         _mmagic_inferencers_init(self, task, config, ckpt, device, extra_parameters, seed)
 
 
 _mmagic_inferencers_init = Inferencers.__init__
+
+
+def _default_config(name: str) -> str:
+    """The config registered for model name ``name`` ('iter', 'iter_x4', 'iter_x2')."""
+    return osp.join(_CONFIGS, f'iter_x{2 if name.endswith("x2") else 4}_realsr.py')
+
+
+def _zoo_default_config(config: str) -> str:
+    """Our registered default config for the path ``MMagicInferencer`` makes of it when no ``model_config`` is
+    given (it looks for the config inside mmagic's package); any other path is returned unchanged, so a path that
+    does not exist is reported by ``load_config`` instead of being replaced."""
+    from mmagic.apis import mmagic_inferencer
+    here = osp.dirname(mmagic_inferencer.__file__)
+    for name in ITER_MODEL_NAMES:
+        ours = _default_config(name)
+        rel = ours[ours.find('configs'):]  # as MMagicInferencer._get_inferencer_kwargs cuts it
+        for zoo in (osp.join(here, '..', '..', rel), osp.join(here, '..', '.mim', rel)):
+            if osp.normpath(config) == osp.normpath(zoo):
+                return ours
+    return config
 
 
 def register_iter_inferencer() -> None:
@@ -144,11 +195,9 @@ def register_iter_inferencer() -> None:
     for name in ITER_MODEL_NAMES:
         if name not in MMagicInferencer.inference_supported_models:
             MMagicInferencer.inference_supported_models.append(name)
-        scale = 2 if name.endswith('x2') else 4
+        config = _default_config(name)
         MMagicInferencer.inference_supported_models_cfg[name] = dict(
-            task=ITER_TASK,
-            settings=[dict(Name=f'iter_x{scale}_realsr',
-                           Config=osp.join(_CONFIGS, f'iter_x{scale}_realsr.py'))])
+            task=ITER_TASK, settings=[dict(Name=osp.splitext(osp.basename(config))[0], Config=config)])
 
 
 register_iter_inferencer()  # where the Inferencer is used: importing this module (not `import iter_mm`)

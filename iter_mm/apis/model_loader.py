@@ -25,8 +25,8 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..utils.checkpoint import (convert_official, detect_kind, extract_state_dict, load_checkpoint_file,
-                                unwrap_model_state)
+from ..utils.checkpoint import (VQGAN_OPTION, convert_official, detect_kind, extract_state_dict,
+                                load_checkpoint_file, unwrap_model_state)
 
 __all__ = ['CheckpointMismatchError', 'init_model', 'load_model_weights']
 
@@ -81,7 +81,7 @@ def _network_state(model: nn.Module, sd: Mapping[str, Tensor], vqgan, allow_pick
                 f'{source}: {kind.name} checkpoint (stage I only: no LQ encoder, phi_e or phi_r); the config '
                 f'builds an ITER x{scale} model, which needs a full ITER checkpoint (the authors\' ITER_x{scale}.pth '
                 'or a stage II+III checkpoint). A Swin-VQGAN file goes with the authors\' ITER file as '
-                'vqgan= / --vqgan, or into model.vqgan_ckpt for training.')
+                f'{VQGAN_OPTION}, or into model.vqgan_ckpt for training.')
         if kind.scale != scale:
             raise CheckpointMismatchError(
                 f'{source}: {kind.name} checkpoint, but the config builds an ITER x{scale} model; use an '
@@ -96,8 +96,8 @@ def _network_state(model: nn.Module, sd: Mapping[str, Tensor], vqgan, allow_pick
         except ValueError as err:
             raise CheckpointMismatchError(f'{source}: {err}') from None
     elif vqgan is not None:
-        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; vqgan= / --vqgan is only for the '
-                                      'authors\' ITER files without vqgan.*')
+        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; vqgan (Python) / --vqgan (CLI) is only '
+                                      'for the authors\' ITER files without vqgan.*')
     full = {GENERATOR + k: v for k, v in net_sd.items()}
     own = model.state_dict()
     if _is_swinvqgan(model) and kind.layout == 'official':  # the EMA copy of the generator has the same weights

@@ -63,17 +63,50 @@ class CheckpointKind:
 
 
 # --- reading files ------------------------------------------------------------------------------------------
+#: how each front end passes the authors' Swin-VQGAN file and allows pickled checkpoints (named in errors)
+VQGAN_OPTION = ("vqgan='ITER_swinvqgan.pth' (init_model, or the Inferencer's extra_parameters); "
+                'tools/infer.py and tools/convert_official_ckpt.py: --vqgan')
+PICKLE_OPTION = ("allow_pickle=True (init_model, or the Inferencer's extra_parameters); tools/infer.py, "
+                 'tools/compare_sr.py and tools/convert_official_ckpt.py: --unsafe-load')
+_ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
+_PICKLE_REFUSAL = re.compile(r'Unsupported (global|class)')  # torch's weights-only refusal of a pickled object
+
+
+def _load_error_reason(err: Exception, limit: int = 240) -> str:
+    """The gist of a torch.load error: no ANSI codes, the weights-only unpickler's own reason rather than torch's
+    advice, its first sentence, cut at a word boundary."""
+    text = _ANSI.sub('', str(err))
+    inner = re.search(r'WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)', text, re.S)
+    text = ' '.join((inner.group(1) if inner else text).split())
+    text = re.split(r'(?<=[.!?])\s', text, maxsplit=1)[0].rstrip('.')
+    if len(text) > limit:
+        text = text[:limit].rsplit(' ', 1)[0] + ' ...'
+    return f'{type(err).__name__}: {text}' if text else type(err).__name__
+
+
 def load_checkpoint_file(path: str | Path, allow_pickle: bool = False) -> dict:
-    """torch.load a checkpoint to CPU with clear errors. Only tensors/containers unless ``allow_pickle``."""
+    """torch.load a checkpoint to CPU with clear errors. Only tensors/containers unless ``allow_pickle``.
+
+    Raises FileNotFoundError, RuntimeError (not a readable checkpoint; or pickled objects without
+    ``allow_pickle``, which only then is suggested) or ValueError (not a dict).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint file not found: {path}')
     try:
         obj = torch.load(path, map_location='cpu', weights_only=not allow_pickle)
     except Exception as err:
-        hint = ('' if allow_pickle else ' If it is a trusted full training checkpoint with pickled objects, '
-                'load it with allow_pickle=True (tool: --unsafe-load).')
-        raise RuntimeError(f'cannot read checkpoint {path}: {type(err).__name__}: {str(err)[:300]}.{hint}') from err
+        reason = _load_error_reason(err)
+        if not allow_pickle and _PICKLE_REFUSAL.search(str(err)):
+            raise RuntimeError(
+                f'cannot read checkpoint {path} weights-only: it holds pickled Python objects ({reason}), as full '
+                'training checkpoints do. Load its weights-only export instead (weights.pth, '
+                'iter_mm.engine.stages.export_weights), or, only if you trust the file, pass '
+                f'{PICKLE_OPTION}') from err
+        if path.stat().st_size == 0:
+            reason = 'the file is empty'
+        raise RuntimeError(f'cannot read checkpoint {path}: not a readable PyTorch checkpoint (truncated, corrupt '
+                           f'or another kind of file): {reason}') from err
     if not isinstance(obj, Mapping):
         raise ValueError(f'checkpoint {path} holds a {type(obj).__name__}, not a dict of weights')
     return obj
@@ -276,8 +309,8 @@ def convert_official(src: Source, vqgan: Source | None = None, allow_pickle: boo
     sd = _as_state_dict(src, allow_pickle)
     kind = detect_kind(sd)
     if kind.family == 'iter' and not kind.has_vqgan and vqgan is None:
-        raise ValueError(f'{kind.name}: the VQGAN weights are not in this checkpoint; pass the Swin-VQGAN '
-                         'checkpoint (ITER_swinvqgan.pth) as vqgan=... / --vqgan')
+        raise ValueError(f'{kind.name}: the VQGAN weights are not in this checkpoint; pass the authors\' '
+                         f'Swin-VQGAN checkpoint as {VQGAN_OPTION}')
     vsd = None if vqgan is None else _as_state_dict(vqgan, allow_pickle)
     return official_to_ours(sd, vsd)
 

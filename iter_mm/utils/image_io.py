@@ -18,6 +18,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.gif')
 ORIENTATION_TAG = 0x0112
+FLOAT_TOLERANCE = 1e-6  # float array pixels may exceed [0, 1] by this much (rounding); clipped
 GREY_MODES = ('1', 'L', 'LA', 'La', 'I', 'F', 'I;16', 'I;16L', 'I;16B', 'I;16N')
 
 
@@ -219,16 +220,31 @@ def read_picture(path: str, frames: str = 'first', to_srgb: bool = False) -> Pic
 
 
 def picture_from_array(arr: np.ndarray, name: str = '<array>') -> Picture:
-    """An in-memory image as a :class:`Picture`: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16
-    or float in [0, 1]."""
+    """An in-memory image as a :class:`Picture`: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA (RGB order, not
+    OpenCV's BGR); uint8 (0-255), uint16 (0-65535) or float in [0, 1].
+
+    Raises TypeError for any other dtype and ValueError for float pixels outside [0, 1] (such as 0-255 values) or
+    not finite, instead of clipping them into a white image.
+    """
     arr = np.asarray(arr)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)) or 0 in arr.shape:
+        raise ValueError(f'{name}: expected (H, W), (H, W, 3) or (H, W, 4) pixels, got {arr.shape}')
     depth = 16 if arr.dtype == np.uint16 else 8
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(arr.dtype, 1.0)
-    img = np.clip(arr.astype(np.float32) / scale, 0, 1)
+    if arr.dtype in (np.uint8, np.uint16):
+        img = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 65535.0)
+    elif np.issubdtype(arr.dtype, np.floating):
+        low, high = float(np.min(arr)), float(np.max(arr))
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError(f'{name}: pixels must be finite, got NaN or inf values')
+        if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
+            raise ValueError(f'{name}: float pixels must lie in [0, 1], got [{low:g}, {high:g}]; divide 0-255 '
+                             'values by 255 (or pass a uint8 array)')
+        img = np.clip(arr.astype(np.float32), 0, 1)
+    else:
+        raise TypeError(f'{name}: unsupported pixel dtype {arr.dtype}; pass uint8 (0-255), uint16 (0-65535) or '
+                        'float in [0, 1], e.g. arr.astype(np.uint8) for 8-bit values')
     if img.ndim == 2:
         img = img[..., None]
-    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f'{name}: expected (H, W), (H, W, 3) or (H, W, 4) pixels, got {arr.shape}')
     grey = img.shape[2] <= 2
     alpha = img[..., -1] if img.shape[2] in (2, 4) else None
     rgb = np.repeat(img[..., :1], 3, axis=2) if grey else img[..., :3]
