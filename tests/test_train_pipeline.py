@@ -124,6 +124,34 @@ def test_rerun_skips_finished_and_resumes_interrupted(pipeline, photos):
     assert 'iter_1.pth' in log  # MMEngine logs what it resumed from
 
 
+def _replace_option(args: list, old: str, new: str) -> list:
+    return [new if a == old else a for a in args]
+
+
+def test_rerun_with_other_data_or_stage1_stops(pipeline, photos, tmp_path):
+    """The work dirs record what each stage was trained with: a rerun on other training data stops instead of
+    skipping stage I; a longer stage I resumes, and then stages II+III (trained on the old stage-I file) stop;
+    ``model.vqgan_ckpt`` in the ITER options is refused (the pipeline trains its own)."""
+    import shutil
+    work = tmp_path / 'work'
+    shutil.copytree(pipeline['work'], work)
+    args = _pipeline_args(photos, work) + ['--skip-test']
+    other_data = _replace_option(args, f'train_dataloader.dataset.data_root={photos / "train"}',
+                                 f'train_dataloader.dataset.data_root={photos / "val"}')
+    with pytest.raises(SystemExit, match=r'stage I in .*swinvqgan_tiny was trained with another training data'):
+        _run_tool(other_data)
+    stage1_args = args[args.index('--stage1-cfg-options'):]
+    longer = args[:args.index('--stage1-cfg-options')] + _replace_option(stage1_args, 'train_cfg.max_iters=2',
+                                                                           'train_cfg.max_iters=3')
+    with pytest.raises(SystemExit, match=r'stages II\+III in .*iter_x4_tiny was trained with another stage1 '
+                                         r'checkpoint'):
+        _run_tool(longer)
+    assert (work / 'swinvqgan_tiny' / 'iter_3.pth').is_file()  # stage I did continue
+    own = args[:args.index('--stage1-cfg-options')] + ['model.vqgan_ckpt=mine.pth'] + stage1_args
+    with pytest.raises(SystemExit, match='model.vqgan_ckpt: the pipeline trains stages II\\+III on the stage-I'):
+        _run_tool(own)
+
+
 def test_train_refuses_missing_stage1_and_names_the_command(tmp_path, monkeypatch, capsys):
     """tools/train.py (run in this process) stops before building anything and names the commands."""
     import runpy

@@ -7,7 +7,9 @@ its frozen result, then the ITER config's test set; each stage in its own work d
     srun ... python tools/train_pipeline.py CONFIG --launcher slurm
 
 A finished stage (its ``iter_<max_iters>.pth`` exists) is skipped, an interrupted one resumes from its last
-checkpoint, so rerunning the same command after a crash or a kill continues where it stopped. The final ITER
+checkpoint, so rerunning the same command after a crash or a kill continues where it stopped. A stage's work dir
+records its model, training data and stage-I checkpoint (``pipeline_stage.json``): a rerun with other ones stops
+instead of reusing the old result (a longer ``max_iters`` continues the stage). The final ITER
 weights are also written weights-only to ``<ITER work dir>/weights.pth`` (for tools/infer.py, compare_sr and the
 Inferencer). The summary (paths, metrics, minutes per stage) is printed and written to
 ``<ITER work dir>/pipeline_summary.json``.
@@ -25,7 +27,8 @@ from mmengine.runner import Runner
 
 from iter_mm.engine.hooks import MetricsRecorderHook
 from iter_mm.engine.launch import prepare_training
-from iter_mm.engine.stages import export_weights, final_checkpoint, stage1_config_path, stage_state
+from iter_mm.engine.stages import (check_stage_record, export_weights, final_checkpoint, stage1_config_path,
+                                  stage_state, write_stage_record)
 from iter_mm.utils.config import inference_model_cfg, load_config
 
 
@@ -51,7 +54,10 @@ def _work_dir(root, cfg_path):
 def run_stage(cfg, name: str) -> dict:
     """Train ``cfg`` unless finished; resume when interrupted. Returns the stage's summary."""
     state = stage_state(cfg)
+    check_stage_record(cfg, name)  # a stage trained on other data / model / stage-I file is not reused
     summary = dict(stage=name, work_dir=cfg.work_dir, checkpoint=final_checkpoint(cfg), state=state)
+    if state == 'fresh' and get_rank() == 0:
+        write_stage_record(cfg)
     if state == 'done':
         summary.update(minutes=0.0, metrics={})
         return summary
@@ -106,6 +112,9 @@ def main() -> None:
     for c, path in ((cfg1, stage1_path), (cfg, args.config)):
         prepare_training(c, path, launcher=args.launcher, work_dir=_work_dir(args.work_dir, path), amp=args.amp)
 
+    if args.cfg_options and 'model.vqgan_ckpt' in args.cfg_options:
+        raise SystemExit('--cfg-options model.vqgan_ckpt: the pipeline trains stages II+III on the stage-I checkpoint '
+                         'it trains itself; to use a stage-I file of your own run tools/train.py on the ITER config')
     stages = [run_stage(cfg1, 'stage I')]
     cfg.model.vqgan_ckpt = final_checkpoint(cfg1)  # the frozen VQGAN of stages II+III
     stages.append(run_stage(cfg, 'stages II+III'))

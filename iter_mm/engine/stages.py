@@ -72,3 +72,59 @@ def export_weights(checkpoint: str, target: str) -> str:
     state = torch.load(checkpoint, map_location='cpu', weights_only=False)
     torch.save(dict(state_dict=state['state_dict'], meta=dict(source=osp.basename(checkpoint))), target)
     return target
+
+
+#: file in a stage's work dir recording what the pipeline trained there (see :func:`check_stage_record`)
+STAGE_RECORD = 'pipeline_stage.json'
+
+
+def stage_record(cfg: Config) -> dict:
+    """What makes a stage's result: one hash per part (model, training data, stage-I checkpoint).
+
+    Iteration counts, validation, hooks and the optimizer wrapper's precision are left out, so a longer run or
+    ``--amp`` may continue a stage. The stage-I checkpoint counts by path, size and modification time.
+    """
+    import hashlib
+    import json
+    import os
+
+    def digest(obj) -> str:
+        text = json.dumps(obj, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    model = {k: v for k, v in (cfg.get('model') or {}).items() if k not in ('test_cfg', 'val_cfg', 'vqgan_ckpt')}
+    loader = cfg.get('train_dataloader') or {}
+    record = dict(model=digest(model), training_data=digest(dict(dataset=loader.get('dataset'),
+                                                                batch_size=loader.get('batch_size'))))
+    ckpt = (cfg.get('model') or {}).get('vqgan_ckpt')
+    if ckpt is not None:
+        stat = os.stat(ckpt) if osp.isfile(ckpt) else None
+        record['stage1_checkpoint'] = f'{osp.abspath(ckpt)}:{stat.st_size}:{stat.st_mtime_ns}' if stat else str(ckpt)
+    return record
+
+
+def check_stage_record(cfg: Config, name: str) -> None:
+    """Stop when ``cfg``'s work dir holds a stage the pipeline trained with another model, training data or
+    stage-I checkpoint: skipping or resuming it would silently keep the old result."""
+    import json
+    path = osp.join(cfg.work_dir, STAGE_RECORD)
+    if not osp.isfile(path):
+        return
+    with open(path) as f:
+        before = json.load(f)
+    now = stage_record(cfg)
+    differ = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    if differ:
+        raise SystemExit(
+            f'{name} in {cfg.work_dir} was trained with another {", ".join(p.replace("_", " ") for p in differ)} '
+            'than this command\'s; the pipeline would skip or resume it unchanged. Train into another --work-dir '
+            f'(or delete {cfg.work_dir} to train {name} anew).')
+
+
+def write_stage_record(cfg: Config) -> None:
+    """Record :func:`stage_record` in the work dir (when a stage starts fresh)."""
+    import json
+    import os
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    with open(osp.join(cfg.work_dir, STAGE_RECORD), 'w') as f:
+        json.dump(stage_record(cfg), f, indent=2)
