@@ -162,7 +162,7 @@ def test_train_refuses_missing_stage1_and_names_the_command(tmp_path, monkeypatc
         runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
     message = str(exc.value.code)
     assert 'stage-I checkpoint not found' in message
-    assert 'tools/train.py configs/iter/swinvqgan_tiny.py' in message
+    assert f'tools/train.py configs/iter/swinvqgan_tiny.py --work-dir {tmp_path}' in message  # makes that path
     assert 'tools/train_pipeline.py' in message
     assert not (tmp_path / 'w').exists()  # stopped before the Runner made anything
 

@@ -16,7 +16,7 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 from iter_mm.engine.hooks import MetricsRecorderHook
-from iter_mm.engine.launch import configure_launch
+from iter_mm.engine.launch import check_data_folders, configure_launch
 from iter_mm.utils.config import inference_model_cfg, load_config, training_only_keys
 
 
@@ -58,6 +58,7 @@ def main() -> None:
     cfg = load_config(args.config, args.cfg_options)
     if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
         raise SystemExit(f'{args.config} defines no test_dataloader / test_evaluator to test on')
+    check_data_folders(cfg, ('test_dataloader', ))
     configure_launch(cfg, args.launcher, testing=True)  # gloo + CPU processes when there is no GPU
     ignored = training_only_keys(cfg.model)  # the checkpoint may hold them (discriminator), the test model not
     cfg.model = inference_model_cfg(cfg.model)

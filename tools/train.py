@@ -14,7 +14,7 @@ import os
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from iter_mm.engine.launch import prepare_training, refuse_overwriting_checkpoints
+from iter_mm.engine.launch import check_data_folders, prepare_training, refuse_overwriting_checkpoints
 from iter_mm.engine.stages import check_stage1_checkpoint
 from iter_mm.utils.config import load_config
 
@@ -43,6 +43,7 @@ def main() -> None:
     cfg = load_config(args.config, args.cfg_options)
     prepare_training(cfg, args.config, launcher=args.launcher, work_dir=args.work_dir, amp=args.amp,
                      auto_scale_lr=args.auto_scale_lr, resume=args.resume)
+    check_data_folders(cfg)  # a wrong folder stops here, not after the Runner's config dump
     refuse_overwriting_checkpoints(cfg)  # a fresh run never mixes its checkpoints with an earlier run's
     check_stage1_checkpoint(cfg, args.config)  # an ITER config without its stage-I file stops here
     runner = Runner.from_cfg(cfg)

@@ -78,6 +78,7 @@ test_evaluator = val_evaluator
 test_cfg = dict(type='MultiTestLoop')
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+auto_scale_lr = dict(enable=False, base_batch_size=4)  # --auto-scale-lr: LRs set for one process x batch 4
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99), fused=True))
 # warm-up, then cosine decay to 5% (MMEngine's schedulers), as the demo stage I
 param_scheduler = [

@@ -83,6 +83,7 @@ test_evaluator = val_evaluator
 test_cfg = dict(type='MultiTestLoop')
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=300)
+auto_scale_lr = dict(enable=False, base_batch_size=4)  # --auto-scale-lr: LRs set for one process x batch 4
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=5e-4, betas=(0.9, 0.99), fused=True))
 param_scheduler = None
 

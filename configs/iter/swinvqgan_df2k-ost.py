@@ -31,6 +31,7 @@ model = dict(
     data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=400_000, val_interval=5000)
+auto_scale_lr = dict(enable=False, base_batch_size=32)  # --auto-scale-lr: the paper's LRs are for 8 x 4 GPUs
 
 optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',

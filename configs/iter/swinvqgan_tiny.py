@@ -65,6 +65,7 @@ val_evaluator = dict(
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
+auto_scale_lr = dict(enable=False, base_batch_size=4)  # --auto-scale-lr: LRs set for one process x batch 4
 # Faster than the paper's 1e-4 (G) / 4e-4 (D) for a few hundred steps; a D as fast as 1e-3 stalls the tiny G.
 optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',

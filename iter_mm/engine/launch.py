@@ -124,6 +124,33 @@ def refuse_overwriting_checkpoints(cfg: Config) -> None:
                      'or train into another --work-dir.')
 
 
+def check_data_folders(cfg: Config, loaders: tuple = ('train_dataloader', 'val_dataloader')) -> None:
+    """Stop before the Runner starts (and dumps its config) when a loader's local ``data_root`` folder is missing.
+
+    Datasets check their folders again, in more detail, when they are built (``CheckedImageDataset``).
+    """
+    import os.path as osp
+
+    def datasets(ds):
+        if not isinstance(ds, dict):
+            return
+        yield ds
+        for part in ds.get('datasets') or []:  # ConcatDataset
+            yield from datasets(part)
+        yield from datasets(ds.get('dataset'))  # RepeatDataset and other wrappers
+
+    for key in loaders:
+        value = cfg.get(key)
+        for loader in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(loader, dict):
+                continue
+            for ds in datasets(loader.get('dataset')):
+                root = ds.get('data_root')
+                if isinstance(root, str) and '://' not in root and not osp.isdir(root):
+                    raise SystemExit(f'{key}.dataset.data_root: folder not found: {root!r} ({osp.abspath(root)}); '
+                                     f'set it with --cfg-options {key}.dataset.data_root=DIR')
+
+
 def prepare_training(cfg: Config, cfg_path: str, launcher: str = 'none', work_dir: Optional[str] = None,
                      amp: bool = False, auto_scale_lr: bool = False, resume: Optional[str] = None) -> Config:
     """Apply ``tools/train.py``'s options to ``cfg`` (in place) and return it.

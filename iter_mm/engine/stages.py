@@ -57,6 +57,9 @@ def check_stage1_checkpoint(cfg: Config, cfg_path: str) -> None:
     stage1 = stage1_config_path(cfg, cfg_path)
     make = (f'python tools/train.py {osp.relpath(stage1) if "::" not in stage1 else stage1}' if stage1 else
             'python tools/train.py <the Swin-VQGAN config of this model>')
+    default_dir = osp.join('work_dirs', osp.splitext(osp.basename(stage1.split('::')[-1]))[0]) if stage1 else None
+    if osp.normpath(osp.dirname(ckpt) or '.') != (osp.normpath(default_dir) if default_dir else None):
+        make += f' --work-dir {osp.dirname(ckpt) or "."}  (it writes iter_<max_iters>.pth there)'
     raise SystemExit(
         f'stage-I checkpoint not found: model.vqgan_ckpt={ckpt!r}.\n'
         f'  Make it with:   {make}\n'

@@ -32,6 +32,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         cfg = Config.fromfile(path)
     if cfg_options:
         _check_top_level_variables(cfg, cfg_options)
+        _warn_likely_typos(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     cfg.setdefault('default_scope', 'mmagic')
     from mmengine.registry import init_default_scope
@@ -52,6 +53,28 @@ def _check_top_level_variables(cfg: Config, cfg_options: dict) -> None:
             'file is parsed, so overriding it changes nothing. Set the loaders\' folders instead: '
             'train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR '
             'test_dataloader.dataset.data_root=DIR (README: "Train on your own photos").')
+
+
+def _warn_likely_typos(cfg: Config, cfg_options: dict) -> None:
+    """Warn for an override that adds a key next to an existing one of nearly the same name (``model.vqgan_ckp``):
+    MMEngine would add it silently and the intended key keep its value. New keys are otherwise fine (options with
+    defaults), so this only warns."""
+    import difflib
+    import warnings
+    for key in cfg_options:
+        *parents, leaf = key.split('.')
+        node = dict(cfg.items())
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if not isinstance(node, dict) or leaf in node or leaf.isdigit():
+            continue
+        close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.8)
+        if close:
+            hint = '.'.join(parents + close)
+            warnings.warn(f'--cfg-options {key}: the config has no such key, so it is added and {hint} keeps its '
+                          f'value; did you mean {hint}?', stacklevel=3)
 
 
 def enable_amp(cfg: Config, dtype: Optional[str] = None, device: Optional[str] = None) -> str:
