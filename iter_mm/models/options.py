@@ -9,6 +9,9 @@ Tiling rule (the same in every front end): an image with more than ``max_pixels`
 the authors' threshold) is cut into the largest square tiles on the network's padding grid that fit the budget,
 with ``tile_overlap`` LQ pixels of overlap, blended linearly; ``tile`` forces tiles of that side; whole images are
 batched up to ``max_pixels`` per call; ``max_pixels=None`` (CLI: ``--max-pixels 0``) never tiles on its own.
+On the CPU, a ``max_pixels`` left at its default (:data:`DEFAULT_MAX_PIXELS`, not set by the user, the config or
+the command line) and no ``tile`` may be lowered so that one network call fits in half the host memory
+(:func:`iter_mm.utils.tiling.memory_max_pixels`); any value the user sets is used as given.
 """
 from __future__ import annotations
 
@@ -17,10 +20,23 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 __all__ = ['RestoreOptions', 'VALIDATION_OVERRIDES', 'SCHEDULES', 'DTYPE_NAMES', 'add_restore_arguments',
-           'given_options']
+           'given_options', 'DefaultMaxPixels', 'DEFAULT_MAX_PIXELS']
 
 SCHEDULES = ('cosine', 'linear')
 DTYPE_NAMES = ('fp32', 'float32', 'bf16', 'bfloat16', 'fp16', 'float16')
+
+
+class DefaultMaxPixels(int):
+    """The default ``max_pixels``: an int equal to it in every use, marked (``is_default``) as not chosen by the
+    user, so that CPU restoration may lower it to fit the host memory. A value given anywhere (config, command
+    line, keyword) is a plain int and is used as given."""
+
+    __slots__ = ()
+    is_default = True
+
+
+#: 720 x 720 LQ pixels, the authors' tiling threshold (marked as the default, see :class:`DefaultMaxPixels`)
+DEFAULT_MAX_PIXELS = DefaultMaxPixels(720 * 720)
 
 
 def _opt(default, help: str, **extra):  # noqa: A002 - argparse's word
@@ -40,8 +56,8 @@ class RestoreOptions:
     color_correction: bool = _opt(False, 'match SR colour statistics to the LQ (Eq. 10)')
     tile: Optional[int] = _opt(None, 'LQ tile side for tiled inference (None: only above max_pixels)')
     tile_overlap: int = _opt(16, 'LQ overlap of neighbouring tiles')
-    max_pixels: Optional[int] = _opt(720 * 720, 'LQ pixels per network call; larger images are tiled '
-                                                '(None / CLI 0: no limit)')
+    max_pixels: Optional[int] = _opt(DEFAULT_MAX_PIXELS, 'LQ pixels per network call; larger images are tiled '
+                                                '(None / CLI 0: no limit; CPU default: lowered to fit half the RAM)')
     dtype: str = _opt('fp32', 'autocast precision', choices=('fp32', 'bf16', 'fp16'))
     official_padding: bool = _opt(False, "the authors' always-pad rule instead of minimal mirror padding (6.4)")
     cuda_graphs: bool = _opt(False, 'CUDA only: replay every network call as a CUDA graph, captured the first time '

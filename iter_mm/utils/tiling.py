@@ -1,13 +1,43 @@
-"""Overlapping tiled inference with linear blending ramps, under a pixel budget."""
+"""Overlapping tiled inference with linear blending ramps, under a pixel budget.
+
+Memory rule of CPU restoration (:func:`cpu_max_pixels`): when the pixel budget ``max_pixels`` is left at its
+default and no tile is given, it is lowered so that the estimated peak host memory of one network call, plus the
+whole-image buffers, stays within :data:`MEMORY_SHARE` of the machine's RAM (:func:`host_memory_bytes`). The
+estimate is linear in the LQ pixels of a call (:data:`CALL_BYTES_PER_HR_PIXEL`, measured with
+``tools/measure_memory.py``). A given ``tile`` or ``max_pixels`` is always used as given; CUDA is not affected.
+"""
 from __future__ import annotations
 
 import math
-from typing import Callable
+import os
+import warnings
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
-__all__ = ['tile_starts', 'ramp_weight', 'auto_tile_size', 'tiled_apply']
+__all__ = ['tile_starts', 'ramp_weight', 'auto_tile_size', 'tiled_apply', 'CALL_BYTES_PER_HR_PIXEL',
+           'IMAGE_BYTES_PER_HR_PIXEL', 'MEMORY_SHARE', 'MIN_MEMORY_TILE', 'MemoryTilingNote', 'host_memory_bytes',
+           'model_width_factor', 'call_bytes_per_lq_pixel', 'memory_max_pixels', 'cpu_max_pixels']
+
+#: Peak host memory of one fp32 CPU network call (E_l, phi_e, phi_r and the VQGAN decoder; the peak is reached in
+#: the decoder's last upsampling and full-resolution blocks) per output pixel, for the paper-scale model (decoder
+#: width nf = 128). Measured with tools/measure_memory.py (x4, random weights, RSS peak above the RSS after the
+#: model build): 62-69 KiB per LQ pixel from 128x128 to 256x256 with 1 step, 72 KiB at 128x128 with 8 steps,
+#: less under bf16 autocast. 5 KiB per output pixel (80 KiB per LQ pixel at x4) is used, for fp32 and bf16, and
+#: per output pixel also at x2 (every network there runs at output resolution / 8 or finer, as at x4).
+CALL_BYTES_PER_HR_PIXEL = 5120
+#: Whole-image buffers per output pixel outside the calls: the blended tile sum and its weights, the division,
+#: crop, clamp and the numpy copy of the caller (about five fp32 RGB images of the output size).
+IMAGE_BYTES_PER_HR_PIXEL = 64
+#: Share of the host memory the estimate may use (the rest: the model, libraries, other programs, misestimate).
+MEMORY_SHARE = 0.5
+#: Smallest LQ tile side the memory rule goes down to (smaller tiles waste most of their work on the overlap).
+MIN_MEMORY_TILE = 128
+
+
+class MemoryTilingNote(UserWarning):
+    """Issued once per distinct choice when the CPU memory rule tiles finer than the default ``max_pixels``."""
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -77,3 +107,93 @@ def tiled_apply(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, scale: int, t
             if n == 0:
                 weight[0, 0, sl[0], sl[1]] += wgt
     return out / weight
+
+
+def _read_int(path: str) -> Optional[int]:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # 'max' (no limit) -> None
+
+
+def host_memory_bytes() -> Optional[int]:
+    """Memory this process may use: the physical RAM (``SC_PHYS_PAGES * SC_PAGE_SIZE``), capped by a cgroup limit
+    (v2 ``memory.max`` of the process's cgroup or the root one, v1 ``memory.limit_in_bytes``); None if unknown.
+
+    Total, not currently free, memory: the choice (and so the tiled output) is the same from run to run.
+    """
+    try:
+        total = os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (AttributeError, ValueError, OSError):
+        total = None
+    limits = [_read_int('/sys/fs/cgroup/memory.max'), _read_int('/sys/fs/cgroup/memory/memory.limit_in_bytes')]
+    try:
+        with open('/proc/self/cgroup') as f:
+            for line in f:
+                parts = line.strip().split(':', 2)
+                if len(parts) == 3 and parts[0] == '0' and parts[2] not in ('', '/'):
+                    limits.append(_read_int(f'/sys/fs/cgroup{parts[2]}/memory.max'))
+    except OSError:
+        pass
+    values = [v for v in [total] + limits if v is not None and v > 0]
+    return min(values) if values else None
+
+
+def model_width_factor(net) -> float:
+    """Width of ``net``'s VQGAN decoder relative to the paper's (channels into its last conv / 128); 1 when it
+    cannot be read (conservative for the paper model)."""
+    try:
+        return max(float(net.vqgan.decoder.blocks[-1].in_channels) / 128.0, 1.0 / 128)
+    except (AttributeError, IndexError, TypeError):
+        return 1.0
+
+
+def call_bytes_per_lq_pixel(scale: int, width: float = 1.0) -> int:
+    """Estimated peak host memory of one CPU network call per LQ pixel: ``CALL_BYTES_PER_HR_PIXEL * scale**2 *
+    width`` (81920 bytes = 80 KiB for the paper model at x4)."""
+    return int(math.ceil(CALL_BYTES_PER_HR_PIXEL * scale * scale * width))
+
+
+def memory_max_pixels(memory: int, scale: int, width: float = 1.0, image_pixels: int = 0,
+                      share: float = MEMORY_SHARE) -> int:
+    """LQ pixels per network call whose estimated peak fits: ``(share * memory - IMAGE_BYTES_PER_HR_PIXEL *
+    scale**2 * image_pixels) // call_bytes_per_lq_pixel(scale, width)``, at least ``MIN_MEMORY_TILE ** 2``.
+
+    ``memory``: bytes of host memory; ``image_pixels``: LQ pixels of all images of the call to ``restore_image``.
+    """
+    budget = share * memory - IMAGE_BYTES_PER_HR_PIXEL * scale * scale * image_pixels
+    return max(MIN_MEMORY_TILE ** 2, int(budget // call_bytes_per_lq_pixel(scale, width)))
+
+
+def cpu_max_pixels(max_pixels: Optional[int], tile: Optional[int], device, scale: int, batch: int, height: int,
+                   width: int, multiple: int = 1, model_width: float = 1.0,
+                   memory: Optional[int] = None) -> Optional[int]:
+    """The pixel budget ``restore_image`` should use for a (batch, 3, height, width) LQ input on ``device``.
+
+    ``max_pixels`` unless all of: the device is the CPU, ``tile`` is None and ``max_pixels`` is the unset
+    default (``is_default``, :data:`iter_mm.models.options.DEFAULT_MAX_PIXELS`); then the smaller of it and
+    :func:`memory_max_pixels` for ``memory`` bytes (default :func:`host_memory_bytes`). When that makes an image
+    tiled finer than the default would, a :class:`MemoryTilingNote` says which tile side and why.
+    """
+    if tile is not None or max_pixels is None or not getattr(max_pixels, 'is_default', False):
+        return max_pixels
+    if torch.device(device).type != 'cpu':
+        return max_pixels
+    memory = host_memory_bytes() if memory is None else int(memory)
+    if not memory:
+        return max_pixels
+    fit = memory_max_pixels(memory, scale, model_width, batch * height * width)
+    if fit >= max_pixels:
+        return max_pixels
+    if height * width > fit:
+        side = auto_tile_size(fit, multiple)
+        default = (f'{auto_tile_size(max_pixels, multiple)}-pixel tiles' if height * width > max_pixels
+                   else 'no tiling')
+        warnings.warn(
+            f'{width}x{height} LQ image restored on the CPU in tiles of {side}x{side} LQ pixels instead of '
+            f'{default}: about {call_bytes_per_lq_pixel(scale, model_width) / 1024:.0f} KiB per LQ pixel of a '
+            f'call, within {MEMORY_SHARE:.0%} of {memory / 2 ** 30:.1f} GiB of RAM; set max_pixels or tile '
+            '(tools/infer.py --max-pixels / --tile) to choose', MemoryTilingNote, stacklevel=2)
+    return fit
