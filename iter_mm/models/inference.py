@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..utils.color import color_correction as _color_correction
 from ..utils.padding import crop_to, pad_to_multiple, padded_apply
-from ..utils.tiling import auto_tile_size, tiled_apply
+from ..utils.tiling import auto_tile_size, cpu_max_pixels, model_width_factor, tiled_apply
 from .options import RestoreOptions
 from .sampling import RefineResult, adaptive_refine, derive_seeds, resolve_seed
 
@@ -87,6 +87,7 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
         resolve_seed(opts.seed, None)
     sampling = dict(opts.sampling(), seed=seed)
     tile, tile_overlap, max_pixels = opts.tile, opts.tile_overlap, opts.max_pixels
+    max_pixels = cpu_max_pixels(max_pixels, tile, lq.device, s, b, h, w, multiple, model_width_factor(net))
     if tile is None and max_pixels is not None and h * w > max_pixels:
         tile = auto_tile_size(max_pixels, multiple)
     whole = tile is None or (h <= tile and w <= tile)
