@@ -4,6 +4,7 @@ MMCV / MMEngine / MMagic.
 
 Every check needs a fresh interpreter; the module's subprocesses run two at a time (tests/side_by_side.py)."""
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -121,7 +122,9 @@ def test_cli_and_inferencer_print_results_only(runs):
     visualiser, diffusers or bitsandbytes notes); --verbose lets library notes through again."""
     out = runs['cli']
     assert out.returncode == 0 and out.stderr == '', out.stderr[-2000:]
-    assert out.stdout.strip() == f"1/1 image(s) written to {runs['out']}"
+    lines = out.stdout.strip().splitlines()  # redirected: one line per image, then the total
+    assert len(lines) == 2 and re.fullmatch(r'\[1/1\] .*a\.png: 10x12 -> 40x48, [0-9.]+ s', lines[0]), lines
+    assert lines[1] == f"1/1 image(s) written to {runs['out']}"
     out = runs['inferencer']
     assert out.returncode == 0 and out.stderr == '', out.stderr[-2000:]
     assert out.stdout.strip() == '(48, 40, 3)'
