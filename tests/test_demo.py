@@ -237,8 +237,9 @@ def _dist_worker(rank, world, port, queue):
             with torch.no_grad():
                 idx = vq.encode_indices(x[it])
             logs.append(model.codebook_maintenance.after_step(vq, x[it], idx))
-        queue.put((rank, vq.quantize.embedding.weight.detach().clone(), logs,
-                   list(model.codebook_maintenance.state['counts'])))
+        # plain numbers, not tensors: a tensor is sent as a shared-memory handle, which fails once this worker exits
+        queue.put((rank, vq.quantize.embedding.weight.detach().numpy().copy(), logs,
+                   torch.as_tensor(model.codebook_maintenance.state['counts']).tolist()))
     finally:
         tdist.destroy_process_group()
 
@@ -258,7 +259,7 @@ def test_two_processes_rewrite_identical_codebooks():
         p.join(timeout=60)
         assert p.exitcode == 0
     (_, code0, logs0, counts0), (_, code1, logs1, counts1) = results
-    assert torch.equal(code0, code1)  # init and restarts computed on rank 0 and broadcast
+    assert np.array_equal(code0, code1)  # init and restarts computed on rank 0 and broadcast
     assert logs0 == logs1 and counts0 == counts1  # usage summed over both processes
     assert logs0[0] == dict(codebook_init=1.0) and 'vq_restarts' in logs0[3]
 
