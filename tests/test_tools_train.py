@@ -250,3 +250,13 @@ def test_fresh_run_refuses_a_work_dir_with_checkpoints(tmp_path, monkeypatch):
         train(str(work), '--resume')
     with pytest.raises(_Started):
         train(str(tmp_path / 'new'))
+
+
+def test_refused_override_is_one_line(tmp_path, monkeypatch):
+    """A refused override ends tools/train.py with its message (exit status 1), not a traceback."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, 'argv', ['tools/train.py', 'configs/iter/swinvqgan_tiny.py', '--work-dir',
+                                      str(tmp_path / 'w'), '--cfg-options', 'data_root=/my/photos'])
+    with pytest.raises(SystemExit, match=r'^error: --cfg-options data_root: a top-level variable'):
+        runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
+    assert not (tmp_path / 'w').exists()

@@ -138,18 +138,34 @@ def test_rerun_with_other_data_or_stage1_stops(pipeline, photos, tmp_path):
     args = _pipeline_args(photos, work) + ['--skip-test']
     other_data = _replace_option(args, f'train_dataloader.dataset.data_root={photos / "train"}',
                                  f'train_dataloader.dataset.data_root={photos / "val"}')
-    with pytest.raises(SystemExit, match=r'stage I in .*swinvqgan_tiny was trained with another training data'):
+    with pytest.raises(SystemExit, match=r'stage I in .*swinvqgan_tiny was trained with other training data'):
         _run_tool(other_data)
     stage1_args = args[args.index('--stage1-cfg-options'):]
     longer = args[:args.index('--stage1-cfg-options')] + _replace_option(stage1_args, 'train_cfg.max_iters=2',
                                                                            'train_cfg.max_iters=3')
-    with pytest.raises(SystemExit, match=r'stages II\+III in .*iter_x4_tiny was trained with another stage1 '
+    with pytest.raises(SystemExit, match=r'stages II\+III in .*iter_x4_tiny was trained with another stage-I '
                                          r'checkpoint'):
         _run_tool(longer)
     assert (work / 'swinvqgan_tiny' / 'iter_3.pth').is_file()  # stage I did continue
     own = args[:args.index('--stage1-cfg-options')] + ['model.vqgan_ckpt=mine.pth'] + stage1_args
     with pytest.raises(SystemExit, match='model.vqgan_ckpt: the pipeline trains stages II\\+III on the stage-I'):
         _run_tool(own)
+
+
+def test_record_without_checkpoint_does_not_block(tmp_path):
+    """A first start that failed before its first checkpoint (a mistyped folder, missing weights) left only the
+    record: the corrected rerun trains (the record is rewritten) instead of being refused."""
+    from mmengine.config import Config
+    from iter_mm.engine.stages import STAGE_RECORD, check_stage_record, write_stage_record
+    cfg = Config(dict(work_dir=str(tmp_path / 'w'), train_cfg=dict(max_iters=2), model=dict(type='M'),
+                      train_dataloader=dict(dataset=dict(data_root='typo'))))
+    write_stage_record(cfg)
+    cfg.train_dataloader.dataset.data_root = 'photos'
+    check_stage_record(cfg, 'stage I')  # no checkpoint: nothing to protect
+    (tmp_path / 'w' / 'last_checkpoint').write_text('iter_1.pth')
+    with pytest.raises(SystemExit, match='stage I in .* was trained with other training data'):
+        check_stage_record(cfg, 'stage I')
+    assert (tmp_path / 'w' / STAGE_RECORD).is_file()
 
 
 def test_train_refuses_missing_stage1_and_names_the_command(tmp_path, monkeypatch, capsys):

@@ -13,11 +13,12 @@ import os
 import os.path as osp
 
 from mmengine.config import DictAction
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from iter_mm.engine.hooks import MetricsRecorderHook
 from iter_mm.engine.launch import check_data_folders, configure_launch
-from iter_mm.utils.config import inference_model_cfg, load_config, training_only_keys
+from iter_mm.utils.config import inference_model_cfg, load_config_or_exit, training_only_keys
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,26 +37,29 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def _load_strictly(runner: Runner, checkpoint: str, ignored: list) -> None:
-    """Load ``checkpoint`` into the runner's model as every other front end does (``init_model``'s loader): every
-    tensor of the model from the file, nothing else left but the training-only parts; otherwise exit with the
-    :class:`~iter_mm.apis.model_loader.CheckpointMismatchError` message (what the file is, what the config needs).
-    Full training checkpoints are unpickled, as MMEngine's ``load_from`` would: test files you trust."""
-    from mmengine.model import is_model_wrapper
+def checked_weights(model_cfg, checkpoint: str, ignored: list) -> dict:
+    """The state dict of ``model_cfg``'s model with ``checkpoint`` loaded as every other front end loads it
+    (``init_model``'s loader): every tensor of the model from the file, nothing else left but the training-only
+    parts; otherwise exit with the :class:`~iter_mm.apis.model_loader.CheckpointMismatchError` message (what the
+    file is, what the config needs) before the Runner starts. Full training checkpoints are unpickled, as
+    MMEngine's ``load_from`` would: test files you trust."""
+    from mmagic.registry import MODELS
     from iter_mm.apis.model_loader import CheckpointMismatchError, load_model_weights
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    from iter_mm.utils.quiet import quiet_mmengine
+    with quiet_mmengine():
+        model = MODELS.build(model_cfg)
     try:
         load_model_weights(model, checkpoint, allow_pickle=True, ignored=ignored)
     except CheckpointMismatchError as err:
         raise SystemExit(f'error: {err}') from None
-    runner.logger.info(f'Loaded {checkpoint} (strict)')
+    return model.state_dict()
 
 
 def main() -> None:
     args = parse_args()
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config_or_exit(args.config, args.cfg_options)
     if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
         raise SystemExit(f'{args.config} defines no test_dataloader / test_evaluator to test on')
     check_data_folders(cfg, ('test_dataloader', ))
@@ -72,8 +76,11 @@ def main() -> None:
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
         cfg[key] = None
 
+    weights = checked_weights(cfg.model, args.checkpoint, ignored)
     runner = Runner.from_cfg(cfg)
-    _load_strictly(runner, args.checkpoint, ignored)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model.load_state_dict(weights, strict=True)
+    runner.logger.info(f'Loaded {args.checkpoint} (strict)')
     kept = MetricsRecorderHook()
     runner.register_hook(kept)
     metrics = runner.test() or kept.metrics.get('test', {})  # MMagic's MultiTestLoop returns nothing

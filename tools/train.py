@@ -16,7 +16,7 @@ from mmengine.runner import Runner
 
 from iter_mm.engine.launch import check_data_folders, prepare_training, refuse_overwriting_checkpoints
 from iter_mm.engine.stages import check_stage1_checkpoint
-from iter_mm.utils.config import load_config
+from iter_mm.utils.config import load_config_or_exit
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,7 +40,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config_or_exit(args.config, args.cfg_options)
     prepare_training(cfg, args.config, launcher=args.launcher, work_dir=args.work_dir, amp=args.amp,
                      auto_scale_lr=args.auto_scale_lr, resume=args.resume)
     check_data_folders(cfg)  # a wrong folder stops here, not after the Runner's config dump

@@ -26,10 +26,10 @@ from mmengine.dist import get_rank
 from mmengine.runner import Runner
 
 from iter_mm.engine.hooks import MetricsRecorderHook
-from iter_mm.engine.launch import prepare_training
+from iter_mm.engine.launch import check_data_folders, prepare_training
 from iter_mm.engine.stages import (check_stage_record, export_weights, final_checkpoint, stage1_config_path,
                                   stage_state, write_stage_record)
-from iter_mm.utils.config import inference_model_cfg, load_config
+from iter_mm.utils.config import inference_model_cfg, load_config_or_exit
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,13 +103,14 @@ def print_summary(stages: list, path: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config_or_exit(args.config, args.cfg_options)
     stage1_path = stage1_config_path(cfg, args.config)
     if stage1_path is None:
         raise SystemExit(f'{args.config} names no stage-I config: add `stage1_config = \'swinvqgan_xxx.py\'` '
                          '(relative to the config\'s folder)')
-    cfg1 = load_config(stage1_path, args.stage1_cfg_options)
+    cfg1 = load_config_or_exit(stage1_path, args.stage1_cfg_options)
     for c, path in ((cfg1, stage1_path), (cfg, args.config)):
+        check_data_folders(c)  # a wrong folder stops here, not after a Runner's config dump
         prepare_training(c, path, launcher=args.launcher, work_dir=_work_dir(args.work_dir, path), amp=args.amp)
 
     if args.cfg_options and 'model.vqgan_ckpt' in args.cfg_options:

@@ -108,19 +108,22 @@ def stage_record(cfg: Config) -> dict:
 
 def check_stage_record(cfg: Config, name: str) -> None:
     """Stop when ``cfg``'s work dir holds a stage the pipeline trained with another model, training data or
-    stage-I checkpoint: skipping or resuming it would silently keep the old result."""
+    stage-I checkpoint: skipping or resuming it would silently keep the old result. A record without a checkpoint
+    (a first start that failed before saving one) is no result: nothing is checked."""
     import json
     path = osp.join(cfg.work_dir, STAGE_RECORD)
-    if not osp.isfile(path):
+    if not osp.isfile(path) or stage_state(cfg) == 'fresh':
         return
     with open(path) as f:
         before = json.load(f)
     now = stage_record(cfg)
     differ = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
     if differ:
+        what = {'model': 'another model', 'training_data': 'other training data',
+                'stage1_checkpoint': 'another stage-I checkpoint'}
         raise SystemExit(
-            f'{name} in {cfg.work_dir} was trained with another {", ".join(p.replace("_", " ") for p in differ)} '
-            'than this command\'s; the pipeline would skip or resume it unchanged. Train into another --work-dir '
+            f'{name} in {cfg.work_dir} was trained with {" and ".join(what.get(k, k) for k in differ)} than this '
+            'command\'s; the pipeline would skip or resume it unchanged. Train into another --work-dir '
             f'(or delete {cfg.work_dir} to train {name} anew).')
 
 

@@ -40,6 +40,14 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
+def load_config_or_exit(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """:func:`load_config` for command-line tools: a refused override ends the tool with its one-line message."""
+    try:
+        return load_config(path, cfg_options)
+    except ValueError as err:
+        raise SystemExit(f'error: {err}') from None
+
+
 def _check_top_level_variables(cfg: Config, cfg_options: dict) -> None:
     """Refuse overrides of the config's top-level folder variables (``data_root``, ``val_data_root``, ...).
 
