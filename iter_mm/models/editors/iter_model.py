@@ -370,8 +370,8 @@ def vqgan_state_from_file(path: str) -> Mapping[str, Tensor]:
         obj = load_checkpoint_file(path)
     except RuntimeError:
         # MMEngine training checkpoints pickle their logs; they are trusted like `load_from` / `resume`.
-        print_log(f'ITERModel: {path} is not a weights-only file; unpickling it as MMEngine\'s load_from does',
-                  logger='current', level=30)
+        print_log(f'ITERModel: {path} is a full training checkpoint; unpickled as MMEngine\'s load_from does',
+                  logger='current', level=20)  # the normal stage-I hand-over: a note, not a warning
         obj = load_checkpoint_file(path, allow_pickle=True)
     sd, _ = extract_state_dict(obj)
     ema = {k[len('generator_ema.'):]: v for k, v in sd.items() if k.startswith('generator_ema.')}
