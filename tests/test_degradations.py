@@ -349,7 +349,11 @@ def test_checked_dataset_fails_at_build_naming_the_path(tmp_path):
     cfg.data_root = str(tmp_path / 'empty')
     (tmp_path / 'empty' / 'gt').mkdir()
     (tmp_path / 'empty' / 'lq').mkdir()
-    with pytest.raises(FileNotFoundError, match='no image'):
+    with pytest.raises(FileNotFoundError, match='no image') as err:
+        DATASETS.build(cfg)
+    assert 'subfolders' not in str(err.value)
+    write_images(tmp_path / 'empty' / 'gt' / 'nested', ['a.png'])  # images one level down: said so
+    with pytest.raises(FileNotFoundError, match='subfolders are not searched unless the dataset has recursive=True'):
         DATASETS.build(cfg)
 
 

@@ -225,7 +225,7 @@ class _Started(Exception):
     """Raised instead of building the Runner: the tool got past its checks."""
 
 
-def test_fresh_run_refuses_a_work_dir_with_checkpoints(tmp_path, monkeypatch):
+def test_fresh_run_refuses_a_work_dir_with_checkpoints(tmp_path, monkeypatch, capsys):
     """tools/train.py without --resume into a work dir of an earlier run stops before writing anything (MMEngine
     would overwrite iter_N.pth and last_checkpoint and keep the rest); --resume and an empty work dir go on."""
     from mmengine.runner import Runner
@@ -250,6 +250,10 @@ def test_fresh_run_refuses_a_work_dir_with_checkpoints(tmp_path, monkeypatch):
         train(str(work), '--resume')
     with pytest.raises(_Started):
         train(str(tmp_path / 'new'))
+    capsys.readouterr()
+    with pytest.raises(_Started):  # --resume with nothing to resume: said, then a fresh start
+        train(str(tmp_path / 'new'), '--resume')
+    assert 'no checkpoint in' in capsys.readouterr().out
 
 
 def test_refused_override_is_one_line(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ of a paired set) fails at the first sample inside a dataloader worker, and an em
 an empty dataset that silently evaluates nothing. A file that cannot be decoded (corrupt, truncated,
 empty, not an image) ends its sample with an error that names it, not OpenCV's ``!_src.empty()``.
 """
+import os
 import os.path as osp
 from typing import Any, List
 
@@ -53,9 +54,12 @@ class CheckedImageDataset(BasicImageDataset):
         if not data_list:
             folder = self.data_prefix[self.search_key]
             tmpl = self.filename_tmpl[self.search_key]
+            nested = (local and not self.use_ann_file and not getattr(self, 'recursive', False) and osp.isdir(folder)
+                      and any(e.is_dir() for e in os.scandir(folder)))
             raise FileNotFoundError(
                 f'{name}: no image matching {tmpl!r} with suffix in {self.img_suffix} in '
-                f'{folder!r}' + (f' (from {self.ann_file!r})' if self.use_ann_file else ''))
+                f'{folder!r}' + (f' (from {self.ann_file!r})' if self.use_ann_file else '')
+                + ('; its subfolders are not searched unless the dataset has recursive=True' if nested else ''))
         if local:
             missing = [
                 d[f'{key}_path'] for d in data_list for key in self.data_prefix

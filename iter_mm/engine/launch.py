@@ -174,6 +174,8 @@ def prepare_training(cfg: Config, cfg_path: str, launcher: str = 'none', work_di
         cfg.auto_scale_lr.enable = True
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
+        if not osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):  # MMEngine would log "resumed from None"
+            print(f'--resume: no checkpoint in {cfg.work_dir} yet: training starts from the beginning', flush=True)
     elif resume is not None:
         if not osp.isfile(resume):
             raise SystemExit(f'--resume: checkpoint not found: {resume}')
