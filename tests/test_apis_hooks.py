@@ -61,6 +61,9 @@ def test_inferencer_refuses_unknown_parameters_missing_configs_and_ambiguous_arr
         make(alfa=0.5)
     with pytest.raises(ValueError, match='alpha must lie in'):
         make(alpha=1.5)
+    for flag in ('false', 'no', 1):  # bool('false') is True: only a real bool may switch unpickling on
+        with pytest.raises(TypeError, match='allow_pickle must be True or False'):
+            make(allow_pickle=flag)
     missing = tmp_path / 'nowhere' / 'iter_x4_tiny.py'  # a file of that name exists in configs/iter
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
         make(config=str(missing))

@@ -1,5 +1,6 @@
 """End-to-end tests of tools/infer.py on a tiny ITER config (random weights saved to a checkpoint)."""
 import importlib.util
+import re
 from pathlib import Path
 
 import cv2
@@ -116,9 +117,13 @@ def test_seed_none_draws_a_seed(setup, tmp_path, capsys):
         == dict(seed=7)
     assert infer.restore_options(infer.parse_args(['x', '-c', 'c', '-w', 'w', '-o', 'o'])) == {}  # test_cfg's
     rgb = str(setup['inp'] / 'rgb.png')
+    capsys.readouterr()
     assert _run(setup, tmp_path / 'a', '--seed', 'none', inputs=rgb) == 0
+    seed = re.search(r'rgb\.png: seed (\d+) \(--seed \1 makes this result again\)', capsys.readouterr().err).group(1)
     assert _run(setup, tmp_path / 'b', '--seed', 'none', inputs=rgb) == 0
     assert (tmp_path / 'a' / 'rgb.png').read_bytes() != (tmp_path / 'b' / 'rgb.png').read_bytes()
+    assert _run(setup, tmp_path / 'c', '--seed', seed, inputs=rgb) == 0  # the said seed makes it again
+    assert (tmp_path / 'a' / 'rgb.png').read_bytes() == (tmp_path / 'c' / 'rgb.png').read_bytes()
 
 
 def test_tiling_warnings(setup, tmp_path, capsys):
@@ -146,3 +151,16 @@ def test_one_line_per_image_when_redirected(setup, tmp_path, capsys):
     assert lines[0].startswith(f'[1/2] {rgb}: 9x12 -> 36x48, ') and lines[0].endswith(' s')
     assert lines[1].startswith(f'[2/2] {gray}: 7x5 -> 28x20, ')
     assert lines[2] == f'2/2 image(s) written to {tmp_path}'
+
+
+def test_quiet_tool_prints_surviving_warnings_as_one_line(capsys):
+    """A warning the tools keep (e.g. the CPU memory tiling note) reads as their own ``warning:`` line, without
+    Python's source file and line; the usual display is back afterwards."""
+    import warnings
+    from iter_mm.utils.quiet import quiet_tool
+    from iter_mm.utils.tiling import MemoryTilingNote
+    before = warnings.showwarning
+    with quiet_tool():
+        warnings.warn('restored in tiles of 368x368', MemoryTilingNote)
+    assert capsys.readouterr().err == 'warning: restored in tiles of 368x368\n'
+    assert warnings.showwarning is before

@@ -91,6 +91,8 @@ def test_loader_refuses_wrong_files_with_clear_errors(files):
         assert option in pickled
     for option in ("vqgan='ITER_swinvqgan.pth'", "the Inferencer's extra_parameters", '--vqgan'):
         assert option in loader_error(files['official_novq'])
+    # vqgan= with a file that holds its own VQGAN would silently replace those weights
+    assert 'holds its own VQGAN weights (vqgan.*)' in loader_error(files['official'], vqgan=files['official_vq'])
     with pytest.raises(ValueError, match='no checkpoint given'):
         init_model(TINY)
     with pytest.raises(FileNotFoundError, match='not found'):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
+import secrets
 import sys
 import time
 from collections import Counter
@@ -191,14 +192,20 @@ def run(args: argparse.Namespace) -> int:
     say = ((lambda msg: progress.write(msg, file=sys.stderr)) if progress is not None
            else (lambda msg: print(msg, file=sys.stderr)))
 
+    drawn = args.seed == 'none'  # a seed drawn for each image, and said, so a result can be made again
+    image_opts = dict(opts)
+
     def restore(lq: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return model.restore(lq.to(device), **opts).float()
+            return model.restore(lq.to(device), **image_opts).float()
 
     failed = []
     for k, (path, out_path) in enumerate(zip(paths, outputs), 1):
         try:
             t0 = time.perf_counter()
+            if drawn:
+                image_opts['seed'] = secrets.randbits(62)
+                say(f'{path}: seed {image_opts["seed"]} (--seed {image_opts["seed"]} makes this result again)')
             pic = read_picture(path, frames=args.frames, to_srgb=args.to_srgb)
             for note in pic.info.notes:
                 say(f'{path}: {note}')

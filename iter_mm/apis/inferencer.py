@@ -96,8 +96,10 @@ class ITERInferencer(ImageSuperResolutionInferencer):
     def _init_model(self, cfg, ckpt: Optional[str], device) -> torch.nn.Module:
         """The one loader (``init_model``): strict, the same files and errors as ``tools/infer.py``; the
         ``vqgan`` and ``allow_pickle`` extra parameters go to it."""
-        return init_model(cfg, ckpt, device=device or 'cpu', vqgan=self._load['vqgan'],
-                          allow_pickle=bool(self._load['allow_pickle']))
+        allow_pickle = self._load['allow_pickle']
+        if not isinstance(allow_pickle, bool):  # bool('false') is True: only a real True unpickles
+            raise TypeError(f'extra_parameters allow_pickle must be True or False, got {allow_pickle!r}')
+        return init_model(cfg, ckpt, device=device or 'cpu', vqgan=self._load['vqgan'], allow_pickle=allow_pickle)
 
     def _init_pipeline(self, cfg):
         return None  # images are read by read_image(): grey, alpha and 16-bit files are handled there

@@ -311,6 +311,9 @@ def convert_official(src: Source, vqgan: Source | None = None, allow_pickle: boo
     if kind.family == 'iter' and not kind.has_vqgan and vqgan is None:
         raise ValueError(f'{kind.name}: the VQGAN weights are not in this checkpoint; pass the authors\' '
                          f'Swin-VQGAN checkpoint as {VQGAN_OPTION}')
+    if kind.family == 'iter' and kind.has_vqgan and vqgan is not None:  # it would silently replace them
+        raise ValueError(f'{kind.name}: this checkpoint holds its own VQGAN weights (vqgan.*); {VQGAN_OPTION} is '
+                         'only for the authors\' ITER files without them: leave it out')
     vsd = None if vqgan is None else _as_state_dict(vqgan, allow_pickle)
     return official_to_ours(sd, vsd)
 

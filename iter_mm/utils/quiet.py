@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 
 #: third-party packages whose import-time warnings are not the user's problem
@@ -68,12 +69,18 @@ def quiet_tool(verbose: bool = False):
             logging.getLogger(name).setLevel(logging.ERROR)
         os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
         os.environ.setdefault('DIFFUSERS_VERBOSITY', 'error')
+        warnings.showwarning = _one_line_warning  # restored by catch_warnings
         try:
             with quiet_mmengine():
                 yield
         finally:
             for name, lvl in levels.items():
                 logging.getLogger(name).setLevel(lvl)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning that passed the filters as the tools' own ``warning: ...`` line (no source file and line)."""
+    print(f'warning: {message}', file=file or sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
