@@ -239,3 +239,14 @@ def test_mmagic_models_come_back_in_rgb(tmp_path):
     lq[:, 0], lq[:, 1], lq[:, 2] = 0.8, 0.4, 0.0  # orange: R > G > B
     out = fn(lq)
     torch.testing.assert_close(out, F.interpolate(lq, scale_factor=4, mode='nearest'), atol=1 / 255, rtol=0)
+
+
+def test_resolve_config_names_the_places_looked_at(monkeypatch, tmp_path):
+    """Our configs/ paths work from any folder (the installed package's copy); a missing one names MMagic's zoo
+    root, not a made-up ``.../configs/configs/...`` folder; zoo names resolve into MMagic's configs."""
+    monkeypatch.chdir(tmp_path)  # configs/iter/... is not a file here
+    assert compare_sr.resolve_config('configs/iter/iter_x4_tiny.py').endswith(osp.join('iter', 'iter_x4_tiny.py'))
+    with pytest.raises(FileNotFoundError) as err:
+        compare_sr.resolve_config('configs/iter/nope.py')
+    assert 'configs/configs' not in str(err.value) and 'nope.py' in str(err.value)
+    assert osp.isfile(compare_sr.resolve_config('srcnn/srcnn_x4k915_1xb16-1000k_div2k.py'))

@@ -189,11 +189,17 @@ def resolve_config(path: str) -> str:
     """A config file, ``mmagic::<path>``, or a path relative to MMagic's model-zoo configs."""
     if osp.isfile(path) or '::' in path:
         return path
+    from iter_mm.utils.config_paths import resolve_config_path
+    try:
+        return resolve_config_path(path)  # configs/... of an installed iter-mm, from any folder
+    except FileNotFoundError:
+        pass
     import mmagic
-    zoo = osp.join(osp.dirname(mmagic.__file__), '.mim', 'configs', path)
-    if osp.isfile(zoo):
-        return zoo
-    raise FileNotFoundError(f"config '{path}' is neither a file nor in MMagic's model zoo ({osp.dirname(zoo)})")
+    zoo_root = osp.join(osp.dirname(mmagic.__file__), '.mim', 'configs')
+    if osp.isfile(osp.join(zoo_root, path)):
+        return osp.join(zoo_root, path)
+    raise FileNotFoundError(f"config '{path}' is neither a file nor a config of MMagic's model zoo (looked in "
+                            f'{zoo_root})')
 
 
 def build_model(spec: ModelSpec, scale: int, device: str, random_init: bool,

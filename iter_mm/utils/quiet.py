@@ -69,18 +69,19 @@ def quiet_tool(verbose: bool = False):
             logging.getLogger(name).setLevel(logging.ERROR)
         os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
         os.environ.setdefault('DIFFUSERS_VERBOSITY', 'error')
-        warnings.showwarning = _one_line_warning  # restored by catch_warnings
+        formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning  # (recording unchanged)
         try:
             with quiet_mmengine():
                 yield
         finally:
+            warnings.formatwarning = formatwarning
             for name, lvl in levels.items():
                 logging.getLogger(name).setLevel(lvl)
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     """A warning that passed the filters as the tools' own ``warning: ...`` line (no source file and line)."""
-    print(f'warning: {message}', file=file or sys.stderr, flush=True)
+    return f'warning: {message}\n'
 
 
 @contextlib.contextmanager
