@@ -80,7 +80,7 @@ def test_compare_writes_csv_markdown_and_crops(folders):
     crop = cv2.imread(str(out / 'crops' / 'img0.png'))
     assert crop.shape == (32 + 18, 5 * 32 + 4 * 4, 3)
     assert cv2.imread(str(out / 'crops' / 'img1.png')) is not None
-    with pytest.raises(SystemExit, match='already holds results'):  # never overwrite silently
+    with pytest.raises(SystemExit, match='^error: .*already holds results'):  # never overwrite silently
         compare_sr.main(argv)
 
 

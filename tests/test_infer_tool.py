@@ -69,7 +69,7 @@ def test_infer_end_to_end(setup, capsys):
     assert np.abs(got - ref).max() <= 0.5 / 255 + 1e-6
 
     # no silent overwrite; --skip-existing restores only what is missing; --overwrite replaces; options reach restore
-    with pytest.raises(SystemExit, match='exist'):
+    with pytest.raises(SystemExit, match='^error: .*exist'):  # every refusal reads 'error: ...'
         _run(setup, out)
     before = (out / 'rgb.png').read_bytes()
     (out / 'gray.png').unlink()

@@ -380,7 +380,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     from iter_mm.utils.quiet import quiet_tool
     with quiet_tool(args.verbose):  # results and real problems only; --verbose shows library notes
-        return run(args)
+        try:
+            return run(args)
+        except SystemExit as stop:  # every refusal reads 'error: ...' (argparse's exit codes pass through)
+            if isinstance(stop.code, str) and not stop.code.startswith('error:'):
+                raise SystemExit(f'error: {stop.code}') from None
+            raise
 
 
 if __name__ == '__main__':

@@ -49,9 +49,17 @@ def _seed(text: str):
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None or its help already names it (the sampling options)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        return text if action.default is None or 'default' in text else super()._get_help_string(action)
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Super-resolve images with ITER',
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_DefaultsHelp)
     p.add_argument('inputs', nargs='+', help='image files and/or folders of images')
     p.add_argument('-c', '--config', required=True, help='model config (e.g. configs/iter/iter_x4_realsr.py)')
     p.add_argument('-w', '--checkpoint', required=True, help='iter-mm or official ITER checkpoint')
@@ -234,7 +242,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     from iter_mm.utils.quiet import quiet_tool
     with quiet_tool(args.verbose):  # results and real problems only; --verbose shows library notes
-        return run(args)
+        try:
+            return run(args)
+        except SystemExit as stop:  # every refusal reads 'error: ...' (argparse's exit codes pass through)
+            if isinstance(stop.code, str) and not stop.code.startswith('error:'):
+                raise SystemExit(f'error: {stop.code}') from None
+            raise
 
 
 if __name__ == '__main__':
