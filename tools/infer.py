@@ -240,14 +240,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    from iter_mm.utils.quiet import quiet_tool
-    with quiet_tool(args.verbose):  # results and real problems only; --verbose shows library notes
-        try:
-            return run(args)
-        except SystemExit as stop:  # every refusal reads 'error: ...' (argparse's exit codes pass through)
-            if isinstance(stop.code, str) and not stop.code.startswith('error:'):
-                raise SystemExit(f'error: {stop.code}') from None
-            raise
+    from iter_mm.utils.quiet import quiet_tool, refusals_as_errors
+    with quiet_tool(args.verbose), refusals_as_errors():  # results and real problems only, as 'error: ...'
+        return run(args)
 
 
 if __name__ == '__main__':

@@ -79,6 +79,18 @@ def quiet_tool(verbose: bool = False):
                 logging.getLogger(name).setLevel(lvl)
 
 
+@contextlib.contextmanager
+def refusals_as_errors():
+    """Around a tool's body: a refusal (``SystemExit`` with a message) reads ``error: ...``; exit codes (argparse's
+    2) pass through unchanged."""
+    try:
+        yield
+    except SystemExit as stop:
+        if isinstance(stop.code, str) and not stop.code.startswith('error:'):
+            raise SystemExit(f'error: {stop.code}') from None
+        raise
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     """A warning that passed the filters as the tools' own ``warning: ...`` line (no source file and line)."""
     return f'warning: {message}\n'
