@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.optim import OptimWrapper
 
 import iter_mm  # noqa: F401  (registers everything)
 from iter_mm.models.editors.iter_model import ITERModel
@@ -83,3 +84,14 @@ def samples(gt: torch.Tensor) -> DataSample:
     ds = DataSample(metainfo=dict(gt_channel_order='rgb', img_channel_order='rgb'))
     ds.set_tensor_data(dict(gt_img=gt))
     return ds
+
+
+class NoStepOptimWrapper(OptimWrapper):
+    """An optimizer wrapper whose ``step`` and ``zero_grad`` do nothing: after ``train_step`` the parameters are
+    unchanged and hold the step's gradients."""
+
+    def step(self, **kwargs) -> None:
+        pass
+
+    def zero_grad(self, **kwargs) -> None:
+        pass
