@@ -9,13 +9,12 @@ does (``configure_launch`` + MMEngine's model wrappers) and take one SGD step on
 images; process r of W takes images [r*4/W, (r+1)*4/W). Everything runs twice: in float32 and in float64
 (default dtype), which removes the rounding differences of the summation order. The training step's own randomness (the masks of the
 forward diffusion and the Gumbel noise of the image losses) is drawn once for the global batch from a fixed
-seed and sliced the same way, so that the two runs see identical samples. Writes
+seed and sliced the same way (ITERModel's ``train_noise``), so that the two runs see identical samples. Writes
 ``OUT_DIR/{float32,float64}/w{W}_r{r}_{stage1,stage2}[_init].pth`` (state dicts before and after, unwrapped).
 """
 import os
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -51,33 +50,24 @@ def _wrap(model, cfg, launcher):
     return MODEL_WRAPPERS.build(cfg.model_wrapper_cfg, default_args=dict(module=model))
 
 
-def _fixed_randomness(rank, world):
-    """Replace the masks and Gumbel noise of ITERModel's step by slices of fixed global draws."""
-    import iter_mm.models.editors.iter_model as iter_model
-    per = GLOBAL_BATCH // world
-    rows = slice(rank * per, (rank + 1) * per)
-    g = torch.Generator().manual_seed(7)
-    state = dict(mask=None, gumbel_calls=0)
-    original_mask = getattr(iter_model.sample_training_mask, 'original', iter_model.sample_training_mask)
+def _global_noise(rank, world):
+    """Training draws of the whole global batch from one seeded generator; this process takes its rows, so every
+    process consumes the same stream and the images see the draws of the 1-process run."""
+    from iter_mm.models.training_noise import TrainingNoise
+    rows = slice(rank * GLOBAL_BATCH // world, (rank + 1) * GLOBAL_BATCH // world)
 
-    def fixed_mask(batch, h, w, generator=None, device=None):
-        if state['mask'] is None:
-            state['mask'] = original_mask(GLOBAL_BATCH, h, w, generator=g)
-        return state['mask'][rows].to(device)
+    class GlobalBatchNoise(TrainingNoise):
 
-    def fixed_gumbel(logits, tau=1.0, hard=False, dim=-1):
-        gen = torch.Generator().manual_seed(1000 + state['gumbel_calls'])
-        state['gumbel_calls'] += 1
-        shape = (GLOBAL_BATCH,) + tuple(logits.shape[1:])
-        noise = -torch.log(-torch.log(torch.rand(shape, generator=gen).clamp(1e-10, 1 - 1e-7)))[rows]
-        soft = ((logits + noise.to(logits)) / tau).softmax(dim)
-        hard_one = torch.zeros_like(soft).scatter_(dim, soft.argmax(dim, keepdim=True), 1.0)
-        return hard_one - soft.detach() + soft if hard else soft
+        def mask_rate(self, batch):
+            return super().mask_rate(GLOBAL_BATCH)[rows]
 
-    fixed_mask.original = original_mask
-    iter_model.sample_training_mask = fixed_mask
-    iter_model.F = SimpleNamespace(**{k: getattr(F, k) for k in dir(F) if not k.startswith('_')})
-    iter_model.F.gumbel_softmax = fixed_gumbel
+        def mask_uniforms(self, batch, num_tokens):
+            return super().mask_uniforms(GLOBAL_BATCH, num_tokens)[rows]
+
+        def gumbel_exponential(self, shape, dtype=torch.float32, device=None):
+            return super().gumbel_exponential((GLOBAL_BATCH, *shape[1:]), dtype)[rows].to(device)
+
+    return GlobalBatchNoise(torch.Generator().manual_seed(7))
 
 
 def stage1_step(rank, world, launcher, out: Path) -> None:
@@ -109,12 +99,12 @@ def stage2_step(rank, world, launcher, out: Path) -> None:
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.load_state_dict(model.state_dict())  # a full state (with generator.vqgan.*) hands over stage I
+    model.train_noise = _global_noise(rank, world)
     gt, lq = _global_batch(64, 4)
     _bias_lq_encoder(model, gt)
     _save(model, out / f'w{world}_r{rank}_stage2_init.pth')
     wrapped = _wrap(model, cfg, launcher)
     optim = OptimWrapper(torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR))
-    _fixed_randomness(rank, world)
     data = _data(gt, lq, rank, world)
     log = wrapped.train_step(data, optim)
     assert 0.0 < float(log['acc_lq']) < 1.0, f'phi_e labels need both classes, acc_lq={float(log["acc_lq"])}'
@@ -138,12 +128,10 @@ def _save(model, path: Path) -> None:
 
 
 def run(out: Path, rank: int = 0, world: int = 1, launcher: str = 'none') -> None:
-    """Both stages in float32 and in float64. Restores the default dtype and ITERModel's own randomness
-    afterwards, so that the 1-process run can also run inside the test process."""
-    import iter_mm.models.editors.iter_model as iter_model
+    """Both stages in float32 and in float64. Restores the default dtype afterwards, so that the 1-process run
+    can also run inside the test process."""
     from mmengine.registry import init_default_scope
     init_default_scope('mmagic')
-    saved = iter_model.sample_training_mask, iter_model.F
     try:
         for dtype in (torch.float32, torch.float64):  # float64: the equivalence without fp32 rounding
             torch.set_default_dtype(dtype)
@@ -153,7 +141,6 @@ def run(out: Path, rank: int = 0, world: int = 1, launcher: str = 'none') -> Non
             stage2_step(rank, world, launcher, sub)
     finally:
         torch.set_default_dtype(torch.float32)
-        iter_model.sample_training_mask, iter_model.F = saved
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
-from iter_mm.models.editors import iter_model as im
 from iter_mm.models.editors.iter_model import majority_accuracy, masked_fraction_ce
+from iter_mm.models.training_noise import TrainingNoise
 from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, ready, stage1_ckpt)
     N_CODES, ROOT, TINY_NET, TINY_VQGAN, build, down4, one_thread, ready, samples, stage1_ckpt, textures)
 from mmagic.registry import MODELS
@@ -131,8 +131,19 @@ def _stub(model, monkeypatch, el_logits, eval_lq_logits, ref_logits, eval_ref_lo
 
     monkeypatch.setattr(net.evaluator, 'forward', evaluator)
     monkeypatch.setattr(net.refiner, 'forward', refiner)
-    monkeypatch.setattr(im, 'sample_training_mask', lambda b, h, w, **kw: mask)
+    model.train_noise = _FixedMask(mask)
     return calls
+
+
+class _FixedMask(TrainingNoise):
+    """The given training mask; the Gumbel noise from torch's global RNG."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.mask = mask
+
+    def training_mask(self, batch, h, w, device=None):
+        return self.mask
 
 
 def _nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -9,17 +9,14 @@ spectral-norm vectors after the step. The recipe is the bundle's README.
 import copy
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import init_default_scope
 
 import iter_mm  # noqa: F401  (registers the plugin)
-import iter_mm.models.editors.iter_model as iter_model
-import iter_mm.models.sampling as sampling
+from iter_mm.models.training_noise import ReplayNoise
 from iter_model_helpers import NoStepOptimWrapper
 from mmagic.registry import MODELS
 from mmagic.structures import DataSample
@@ -74,34 +71,12 @@ def _float_is_double(monkeypatch) -> None:
                                                                                    memory_format=memory_format))
 
 
-def _replay_draws(monkeypatch, draws: dict) -> dict:
-    """Feed the stored draws to ``forward_train``: the mask rate and the mask uniforms through iter-mm's own
-    masking rule, the Exp(1) samples of the two Gumbel decodes (E_l's, then phi_r's) through torch's formula."""
-    seen = dict(mask=[])
-    rand_values = [draws['mask_rate_r'], draws['mask_uniforms']]
-
-    def rand(*size, **kwargs):
-        return rand_values.pop(0).clone()
-
-    monkeypatch.setattr(sampling, 'torch', SimpleNamespace(**{**vars(torch), 'rand': rand}))
-    draw_mask = iter_model.sample_training_mask
-
-    def sample_training_mask(*args, **kwargs):
-        seen['mask'].append(draw_mask(*args, **kwargs))
-        return seen['mask'][-1]
-
-    monkeypatch.setattr(iter_model, 'sample_training_mask', sample_training_mask)
-    exps = [draws['gumbel_exp_el'], draws['gumbel_exp_ref']]
-
-    def gumbel_softmax(logits, tau=1.0, hard=False, dim=-1):
-        assert (tau, hard, dim) == (1.0, True, 1)
-        y_soft = ((logits - exps.pop(0).to(logits).log()) / tau).softmax(dim)
-        y_hard = torch.zeros_like(y_soft).scatter_(dim, y_soft.argmax(dim, keepdim=True), 1.0)
-        return y_hard - y_soft.detach() + y_soft
-
-    monkeypatch.setattr(iter_model, 'F', SimpleNamespace(**{**vars(F), 'gumbel_softmax': gumbel_softmax}))
-    seen.update(rand_values=rand_values, exps=exps)
-    return seen
+def _replay(model, draws: dict) -> ReplayNoise:
+    """The stored draws as the model's training noise: the mask rate and the mask uniforms go through iter-mm's
+    own masking rule, the Exp(1) samples to the two Gumbel decodes (E_l's, then phi_r's)."""
+    model.train_noise = ReplayNoise(draws['mask_rate_r'], draws['mask_uniforms'],
+                                    [draws['gumbel_exp_el'], draws['gumbel_exp_ref']])
+    return model.train_noise
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor, denom: float) -> float:
@@ -142,12 +117,14 @@ def test_stage2_step_matches_the_authors(monkeypatch):
     b = _load('stage2.pt')
     model = _build(b)
     data = _data(b, 'lq')
-    seen = _replay_draws(monkeypatch, b['draws'])
+    noise = _replay(model, b['draws'])
+    keep = []  # what phi_r sees: 1 - the training mask
+    model.generator.refiner.register_forward_pre_hook(lambda module, args: keep.append(args[3]))
     _float_is_double(monkeypatch)
     log_vars = model.train_step(data, _optim(p for p in model.parameters() if p.requires_grad))
     monkeypatch.undo()
-    assert seen['rand_values'] == [] and seen['exps'] == []  # every draw consumed
-    assert len(seen['mask']) == 1 and torch.equal(seen['mask'][0].cpu(), b['draws']['mask'])
+    assert noise.exhausted  # every draw consumed
+    assert len(keep) == 1 and torch.equal(1 - keep[0], b['draws']['mask'])
     _check_losses(log_vars, b['losses'])
     _check_grads(model, b)
     for key, value in b['token_accuracies'].items():

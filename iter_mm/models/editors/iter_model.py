@@ -36,7 +36,7 @@ from ...utils.checkpoint import (detect_kind, extract_state_dict, load_checkpoin
 from ...utils.padding import crop_to, padded_apply
 from ..inference import restore_image
 from ..options import RestoreOptions
-from ..sampling import sample_training_mask
+from ..training_noise import TrainingNoise, straight_through_gumbel
 
 @MODELS.register_module()
 class ITERModel(BaseEditModel):
@@ -60,6 +60,8 @@ class ITERModel(BaseEditModel):
             decode, ``loss_pix`` and E_l's half of the perceptual batch, as the authors do. False (default): E_l's
             decode is skipped and the perceptual term is ``0.5 * perceptual(phi_r decode, GT)``, the same gradient
             for a batch-mean loss (LPIPSLoss, MMagic's L1 / perceptual losses) without the constant.
+        train_noise: source of the training draws (mask rate, mask positions, Gumbel noise of the two decodes),
+            also settable as the attribute ``train_noise``; None: ``TrainingNoise()``, torch's global RNG.
         train_cfg: unused, kept for MMagic's signature.
         test_cfg: options of :meth:`restore` / test (fields of :class:`~iter_mm.models.options.RestoreOptions`)
             over its defaults (alpha 0.7, 8 steps, linear schedule, seed 0, tiled above 720x720: the authors'
@@ -78,6 +80,7 @@ class ITERModel(BaseEditModel):
                  pixel_loss: Optional[dict] = None,
                  el_gumbel_grad: bool = True,
                  compute_inert_terms: bool = False,
+                 train_noise: Optional[TrainingNoise] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  val_cfg: Optional[dict] = None,
@@ -108,6 +111,8 @@ class ITERModel(BaseEditModel):
         self.pixel_loss = MODELS.build(pixel_loss) if pixel_loss else None
         self.el_gumbel_grad = bool(el_gumbel_grad)
         self.compute_inert_terms = bool(compute_inert_terms)
+        #: where :meth:`forward_train` takes its random draws from (replace it to seed or feed them)
+        self.train_noise = train_noise if train_noise is not None else TrainingNoise()
 
         RestoreOptions.check_names(test_cfg or {}, 'test_cfg')
         RestoreOptions.check_names(val_cfg or {}, 'val_cfg')
@@ -157,13 +162,14 @@ class ITERModel(BaseEditModel):
 
     # ------------------------------------------------------------------ training
     def forward_train(self, inputs: Tensor, data_samples: Optional[DataSample] = None,
-                      **kwargs) -> Dict[str, Tensor]:
+                      noise: Optional[TrainingNoise] = None, **kwargs) -> Dict[str, Tensor]:
         """Losses and token accuracies of one iteration.
 
         Args:
             inputs: LQ batch (B, 3, H/s, W/s) in [0, 1].
             data_samples: with ``gt_img`` (B, 3, H, W) in [0, 1]; H, W multiples of
                 ``ITERNet.lq_pad_multiple * scale`` (64 for the released networks).
+            noise: source of this iteration's random draws. Default: None, ``self.train_noise``.
 
         Returns:
             dict of ``loss_*`` terms (summed by MMEngine) and ``acc_*`` diagnostics (logged only).
@@ -187,7 +193,8 @@ class ITERModel(BaseEditModel):
                                f'{tuple(gt_tokens.shape[-2:])}: does ITERNet.scale match the data scale?')
         lq_tokens = el_logits.detach().argmax(1)  # S_l: hard, so token losses never reach E_l (4.2)
         b, h, w = gt_tokens.shape
-        mask = sample_training_mask(b, h, w, device=lq.device)  # 1 = masked (4.3)
+        noise = self.train_noise if noise is None else noise
+        mask = noise.training_mask(b, h, w, device=lq.device)  # 1 = masked (4.3)
         mask = mask.to(torch.float32)
         lq_good = (lq_tokens == gt_tokens).long()
 
@@ -212,7 +219,7 @@ class ITERModel(BaseEditModel):
             losses['loss_eval_refined_ce'] = self.eval_refined_ce_weight * F.cross_entropy(
                 eval_ref_logits.float(), (ref_tokens == gt_tokens).long())
 
-        losses.update(self._image_losses(el_logits, ref_logits, gt))
+        losses.update(self._image_losses(el_logits, ref_logits, gt, noise))
 
         # diagnostics (no 'loss' in the name: logged, not optimised)
         losses['acc_lq'] = (lq_tokens == gt_tokens).float().mean()
@@ -231,7 +238,8 @@ class ITERModel(BaseEditModel):
         if (lq.shape[-2] * net.scale, lq.shape[-1] * net.scale) != tuple(gt.shape[-2:]):
             raise ValueError(f'LQ {tuple(lq.shape[-2:])} x scale {net.scale} != GT {tuple(gt.shape[-2:])}')
 
-    def _image_losses(self, el_logits: Tensor, ref_logits: Tensor, gt: Tensor) -> Dict[str, Tensor]:
+    def _image_losses(self, el_logits: Tensor, ref_logits: Tensor, gt: Tensor,
+                      noise: Optional[TrainingNoise] = None) -> Dict[str, Tensor]:
         """Straight-through hard Gumbel decodes (tau 1) and their image losses (reference 4.5.5-7).
 
         With ``el_gumbel_grad=False`` E_l's decode only yields constants; unless ``compute_inert_terms`` it is not
@@ -240,21 +248,24 @@ class ITERModel(BaseEditModel):
         if self.perceptual_loss is None and self.pixel_loss is None:
             return {}
         vqgan = self.generator.vqgan
+        noise = self.train_noise if noise is None else noise
+        el_logits = el_logits.float()
+        el_exp = noise.gumbel_exponential(el_logits.shape, el_logits.dtype, el_logits.device)  # E_l's noise first
         el_img = None
         if self.el_gumbel_grad or self.compute_inert_terms:
             with torch.set_grad_enabled(self.el_gumbel_grad and torch.is_grad_enabled()):
-                el_onehot = F.gumbel_softmax(el_logits.float(), tau=1.0, hard=True, dim=1)
+                el_onehot = straight_through_gumbel(el_logits, el_exp)
                 if not self.el_gumbel_grad:
                     el_onehot = el_onehot.detach()  # official: the `.long()` cast severs the graph (8.12)
                 el_img = vqgan.decode_onehot(el_onehot)
-        else:  # draw E_l's Gumbel noise all the same: phi_r's noise, and so the run, stay the authors'
-            torch.empty_like(el_logits, dtype=torch.float32, memory_format=torch.legacy_contiguous_format
-                             ).exponential_()
+        # else E_l's noise was drawn all the same: phi_r's noise, and so the run, stay the authors'
         losses = {}
         if self.pixel_loss is not None and el_img is not None:
             losses['loss_pix'] = self.pixel_loss(el_img, gt)
         if self.perceptual_loss is not None:
-            ref_img = vqgan.decode_onehot(F.gumbel_softmax(ref_logits.float(), tau=1.0, hard=True, dim=1))
+            ref_logits = ref_logits.float()
+            ref_exp = noise.gumbel_exponential(ref_logits.shape, ref_logits.dtype, ref_logits.device)
+            ref_img = vqgan.decode_onehot(straight_through_gumbel(ref_logits, ref_exp))
             if el_img is None:  # d/d ref of mean over the 2B batch = 0.5 * d/d ref of mean over ref's B
                 losses['loss_perceptual'] = 0.5 * self.perceptual_loss(ref_img, gt)
             else:
