@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from iter_mm.models import sampling as S
-from iter_mm.models.counter_noise import _mix32
 
 CODES = 16
 
@@ -133,6 +132,7 @@ def _py_mix32(x):
 
 def test_mix32_matches_python_integers():
     xs = [0, 1, 2 ** 31, 2 ** 32 - 1, 123456789, 0xDEADBEEF]
+    from iter_mm.models.counter_noise import _mix32
     got = _mix32(torch.tensor(xs, dtype=torch.int64)).tolist()
     assert got == [_py_mix32(x) for x in xs]
 

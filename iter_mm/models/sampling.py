@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InvalidOptionError
 from .archs.fast_ops import call_cache
 from .counter_noise import (DRAW_KEEP, DRAW_TOKEN, SeedLike, as_seeds, derive_seeds, gumbel_, hash_uniform,
                             resolve_seed, seed_keys, uniform_range)
@@ -48,7 +47,7 @@ def sample_tokens(logits: Tensor, temperature: float, seeds: SeedLike, step: int
         (B, h, w) int64 token map.
     """
     if temperature < 0:
-        raise InvalidOptionError(f'token temperature must be >= 0, got {temperature}')
+        raise ValueError(f'token temperature must be >= 0, got {temperature}')
     logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=1)
@@ -92,7 +91,7 @@ def sample_keep_mask(eval_logits: Tensor, keep: Tensor, target: Union[int, Tenso
         (B, h, w) float keep-mask, ``keep`` plus the new positions.
     """
     if temperature < 0:
-        raise InvalidOptionError(f'mask temperature must be >= 0, got {temperature}')
+        raise ValueError(f'mask temperature must be >= 0, got {temperature}')
     b, _, h, w = eval_logits.shape
     logits = eval_logits.float()
     log_p = F.log_softmax(logits / temperature if temperature > 0 else logits, dim=1)[:, 1].reshape(b, -1)
@@ -167,9 +166,9 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
             and kept with ``net`` (:mod:`.cuda_graphs`); no effect elsewhere.
     """
     if not 0.0 <= alpha <= 1.0:
-        raise InvalidOptionError(f'alpha must be in [0, 1], got {alpha}')
+        raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     if steps < 1:
-        raise InvalidOptionError(f'steps must be >= 1, got {steps}')
+        raise ValueError(f'steps must be >= 1, got {steps}')
     graphs = graph_runner(net) if cuda_graphs and cuda_graphs_available(lq.device) else None
     # the weights do not change during the call: weight-only values computed once
     with call_cache(), (graphs.fixed_weights() if graphs else contextlib.nullcontext()):
