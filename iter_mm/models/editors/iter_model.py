@@ -249,16 +249,17 @@ class ITERModel(BaseEditModel):
             return {}
         vqgan = self.generator.vqgan
         noise = self.train_noise if noise is None else noise
-        el_logits = el_logits.float()
-        el_exp = noise.gumbel_exponential(el_logits.shape, el_logits.dtype, el_logits.device)  # E_l's noise first
         el_img = None
         if self.el_gumbel_grad or self.compute_inert_terms:
             with torch.set_grad_enabled(self.el_gumbel_grad and torch.is_grad_enabled()):
-                el_onehot = straight_through_gumbel(el_logits, el_exp)
+                logits = el_logits.float()
+                el_onehot = straight_through_gumbel(
+                    logits, noise.gumbel_exponential(logits.shape, logits.dtype, logits.device))
                 if not self.el_gumbel_grad:
                     el_onehot = el_onehot.detach()  # official: the `.long()` cast severs the graph (8.12)
                 el_img = vqgan.decode_onehot(el_onehot)
-        # else E_l's noise was drawn all the same: phi_r's noise, and so the run, stay the authors'
+        else:  # draw E_l's Gumbel noise all the same: phi_r's noise, and so the run, stay the authors'
+            noise.gumbel_exponential(el_logits.shape, torch.float32, el_logits.device)
         losses = {}
         if self.pixel_loss is not None and el_img is not None:
             losses['loss_pix'] = self.pixel_loss(el_img, gt)
