@@ -65,7 +65,8 @@ def _optim(params) -> OptimWrapper:
 
 
 def _float_is_double(monkeypatch) -> None:
-    """``Tensor.float()`` returns float64, as when the reference was computed (both codes cast in places)."""
+    """``Tensor.float()`` returns float64, as when the reference was computed: both codes cast to float32 in places
+    (iter-mm's CEs, token embeddings and Gumbel inputs; pyiqa's SSIM window, outside iter-mm), ~1e-7 otherwise."""
     monkeypatch.setattr(torch.Tensor, 'float',
                         lambda self, memory_format=torch.preserve_format: self.to(torch.float64,
                                                                                    memory_format=memory_format))
