@@ -376,11 +376,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: this tool's option for each library argument a refusal may name
+FLAGS = dict(gt='--gt', metrics='--metrics', allow_pickle='--unsafe-load', random_weights='--random-init',
+             checkpoint='--model NAME=CONFIG:CKPT', cfg_options='--cfg-options')
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    from iter_mm.utils.quiet import quiet_tool, refusals_as_errors
-    with quiet_tool(args.verbose), refusals_as_errors():  # results and real problems only, as 'error: ...'
-        return run(args)
+    from iter_mm.errors import ITERError, cli_message
+    from iter_mm.utils.quiet import quiet_tool
+    with quiet_tool(args.verbose):  # results and real problems only, as 'error: ...' (exit status 1)
+        try:
+            return run(args)
+        except ITERError as err:
+            raise SystemExit(cli_message(err, FLAGS)) from None
+        except SystemExit as stop:  # this tool's own refusals; exit codes (argparse's 2) pass unchanged
+            if isinstance(stop.code, str) and not stop.code.startswith('error:'):
+                raise SystemExit(f'error: {stop.code}') from None
+            raise
 
 
 if __name__ == '__main__':

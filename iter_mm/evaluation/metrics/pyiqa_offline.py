@@ -19,15 +19,18 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ...errors import MissingDataError
+
 __all__ = ['MissingWeightsError', 'offline_weights', 'niqe_params_mat', 'build_pyiqa_metric']
 
 _NIQE_PYIQA_FILE = 'niqe_modelparameters.mat'  # the file pyiqa's NIQE (and PI) would download
 
 
-class MissingWeightsError(RuntimeError):
+class MissingWeightsError(MissingDataError, RuntimeError):
     """A pretrained file a metric needs is neither given nor cached; nothing is downloaded.
 
-    (A RuntimeError, not an OSError: network code wraps OSErrors into its own, less telling, errors.)"""
+    (Also a RuntimeError, as before the hierarchy. The network guards below replace ``urlopen`` and the Hugging
+    Face download as well as the socket calls, so the error reaches the caller unwrapped.)"""
 
 
 # --------------------------------------------------------------------------------------------- offline guard
