@@ -186,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = build_model(args.config, args.checkpoint, device, args.vqgan, args.unsafe_load)
     except (FileNotFoundError, RuntimeError, ValueError) as err:
-        raise SystemExit(f'error: {err}') from err
+        from iter_mm.errors import cli_message
+        raise SystemExit(cli_message(err, FLAGS)) from err
     opts = restore_options(args)
     for msg in tiling_warnings(model.options(**opts), int(model.generator.lq_pad_multiple)):
         print(f'warning: {msg}', file=sys.stderr)

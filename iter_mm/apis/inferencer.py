@@ -54,8 +54,9 @@ class ITERInferencer(ImageSuperResolutionInferencer):
     files without ``vqgan.*``), ``allow_pickle`` (full training checkpoints; trusted files only). Unknown names
     are refused (:class:`~iter_mm.errors.InvalidOptionError`, also a TypeError, listing the valid ones), as are
     invalid restoration values. The output format is the extension of ``result_out_dir`` (a file path, replaced if
-    it exists, as in MMagic). ``infer`` returns the first frame as written: uint8/uint16, (H, W) grey or (H, W, 3|4) RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR:
-    pass ``img[..., ::-1]``): uint8, uint16 or float in [0, 1] (others: :class:`~iter_mm.errors.InvalidInputError`).
+    it exists, as in MMagic). ``infer`` returns the first frame as written: uint8/uint16, (H, W) grey or
+    (H, W, 3|4) RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR: pass ``img[..., ::-1]``): uint8, uint16 or
+    float in [0, 1] (others: :class:`~iter_mm.errors.InvalidInputError`).
     """
 
     #: every ``RestoreOptions`` field (None: the config's ``test_cfg``), the file and the loading options
