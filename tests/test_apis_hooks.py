@@ -87,9 +87,7 @@ def test_inferencer_refuses_unknown_parameters_missing_configs_and_ambiguous_arr
 def test_model_name_without_config_uses_the_registered_config():
     """``MMagicInferencer('iter')`` without ``model_config``: MMagic looks for the default config inside its own
     package; that path (and only that one) is mapped to ours."""
-    from mmagic.apis.mmagic_inferencer import MMagicInferencer
-
-    from iter_mm.apis.inferencer import _CONFIGS, _zoo_default_config
+    from iter_mm.apis.inferencer import _CONFIGS, MMagicInferencer, _zoo_default_config
     for name, scale in (('iter', 4), ('iter_x4', 4), ('iter_x2', 2)):
         kwargs = MMagicInferencer._get_inferencer_kwargs(MMagicInferencer.__new__(MMagicInferencer), name, None,
                                                          None, None, None, None)
@@ -108,11 +106,16 @@ model = dict(type='BaseEditModel',
 
 
 def test_other_mmagic_tasks_are_untouched(tiny, tmp_path):
-    """With ITER registered (the extension active), MMagic's own tasks still build MMagic's inferencers, unknown
-    tasks still fail as MMagic's do, and only ITER's task builds ITER's inferencer."""
-    from iter_mm.apis.inferencer import ITER_TASK, ITERInferencer, _create_inferencer
-    from mmagic.apis.inferencers import ImageSuperResolutionInferencer, Inferencers
-    assert Inferencers.__init__ is _create_inferencer
+    """Through iter_mm.apis' task dispatcher (a subclass of MMagic's), MMagic's own tasks still build MMagic's
+    inferencers, unknown tasks still fail as MMagic's do, and only ITER's task builds ITER's inferencer; MMagic's
+    own dispatcher is untouched and does not know ITER's task."""
+    from iter_mm.apis.inferencer import ITER_TASK, ITERInferencer
+    from iter_mm.apis.inferencer import _Inferencers as Inferencers
+    from mmagic.apis.inferencers import ImageSuperResolutionInferencer
+    from mmagic.apis.inferencers import Inferencers as MMagicInferencers
+    assert MMagicInferencers.__init__.__module__ == 'mmagic.apis.inferencers'
+    with pytest.raises(ValueError, match='Unknown inferencer task'):
+        MMagicInferencers(task=ITER_TASK)
     cfg = tmp_path / 'rrdb.py'
     cfg.write_text(TINY_RRDB)
     mmagic_sr = Inferencers('Image Super-Resolution', config=str(cfg), ckpt=None, device='cpu')

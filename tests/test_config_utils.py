@@ -129,9 +129,12 @@ def test_missing_data_folder_stops_before_the_runner(tmp_path):
     from iter_mm.engine.launch import check_data_folders
     cfg = load_config(osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py'),
                       {'val_dataloader.dataset.data_root': str(tmp_path / 'nope')})
-    with pytest.raises(SystemExit, match=r'val_dataloader.dataset.data_root: folder not found: .*nope.*--cfg-options'):
+    from iter_mm.errors import MissingDataError
+    with pytest.raises(MissingDataError, match=r'val_dataloader.dataset.data_root: folder not found: .*nope.*set the '
+                                               r'config key val_dataloader.dataset.data_root') as info:
         check_data_folders(cfg)
+    assert info.value.arguments == ('cfg_options',) and '--' not in str(info.value)  # a tool adds its flag
     check_data_folders(load_config(osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py')))  # None: scikit-image
     realsr = load_config(osp.join(ROOT, 'configs', 'iter', 'iter_x4_realsr.py'))
-    with pytest.raises(SystemExit, match=r'test_dataloader.dataset.data_root: folder not found'):
+    with pytest.raises(MissingDataError, match=r'test_dataloader.dataset.data_root: folder not found'):
         check_data_folders(realsr, ('test_dataloader', ))  # the real-world sets, inside a ConcatDataset too

@@ -12,6 +12,7 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 
 import iter_mm  # noqa: F401  (registers everything)
 from iter_mm.engine.launch import configure_launch, default_model_wrapper
+from iter_mm.errors import InvalidOptionError
 from iter_mm.utils.config import load_config
 from mmagic.registry import MODELS
 from mmagic.structures import DataSample
@@ -106,7 +107,7 @@ def test_configure_launch_on_cpu_only_machine(monkeypatch):
     stage1 = load_config(str(CONFIGS / 'swinvqgan_tiny.py'))  # testing: one plain DDP (no discriminator then)
     configure_launch(stage1, 'pytorch', testing=True)
     assert stage1.model_wrapper_cfg.type == 'MMDistributedDataParallel' and stage1.model_wrapper_cfg.device_ids is None
-    with pytest.raises(RuntimeError, match='needs GPUs'):
+    with pytest.raises(InvalidOptionError, match='needs GPUs'):
         configure_launch(load_config(str(CONFIGS / 'iter_x4_tiny.py')), 'mpi')
 
 
@@ -114,7 +115,7 @@ def test_cpu_process_group_needs_launcher_environment(monkeypatch):
     from iter_mm.engine.launch import init_cpu_process_group
     for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(RuntimeError, match='tools/dist_train.sh'):
+    with pytest.raises(InvalidOptionError, match='tools/dist_train.sh'):
         init_cpu_process_group('pytorch')
 
 

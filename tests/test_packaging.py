@@ -56,10 +56,8 @@ assert load_config('iter_mm::iter/swinvqgan_tiny.py').model.type == 'SwinVQGANMo
 assert load_config('iter::iter/iter_x2_realsr.py').model.generator.scale == 2
 from iter_mm.utils.checkpoint import load_manifest
 assert len(load_manifest('iter_x4')) == 1818
-from iter_mm.apis.inferencer import register_iter_inferencer
-from mmagic.apis import MMagicInferencer
-register_iter_inferencer()
-cfg = MMagicInferencer.inference_supported_models_cfg['iter']['settings'][0]['Config']
+from iter_mm.apis import MMagicInferencer
+cfg = MMagicInferencer.iter_models_cfg['iter']['settings'][0]['Config']
 assert cfg.startswith(site) and osp.isfile(cfg), cfg
 print('OK')
 '''

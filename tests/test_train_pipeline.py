@@ -163,7 +163,8 @@ def test_record_without_checkpoint_does_not_block(tmp_path):
     cfg.train_dataloader.dataset.data_root = 'photos'
     check_stage_record(cfg, 'stage I')  # no checkpoint: nothing to protect
     (tmp_path / 'w' / 'last_checkpoint').write_text('iter_1.pth')
-    with pytest.raises(SystemExit, match='stage I in .* was trained with other training data'):
+    from iter_mm.errors import OutputExistsError
+    with pytest.raises(OutputExistsError, match='stage I in .* was trained with other training data'):
         check_stage_record(cfg, 'stage I')
     assert (tmp_path / 'w' / STAGE_RECORD).is_file()
 

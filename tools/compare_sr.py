@@ -215,6 +215,7 @@ def build_model(spec: ModelSpec, scale: int, device: str, random_init: bool,
             raise ValueError(f"model '{spec.name}': bicubic takes no checkpoint")
         return lambda lq: F.interpolate(lq, scale_factor=scale, mode='bicubic', align_corners=False).clamp(0, 1)
     from iter_mm.apis.model_loader import init_model
+    from iter_mm.errors import ITERError
     from iter_mm.evaluation.metrics.pyiqa_metric import offline_weights
     from iter_mm.utils.quiet import quiet_mmengine
     from mmagic.structures import DataSample
@@ -227,6 +228,8 @@ def build_model(spec: ModelSpec, scale: int, device: str, random_init: bool,
             model = init_model(resolve_config(spec.config), spec.checkpoint, device=device,
                                cfg_options=spec.cfg_options or None, random_weights=random_init,
                                allow_pickle=unsafe_load)
+        except ITERError as err:  # the same refusal, naming the model (and the arguments for our flags)
+            raise type(err)(f"model '{spec.name}': {err}", arguments=err.arguments) from None
         except ValueError as err:
             raise ValueError(f"model '{spec.name}': {err}") from None
     scale_of = getattr(getattr(model, 'generator', None), 'scale', scale)
@@ -278,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"--crop-box expects IMAGE:X,Y, got '{item}'")
 
     metrics = build_metrics(args.metrics, args.crop_border, args.weight_files, bool(args.gt))
+    from iter_mm.errors import cli_message
     from iter_mm.evaluation.metrics.pyiqa_metric import MissingWeightsError
     models = {}
     for spec in args.model:
@@ -285,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
             models[spec.name] = build_model(spec, args.scale, args.device, args.random_init, args.iter_opts,
                                             args.unsafe_load)
         except (FileNotFoundError, ValueError, MissingWeightsError) as err:  # CheckpointMismatchError: ValueError
-            raise SystemExit(f'error: {err}') from err
+            raise SystemExit(cli_message(err, FLAGS)) from err
     os.makedirs(osp.join(args.out, 'crops'), exist_ok=True)
 
     rows: List[dict] = []
@@ -376,11 +380,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: this tool's option for each library argument a refusal may name
+FLAGS = dict(gt='--gt', metrics='--metrics', allow_pickle='--unsafe-load', random_weights='--random-init',
+             checkpoint='--model NAME=CONFIG:CKPT', cfg_options='--cfg-options')
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    from iter_mm.utils.quiet import quiet_tool, refusals_as_errors
-    with quiet_tool(args.verbose), refusals_as_errors():  # results and real problems only, as 'error: ...'
-        return run(args)
+    from iter_mm.errors import ITERError, cli_message
+    from iter_mm.utils.quiet import quiet_tool
+    with quiet_tool(args.verbose):  # results and real problems only, as 'error: ...' (exit status 1)
+        try:
+            return run(args)
+        except ITERError as err:
+            raise SystemExit(cli_message(err, FLAGS)) from None
+        except SystemExit as stop:  # this tool's own refusals; exit codes (argparse's 2) pass unchanged
+            if isinstance(stop.code, str) and not stop.code.startswith('error:'):
+                raise SystemExit(f'error: {stop.code}') from None
+            raise
 
 
 if __name__ == '__main__':

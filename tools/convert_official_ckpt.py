@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ''):  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from iter_mm.errors import cli_message  # noqa: E402
 from iter_mm.utils import checkpoint as ckpt  # noqa: E402  (pure torch: no MMCV / MMagic needed)
 
 
@@ -102,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         print(convert(args))
-    except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as err:
-        print(f'error: {err}', file=sys.stderr)
+    except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as err:  # ITERError: + our flags
+        print(cli_message(err, dict(vqgan='--vqgan', allow_pickle='--unsafe-load')), file=sys.stderr)
         return 2
     return 0
 

@@ -186,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = build_model(args.config, args.checkpoint, device, args.vqgan, args.unsafe_load)
     except (FileNotFoundError, RuntimeError, ValueError) as err:
-        raise SystemExit(f'error: {err}') from err
+        from iter_mm.errors import cli_message
+        raise SystemExit(cli_message(err, FLAGS)) from err
     opts = restore_options(args)
     for msg in tiling_warnings(model.options(**opts), int(model.generator.lq_pad_multiple)):
         print(f'warning: {msg}', file=sys.stderr)
@@ -238,11 +239,23 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+#: this tool's option for each library argument a refusal may name
+FLAGS = dict(checkpoint='-w/--checkpoint', vqgan='--vqgan', allow_pickle='--unsafe-load', frames='--frames')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    from iter_mm.utils.quiet import quiet_tool, refusals_as_errors
-    with quiet_tool(args.verbose), refusals_as_errors():  # results and real problems only, as 'error: ...'
-        return run(args)
+    from iter_mm.errors import ITERError, cli_message
+    from iter_mm.utils.quiet import quiet_tool
+    with quiet_tool(args.verbose):  # results and real problems only, as 'error: ...' (exit status 1)
+        try:
+            return run(args)
+        except ITERError as err:
+            raise SystemExit(cli_message(err, FLAGS)) from None
+        except SystemExit as stop:  # this tool's own refusals; exit codes (argparse's 2) pass unchanged
+            if isinstance(stop.code, str) and not stop.code.startswith('error:'):
+                raise SystemExit(f'error: {stop.code}') from None
+            raise
 
 
 if __name__ == '__main__':

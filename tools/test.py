@@ -14,11 +14,15 @@ import os.path as osp
 
 from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
 
 from iter_mm.engine.hooks import MetricsRecorderHook
 from iter_mm.engine.launch import check_data_folders, configure_launch
-from iter_mm.utils.config import inference_model_cfg, load_config_or_exit, training_only_keys
+from iter_mm.engine.runner import ITERRunner
+from iter_mm.errors import ITERError, cli_message
+from iter_mm.utils.config import inference_model_cfg, load_config, training_only_keys
+
+#: this tool's option for each library argument a refusal may name
+FLAGS = dict(cfg_options='--cfg-options', launcher='--launcher', work_dir='--work-dir')
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,7 +63,7 @@ def main() -> None:
     args = parse_args()
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
-    cfg = load_config_or_exit(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
         raise SystemExit(f'{args.config} defines no test_dataloader / test_evaluator to test on')
     check_data_folders(cfg, ('test_dataloader', ))
@@ -77,7 +81,7 @@ def main() -> None:
         cfg[key] = None
 
     weights = checked_weights(cfg.model, args.checkpoint, ignored)
-    runner = Runner.from_cfg(cfg)
+    runner = ITERRunner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     model.load_state_dict(weights, strict=True)
     runner.logger.info(f'Loaded {args.checkpoint} (strict)')
@@ -91,4 +95,7 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except ITERError as err:  # a refusal: 'error: ...', exit status 1
+        raise SystemExit(cli_message(err, FLAGS)) from None

@@ -10,13 +10,20 @@ Options follow MMagic's own tools/train.py: --work-dir, --resume [CKPT], --amp, 
 """
 import argparse
 import os
+import os.path as osp
 
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 from iter_mm.engine.launch import check_data_folders, prepare_training, refuse_overwriting_checkpoints
-from iter_mm.engine.stages import check_stage1_checkpoint
-from iter_mm.utils.config import load_config_or_exit
+from iter_mm.engine.runner import ITERRunner
+from iter_mm.engine.stages import check_stage1_checkpoint, stage1_config_path
+from iter_mm.errors import ITERError, MissingDataError, cli_message
+from iter_mm.utils.config import load_config
+
+#: this tool's option for each library argument a refusal may name
+FLAGS = {'resume': '--resume', 'work_dir': '--work-dir', 'cfg_options': '--cfg-options', 'amp': '--amp',
+         'auto_scale_lr': '--auto-scale-lr', 'launcher': '--launcher',
+         'model.vqgan_ckpt': '--cfg-options model.vqgan_ckpt=PATH'}
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,17 +45,34 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def _stage1_commands(cfg, cfg_path: str) -> str:
+    """The commands that make a missing stage-I checkpoint (``model.vqgan_ckpt``)."""
+    ckpt, stage1 = cfg.model.vqgan_ckpt, stage1_config_path(cfg, cfg_path)
+    make = (f'python tools/train.py {osp.relpath(stage1) if "::" not in stage1 else stage1}' if stage1 else
+            'python tools/train.py <the Swin-VQGAN config of this model>')
+    default_dir = osp.join('work_dirs', osp.splitext(osp.basename(stage1.split('::')[-1]))[0]) if stage1 else None
+    if osp.normpath(osp.dirname(ckpt) or '.') != (osp.normpath(default_dir) if default_dir else None):
+        make += f' --work-dir {osp.dirname(ckpt) or "."}'
+    return f'\n  Make it with:   {make}\n  or run both stages: python tools/train_pipeline.py {cfg_path}'
+
+
 def main() -> None:
     args = parse_args()
-    cfg = load_config_or_exit(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     prepare_training(cfg, args.config, launcher=args.launcher, work_dir=args.work_dir, amp=args.amp,
                      auto_scale_lr=args.auto_scale_lr, resume=args.resume)
     check_data_folders(cfg)  # a wrong folder stops here, not after the Runner's config dump
     refuse_overwriting_checkpoints(cfg)  # a fresh run never mixes its checkpoints with an earlier run's
-    check_stage1_checkpoint(cfg, args.config)  # an ITER config without its stage-I file stops here
-    runner = Runner.from_cfg(cfg)
+    try:
+        check_stage1_checkpoint(cfg, args.config)  # an ITER config without its stage-I file stops here
+    except MissingDataError as err:
+        raise SystemExit(cli_message(err, FLAGS) + _stage1_commands(cfg, args.config)) from None
+    runner = ITERRunner.from_cfg(cfg)  # MMEngine's Runner, reading its own checkpoints on torch >= 2.6
     runner.train()
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except ITERError as err:  # a refusal: 'error: ...', exit status 1
+        raise SystemExit(cli_message(err, FLAGS)) from None

@@ -23,13 +23,18 @@ import time
 
 from mmengine.config import DictAction
 from mmengine.dist import get_rank
-from mmengine.runner import Runner
 
 from iter_mm.engine.hooks import MetricsRecorderHook
 from iter_mm.engine.launch import check_data_folders, prepare_training
 from iter_mm.engine.stages import (check_stage_record, export_weights, final_checkpoint, stage1_config_path,
                                   stage_state, write_stage_record)
-from iter_mm.utils.config import inference_model_cfg, load_config_or_exit
+from iter_mm.engine.runner import ITERRunner
+from iter_mm.errors import ITERError, cli_message
+from iter_mm.utils.config import inference_model_cfg, load_config
+
+#: this tool's option for each library argument a refusal may name
+FLAGS = dict(cfg_options='--cfg-options / --stage1-cfg-options', work_dir='--work-dir', amp='--amp',
+             launcher='--launcher')
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,7 +68,7 @@ def run_stage(cfg, name: str) -> dict:
         return summary
     cfg.resume, cfg.load_from = state == 'resume', None
     start = time.time()
-    runner = Runner.from_cfg(cfg)
+    runner = ITERRunner.from_cfg(cfg)
     recorder = MetricsRecorderHook()
     runner.register_hook(recorder)
     runner.train()
@@ -83,7 +88,7 @@ def run_test(cfg, checkpoint: str) -> dict:
                 'val_evaluator'):
         cfg[key] = None
     start = time.time()
-    runner = Runner.from_cfg(cfg)
+    runner = ITERRunner.from_cfg(cfg)
     recorder = MetricsRecorderHook()
     runner.register_hook(recorder)
     metrics = runner.test() or recorder.metrics.get('test', {})
@@ -103,12 +108,12 @@ def print_summary(stages: list, path: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config_or_exit(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     stage1_path = stage1_config_path(cfg, args.config)
     if stage1_path is None:
         raise SystemExit(f'{args.config} names no stage-I config: add `stage1_config = \'swinvqgan_xxx.py\'` '
                          '(relative to the config\'s folder)')
-    cfg1 = load_config_or_exit(stage1_path, args.stage1_cfg_options)
+    cfg1 = load_config(stage1_path, args.stage1_cfg_options)
     for c, path in ((cfg1, stage1_path), (cfg, args.config)):
         check_data_folders(c)  # a wrong folder stops here, not after a Runner's config dump
         prepare_training(c, path, launcher=args.launcher, work_dir=_work_dir(args.work_dir, path), amp=args.amp)
@@ -133,4 +138,7 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except ITERError as err:  # a refusal: 'error: ...', exit status 1
+        raise SystemExit(cli_message(err, FLAGS)) from None

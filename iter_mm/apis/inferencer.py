@@ -1,12 +1,14 @@
 """ITER inside MMagic's Inferencer API.
 
-    from iter_mm.apis import MMagicInferencer  # MMagic's class; importing this module registers 'iter'
+    from iter_mm.apis import MMagicInferencer  # MMagic's class, subclassed to know 'iter' (MMagic's is unchanged)
     sr = MMagicInferencer('iter', model_config='configs/iter/iter_x4_realsr.py', model_ckpt='iter_x4.pth',
                           extra_parameters=dict(seed=1, tile=256))
     sr.infer(img='photo.jpg', result_out_dir='out/photo.png')
     sr.infer(img=cv2.imread('photo.png')[..., ::-1])  # arrays are RGB: uint8, uint16 or float in [0, 1]
 
-``ITERInferencer`` can also be used directly with the same arguments as MMagic's inferencers. Files are read and
+``ITERInferencer`` can also be used directly with the same arguments as MMagic's inferencers. MMagic 1.2 offers no
+registration for inferencer tasks; importing this module changes nothing of MMagic (:class:`MMagicInferencer` is a
+subclass with its own model table). Files are read and
 written exactly as ``tools/infer.py`` does (EXIF orientation, alpha, grey, 16 bit, ICC profile, EXIF, frames:
 ``iter_mm.utils.image_io``), so both give the same output for the same input and options.
 """
@@ -21,9 +23,11 @@ from ..utils.quiet import quiet_imports, quiet_mmengine, verbose_requested
 
 with quiet_imports():  # MMagic's inferencer stack imports diffusers, timm, clip, ... with their warnings
     from mmagic.apis.inferencers import ImageSuperResolutionInferencer, Inferencers
-    from mmagic.apis.mmagic_inferencer import MMagicInferencer
+    from mmagic.apis.mmagic_inferencer import MMagicInferencer as _MMagicInferencer
 from mmagic.structures import DataSample
+from mmengine.registry import init_default_scope
 
+from ..errors import InvalidOptionError
 from ..utils.config import load_config
 from ..utils.config_paths import configs_root
 from ..utils.image_io import Picture, picture_from_array, read_picture
@@ -48,10 +52,11 @@ class ITERInferencer(ImageSuperResolutionInferencer):
     'all'), ``to_srgb`` (bool), ``quality`` (JPEG/WebP, 1-100). Loading parameters (``init_model``'s, used when
     the model is built, so only at construction): ``vqgan`` (the authors' ``ITER_swinvqgan.pth`` for their ITER
     files without ``vqgan.*``), ``allow_pickle`` (full training checkpoints; trusted files only). Unknown names
-    are refused (TypeError listing the valid ones), as are invalid restoration values. The output format is the
-    extension of ``result_out_dir`` (a file path, replaced if it exists, as in MMagic). ``infer`` returns the first
-    frame as written: uint8/uint16, (H, W) grey or (H, W, 3|4) RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR:
-    pass ``img[..., ::-1]``): uint8, uint16 or float in [0, 1] (others: TypeError / ValueError).
+    are refused (:class:`~iter_mm.errors.InvalidOptionError`, also a TypeError, listing the valid ones), as are
+    invalid restoration values. The output format is the extension of ``result_out_dir`` (a file path, replaced if
+    it exists, as in MMagic). ``infer`` returns the first frame as written: uint8/uint16, (H, W) grey or
+    (H, W, 3|4) RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR: pass ``img[..., ::-1]``): uint8, uint16 or
+    float in [0, 1] (others: :class:`~iter_mm.errors.InvalidInputError`).
     """
 
     #: every ``RestoreOptions`` field (None: the config's ``test_cfg``), the file and the loading options
@@ -77,7 +82,7 @@ class ITERInferencer(ImageSuperResolutionInferencer):
             return
         unknown = sorted(set(given) - set(self.extra_parameters))
         if unknown:
-            raise TypeError(f'unknown extra_parameters {unknown}; valid: restoration options '
+            raise InvalidOptionError(f'unknown extra_parameters {unknown}; valid: restoration options '
                             f'{list(RestoreOptions.names())}, file options {list(self.io_parameters)}, loading '
                             f'options {list(self.load_parameters)}')
         RestoreOptions(**{k: v for k, v in given.items() if k in RestoreOptions.names() and v is not None})
@@ -89,7 +94,7 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         self._check_parameters(given)
         changed = [k for k in self.load_parameters if k in given and given[k] != self._load[k]]
         if changed:
-            raise ValueError(f'extra_parameters {changed} apply when the model is loaded: pass them when the '
+            raise InvalidOptionError(f'extra_parameters {changed} apply when the model is loaded: pass them when the '
                              'inferencer is created')
         super()._update_extra_parameters(**kwargs)
 
@@ -98,7 +103,10 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         ``vqgan`` and ``allow_pickle`` extra parameters go to it."""
         allow_pickle = self._load['allow_pickle']
         if not isinstance(allow_pickle, bool):  # bool('false') is True: only a real True unpickles
-            raise TypeError(f'extra_parameters allow_pickle must be True or False, got {allow_pickle!r}')
+            raise InvalidOptionError(f'extra_parameters allow_pickle must be True or False, got {allow_pickle!r}')
+        if ckpt is None:  # (init_model would speak of its own arguments)
+            raise InvalidOptionError('no checkpoint given: pass model_ckpt (MMagicInferencer) or ckpt '
+                                     '(ITERInferencer)', arguments=('ckpt',))
         return init_model(cfg, ckpt, device=device or 'cpu', vqgan=self._load['vqgan'], allow_pickle=allow_pickle)
 
     def _init_pipeline(self, cfg):
@@ -151,20 +159,6 @@ class ITERInferencer(ImageSuperResolutionInferencer):
                 del pred.sr_picture
         return super().postprocess(preds, imgs, is_batch, get_datasample)
 
-def _create_inferencer(self, task=None, config=None, ckpt=None, device=None, extra_parameters=None,
-                       seed=2022) -> None:
-    """``Inferencers.__init__`` extended with ITER's task; every other task goes to MMagic unchanged."""
-    if task == ITER_TASK:
-        self.task = task
-        if isinstance(config, str):
-            config = _zoo_default_config(config)
-        self.inferencer = ITERInferencer(config, ckpt, device, extra_parameters, seed=seed)
-    else:
-        _mmagic_inferencers_init(self, task, config, ckpt, device, extra_parameters, seed)
-
-
-_mmagic_inferencers_init = Inferencers.__init__
-
 
 def _default_config(name: str) -> str:
     """The config registered for model name ``name`` ('iter', 'iter_x4', 'iter_x2')."""
@@ -186,20 +180,65 @@ def _zoo_default_config(config: str) -> str:
     return config
 
 
-def register_iter_inferencer() -> None:
-    """Make ``MMagicInferencer('iter', model_config=..., model_ckpt=...)`` build an :class:`ITERInferencer`."""
-    if Inferencers.__init__ is not _create_inferencer:
-        Inferencers.__init__ = _create_inferencer
-    if not verbose_requested():  # MMagic warns whenever model_config is given; ITER always takes one
-        warnings.filterwarnings('ignore', message=r"iter(_x[24])?'s default config is overridden",
-                                category=UserWarning)
-    MMagicInferencer.init_inference_supported_models_cfg()
-    for name in ITER_MODEL_NAMES:
-        if name not in MMagicInferencer.inference_supported_models:
-            MMagicInferencer.inference_supported_models.append(name)
-        config = _default_config(name)
-        MMagicInferencer.inference_supported_models_cfg[name] = dict(
-            task=ITER_TASK, settings=[dict(Name=osp.splitext(osp.basename(config))[0], Config=config)])
+class _Inferencers(Inferencers):
+    """MMagic's task dispatcher, knowing ITER's task too; every other task goes to MMagic unchanged."""
+
+    def __init__(self, task: Optional[str] = None, config=None, ckpt: Optional[str] = None, device=None,
+                 extra_parameters: Optional[Dict] = None, seed: int = 2022) -> None:
+        if task != ITER_TASK:
+            super().__init__(task, config, ckpt, device, extra_parameters, seed)
+            return
+        self.task = task
+        if isinstance(config, str):
+            config = _zoo_default_config(config)
+        self.inferencer = ITERInferencer(config, ckpt, device, extra_parameters, seed=seed)
 
 
-register_iter_inferencer()  # where the Inferencer is used: importing this module (not `import iter_mm`)
+class MMagicInferencer(_MMagicInferencer):
+    """MMagic's ``MMagicInferencer`` that also knows ITER (``'iter'``, ``'iter_x4'``, ``'iter_x2'``), with the same
+    arguments; every other model goes to MMagic unchanged. MMagic 1.2 has no registration for inferencer tasks, so
+    this subclass adds ITER's task to its own copies of the model tables; MMagic's class is left as it is.
+
+    Example:
+        >>> from iter_mm.apis import MMagicInferencer
+        >>> sr = MMagicInferencer('iter', model_config='configs/iter/iter_x4_realsr.py', model_ckpt='ITER_x4.pth')
+    """
+
+    inference_supported_models = [*_MMagicInferencer.inference_supported_models, *ITER_MODEL_NAMES]
+    #: ITER's entries; MMagic's own are read from its metafiles on first use (``get_model_config``)
+    iter_models_cfg = {name: dict(task=ITER_TASK, settings=[dict(Name=osp.basename(cfg)[:-3], Config=cfg)])
+                       for name, cfg in ((n, _default_config(n)) for n in ITER_MODEL_NAMES)}
+
+    def __init__(self, model_name: Optional[str] = None, model_setting: Optional[int] = None,
+                 config_name: Optional[str] = None, model_config: Optional[str] = None,
+                 model_ckpt: Optional[str] = None, device=None, extra_parameters: Optional[Dict] = None,
+                 seed: int = 2022, **kwargs) -> None:
+        init_default_scope('mmagic')
+        with warnings.catch_warnings():
+            if model_name in ITER_MODEL_NAMES and not verbose_requested():  # ITER always takes model_config
+                warnings.filterwarnings('ignore', message=r"iter(_x[24])?'s default config is overridden",
+                                        category=UserWarning)
+            inferencer_kwargs = self._get_inferencer_kwargs(model_name, model_setting, config_name, model_config,
+                                                            model_ckpt, extra_parameters)
+        self.inferencer = _Inferencers(device=device, seed=seed, **inferencer_kwargs)
+
+    def get_model_config(self, model_name: str) -> Dict:
+        """The task and settings of ``model_name`` (ITER's, else MMagic's)."""
+        if model_name in self.iter_models_cfg:
+            return self.iter_models_cfg[model_name]
+        _MMagicInferencer.init_inference_supported_models_cfg()
+        return super().get_model_config(model_name)
+
+    @staticmethod
+    def get_inference_supported_models() -> List:
+        return list(MMagicInferencer.inference_supported_models)
+
+    @staticmethod
+    def get_inference_supported_tasks() -> List:
+        return sorted(set(_MMagicInferencer.get_inference_supported_tasks()) | {ITER_TASK})
+
+    @staticmethod
+    def get_task_supported_models(task: str) -> List:
+        if task == ITER_TASK:
+            return list(ITER_MODEL_NAMES)
+        return _MMagicInferencer.get_task_supported_models(task)

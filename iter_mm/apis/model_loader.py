@@ -14,7 +14,7 @@ Every front end uses :func:`init_model` (``tools/infer.py``, ``ITERInferencer``,
 Loading is strict: every tensor of the model must come from the file, with its shape, and nothing but the
 stripped training-only parts may be left over. A Swin-VQGAN-only file for an ITER config, an x2 file for an x4
 config, or a file of another model is refused with a :class:`CheckpointMismatchError` that says what the file is
-and what the config needs.
+and what the config needs (:mod:`iter_mm.errors`; also importable from here).
 """
 from __future__ import annotations
 
@@ -25,16 +25,13 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ..errors import CheckpointMismatchError, InvalidOptionError, MissingDataError
 from ..utils.checkpoint import (VQGAN_OPTION, convert_official, detect_kind, extract_state_dict,
                                 load_checkpoint_file, unwrap_model_state)
 
 __all__ = ['CheckpointMismatchError', 'init_model', 'load_model_weights']
 
 GENERATOR = 'generator.'
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint does not hold the weights of the model its config builds (wrong kind, scale or keys)."""
 
 
 def _is_iter(model: nn.Module) -> bool:
@@ -94,10 +91,10 @@ def _network_state(model: nn.Module, sd: Mapping[str, Tensor], vqgan, allow_pick
         try:
             net_sd = convert_official(net_sd, vqgan, allow_pickle=allow_pickle)
         except ValueError as err:
-            raise CheckpointMismatchError(f'{source}: {err}') from None
+            raise CheckpointMismatchError(f'{source}: {err}', arguments=getattr(err, 'arguments', ())) from None
     elif vqgan is not None:
-        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; vqgan (Python) / --vqgan (CLI) is only '
-                                      'for the authors\' ITER files without vqgan.*')
+        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; vqgan is only for the authors\' ITER '
+                                      'files without vqgan.*', arguments=('vqgan',))
     full = {GENERATOR + k: v for k, v in net_sd.items()}
     own = model.state_dict()
     if _is_swinvqgan(model) and kind.layout == 'official':  # the EMA copy of the generator has the same weights
@@ -138,7 +135,7 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, Mapping], *, vqg
         try:
             obj = load_checkpoint_file(checkpoint, allow_pickle=allow_pickle)
         except RuntimeError as err:  # unreadable, or pickled objects without allow_pickle
-            raise CheckpointMismatchError(str(err)) from None
+            raise CheckpointMismatchError(str(err), arguments=getattr(err, 'arguments', ())) from None
     try:
         sd, _ = extract_state_dict(obj)
     except ValueError as err:
@@ -146,7 +143,7 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, Mapping], *, vqg
     if _is_iter(model) or _is_swinvqgan(model):
         sd = _network_state(model, sd, vqgan, allow_pickle, source)
     elif vqgan is not None:
-        raise CheckpointMismatchError(f'vqgan= is only for ITER models, not {_describe(model)}')
+        raise CheckpointMismatchError(f'vqgan= is only for ITER models, not {_describe(model)}', arguments=('vqgan',))
     _load_strict(model, sd, ignored, source)
 
 
@@ -165,7 +162,8 @@ def init_model(config, checkpoint: Optional[Union[str, Mapping]] = None, *, devi
         random_weights: keep the constructor's (random) weights when ``checkpoint`` is None, without warnings.
 
     Raises:
-        FileNotFoundError: a config or checkpoint file does not exist.
+        MissingDataError: a config or checkpoint file does not exist.
+        InvalidOptionError: no checkpoint and not ``random_weights``.
         CheckpointMismatchError: the checkpoint is not the model's (message: what it is, what is needed).
     """
     from ..utils.config import inference_model_cfg, load_config, training_only_keys
@@ -181,10 +179,10 @@ def init_model(config, checkpoint: Optional[Union[str, Mapping]] = None, *, devi
         from mmengine.registry import init_default_scope
         init_default_scope(cfg.get('default_scope', None) or 'mmagic')
     if checkpoint is None and not random_weights:
-        raise ValueError('no checkpoint given: pass the model\'s checkpoint, or random_weights=True / '
-                         '--random-init for a demo with random weights')
+        raise InvalidOptionError('no checkpoint given: pass the model\'s checkpoint, or random_weights=True for a '
+                                 'demo with random weights', arguments=('checkpoint', 'random_weights'))
     if isinstance(checkpoint, (str, os.PathLike)) and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
+        raise MissingDataError(f'checkpoint file not found: {checkpoint}', arguments=('checkpoint',))
     ignored = training_only_keys(cfg.model)
     with quiet_mmengine():
         model = MODELS.build(inference_model_cfg(cfg.model))

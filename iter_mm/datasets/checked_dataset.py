@@ -17,6 +17,8 @@ from mmengine.fileio import LocalBackend
 from mmagic.datasets import BasicImageDataset
 from mmagic.registry import DATASETS
 
+from ..errors import InvalidInputError, MissingDataError
+
 
 @DATASETS.register_module()
 class CheckedImageDataset(BasicImageDataset):
@@ -36,7 +38,7 @@ class CheckedImageDataset(BasicImageDataset):
             raise UnreadableImageError(
                 f'{self.__class__.__name__}: {bad[0]} is not a readable image (corrupt, truncated, empty or not an '
                 f'image file; {type(err).__name__} in the pipeline): remove or replace it, then rerun (training: '
-                'with --resume)') from err
+                'resume it)') from err
 
     def load_data_list(self) -> List[dict]:
         local = isinstance(self.file_backend, LocalBackend)
@@ -44,11 +46,11 @@ class CheckedImageDataset(BasicImageDataset):
         if local:
             for key, folder in self.data_prefix.items():
                 if not osp.isdir(folder):
-                    raise FileNotFoundError(
+                    raise MissingDataError(
                         f'{name}: folder for {key!r} not found: {folder!r} '
                         f'(data_root={self.data_root!r})')
             if self.use_ann_file and not osp.isfile(self.ann_file):
-                raise FileNotFoundError(f'{name}: annotation file not found: '
+                raise MissingDataError(f'{name}: annotation file not found: '
                                         f'{self.ann_file!r}')
         data_list = super().load_data_list()
         if not data_list:
@@ -56,7 +58,7 @@ class CheckedImageDataset(BasicImageDataset):
             tmpl = self.filename_tmpl[self.search_key]
             nested = (local and not self.use_ann_file and not getattr(self, 'recursive', False) and osp.isdir(folder)
                       and any(e.is_dir() for e in os.scandir(folder)))
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f'{name}: no image matching {tmpl!r} with suffix in {self.img_suffix} in '
                 f'{folder!r}' + (f' (from {self.ann_file!r})' if self.use_ann_file else '')
                 + ('; its subfolders are not searched unless the dataset has recursive=True' if nested else ''))
@@ -66,13 +68,13 @@ class CheckedImageDataset(BasicImageDataset):
                 if not osp.isfile(d[f'{key}_path'])
             ]
             if missing:
-                raise FileNotFoundError(
+                raise MissingDataError(
                     f'{name}: {len(missing)} listed file(s) missing, e.g. {missing[:3]}')
         return data_list
 
 
-class UnreadableImageError(RuntimeError):
-    """A dataset file that OpenCV cannot decode."""
+class UnreadableImageError(InvalidInputError, RuntimeError):
+    """A dataset file that OpenCV cannot decode (also a RuntimeError, as before the hierarchy)."""
 
 
 def _decodes(path: str) -> bool:

@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence
 
 from mmagic.registry import DATASETS
 
+from ..errors import InvalidOptionError, MissingDataError
 from .checked_dataset import CheckedImageDataset
 
 #: Training photos (file names in skimage/data).
@@ -64,14 +65,15 @@ class SkimagePhotoDataset(CheckedImageDataset):
                  data_prefix: Optional[dict] = None,
                  **kwargs) -> None:
         if split not in SKIMAGE_SPLITS:
-            raise ValueError(f'SkimagePhotoDataset: unknown split {split!r}; use one of {sorted(SKIMAGE_SPLITS)}')
+            raise InvalidOptionError(f'SkimagePhotoDataset: unknown split {split!r}; use one of '
+                                     f'{sorted(SKIMAGE_SPLITS)}')
         self.skimage_dir = skimage_data_dir()
         self.list_folder = (names is None and data_root is not None
                             and osp.realpath(data_root) != osp.realpath(self.skimage_dir))
         if names is None:
             names = SKIMAGE_SPLITS[split]
         if not names:
-            raise ValueError('SkimagePhotoDataset: empty list of names')
+            raise InvalidOptionError('SkimagePhotoDataset: empty list of names')
         self.split, self.names = split, tuple(names)
         kwargs.setdefault('metainfo', dict(dataset_type=f'skimage_{split}', task_name='real_sr'))
         super().__init__(data_root=self.skimage_dir if data_root is None else data_root,
@@ -89,6 +91,6 @@ class SkimagePhotoDataset(CheckedImageDataset):
             data_list.append(data)
         missing = [d[f'{k}_path'] for d in data_list for k in self.data_prefix if not osp.isfile(d[f'{k}_path'])]
         if missing:
-            raise FileNotFoundError(f'SkimagePhotoDataset: {len(missing)} image(s) missing, e.g. {missing[:3]} '
-                                    f'(data_root={self.data_root!r})')
+            raise MissingDataError(f'SkimagePhotoDataset: {len(missing)} image(s) missing, e.g. {missing[:3]} '
+                                   f'(data_root={self.data_root!r})')
         return data_list

@@ -1,5 +1,4 @@
-"""Runner hooks and MMEngine integration."""
-from . import checkpoint_loader, hooks, launch, optimizers  # noqa: F401
-from .config_format import reuse_config_formatting
-
-reuse_config_formatting()  # each config text is formatted once per process, not at every log / dump / checkpoint
+"""Runner, hooks and MMEngine integration. Importing this package changes nothing of MMEngine: the tools build
+:class:`~.runner.ITERRunner` explicitly, and :func:`~.config_format.reuse_config_formatting` is opt-in."""
+from . import hooks, launch, optimizers  # noqa: F401
+from .runner import ITERRunner  # noqa: F401

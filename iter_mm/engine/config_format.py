@@ -3,6 +3,9 @@ Runner logs the config, hands it to the visualiser, records it in the run's meta
 checkpoint. For the ITER configs (60-80 kB of text, mostly data pipelines) each formatting takes 2-3 s, about a
 dozen seconds per run, most of a short run's set-up. yapf's ``FormatCode`` is a pure function of its arguments, so
 keeping the result for a text already formatted changes no output.
+
+Opt-in: nothing of iter-mm calls :func:`reuse_config_formatting` (``import iter_mm`` leaves MMEngine as it is); the
+test suite does (``tests/conftest.py``), and so may an application that runs many Runners in one process.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, ConfigDict
 
+from ..errors import InvalidOptionError, MissingDataError, OutputExistsError
+
 #: Wrapper used when a config defines none: GAN-style models with one optimizer per network need separate
 #: DDP wrappers (their ``train_step`` runs G and D updates itself), single-optimizer models one DDP.
 SEPARATE_WRAPPER = 'MMSeparateDistributedDataParallel'
@@ -52,8 +54,8 @@ def init_cpu_process_group(launcher: str, timeout_s: Optional[int] = None) -> No
         _slurm_env()
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
     if missing:
-        raise RuntimeError(f'--launcher {launcher}: environment variables {missing} are not set; start the '
-                           'processes with tools/dist_train.sh (torchrun) or srun')
+        raise InvalidOptionError(f'launcher {launcher!r}: environment variables {missing} are not set; start the '
+                                 'processes with torchrun (tools/dist_train.sh) or srun', arguments=('launcher',))
     kwargs = dict(timeout=timedelta(seconds=timeout_s)) if timeout_s else {}
     torch_dist.init_process_group(backend='gloo', init_method='env://', rank=int(os.environ['RANK']),
                                   world_size=int(os.environ['WORLD_SIZE']), **kwargs)
@@ -78,8 +80,8 @@ def configure_launch(cfg: Config, launcher: str, testing: bool = False) -> str:
     if device == 'cuda':
         return device
     if launcher not in ('pytorch', 'slurm'):
-        raise RuntimeError(f'--launcher {launcher} needs GPUs; on a CPU-only machine use pytorch (torchrun, '
-                           'tools/dist_train.sh) or slurm')
+        raise InvalidOptionError(f'launcher {launcher!r} needs GPUs; on a CPU-only machine use pytorch (torchrun, '
+                                 'tools/dist_train.sh) or slurm', arguments=('launcher',))
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())
     dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
     dist_cfg['backend'] = 'gloo'
@@ -104,10 +106,11 @@ def _is_ddp_subclass(wrapper_type) -> bool:
 
 
 def refuse_overwriting_checkpoints(cfg: Config) -> None:
-    """Stop a fresh run (no ``--resume``) whose work dir holds checkpoints of an earlier run.
+    """Refuse (:class:`~iter_mm.errors.OutputExistsError`) a fresh run (no ``resume``) whose work dir holds
+    checkpoints of an earlier run.
 
     MMEngine would write over ``iter_N.pth`` and ``last_checkpoint`` and keep the rest, mixing two runs. The user
-    chooses: ``--resume`` continues the earlier run, another ``--work-dir`` starts a new one.
+    chooses: ``resume`` continues the earlier run, another ``work_dir`` starts a new one.
     """
     import glob
     import os.path as osp
@@ -119,13 +122,15 @@ def refuse_overwriting_checkpoints(cfg: Config) -> None:
     if not found and not osp.isfile(last):
         return
     names = ', '.join(osp.basename(p) for p in found[:4]) + (f' and {len(found) - 4} more' if len(found) > 4 else '')
-    raise SystemExit(f'work dir {work_dir} already holds checkpoints of an earlier run ({names or "last_checkpoint"}); '
-                     'a fresh run would write over some of them and keep the others. Continue that run with --resume, '
-                     'or train into another --work-dir.')
+    raise OutputExistsError(f'work dir {work_dir} already holds checkpoints of an earlier run '
+                            f'({names or "last_checkpoint"}); a fresh run would write over some of them and keep the '
+                            'others. Continue that run (resume), or train into another work_dir.',
+                            arguments=('resume', 'work_dir'))
 
 
 def check_data_folders(cfg: Config, loaders: tuple = ('train_dataloader', 'val_dataloader')) -> None:
-    """Stop before the Runner starts (and dumps its config) when a loader's local ``data_root`` folder is missing.
+    """Refuse (:class:`~iter_mm.errors.MissingDataError`) before the Runner starts (and dumps its config) when a
+    loader's local ``data_root`` folder is missing.
 
     Datasets check their folders again, in more detail, when they are built (``CheckedImageDataset``).
     """
@@ -147,17 +152,23 @@ def check_data_folders(cfg: Config, loaders: tuple = ('train_dataloader', 'val_d
             for ds in datasets(loader.get('dataset')):
                 root = ds.get('data_root')
                 if isinstance(root, str) and '://' not in root and not osp.isdir(root):
-                    raise SystemExit(f'{key}.dataset.data_root: folder not found: {root!r} ({osp.abspath(root)}); '
-                                     f'set it with --cfg-options {key}.dataset.data_root=DIR')
+                    raise MissingDataError(f'{key}.dataset.data_root: folder not found: {root!r} '
+                                           f'({osp.abspath(root)}); set the config key {key}.dataset.data_root '
+                                           'to an existing folder', arguments=('cfg_options',))
 
 
 def prepare_training(cfg: Config, cfg_path: str, launcher: str = 'none', work_dir: Optional[str] = None,
                      amp: bool = False, auto_scale_lr: bool = False, resume: Optional[str] = None) -> Config:
-    """Apply ``tools/train.py``'s options to ``cfg`` (in place) and return it.
+    """Apply the training options to ``cfg`` (in place) and return it.
 
     Args:
         cfg_path: the config's path (``mmagic::`` allowed); names the default work dir.
-        resume: None (fresh), 'auto' (latest checkpoint of the work dir) or a checkpoint path.
+        resume: None (fresh), 'auto' (latest checkpoint of the work dir; a warning when there is none yet) or a
+            checkpoint path.
+
+    Raises:
+        InvalidOptionError: ``auto_scale_lr`` without the config's ``auto_scale_lr.base_batch_size``.
+        MissingDataError: ``resume`` names a file that does not exist.
     """
     import os.path as osp
     from ..utils.config import enable_amp
@@ -170,14 +181,17 @@ def prepare_training(cfg: Config, cfg_path: str, launcher: str = 'none', work_di
         enable_amp(cfg, device=device)  # CUDA: fp16 + loss scaling; CPU: bf16 autocast
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise SystemExit('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config')
+            raise InvalidOptionError('auto_scale_lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config',
+                                     arguments=('auto_scale_lr',))
         cfg.auto_scale_lr.enable = True
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
         if not osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):  # MMEngine would log "resumed from None"
-            print(f'--resume: no checkpoint in {cfg.work_dir} yet: training starts from the beginning', flush=True)
+            import warnings
+            warnings.warn(f'resume: no checkpoint in {cfg.work_dir} yet: training starts from the beginning',
+                          stacklevel=2)
     elif resume is not None:
         if not osp.isfile(resume):
-            raise SystemExit(f'--resume: checkpoint not found: {resume}')
+            raise MissingDataError(f'resume: checkpoint not found: {resume}', arguments=('resume',))
         cfg.resume, cfg.load_from = True, resume
     return cfg

@@ -11,6 +11,8 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from ..errors import MissingDataError, OutputExistsError
+
 #: Model types trained on a frozen stage-I VQGAN.
 STAGE2_MODELS = ('ITERModel',)
 
@@ -43,7 +45,8 @@ def stage_state(cfg: Config) -> str:
 
 
 def check_stage1_checkpoint(cfg: Config, cfg_path: str) -> None:
-    """Stop before any work when an ITER config's stage-I checkpoint is missing, naming the command to make it.
+    """Refuse (:class:`~iter_mm.errors.MissingDataError`) before any work an ITER config whose stage-I checkpoint
+    is missing, saying how to make it (the stage-I config and the work dir that writes that file).
 
     Nothing is checked when training resumes or loads a full checkpoint (``resume`` / ``load_from``): their
     VQGAN weights come from that file.
@@ -55,17 +58,12 @@ def check_stage1_checkpoint(cfg: Config, cfg_path: str) -> None:
     if ckpt is None or osp.isfile(ckpt):
         return
     stage1 = stage1_config_path(cfg, cfg_path)
-    make = (f'python tools/train.py {osp.relpath(stage1) if "::" not in stage1 else stage1}' if stage1 else
-            'python tools/train.py <the Swin-VQGAN config of this model>')
-    default_dir = osp.join('work_dirs', osp.splitext(osp.basename(stage1.split('::')[-1]))[0]) if stage1 else None
-    if osp.normpath(osp.dirname(ckpt) or '.') != (osp.normpath(default_dir) if default_dir else None):
-        make += f' --work-dir {osp.dirname(ckpt) or "."}  (it writes iter_<max_iters>.pth there)'
-    raise SystemExit(
-        f'stage-I checkpoint not found: model.vqgan_ckpt={ckpt!r}.\n'
-        f'  Make it with:   {make}\n'
-        f'  or run both stages: python tools/train_pipeline.py {cfg_path}\n'
-        '  or point model.vqgan_ckpt at an existing one (--cfg-options model.vqgan_ckpt=PATH), e.g. the authors\' '
-        'ITER_swinvqgan.pth converted with tools/convert_official_ckpt.py.')
+    config = (osp.relpath(stage1) if '::' not in stage1 else stage1) if stage1 else 'the Swin-VQGAN config'
+    raise MissingDataError(
+        f'stage-I checkpoint not found: model.vqgan_ckpt={ckpt!r}. Train {config} with work_dir '
+        f'{osp.dirname(ckpt) or "."!r} (it writes iter_<max_iters>.pth there), train both stages as a pipeline, or '
+        'point model.vqgan_ckpt at an existing Swin-VQGAN checkpoint (e.g. the authors\' ITER_swinvqgan.pth, '
+        'converted).', arguments=('model.vqgan_ckpt',))
 
 
 def export_weights(checkpoint: str, target: str) -> str:
@@ -107,7 +105,8 @@ def stage_record(cfg: Config) -> dict:
 
 
 def check_stage_record(cfg: Config, name: str) -> None:
-    """Stop when ``cfg``'s work dir holds a stage the pipeline trained with another model, training data or
+    """Refuse (:class:`~iter_mm.errors.OutputExistsError`) when ``cfg``'s work dir holds a stage the pipeline
+    trained with another model, training data or
     stage-I checkpoint: skipping or resuming it would silently keep the old result. A record without a checkpoint
     (a first start that failed before saving one) is no result: nothing is checked."""
     import json
@@ -121,10 +120,10 @@ def check_stage_record(cfg: Config, name: str) -> None:
     if differ:
         what = {'model': 'another model', 'training_data': 'other training data',
                 'stage1_checkpoint': 'another stage-I checkpoint'}
-        raise SystemExit(
+        raise OutputExistsError(
             f'{name} in {cfg.work_dir} was trained with {" and ".join(what.get(k, k) for k in differ)} than this '
-            'command\'s; the pipeline would skip or resume it unchanged. Train into another --work-dir '
-            f'(or delete {cfg.work_dir} to train {name} anew).')
+            'one; the pipeline would skip or resume it unchanged. Train into another work_dir '
+            f'(or delete {cfg.work_dir} to train {name} anew).', arguments=('work_dir',))
 
 
 def write_stage_record(cfg: Config) -> None:

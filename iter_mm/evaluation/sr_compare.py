@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InvalidOptionError
+
 __all__ = ['PeakMemory', 'build_metrics', 'score', 'match_gt', 'write_summary', 'to_uint8', 'side_by_side']
 
 
@@ -81,9 +83,11 @@ def build_metrics(names: Sequence[str], crop_border: int, weight_files: Dict[str
         impl = 'mmagic' if base == 'niqe_mmagic' else 'pyiqa'
         base = 'niqe' if impl == 'mmagic' else base
         if base not in DEFAULT_CONFIGS:
-            raise SystemExit(f"unknown metric '{name}' (pyiqa names or 'niqe_mmagic', optionally '@Y' / '@gray')")
+            raise InvalidOptionError(f"unknown metric '{name}' (pyiqa names or 'niqe_mmagic', optionally '@Y' / "
+                                     "'@gray')", arguments=('metrics',))
         if DEFAULT_CONFIGS[base]['metric_mode'] == 'FR' and not has_gt:
-            raise SystemExit(f"metric '{name}' is full-reference: give --gt")
+            raise InvalidOptionError(f"metric '{name}' is full-reference: it needs ground-truth images (gt)",
+                                     arguments=('gt',))
         metrics[name] = PyIQAMetric(base, niqe_impl=impl, weight_files=weight_files, crop_border=crop_border,
                                     input_range=1., metric_key=name, convert_to=convert or None,
                                     channel_order='rgb')

@@ -8,6 +8,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from ..errors import InvalidInputError, InvalidOptionError
 from ..utils.color import color_correction as _color_correction
 from ..utils.padding import crop_to, pad_to_multiple, padded_apply
 from ..utils.tiling import auto_tile_size, cpu_max_pixels, model_width_factor, tiled_apply
@@ -23,26 +24,26 @@ DTYPES = {'fp32': None, 'float32': None, 'bf16': torch.bfloat16, 'bfloat16': tor
 def check_lq(lq: Tensor) -> None:
     """Raise a clear error unless ``lq`` is a finite float (B, 3, h, w) tensor in [0, 1]."""
     if not isinstance(lq, Tensor):
-        raise TypeError(f'lq must be a torch.Tensor, got {type(lq).__name__}')
+        raise InvalidInputError(f'lq must be a torch.Tensor, got {type(lq).__name__}')
     if lq.dim() != 4 or lq.shape[1] != 3:
-        raise ValueError(f'lq must have shape (B, 3, h, w) (RGB), got {tuple(lq.shape)}')
+        raise InvalidInputError(f'lq must have shape (B, 3, h, w) (RGB), got {tuple(lq.shape)}')
     if not lq.is_floating_point():
-        raise TypeError(f'lq must be a float tensor with values in [0, 1], got dtype {lq.dtype} '
-                        '(divide 8-bit images by 255, 16-bit by 65535)')
+        raise InvalidInputError(f'lq must be a float tensor with values in [0, 1], got dtype {lq.dtype} '
+                                '(divide 8-bit images by 255, 16-bit by 65535)')
     if lq.numel() == 0:
-        raise ValueError(f'lq is empty: shape {tuple(lq.shape)}')
+        raise InvalidInputError(f'lq is empty: shape {tuple(lq.shape)}')
     lo, hi = torch.aminmax(lq.float())
     if not (torch.isfinite(lo) and torch.isfinite(hi)):
-        raise ValueError('lq contains NaN or infinite values')
+        raise InvalidInputError('lq contains NaN or infinite values')
     if lo < 0 or hi > 1:
-        raise ValueError(f'lq values must lie in [0, 1], got [{lo.item():.4g}, {hi.item():.4g}]')
+        raise InvalidInputError(f'lq values must lie in [0, 1], got [{lo.item():.4g}, {hi.item():.4g}]')
 
 
 def autocast_context(dtype: Union[str, torch.dtype, None], device: torch.device):
     """Autocast for 'bf16'/'fp16' on ``device``; a no-op for 'fp32'/None (the default: never a silent half)."""
     if isinstance(dtype, str):
         if dtype not in DTYPES:
-            raise ValueError(f'unknown dtype {dtype!r}; expected one of fp32, bf16, fp16')
+            raise InvalidOptionError(f'unknown dtype {dtype!r}; expected one of fp32, bf16, fp16')
         dtype = DTYPES[dtype]
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
@@ -92,8 +93,8 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
         tile = auto_tile_size(max_pixels, multiple)
     whole = tile is None or (h <= tile and w <= tile)
     if return_intermediates and not whole:
-        raise ValueError(f'intermediate steps are kept for whole images only; {w}x{h} is tiled '
-                         f'(tile={tile}, max_pixels={max_pixels})')
+        raise InvalidOptionError(f'intermediate steps are kept for whole images only; {w}x{h} is tiled '
+                                 f'(tile={tile}, max_pixels={max_pixels})')
     if return_intermediates:
         sampling['return_intermediates'] = True
 

@@ -19,6 +19,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from ..errors import InvalidOptionError
+
 __all__ = ['RestoreOptions', 'VALIDATION_OVERRIDES', 'SCHEDULES', 'DTYPE_NAMES', 'add_restore_arguments',
            'given_options', 'DefaultMaxPixels', 'DEFAULT_MAX_PIXELS']
 
@@ -82,7 +84,7 @@ class RestoreOptions:
         if isinstance(self.dtype, str) and self.dtype not in DTYPE_NAMES:  # torch dtypes are accepted as they are
             problems.append(f'unknown dtype {self.dtype!r}; expected one of fp32, bf16, fp16')
         if problems:
-            raise ValueError('; '.join(problems))
+            raise InvalidOptionError('; '.join(problems))
 
     @classmethod
     def names(cls) -> tuple:
@@ -92,7 +94,7 @@ class RestoreOptions:
     def check_names(cls, options: Mapping[str, Any], where: str = 'options') -> None:
         unknown = sorted(set(options) - set(cls.names()))
         if unknown:
-            raise TypeError(f'{where}: unknown sampling option(s) {unknown}; valid: {sorted(cls.names())}')
+            raise InvalidOptionError(f'{where}: unknown sampling option(s) {unknown}; valid: {sorted(cls.names())}')
 
     @classmethod
     def validation(cls, **overrides) -> 'RestoreOptions':

@@ -20,6 +20,8 @@ from typing import Union
 import torch
 from torch import Tensor, nn
 
+from ..errors import InvalidInputError, InvalidOptionError, MissingDataError
+
 StateDict = dict[str, Tensor]
 Source = Union[str, Path, Mapping]
 
@@ -63,11 +65,10 @@ class CheckpointKind:
 
 
 # --- reading files ------------------------------------------------------------------------------------------
-#: how each front end passes the authors' Swin-VQGAN file and allows pickled checkpoints (named in errors)
-VQGAN_OPTION = ("vqgan='ITER_swinvqgan.pth' (init_model, or the Inferencer's extra_parameters); "
-                'tools/infer.py and tools/convert_official_ckpt.py: --vqgan')
-PICKLE_OPTION = ("allow_pickle=True (init_model, or the Inferencer's extra_parameters); tools/infer.py, "
-                 'tools/compare_sr.py and tools/convert_official_ckpt.py: --unsafe-load')
+#: the library's arguments that pass the authors' Swin-VQGAN file and allow pickled checkpoints (named in
+#: errors, which carry ``arguments=('vqgan',)`` / ``('allow_pickle',)`` for the tools to add their flags)
+VQGAN_OPTION = "vqgan='ITER_swinvqgan.pth' (init_model's argument, or the Inferencer's extra_parameters)"
+PICKLE_OPTION = "allow_pickle=True (init_model's argument, or the Inferencer's extra_parameters)"
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 _PICKLE_REFUSAL = re.compile(r'Unsupported (global|class)')  # torch's weights-only refusal of a pickled object
 
@@ -84,31 +85,36 @@ def _load_error_reason(err: Exception, limit: int = 240) -> str:
     return f'{type(err).__name__}: {text}' if text else type(err).__name__
 
 
+class CheckpointReadError(InvalidInputError, RuntimeError):
+    """A file that is not a readable checkpoint, or holds pickled objects where only weights may be read (also a
+    RuntimeError, as before :mod:`iter_mm.errors`)."""
+
+
 def load_checkpoint_file(path: str | Path, allow_pickle: bool = False) -> dict:
     """torch.load a checkpoint to CPU with clear errors. Only tensors/containers unless ``allow_pickle``.
 
-    Raises FileNotFoundError, RuntimeError (not a readable checkpoint; or pickled objects without
-    ``allow_pickle``, which only then is suggested) or ValueError (not a dict).
+    Raises MissingDataError, CheckpointReadError (not a readable checkpoint; or pickled objects without
+    ``allow_pickle``, which only then is suggested) or InvalidInputError (not a dict).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
+        raise MissingDataError(f'checkpoint file not found: {path}')
     try:
         obj = torch.load(path, map_location='cpu', weights_only=not allow_pickle)
     except Exception as err:
         reason = _load_error_reason(err)
         if not allow_pickle and _PICKLE_REFUSAL.search(str(err)):
-            raise RuntimeError(
+            raise CheckpointReadError(
                 f'cannot read checkpoint {path} weights-only: it holds pickled Python objects ({reason}), as full '
                 'training checkpoints do. Load its weights-only export instead (weights.pth, '
                 'iter_mm.engine.stages.export_weights), or, only if you trust the file, pass '
-                f'{PICKLE_OPTION}') from err
+                f'{PICKLE_OPTION}', arguments=('allow_pickle',)) from err
         if path.stat().st_size == 0:
             reason = 'the file is empty'
-        raise RuntimeError(f'cannot read checkpoint {path}: not a readable PyTorch checkpoint (truncated, corrupt '
-                           f'or another kind of file): {reason}') from err
+        raise CheckpointReadError(f'cannot read checkpoint {path}: not a readable PyTorch checkpoint (truncated, '
+                                  f'corrupt or another kind of file): {reason}') from err
     if not isinstance(obj, Mapping):
-        raise ValueError(f'checkpoint {path} holds a {type(obj).__name__}, not a dict of weights')
+        raise InvalidInputError(f'checkpoint {path} holds a {type(obj).__name__}, not a dict of weights')
     return obj
 
 
@@ -309,11 +315,12 @@ def convert_official(src: Source, vqgan: Source | None = None, allow_pickle: boo
     sd = _as_state_dict(src, allow_pickle)
     kind = detect_kind(sd)
     if kind.family == 'iter' and not kind.has_vqgan and vqgan is None:
-        raise ValueError(f'{kind.name}: the VQGAN weights are not in this checkpoint; pass the authors\' '
-                         f'Swin-VQGAN checkpoint as {VQGAN_OPTION}')
+        raise InvalidOptionError(f'{kind.name}: the VQGAN weights are not in this checkpoint; pass the authors\' '
+                                 f'Swin-VQGAN checkpoint as {VQGAN_OPTION}', arguments=('vqgan',))
     if kind.family == 'iter' and kind.has_vqgan and vqgan is not None:  # it would silently replace them
-        raise ValueError(f'{kind.name}: this checkpoint holds its own VQGAN weights (vqgan.*); {VQGAN_OPTION} is '
-                         'only for the authors\' ITER files without them: leave it out')
+        raise InvalidOptionError(f'{kind.name}: this checkpoint holds its own VQGAN weights (vqgan.*); '
+                                 f'{VQGAN_OPTION} is only for the authors\' ITER files without them: leave it out',
+                                 arguments=('vqgan',))
     vsd = None if vqgan is None else _as_state_dict(vqgan, allow_pickle)
     return official_to_ours(sd, vsd)
 

@@ -4,6 +4,7 @@ from typing import List, Optional
 
 from mmengine.config import Config, ConfigDict
 
+from ..errors import InvalidOptionError
 from .config_paths import resolve_config_path
 
 #: Models of this package whose loss / discriminator entries are only needed for training.
@@ -14,12 +15,16 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Read a config file, ``mmagic::<path>`` from MMagic's model zoo or ``iter_mm::<path>`` from ours (also
     ``configs/...`` outside the repository, from the installed package), and apply overrides.
 
-    Also imports ``iter_mm`` (registering its components) and makes the config's ``default_scope`` (``mmagic``
-    unless it names another) the current default scope, so that ``MODELS.build(load_config(path).model)`` works
-    with no other call first, and MMagic's own configs and ours run through the same tools.
+    Also registers iter-mm's and MMagic's components and makes the config's ``default_scope`` (``mmagic`` unless it
+    names another) the current default scope, so that ``MODELS.build(load_config(path).model)`` works with no
+    other call first, and MMagic's own configs and ours run through the same tools.
+
+    Raises:
+        InvalidOptionError: a ``cfg_options`` entry that would change nothing (a top-level folder variable).
     """
-    import iter_mm  # noqa: F401  (registers the plugin)
     from .quiet import quiet_imports
+    from .setup_env import register_all_modules as register_iter_mm
+    register_iter_mm(init_default_scope=False, deferred=True)  # (as ``import iter_mm`` did already)
     with quiet_imports():  # MMagic's model zoo imports diffusers, timm, ... with their deprecation warnings
         from mmagic.utils import register_all_modules
         register_all_modules(init_default_scope=False)
@@ -40,14 +45,6 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
-def load_config_or_exit(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """:func:`load_config` for command-line tools: a refused override ends the tool with its one-line message."""
-    try:
-        return load_config(path, cfg_options)
-    except ValueError as err:
-        raise SystemExit(f'error: {err}') from None
-
-
 def _check_top_level_variables(cfg: Config, cfg_options: dict) -> None:
     """Refuse overrides of the config's top-level folder variables (``data_root``, ``val_data_root``, ...).
 
@@ -56,11 +53,11 @@ def _check_top_level_variables(cfg: Config, cfg_options: dict) -> None:
     """
     stale = [k for k in cfg_options if '.' not in k and k.endswith('data_root') and k in cfg]
     if stale:
-        raise ValueError(
-            f'--cfg-options {", ".join(stale)}: a top-level variable of the config, read by its data loaders when the '
-            'file is parsed, so overriding it changes nothing. Set the loaders\' folders instead: '
+        raise InvalidOptionError(
+            f'{", ".join(stale)}: a top-level variable of the config, read by its data loaders when the file is '
+            'parsed, so overriding it (cfg_options) changes nothing. Set the loaders\' folders instead: '
             'train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR '
-            'test_dataloader.dataset.data_root=DIR (README: "Train on your own photos").')
+            'test_dataloader.dataset.data_root=DIR (README: "Train on your own photos").', arguments=('cfg_options',))
 
 
 def _warn_likely_typos(cfg: Config, cfg_options: dict) -> None:
@@ -81,7 +78,7 @@ def _warn_likely_typos(cfg: Config, cfg_options: dict) -> None:
         close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.8)
         if close:
             hint = '.'.join(parents + close)
-            warnings.warn(f'--cfg-options {key}: the config has no such key, so it is added and {hint} keeps its '
+            warnings.warn(f'cfg_options {key}: the config has no such key, so it is added and {hint} keeps its '
                           f'value; did you mean {hint}?', stacklevel=3)
 
 
@@ -101,7 +98,8 @@ def enable_amp(cfg: Config, dtype: Optional[str] = None, device: Optional[str] =
         if w.get('type', 'OptimWrapper') in ('AmpOptimWrapper', 'AutocastOptimWrapper'):
             continue
         if w.get('type', 'OptimWrapper') != 'OptimWrapper':
-            raise ValueError(f'--amp supports OptimWrapper only, got {w["type"]}')
+            raise InvalidOptionError(f'mixed precision (amp) supports OptimWrapper only, got {w["type"]}',
+                                     arguments=('amp',))
         w.type = new_type
         if new_type == 'AmpOptimWrapper':
             w.loss_scale = 'dynamic'

@@ -8,6 +8,8 @@ package outside the repository.
 import os.path as osp
 from typing import Optional
 
+from ..errors import MissingDataError
+
 _PACKAGE = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PREFIXES = ('iter_mm::', 'iter::')
 
@@ -33,7 +35,7 @@ def resolve_config_path(path: str) -> str:
     norm = osp.normpath(path).replace('\\', '/')
     if norm.startswith('configs/'):
         return _packaged(norm[len('configs/'):], path)
-    raise FileNotFoundError(f'config file not found: {path}')
+    raise MissingDataError(f'config file not found: {path}')
 
 
 def _packaged(rel: str, asked: str) -> str:
@@ -41,5 +43,5 @@ def _packaged(rel: str, asked: str) -> str:
     candidate = osp.join(root, rel) if root else None
     if candidate and osp.isfile(candidate):
         return candidate
-    raise FileNotFoundError(f'config file not found: {asked} (looked in the current folder and in '
-                            f'{root or "the package: it ships no configs"})')
+    raise MissingDataError(f'config file not found: {asked} (looked in the current folder and in '
+                           f'{root or "the package: it ships no configs"})')

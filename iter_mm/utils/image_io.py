@@ -9,55 +9,23 @@ import functools
 import io
 import os
 import os.path as osp
-from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from ..errors import InvalidInputError, InvalidOptionError, MissingDataError
+from .image_write import write_image, write_picture  # noqa: F401  (re-exported: one place to import I/O from)
+from .picture import ORIENTATION_TAG, ImageInfo, Picture  # noqa: F401  (re-exported)
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.gif')
-ORIENTATION_TAG = 0x0112
 FLOAT_TOLERANCE = 1e-6  # float array pixels may exceed [0, 1] by this much (rounding); clipped
 GREY_MODES = ('1', 'L', 'LA', 'La', 'I', 'F', 'I;16', 'I;16L', 'I;16B', 'I;16N')
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InvalidInputError):
     """An input file that is not a readable image."""
-
-
-@dataclass
-class ImageInfo:
-    """What :func:`read_picture` found in the file, so that the output can be written alike."""
-    path: str
-    format: str = ''                      # Pillow's name of the file format: 'PNG', 'JPEG', 'GIF', ...
-    mode: str = 'RGB'                     # pixel mode in the file: 'RGB', 'RGBA', 'L', 'LA', 'P', 'CMYK', 'I;16'...
-    bit_depth: int = 8                    # 8 or 16
-    channels: int = 3                     # colour channels to write: 1 (grey) or 3; alpha is not counted
-    has_alpha: bool = False
-    icc_profile: Optional[bytes] = None   # the embedded profile (sRGB's after ``to_srgb``)
-    exif: Optional[bytes] = None          # the file's EXIF block (orientation not yet reset)
-    orientation: int = 1                  # EXIF orientation found (1-8); the pixels are already upright
-    n_frames: int = 1                     # frames or pages in the file (read: ``len(Picture.frames)``)
-    durations: List[int] = field(default_factory=list)  # per read frame, ms (animations)
-    loop: Optional[int] = None
-    notes: List[str] = field(default_factory=list)
-
-    @property
-    def grey(self) -> bool:
-        return self.channels == 1
-
-
-@dataclass
-class Picture:
-    """Upright frames: RGB float32 (H, W, 3) in [0, 1] (grey replicated) and alpha (H, W) in [0, 1] or None."""
-    frames: List[np.ndarray]
-    alphas: List[Optional[np.ndarray]]
-    info: ImageInfo
-
-    @property
-    def alpha(self) -> Optional[np.ndarray]:
-        return self.alphas[0]
 
 
 def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -168,7 +136,7 @@ def read_picture(path: str, frames: str = 'first', to_srgb: bool = False) -> Pic
     Raises :class:`ImageReadError` naming the path for missing, empty, truncated, corrupt or unsupported files.
     """
     if frames not in ('first', 'all'):
-        raise ValueError(f"frames must be 'first' or 'all', got {frames!r}")
+        raise InvalidOptionError(f"frames must be 'first' or 'all', got {frames!r}")
     if not osp.isfile(path):
         raise ImageReadError(f'{path}: no such file')
     if osp.getsize(path) == 0:
@@ -228,21 +196,21 @@ def picture_from_array(arr: np.ndarray, name: str = '<array>') -> Picture:
     """
     arr = np.asarray(arr)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)) or 0 in arr.shape:
-        raise ValueError(f'{name}: expected (H, W), (H, W, 3) or (H, W, 4) pixels, got {arr.shape}')
+        raise InvalidInputError(f'{name}: expected (H, W), (H, W, 3) or (H, W, 4) pixels, got {arr.shape}')
     depth = 16 if arr.dtype == np.uint16 else 8
     if arr.dtype in (np.uint8, np.uint16):
         img = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 65535.0)
     elif np.issubdtype(arr.dtype, np.floating):
         low, high = float(np.min(arr)), float(np.max(arr))
         if not (np.isfinite(low) and np.isfinite(high)):
-            raise ValueError(f'{name}: pixels must be finite, got NaN or inf values')
+            raise InvalidInputError(f'{name}: pixels must be finite, got NaN or inf values')
         if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
-            raise ValueError(f'{name}: float pixels must lie in [0, 1], got [{low:g}, {high:g}]; divide 0-255 '
-                             'values by 255 (or pass a uint8 array)')
+            raise InvalidInputError(f'{name}: float pixels must lie in [0, 1], got [{low:g}, {high:g}]; divide '
+                                    '0-255 values by 255 (or pass a uint8 array)')
         img = np.clip(arr.astype(np.float32), 0, 1)
     else:
-        raise TypeError(f'{name}: unsupported pixel dtype {arr.dtype}; pass uint8 (0-255), uint16 (0-65535) or '
-                        'float in [0, 1], e.g. arr.astype(np.uint8) for 8-bit values')
+        raise InvalidInputError(f'{name}: unsupported pixel dtype {arr.dtype}; pass uint8 (0-255), uint16 '
+                                '(0-65535) or float in [0, 1], e.g. arr.astype(np.uint8) for 8-bit values')
     if img.ndim == 2:
         img = img[..., None]
     grey = img.shape[2] <= 2
@@ -271,13 +239,11 @@ def list_images(inputs: Sequence[str]) -> List[str]:
             found = sorted(osp.join(item, f) for f in os.listdir(item)
                            if f.lower().endswith(IMAGE_EXTENSIONS))
             if not found:
-                raise FileNotFoundError(f'{item}: folder holds no images ({", ".join(IMAGE_EXTENSIONS)})')
+                raise MissingDataError(f'{item}: folder holds no images ({", ".join(IMAGE_EXTENSIONS)})')
             paths += found
         elif osp.isfile(item):
             paths.append(item)
         else:
-            raise FileNotFoundError(f'{item}: no such file or folder')
+            raise MissingDataError(f'{item}: no such file or folder')
     return paths
 
-
-from .image_write import write_image, write_picture  # noqa: E402,F401  (one place to import I/O from)

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from .image_io import ORIENTATION_TAG, ImageInfo, Picture
+from ..errors import InvalidInputError, InvalidOptionError
+from .picture import ORIENTATION_TAG, ImageInfo, Picture
 
 DEFAULT_QUALITY = 95
 EXIF_IFD, PIXEL_X, PIXEL_Y = 0x8769, 0xA002, 0xA003
@@ -47,12 +48,12 @@ CAPS: Dict[str, FormatCaps] = {
 
 
 def format_of(path: str) -> str:
-    """Pillow's format name for the extension of ``path`` ('PNG', 'JPEG', ...); ValueError if unknown."""
+    """Pillow's format name for the extension of ``path`` ('PNG', 'JPEG', ...); InvalidOptionError if unknown."""
     ext = osp.splitext(path)[1].lower()
     fmt = Image.registered_extensions().get(ext)
     if fmt not in CAPS:
-        raise ValueError(f'{path}: cannot write images with extension {ext!r} '
-                         f'(use one of .png .jpg .webp .tif .gif .bmp .ppm)')
+        raise InvalidOptionError(f'{path}: cannot write images with extension {ext!r} '
+                                 f'(use one of .png .jpg .webp .tif .gif .bmp .ppm)')
     return fmt
 
 
@@ -151,14 +152,14 @@ def write_picture(path: str, pic: Picture, quality: Optional[int] = None) -> Tup
     caps, info, notes = CAPS[fmt], pic.info, []
     if len(pic.frames) > 1 and not caps.frames:
         notes.append(f'warning: {fmt} holds one frame: only the first of {len(pic.frames)} written '
-                     '(use --ext png or webp for all)')
+                     '(write .png or .webp for all)')
         pic = Picture(pic.frames[:1], pic.alphas[:1], info)
     depth = 16 if info.bit_depth == 16 and caps.sixteen else 8
     if info.bit_depth == 16 and depth == 8:
-        notes.append(f'{fmt} holds 8 bits per channel: written as 8-bit (use --ext png for 16-bit)')
+        notes.append(f'{fmt} holds 8 bits per channel: written as 8-bit (write .png or .tif for 16-bit)')
     keep_alpha = info.has_alpha and caps.alpha
     if info.has_alpha and not caps.alpha:
-        notes.append(f'warning: alpha dropped: {fmt} cannot hold transparency (use --ext png or webp)')
+        notes.append(f'warning: alpha dropped: {fmt} cannot hold transparency (write .png or .webp)')
     elif info.has_alpha and fmt == 'GIF':
         notes.append('warning: GIF keeps 1-bit transparency and 256 colours')
     if info.grey and not caps.grey:
@@ -167,11 +168,11 @@ def write_picture(path: str, pic: Picture, quality: Optional[int] = None) -> Tup
     h, w = arrays[0].shape[:2]
     exif = exif_for_output(info.exif, w, h)
     if info.icc_profile and not caps.icc:
-        notes.append(f'warning: ICC profile not carried: {fmt} cannot hold one (use --ext png, jpg or webp)')
+        notes.append(f'warning: ICC profile not carried: {fmt} cannot hold one (write .png, .jpg or .webp)')
     if exif and not caps.exif:
         notes.append(f'EXIF metadata not carried: {fmt} cannot hold it')
     if exif and depth == 16 and fmt == 'TIFF':
-        notes.append('EXIF metadata not carried into 16-bit TIFF (use --ext png)')
+        notes.append('EXIF metadata not carried into 16-bit TIFF (write .png)')
     icc = info.icc_profile if caps.icc else None
     exif = exif if caps.exif else None
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
@@ -188,7 +189,7 @@ def write_picture(path: str, pic: Picture, quality: Optional[int] = None) -> Tup
     except (OSError, ValueError, TypeError, KeyError) as err:
         if osp.exists(tmp):
             os.remove(tmp)
-        raise ValueError(f'cannot write {path} as {fmt}: {err}') from err
+        raise InvalidInputError(f'cannot write {path} as {fmt}: {err}') from err
     return arrays[0], notes
 
 

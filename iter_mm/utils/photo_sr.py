@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import InvalidOptionError
 from .image_io import Picture
 
 ALPHA_MODES = ('bicubic', 'iter')
@@ -30,7 +31,7 @@ def upscale_alpha(alpha: np.ndarray, size: 'tuple[int, int]', mode: str = 'bicub
                   restore: Optional[Restore] = None) -> np.ndarray:
     """Alpha (h, w) in [0, 1] -> (H, W): OpenCV's bicubic (clipped), or ``restore`` on the replicated alpha."""
     if mode not in ALPHA_MODES:
-        raise ValueError(f'alpha mode must be one of {ALPHA_MODES}, got {mode!r}')
+        raise InvalidOptionError(f'alpha mode must be one of {ALPHA_MODES}, got {mode!r}')
     if mode == 'iter':
         if restore is None:
             raise ValueError("alpha mode 'iter' needs the restore function")
@@ -58,5 +59,5 @@ def output_name(path: str, ext: str = 'same') -> str:
     if ext == 'same':
         return osp.basename(path)
     if ext not in OUTPUT_EXTS:
-        raise ValueError(f"ext must be one of {sorted(OUTPUT_EXTS)} or 'same', got {ext!r}")
+        raise InvalidOptionError(f"ext must be one of {sorted(OUTPUT_EXTS)} or 'same', got {ext!r}")
     return osp.splitext(osp.basename(path))[0] + OUTPUT_EXTS[ext]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import warnings
 
 #: third-party packages whose import-time warnings are not the user's problem
@@ -77,18 +76,6 @@ def quiet_tool(verbose: bool = False):
             warnings.formatwarning = formatwarning
             for name, lvl in levels.items():
                 logging.getLogger(name).setLevel(lvl)
-
-
-@contextlib.contextmanager
-def refusals_as_errors():
-    """Around a tool's body: a refusal (``SystemExit`` with a message) reads ``error: ...``; exit codes (argparse's
-    2) pass through unchanged."""
-    try:
-        yield
-    except SystemExit as stop:
-        if isinstance(stop.code, str) and not stop.code.startswith('error:'):
-            raise SystemExit(f'error: {stop.code}') from None
-        raise
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -3,12 +3,13 @@
 ``import iter_mm`` calls :func:`register_all_modules` with ``deferred=True``: the networks and losses register at
 once; the groups that need heavy packages (MMagic's models and metrics import diffusers, its transforms
 torchvision's model zoo, the engine MMEngine's runner) -- the editors ``ITERModel`` / ``SwinVQGANModel``, the
-metrics, the datasets and degradation transforms, the hooks, the optimizer wrapper and the checkpoint loader --
-are added to the import locations of the MMagic registry they register into (``MODELS``, ``METRICS``,
-``DATASETS`` / ``TRANSFORMS``, ``HOOKS`` / ``OPTIM_WRAPPERS``). A registry imports its locations on its first
-look-up, so a config that names ``ITERModel``, ``SkimagePhotoDataset``, ``MetricsRecorderHook`` or
-``AutocastOptimWrapper`` builds with no other call, and MMEngine's Runner has our checkpoint loader before it
-loads a checkpoint (it builds its hooks first). ``register_all_modules(deferred=False)`` imports everything now.
+metrics, the datasets and degradation transforms, the hooks, the optimizer wrapper and ``ITERRunner`` -- are
+added to the import locations of the MMagic registry they register into (``MODELS``, ``METRICS``, ``DATASETS`` /
+``TRANSFORMS``, ``HOOKS`` / ``OPTIM_WRAPPERS`` / ``RUNNERS``). A registry imports its locations on its first
+look-up, so a config that names ``ITERModel``, ``SkimagePhotoDataset``, ``MetricsRecorderHook``,
+``AutocastOptimWrapper`` or ``runner_type = 'ITERRunner'`` builds with no other call.
+``register_all_modules(deferred=False)`` imports everything now. Registering changes nothing of MMEngine or MMagic
+beyond their registries.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ EAGER_MODULES = ('iter_mm.models.archs.vqgan', 'iter_mm.models.archs.lq_encoder'
 #: module registers into both DATASETS and TRANSFORMS, so either look-up imports it)
 DEFERRED_MODULES = (('MODELS', 'iter_mm.models.editors'), ('METRICS', 'iter_mm.evaluation.metrics'),
                     ('DATASETS', 'iter_mm.datasets'), ('TRANSFORMS', 'iter_mm.datasets'),
-                    ('HOOKS', 'iter_mm.engine'), ('OPTIM_WRAPPERS', 'iter_mm.engine'))
+                    ('HOOKS', 'iter_mm.engine'), ('OPTIM_WRAPPERS', 'iter_mm.engine'), ('RUNNERS', 'iter_mm.engine'))
 
 
 def _defer(registry, module: str) -> None:

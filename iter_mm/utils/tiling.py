@@ -16,6 +16,8 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from ..errors import InvalidOptionError
+
 __all__ = ['tile_starts', 'ramp_weight', 'auto_tile_size', 'tiled_apply', 'CALL_BYTES_PER_HR_PIXEL',
            'IMAGE_BYTES_PER_HR_PIXEL', 'MEMORY_SHARE', 'MIN_MEMORY_TILE', 'MemoryTilingNote', 'host_memory_bytes',
            'model_width_factor', 'call_bytes_per_lq_pixel', 'memory_max_pixels', 'cpu_max_pixels']
@@ -46,7 +48,7 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     Stride tile - overlap; the last tile is aligned to the end. A size <= tile gives one tile at 0.
     """
     if tile < 1 or not 0 <= overlap < tile:
-        raise ValueError(f'need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}')
+        raise InvalidOptionError(f'need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}')
     if size <= tile:
         return [0]
     starts = list(range(0, size - tile, tile - overlap))

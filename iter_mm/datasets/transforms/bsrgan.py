@@ -12,6 +12,8 @@ from mmcv.transforms import BaseTransform
 
 from mmagic.datasets.transforms import MATLABLikeResize
 from mmagic.registry import TRANSFORMS
+
+from ...errors import InvalidOptionError
 from . import bsrgan_ops as ops
 
 DEFAULT_SEED_KEY = 'degradation_seed'
@@ -51,9 +53,9 @@ class BSRGANDegradation(BaseTransform):
                  downsample2_resize_prob: float = 0.75,
                  seed_key: str = DEFAULT_SEED_KEY) -> None:
         if isinstance(keys, str) or not keys:
-            raise ValueError(f'keys must be a non-empty list of keys, got {keys!r}')
+            raise InvalidOptionError(f'keys must be a non-empty list of keys, got {keys!r}')
         if int(scale) != scale or scale < 1:
-            raise ValueError(f'scale must be a positive integer, got {scale}')
+            raise InvalidOptionError(f'scale must be a positive integer, got {scale}')
         self.keys = list(keys)
         self.scale = int(scale)
         self.pre_down_prob = pre_down_prob

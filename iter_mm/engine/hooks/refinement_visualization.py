@@ -14,6 +14,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmagic.registry import HOOKS
 
+from ...errors import InvalidOptionError
 from ...models.options import RestoreOptions
 
 
@@ -51,7 +52,7 @@ class RefinementVisualizationHook(Hook):
     def __init__(self, interval: int = 1, max_images: int = 1, on_val: bool = True, on_test: bool = True,
                  sampling: Optional[dict] = None) -> None:
         if interval < 1 or max_images < 1:
-            raise ValueError('interval and max_images must be >= 1')
+            raise InvalidOptionError('interval and max_images must be >= 1')
         self.interval, self.max_images = interval, max_images
         self.on_val, self.on_test = on_val, on_test
         RestoreOptions.check_names(sampling or {}, 'RefinementVisualizationHook.sampling')

@@ -7,6 +7,8 @@ from mmengine.optim import OptimWrapper
 
 from mmagic.registry import OPTIM_WRAPPERS
 
+from ...errors import InvalidOptionError
+
 
 @OPTIM_WRAPPERS.register_module()
 class AutocastOptimWrapper(OptimWrapper):
@@ -25,7 +27,7 @@ class AutocastOptimWrapper(OptimWrapper):
     def __init__(self, dtype: str = 'bfloat16', device_type: str = None, **kwargs) -> None:
         super().__init__(**kwargs)
         if dtype not in ('bfloat16', 'float16'):
-            raise ValueError(f'AutocastOptimWrapper: dtype must be bfloat16 or float16, got {dtype!r}')
+            raise InvalidOptionError(f'AutocastOptimWrapper: dtype must be bfloat16 or float16, got {dtype!r}')
         self.cast_dtype = getattr(torch, dtype)
         self.device_type = device_type or get_device()
         if self.device_type not in ('cpu', 'cuda'):

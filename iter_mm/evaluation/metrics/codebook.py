@@ -7,6 +7,8 @@ import torch
 from mmagic.evaluation.metrics.base_sample_wise_metric import BaseSampleWiseMetric
 from mmagic.registry import METRICS
 
+from ...errors import InvalidOptionError
+
 
 def codebook_stats(counts: np.ndarray) -> Dict[str, float]:
     """Usage share and perplexity of a histogram of code indices.
@@ -45,7 +47,7 @@ class CodebookUsage(BaseSampleWiseMetric):
                  collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
         super().__init__(pred_key=pred_key, collect_device=collect_device, prefix=prefix)
         if codebook_size < 1:
-            raise ValueError(f'codebook_size must be >= 1, got {codebook_size}')
+            raise InvalidOptionError(f'codebook_size must be >= 1, got {codebook_size}')
         self.codebook_size = codebook_size
 
     def process(self, data_batch: Sequence[dict], data_samples: Sequence[dict]) -> None:

@@ -21,6 +21,7 @@ from torch import Tensor
 from mmagic.evaluation.metrics.base_sample_wise_metric import BaseSampleWiseMetric
 from mmagic.registry import METRICS
 
+from ...errors import InvalidInputError, InvalidOptionError
 from .pyiqa_offline import (MissingWeightsError, build_pyiqa_metric, niqe_params_mat,  # noqa: F401
                             offline_weights)
 
@@ -40,7 +41,7 @@ def to_gray(img: Tensor, kind: str) -> Tensor:
     elif kind.lower() == 'gray':
         w, b = img.new_tensor([0.299, 0.587, 0.114]), 0.
     else:
-        raise ValueError(f"convert_to must be None, 'Y' or 'gray', got {kind!r}")
+        raise InvalidOptionError(f"convert_to must be None, 'Y' or 'gray', got {kind!r}")
     return (img * w.view(1, 3, 1, 1)).sum(1, keepdim=True) + b
 
 
@@ -102,15 +103,15 @@ class PyIQAMetric(BaseSampleWiseMetric):
                  prefix: Optional[str] = None) -> None:
         from pyiqa.default_model_configs import DEFAULT_CONFIGS
         if niqe_impl not in ('pyiqa', 'mmagic'):
-            raise ValueError(f"niqe_impl must be 'pyiqa' or 'mmagic', got {niqe_impl!r}")
+            raise InvalidOptionError(f"niqe_impl must be 'pyiqa' or 'mmagic', got {niqe_impl!r}")
         if niqe_impl == 'mmagic' and metric_name != 'niqe':
-            raise ValueError(f"niqe_impl='mmagic' applies to metric_name='niqe' only, not {metric_name!r}")
+            raise InvalidOptionError(f"niqe_impl='mmagic' applies to metric_name='niqe' only, not {metric_name!r}")
         if convert_to is not None and convert_to.lower() not in ('y', 'gray'):
-            raise ValueError(f"convert_to must be None, 'Y' or 'gray', got {convert_to!r}")
+            raise InvalidOptionError(f"convert_to must be None, 'Y' or 'gray', got {convert_to!r}")
         if channel_order.lower() not in ('rgb', 'bgr') or input_order not in ('CHW', 'HWC'):
-            raise ValueError(f'bad channel_order {channel_order!r} / input_order {input_order!r}')
+            raise InvalidOptionError(f'bad channel_order {channel_order!r} / input_order {input_order!r}')
         if crop_border < 0 or input_range <= 0:
-            raise ValueError(f'crop_border must be >= 0 and input_range > 0, got {crop_border}, {input_range}')
+            raise InvalidOptionError(f'crop_border must be >= 0 and input_range > 0, got {crop_border}, {input_range}')
         self.metric = metric_key or metric_name.upper() + ('_MMAGIC' if niqe_impl == 'mmagic' else '')
         super().__init__(gt_key=gt_key, pred_key=pred_key, collect_device=collect_device, prefix=prefix)
         self.metric_name, self.niqe_impl = metric_name, niqe_impl
@@ -157,26 +158,26 @@ class PyIQAMetric(BaseSampleWiseMetric):
         if img.ndim == 2:
             img = img[None] if self.input_order == 'CHW' else img[..., None]
         if img.ndim != 3:
-            raise ValueError(f'{self.metric}: {what} must be an image (C, H, W), got shape {tuple(img.shape)}')
+            raise InvalidInputError(f'{self.metric}: {what} must be an image (C, H, W), got shape {tuple(img.shape)}')
         if self.input_order == 'HWC':
             img = img.permute(2, 0, 1)
         if img.shape[0] not in (1, 3):
-            raise ValueError(f'{self.metric}: {what} has {img.shape[0]} channels; 1 (gray) or 3 (RGB) expected '
-                             '(drop the alpha channel of RGBA images first)')
+            raise InvalidInputError(f'{self.metric}: {what} has {img.shape[0]} channels; 1 (gray) or 3 (RGB) expected '
+                                    '(drop the alpha channel of RGBA images first)')
         img = img.float() / self.input_range
         lo, hi = float(img.min()), float(img.max())
         if lo < -0.05 or hi > 1.05:
-            raise ValueError(f'{self.metric}: {what} values span [{lo * self.input_range:g}, '
-                             f'{hi * self.input_range:g}] but input_range={self.input_range:g} '
-                             '(16-bit data? set input_range)')
+            raise InvalidInputError(f'{self.metric}: {what} values span [{lo * self.input_range:g}, '
+                                    f'{hi * self.input_range:g}] but input_range={self.input_range:g} '
+                                    '(16-bit data? set input_range)')
         img = img.clamp(0, 1)
         if img.shape[0] == 3 and self.channel_order == 'bgr':
             img = img.flip(0)
         c = self.crop_border
         if c:
             if min(img.shape[1:]) <= 2 * c:
-                raise ValueError(f'{self.metric}: crop_border={c} leaves nothing of a {tuple(img.shape[1:])} '
-                                 f'{what}')
+                raise InvalidInputError(f'{self.metric}: crop_border={c} leaves nothing of a {tuple(img.shape[1:])} '
+                                        f'{what}')
             img = img[:, c:-c, c:-c]
         if self.convert_to is not None:
             img = to_gray(img[None].expand(1, 3, -1, -1) if img.shape[0] == 1 else img[None], self.convert_to)[0]
@@ -187,8 +188,8 @@ class PyIQAMetric(BaseSampleWiseMetric):
         h, w = pred.shape[-2:]
         need = _NIQE_LIKE.get(self.metric_name)
         if need and (h < need or w < need or (h // need) * (w // need) < 2):
-            raise ValueError(f'{self.metric}: NIQE fits a Gaussian to {need}x{need} blocks and needs at least 2 of '
-                             f'them; the image is {h}x{w} after crop_border')
+            raise InvalidInputError(f'{self.metric}: NIQE fits a Gaussian to {need}x{need} blocks and needs at '
+                                    f'least 2 of them; the image is {h}x{w} after crop_border')
         if self.niqe_impl == 'mmagic':
             return mmagic_niqe(pred if pred.shape[1] == 1 else to_gray(pred, 'gray'))
         dev = self._run_device

@@ -19,15 +19,18 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ...errors import InvalidOptionError, MissingDataError
+
 __all__ = ['MissingWeightsError', 'offline_weights', 'niqe_params_mat', 'build_pyiqa_metric']
 
 _NIQE_PYIQA_FILE = 'niqe_modelparameters.mat'  # the file pyiqa's NIQE (and PI) would download
 
 
-class MissingWeightsError(RuntimeError):
+class MissingWeightsError(MissingDataError, RuntimeError):
     """A pretrained file a metric needs is neither given nor cached; nothing is downloaded.
 
-    (A RuntimeError, not an OSError: network code wraps OSErrors into its own, less telling, errors.)"""
+    (Also a RuntimeError, as before the hierarchy. The network guards below replace ``urlopen`` and the Hugging
+    Face download as well as the socket calls, so the error reaches the caller unwrapped.)"""
 
 
 # --------------------------------------------------------------------------------------------- offline guard
@@ -60,7 +63,7 @@ def offline_weights(what: str = 'this build', weight_files: Optional[Dict[str, s
     files = dict(weight_files or {})
     for name, path in list(files.items()) + ([('backbone_path', backbone_path)] if backbone_path else []):
         if not osp.isfile(path):
-            raise FileNotFoundError(f"{what}: {name} -> '{path}' does not exist")
+            raise MissingDataError(f"{what}: {name} -> '{path}' does not exist")
     served: List[str] = []
 
     def resolve(url: str, fname: Optional[str], cache_dir: str, backbone: bool) -> str:
@@ -187,8 +190,8 @@ def build_pyiqa_metric(name: str, device: str = 'cpu', pretrained_model_path: Op
     weight_files = dict(weight_files or {})
     if pretrained_model_path is not None:
         if not osp.isfile(pretrained_model_path):
-            raise FileNotFoundError(f"pyiqa metric '{name}': pretrained_model_path '{pretrained_model_path}' "
-                                    'does not exist')
+            raise MissingDataError(f"pyiqa metric '{name}': pretrained_model_path '{pretrained_model_path}' "
+                                   'does not exist')
         metric_options['pretrained_model_path'] = pretrained_model_path
     pyiqa_cached = osp.join(_cache_root(), 'pyiqa', _NIQE_PYIQA_FILE)
     if DEFAULT_CONFIGS[name]['metric_opts']['type'] in ('NIQE', 'PI') and not osp.isfile(pyiqa_cached):
@@ -200,8 +203,8 @@ def build_pyiqa_metric(name: str, device: str = 'cpu', pretrained_model_path: Op
                 model = pyiqa.create_metric(name, device=torch.device(device), **metric_options)
             except TypeError as err:
                 if 'pretrained_model_path' in str(err):
-                    raise TypeError(f"pyiqa metric '{name}' takes no pretrained_model_path; give its files "
-                                    "through weight_files={'<file name>': path}") from err
+                    raise InvalidOptionError(f"pyiqa metric '{name}' takes no pretrained_model_path; give its files "
+                                             "through weight_files={'<file name>': path}") from err
                 raise
     finally:  # pyiqa flips these process-wide; the model being evaluated should not pay for it
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn

@@ -20,6 +20,7 @@ from torch import Tensor
 from mmagic.evaluation.metrics.base_sample_wise_metric import BaseSampleWiseMetric
 from mmagic.registry import METRICS
 
+from ...errors import InvalidOptionError
 from ...models.options import DEFAULTS
 
 __all__ = ['TokenAccuracy', 'EvaluatorPrecisionRecall', 'token_field']
@@ -73,7 +74,7 @@ class TokenAccuracy(_TokenMetric):
                  collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not keys:
-            raise ValueError('TokenAccuracy: keys must name at least one token field')
+            raise InvalidOptionError('TokenAccuracy: keys must name at least one token field')
         self.keys, self.gt_key = tuple(keys), gt_key
 
     def process(self, data_batch, data_samples: Sequence) -> None:
@@ -111,7 +112,7 @@ class EvaluatorPrecisionRecall(_TokenMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.alphas = [float(alpha)] if np.isscalar(alpha) else [float(a) for a in alpha]
         if not self.alphas or not all(0. <= a <= 1. for a in self.alphas):
-            raise ValueError(f'EvaluatorPrecisionRecall: alpha must lie in [0, 1], got {alpha}')
+            raise InvalidOptionError(f'EvaluatorPrecisionRecall: alpha must lie in [0, 1], got {alpha}')
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Per sample and threshold: true positives, predicted positives, actual positives, token count."""

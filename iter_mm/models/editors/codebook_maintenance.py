@@ -28,6 +28,8 @@ from mmengine import dist
 from mmengine.logging import MessageHub
 from torch import Tensor
 
+from ...errors import InvalidOptionError
+
 #: message-hub key of the bookkeeping dict
 INFO_KEY = 'codebook_maintenance'
 
@@ -116,9 +118,9 @@ class CodebookMaintenance:
                  restart_interval: int = 0, restart_min_count: int = 1, restart_until=None,
                  restart_noise: float = 0.01, seed: int = 0) -> None:
         if init not in (None, 'sample', 'kmeans'):
-            raise ValueError(f"codebook_maintenance.init must be None, 'sample' or 'kmeans', got {init!r}")
+            raise InvalidOptionError(f"codebook_maintenance.init must be None, 'sample' or 'kmeans', got {init!r}")
         if restart_interval < 0 or restart_min_count < 1:
-            raise ValueError('codebook_maintenance: restart_interval >= 0 and restart_min_count >= 1 needed')
+            raise InvalidOptionError('codebook_maintenance: restart_interval >= 0 and restart_min_count >= 1 needed')
         self.init, self.init_iter, self.kmeans_iters = init, int(init_iter), int(kmeans_iters)
         self.restart_interval, self.restart_min_count = int(restart_interval), int(restart_min_count)
         self.restart_until, self.restart_noise, self.seed = restart_until, float(restart_noise), int(seed)

@@ -31,6 +31,7 @@ from mmagic.models.base_models import BaseEditModel
 from mmagic.registry import MODELS
 from mmagic.structures import DataSample
 
+from ...errors import InvalidOptionError, MissingDataError
 from ...utils.checkpoint import (detect_kind, extract_state_dict, load_checkpoint_file, load_official,
                                  unwrap_model_state)
 from ...utils.padding import crop_to, padded_apply
@@ -132,11 +133,11 @@ class ITERModel(BaseEditModel):
                       '(load_from / resume).', logger='current')
             return
         if not osp.isfile(self.vqgan_ckpt):
-            raise FileNotFoundError(
-                f'ITERModel: stage-I VQGAN checkpoint not found: {self.vqgan_ckpt!r}. Train stage I '
-                '(tools/train.py configs/iter/swinvqgan_*.py) or convert the authors\' ITER_swinvqgan.pth '
-                '(tools/convert_official_ckpt.py), then set model.vqgan_ckpt; when resuming or loading a full '
-                'ITER checkpoint set model.vqgan_ckpt=None (its VQGAN weights are used).')
+            raise MissingDataError(
+                f'ITERModel: stage-I VQGAN checkpoint not found: {self.vqgan_ckpt!r}. Train stage I (its '
+                'Swin-VQGAN config) or convert the authors\' ITER_swinvqgan.pth, then set model.vqgan_ckpt; when '
+                'resuming or loading a full ITER checkpoint set model.vqgan_ckpt=None (its VQGAN weights are used).',
+                arguments=('model.vqgan_ckpt',))
         load_vqgan_checkpoint(self.generator.vqgan, self.vqgan_ckpt)
         self._vqgan_ready = True
         print_log(f'ITERModel: frozen VQGAN loaded from {self.vqgan_ckpt}', logger='current')
@@ -278,7 +279,7 @@ class ITERModel(BaseEditModel):
         """The restoration options of ``loop`` ('test': ``test_cfg``, also inference; 'val': ``val_cfg``) with
         ``overrides`` (unknown names: TypeError)."""
         if loop not in ('test', 'val'):
-            raise ValueError(f"loop must be 'test' or 'val', got {loop!r}")
+            raise InvalidOptionError(f"loop must be 'test' or 'val', got {loop!r}")
         RestoreOptions.check_names(overrides, 'restore()')
         return RestoreOptions(**{**(self.val_cfg if loop == 'val' else self.test_cfg), **overrides})
 

@@ -13,6 +13,7 @@ from mmagic.models.utils import set_requires_grad
 from mmagic.registry import MODELS
 from mmagic.structures import DataSample
 
+from ...errors import InvalidOptionError
 from ...utils.padding import pad_to_multiple
 from .codebook_maintenance import CodebookMaintenance
 from .wrapper_state import portable_wrapped_state
@@ -92,12 +93,12 @@ class SwinVQGANModel(SRGAN):
             return None
         unknown = set(schedule) - {'start_iter', 'warmup_iters', 'd_lead_iters'}
         if unknown:
-            raise TypeError(f'gan_schedule: unknown key(s) {sorted(unknown)}; '
-                            'valid: start_iter, warmup_iters, d_lead_iters')
+            raise InvalidOptionError(f'gan_schedule: unknown key(s) {sorted(unknown)}; '
+                                     'valid: start_iter, warmup_iters, d_lead_iters')
         out = dict(start_iter=0, warmup_iters=0, d_lead_iters=0)
         out.update({k: int(v) for k, v in schedule.items()})
         if min(out.values()) < 0:
-            raise ValueError(f'gan_schedule values must be >= 0, got {out}')
+            raise InvalidOptionError(f'gan_schedule values must be >= 0, got {out}')
         return out
 
     def _train_iter(self) -> int:

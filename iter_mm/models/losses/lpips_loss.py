@@ -9,6 +9,8 @@ import torch.nn as nn
 
 from mmagic.registry import MODELS
 
+from ...errors import MissingDataError
+
 #: pyiqa's LPIPS v0.1 linear-layer weights for the VGG trunk (pyiqa's download name).
 LPIPS_VGG_FILE = 'LPIPS_v0.1_vgg-a78928a0.pth'
 #: torchvision's ImageNet VGG16 weights (VGG16_Weights.IMAGENET1K_V1).
@@ -27,7 +29,7 @@ def _resolve(path: Optional[str], name: str) -> Optional[str]:
     if path is not None:
         path = osp.expanduser(str(path))
         if not osp.isfile(path):
-            raise FileNotFoundError(f'LPIPSLoss: weight file not found: {path} (expected {name})')
+            raise MissingDataError(f'LPIPSLoss: weight file not found: {path} (expected {name})')
         return path
     cached = osp.join(_cache_dirs()[name], name)
     return cached if osp.isfile(cached) else None
@@ -79,7 +81,7 @@ def build_lpips_vgg(lpips_path: Optional[str] = None, vgg_path: Optional[str] = 
     missing = [n for n, f in ((LPIPS_VGG_FILE, lpips_file), (VGG16_FILE, vgg_file if not trunk else 1))
                if f is None]
     if missing:
-        raise FileNotFoundError(_missing_message(missing))
+        raise MissingDataError(_missing_message(missing))
     if not trunk:
         trunk = {k[len('features.'):]: v for k, v in _load_state(vgg_file).items() if k.startswith('features.')}
 
