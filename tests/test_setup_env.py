@@ -15,9 +15,9 @@ FAKE_TORCH = '''
 import os, types
 __version__ = {version!r}
 version = types.SimpleNamespace(cuda={cuda!r}, hip=None)
-def _visible():
-    return os.environ.get('CUDA_VISIBLE_DEVICES', '0') != ''
-cuda = types.SimpleNamespace(is_available=_visible, device_count=lambda: 2 if _visible() else 0)
+def _count():
+    return 0 if os.environ.get('CUDA_VISIBLE_DEVICES') == '' else int(os.environ.get('FAKE_GPUS', '2'))
+cuda = types.SimpleNamespace(is_available=lambda: _count() > 0, device_count=_count)
 '''
 
 
@@ -36,9 +36,11 @@ def node(tmp_path):
     (site / 'torch' / '__init__.py').write_text(FAKE_TORCH.format(version='2.14.1+cu130', cuda='13.0'))
     (site / 'torchvision').mkdir()
     (site / 'torchvision' / '__init__.py').write_text("__version__ = '0.29.1'\n")
+    (site / 'torchvision-0.29.1.dist-info').mkdir()
+    (site / 'torchvision-0.29.1.dist-info' / 'METADATA').write_text('Name: torchvision\nVersion: 0.29.1\n')
     venv = tmp_path / 'venv'
     _executable(venv / 'bin' / 'python',
-                f'#!/bin/sh\nPYTHONPATH={shlex.quote(str(site))} exec {shlex.quote(sys.executable)} "$@"\n')
+                f'#!/bin/sh\nPYTHONSAFEPATH=1 PYTHONPATH={shlex.quote(str(site))}${{PYTHONPATH:+:$PYTHONPATH}} exec {shlex.quote(sys.executable)} "$@"\n')
     (tmp_path / 'bin').mkdir()
     return tmp_path
 
@@ -152,3 +154,28 @@ def test_browser_step_is_separate_and_skippable(node, tmp_path):
     assert command_lines(plan(node, ITER_MM_TORCH='keep'), 'tools/setup_browser.sh')
     out = plan(node, ITER_MM_TORCH='keep', ITER_MM_BROWSER='0')
     assert 'skipped (ITER_MM_BROWSER=0)' in out and not command_lines(out, 'setup_browser')
+
+
+@pytest.mark.parametrize('gpus', ['2', '1', '0'])
+def test_device_train_check_plan(node, gpus):
+    """The device script's dry run with a stand-in stack: what it would run on 2, 1 or no GPUs, and why not."""
+    for module in ('mmcv/ops', 'mmengine', 'mmagic/models', 'iter_mm'):
+        (node / 'site' / module).mkdir(parents=True, exist_ok=True)
+        (node / 'site' / module / '__init__.py').write_text('')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('CUDA_', 'DEVICE_CHECK'))}
+    env.update(PYTHON=str(node / 'venv' / 'bin' / 'python'), FAKE_GPUS=gpus, ITERS='3')
+    proc = subprocess.run(['bash', str(ROOT / 'tools' / 'device_train_check.sh'), '--dry-run'], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    summary = dict(line.split(None, 1) for line in proc.stdout.split('== summary')[1].splitlines()[1:] if line)
+    assert summary['stack'].startswith('PASS')
+    assert 'train.py configs/iter/swinvqgan_tiny.py --cfg-options train_cfg.max_iters=3' in proc.stdout
+    assert '/stage1/iter_3.pth --work-dir' in proc.stdout and '--amp' in proc.stdout
+    assert 'dist_train.sh configs/iter/iter_x4_tiny.py 2 --cfg-options' in proc.stdout
+    single = [summary[name] for name in ('stage1', 'stage1_amp', 'stage23', 'stage23_amp')]
+    dist = [summary['dist_stage1'], summary['dist_stage23']]
+    if gpus == '0':
+        assert all(s == 'NOT RUN   no GPU visible to torch' for s in single + dist)
+    else:
+        assert all(s.strip() == 'WOULD RUN' for s in single)
+        assert all(s.strip() == ('WOULD RUN' if gpus == '2' else 'NOT RUN   needs 2 GPUs, 1 visible') for s in dist)

@@ -48,8 +48,9 @@ T0=$(date +%s)
 # pip prints one harmless warning per package for the machine's partial local indexes: hide those lines.
 quiet() { "$@" 2>&1 | { grep -v "is neither a file nor a directory" || true; }; return "${PIPESTATUS[0]}"; }
 step() {
-  STEP="$1"
-  if [ "$DRY" = 1 ]; then printf '\n[setup_env dry-run] %s\n' "$1"; else printf '\n[setup_env %3ds] %s\n' "$(( $(date +%s) - T0 ))" "$1"; fi
+  STEP="$*"
+  if [ "$DRY" = 1 ]; then printf '\n[setup_env dry-run] %s\n' "$*"
+  else printf '\n[setup_env %3ds] %s\n' "$(( $(date +%s) - T0 ))" "$*"; fi
 }
 say() { printf '    %s\n' "$*"; }
 # run CMD...: the command (with its `env` assignments, if any) is printed; a dry run stops there.
@@ -66,7 +67,7 @@ trap 'rc=$?; if [ $rc -ne 0 ]; then echo "[setup_env] FAILED at step: $STEP (exi
 torch_facts() {
   TORCH_VERSION="" TORCH_CUDA="" TORCH_HIP="" TORCH_GPUS=0 TORCHVISION_VERSION=""
   [ -x "$VPY" ] || return 0
-  eval "$("$VPY" - 2>/dev/null <<'EOF' || true
+  eval "$("$VPY" -W ignore - 2>/dev/null <<'EOF' || true
 import shlex
 try:
     import torch
@@ -75,9 +76,9 @@ except Exception:
 facts = dict(TORCH_VERSION=torch.__version__, TORCH_CUDA=torch.version.cuda or '',
              TORCH_HIP=getattr(torch.version, 'hip', None) or '',
              TORCH_GPUS=torch.cuda.device_count() if torch.cuda.is_available() else 0)
-try:
-    import torchvision
-    facts['TORCHVISION_VERSION'] = torchvision.__version__
+try:  # installed is enough: torchvision imports numpy and pillow, which come with the pinned set
+    from importlib.metadata import version
+    facts['TORCHVISION_VERSION'] = version('torchvision')
 except Exception:
     pass
 for k, v in facts.items():
@@ -126,7 +127,7 @@ STAMP_SRC=$({ cat requirements/pinned.txt requirements/torch.txt requirements/ru
   setup.py tools/setup_env.sh; echo "torch=$TORCH_CHOICE index=$TORCH_INDEX want=$TORCH_WANT mmcv=$MMCV_KIND"; } \
   | sha256sum | cut -c1-16)
 STAMP_FILE="$VENV/.iter_mm_stamp"
-if [ "$DRY" != 1 ] && [ "${ITER_MM_FORCE:-0}" != 1 ] && [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$STAMP_SRC" ]; then
+if [ "$DRY" != 1 ] && [ "${ITER_MM_FORCE:-0}" != 1 ] && [ "$(cat "$STAMP_FILE" 2>/dev/null)" = "$STAMP_SRC" ]; then
   step "venv is current (stamp $STAMP_SRC); skipping installs"
   CURRENT=1
 else
@@ -161,7 +162,8 @@ fi
 DRIVER=""
 if command -v nvidia-smi >/dev/null; then
   DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' ' || true)
-  say "NVIDIA driver ${DRIVER:-? (nvidia-smi gave no version)} | GPUs listed by nvidia-smi: $(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)"
+  say "NVIDIA driver ${DRIVER:-? (nvidia-smi gave no version)} |" \
+      "GPUs listed by nvidia-smi: $(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)"
 else
   say "no NVIDIA driver here (nvidia-smi not found)"
 fi
@@ -172,7 +174,8 @@ if [ -n "$TORCH_CUDA" ] && [ -n "$DRIVER" ]; then
   if [ -n "$NEED" ] && [ "$(printf '%s\n%s\n' "$NEED" "$DRIVER" | sort -V | head -n1)" != "$NEED" ]; then
     say "DRIVER TOO OLD: torch $TORCH_VERSION is built for CUDA $TORCH_CUDA, which needs NVIDIA driver >= $NEED;" \
         "this node has $DRIVER, so torch cannot use its GPUs. Install a torch build for an older CUDA, e.g." \
-        "ITER_MM_TORCH='torch==2.14.1+cu126 torchvision==0.29.1+cu126' ITER_MM_TORCH_INDEX=https://download.pytorch.org/whl/cu126" \
+        "ITER_MM_TORCH='torch==2.14.1+cu126 torchvision==0.29.1+cu126'" \
+        "ITER_MM_TORCH_INDEX=https://download.pytorch.org/whl/cu126" \
         "or keep the cluster's torch with ITER_MM_TORCH=keep (docs/gpu_setup.md)."
   elif [ "$TORCH_GPUS" = 0 ] && [ "$DRY" != 1 ]; then
     say "torch sees no GPU although the driver is there: check CUDA_VISIBLE_DEVICES and the job's GPU allocation."
@@ -182,7 +185,7 @@ elif [ -z "$TORCH_CUDA" ] && [ -n "$DRIVER" ] && [ -n "$TORCH_VERSION" ] && [ "$
 fi
 
 # ---- mmcv: one wheel per (kind, torch, Python) in $CACHE/wheels/mmcv-<v>/<key>/ with a BUILD_INFO stamp ----
-PYTAG=$("$( [ -x "$VPY" ] && echo "$VPY" || echo "$PYTHON")" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+PYTAG=$("$( [ -x "$VPY" ] && echo "$VPY" || echo "$PYTHON")" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
 KEY="torch${TORCH_VERSION}-${PYTAG}-${MMCV_KIND}"
 [ "$MMCV_KIND" = cuda ] && KEY="${KEY}${TORCH_CUDA}"
 WHEEL_DIR="$CACHE/wheels/mmcv-$MMCV_VERSION/$KEY"
@@ -190,7 +193,7 @@ info_get() { sed -n "s/^$1=//p" "$2" 2>/dev/null | head -n1; }
 # cached_wheel: the wheel of $WHEEL_DIR if its stamp names this kind, torch and Python; else nothing.
 cached_wheel() {
   local info="$WHEEL_DIR/BUILD_INFO"
-  [ -f "$info" ] && [ "$(info_get kind "$info")" = "$MMCV_KIND" ] && [ "$(info_get torch "$info")" = "$TORCH_VERSION" ] \
+  [ "$(info_get kind "$info")" = "$MMCV_KIND" ] && [ "$(info_get torch "$info")" = "$TORCH_VERSION" ] \
     && [ "$(info_get python "$info")" = "$PYTAG" ] && ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1
 }
 write_info() {  # DIR HOW
@@ -205,7 +208,8 @@ ext_kind() {
   if readelf -d "$tmp"/mmcv/_ext*.so 2>/dev/null | grep -q -E 'NEEDED.*(torch_cuda|c10_cuda|cudart)'; then
     rm -rf "$tmp"; echo "cuda (links CUDA libraries)"; return 0
   fi
-  (cd "$tmp" && PYTHONPATH="$tmp" "$VPY" -c 'import torch, mmcv._ext as e; print(e.get_compiling_cuda_version())' 2>/dev/null) \
+  (cd "$tmp" && PYTHONPATH="$tmp" "$VPY" -W ignore -c \
+    'import torch, mmcv._ext as e; print(e.get_compiling_cuda_version())' 2>/dev/null) \
     || { rm -rf "$tmp"; return 1; }
   rm -rf "$tmp"
 }
@@ -242,7 +246,8 @@ if [ "$CURRENT" = 0 ]; then
     elif [ -n "$LEGACY" ] && [ "$MMCV_KIND" = cpu ] && [ "$TORCH_VERSION" = "$LEGACY_TORCH" ]; then
       say "would check the earlier script's wheel $LEGACY (loads against this torch, CPU ops only?) and take it if so"
     elif [ -n "$LEGACY" ]; then
-      say "earlier script's wheel $LEGACY (CPU ops, torch $LEGACY_TORCH) does not fit ($MMCV_KIND, torch $TORCH_VERSION)"
+      say "earlier script's wheel $LEGACY (CPU ops, torch $LEGACY_TORCH) does not fit" \
+          "($MMCV_KIND, torch $TORCH_VERSION)"
     fi
   fi
 else
@@ -254,7 +259,8 @@ if [ "$CURRENT" = 0 ] && [ -z "$MMCV_WHEEL" ]; then
     # mmcv's setup.py builds CUDA ops when torch.cuda.is_available() or FORCE_CUDA=1 (and MLU/MPS/NPU/DIOPI ops
     # when asked): hide the GPUs and say no to each, so a GPU node builds the same CPU ops as a CPU machine.
     BUILD_ENV=(CUDA_VISIBLE_DEVICES= FORCE_CUDA=0 FORCE_MLU=0 FORCE_MPS=0 FORCE_NPU=0 MMCV_WITH_DIOPI=0 MMCV_WITH_OPS=1)
-    step "build mmcv==$MMCV_VERSION with CPU ops, GPUs hidden from the build (once per machine and torch; ~17 min on 2 cores)"
+    step "build mmcv==$MMCV_VERSION with CPU ops, GPUs hidden from the build" \
+      "(once per machine and torch; ~17 min on 2 cores)"
     [ -n "$TORCH_HIP" ] && say "warning: a ROCm torch: mmcv $MMCV_VERSION builds HIP ops whenever ROCm is found"
   else
     BUILD_ENV=(FORCE_CUDA=1 MMCV_WITH_OPS=1)
@@ -263,7 +269,8 @@ if [ "$CURRENT" = 0 ] && [ -z "$MMCV_WHEEL" ]; then
     NVCC="${CUDA_HOME:+$CUDA_HOME/bin/nvcc}"
     [ -n "$NVCC" ] && [ -x "$NVCC" ] || NVCC=$(command -v nvcc || true)
     if [ -z "$NVCC" ]; then
-      die "ITER_MM_MMCV_CUDA=1 needs nvcc for CUDA $TORCH_CUDA (set CUDA_HOME or put nvcc on PATH), or leave it unset for CPU ops"
+      die "ITER_MM_MMCV_CUDA=1 needs nvcc for CUDA $TORCH_CUDA (set CUDA_HOME or put nvcc on PATH)," \
+        "or leave it unset for CPU ops"
     else
       NVCC_CUDA=$("$NVCC" --version | sed -n 's/.*release \([0-9.]*\),.*/\1/p')
       say "nvcc $NVCC: CUDA ${NVCC_CUDA:-?}; torch built for CUDA $TORCH_CUDA"
@@ -275,16 +282,19 @@ if [ "$CURRENT" = 0 ] && [ -z "$MMCV_WHEEL" ]; then
       fi
       BUILD_ENV+=(CUDA_HOME="$(dirname "$(dirname "$NVCC")")")
     fi
-    say "TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-<unset: the visible GPUs' architectures, or PyTorch's default list>}"
+    say "TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-<unset: the visible GPUs' architectures, else PyTorch's list>}"
   fi
   BUILD_ENV+=(MAX_JOBS="${MAX_JOBS:-$(nproc)}")
   say "build environment: ${BUILD_ENV[*]}"
   if [ "$DRY" = 1 ]; then
     run "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation -d BUILD "mmcv==$MMCV_VERSION"
     run sed -i 's/-std=c++17/-std=c++20/g' "BUILD/mmcv-$MMCV_VERSION/setup.py"
-    run env "${BUILD_ENV[@]}" "${PIP[@]}" wheel -v --no-deps --no-build-isolation -w BUILD/dist "BUILD/mmcv-$MMCV_VERSION"
+    run env "${BUILD_ENV[@]}" "${PIP[@]}" wheel -v --no-deps --no-build-isolation -w BUILD/dist \
+      "BUILD/mmcv-$MMCV_VERSION"
     say "would check the built extension against '$MMCV_KIND', then keep it as $WHEEL_DIR/ with BUILD_INFO"
-    say "what torch reports inside the build environment: cuda.is_available() = $(env "${BUILD_ENV[@]}" "$VPY" -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null || echo '? (no torch yet)')"
+    seen=$(env "${BUILD_ENV[@]}" "$VPY" -W ignore -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null \
+      || echo '? (no torch yet)')
+    say "what torch reports inside the build environment: cuda.is_available() = $seen"
   else
     mkdir -p "$CACHE/src"
     BUILD=$(mktemp -d "$CACHE/src/build.XXXXXX")
@@ -293,8 +303,9 @@ if [ "$CURRENT" = 0 ] && [ -z "$MMCV_WHEEL" ]; then
     # torch>=2.10 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17.
     sed -i 's/-std=c++17/-std=c++20/g' "$BUILD/mmcv-$MMCV_VERSION/setup.py"
     say "log: $BUILD/build.log"
-    env "${BUILD_ENV[@]}" "${PIP[@]}" wheel -v --no-deps --no-build-isolation -w "$BUILD/dist" "$BUILD/mmcv-$MMCV_VERSION" \
-      > "$BUILD/build.log" 2>&1 || { tail -n 40 "$BUILD/build.log" >&2; die "mmcv build failed; log: $BUILD/build.log"; }
+    env "${BUILD_ENV[@]}" "${PIP[@]}" wheel -v --no-deps --no-build-isolation -w "$BUILD/dist" \
+      "$BUILD/mmcv-$MMCV_VERSION" > "$BUILD/build.log" 2>&1 \
+      || { tail -n 40 "$BUILD/build.log" >&2; die "mmcv build failed; log: $BUILD/build.log"; }
     BUILT=$(ls "$BUILD"/dist/mmcv-*.whl | head -n1)
     compiled=$(ext_kind "$BUILT" || echo "does not load")
     case "$MMCV_KIND:$compiled" in
@@ -315,7 +326,8 @@ if [ "$CURRENT" = 0 ]; then
 
   step "install iter_mm (editable)"
   run "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
-  if [ "$DRY" = 1 ]; then say "would write the stamp $STAMP_SRC to $STAMP_FILE"; else echo "$STAMP_SRC" > "$STAMP_FILE"; fi
+  if [ "$DRY" = 1 ]; then say "would write the stamp $STAMP_SRC to $STAMP_FILE"
+  else echo "$STAMP_SRC" > "$STAMP_FILE"; fi
 fi
 
 step "verify imports"
