@@ -39,8 +39,9 @@ def node(tmp_path):
     (site / 'torchvision-0.29.1.dist-info').mkdir()
     (site / 'torchvision-0.29.1.dist-info' / 'METADATA').write_text('Name: torchvision\nVersion: 0.29.1\n')
     venv = tmp_path / 'venv'
+    path = f'{shlex.quote(str(site))}${{PYTHONPATH:+:$PYTHONPATH}}'
     _executable(venv / 'bin' / 'python',
-                f'#!/bin/sh\nPYTHONSAFEPATH=1 PYTHONPATH={shlex.quote(str(site))}${{PYTHONPATH:+:$PYTHONPATH}} exec {shlex.quote(sys.executable)} "$@"\n')
+                f'#!/bin/sh\nPYTHONSAFEPATH=1 PYTHONPATH={path} exec {shlex.quote(sys.executable)} "$@"\n')
     (tmp_path / 'bin').mkdir()
     return tmp_path
 
@@ -48,7 +49,8 @@ def node(tmp_path):
 def plan(node: Path, **env: str) -> str:
     """Run the script's dry run on ``node`` and return its output."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(('ITER_MM_', 'CUDA_', 'FORCE_'))}
-    full.update(PATH=f'{node / "bin"}:{full["PATH"]}', ITER_MM_VENV=str(node / 'venv'), ITER_MM_CACHE=str(node / 'cache'))
+    full.update(PATH=f'{node / "bin"}:{full["PATH"]}', ITER_MM_VENV=str(node / 'venv'),
+                ITER_MM_CACHE=str(node / 'cache'))
     full.update(env)
     proc = subprocess.run(['bash', str(SCRIPT), '--dry-run'], cwd=ROOT, env=full, capture_output=True, text=True,
                           timeout=60)
@@ -140,8 +142,8 @@ def test_cached_wheel_only_for_same_kind_and_torch(node):
 
 @pytest.mark.parametrize('driver, too_old', [('535.104.05', True), ('580.159.04', False)])
 def test_driver_too_old_for_torch_build(node, driver, too_old):
-    _executable(node / 'bin' / 'nvidia-smi',
-                f'#!/bin/sh\ncase "$*" in *driver_version*) echo {driver};; *) echo "GPU 0: H100"; echo "GPU 1: H100";; esac\n')
+    _executable(node / 'bin' / 'nvidia-smi', '#!/bin/sh\n'
+                f'case "$*" in *driver_version*) echo {driver};; *) echo "GPU 0: H100"; echo "GPU 1: H100";; esac\n')
     out = plan(node, ITER_MM_TORCH='keep')
     assert f'NVIDIA driver {driver} | GPUs listed by nvidia-smi: 2' in out
     assert ('DRIVER TOO OLD: torch 2.14.1+cu130 is built for CUDA 13.0, which needs NVIDIA driver >= 580.65.06;'
@@ -159,7 +161,7 @@ def test_browser_step_is_separate_and_skippable(node, tmp_path):
 @pytest.mark.parametrize('gpus', ['2', '1', '0'])
 def test_device_train_check_plan(node, gpus):
     """The device script's dry run with a stand-in stack: what it would run on 2, 1 or no GPUs, and why not."""
-    for module in ('mmcv/ops', 'mmengine', 'mmagic/models', 'iter_mm'):
+    for module in ('mmcv', 'mmcv/ops', 'mmengine', 'mmagic', 'mmagic/models', 'iter_mm'):
         (node / 'site' / module).mkdir(parents=True, exist_ok=True)
         (node / 'site' / module / '__init__.py').write_text('')
     env = {k: v for k, v in os.environ.items() if not k.startswith(('CUDA_', 'DEVICE_CHECK'))}

@@ -16,6 +16,7 @@
 #   ITERS=4             training iterations per check
 #   LIMIT=240           seconds per training check (the mmcv build gets BUILD_LIMIT=420)
 #   DEVICE_CHECK_CPU=1  run the checks without a GPU too (a try of this script on a CPU machine)
+#   CHECKS='stage1 stage23'  run only these checks (names as in the summary)
 #   DEV_PY=3.12         the device's Python version, for --prepare (its python3 is 3.12 as last seen)
 set -u
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,9 +44,21 @@ if [ "$MODE" = prepare ]; then
   [ -x .venv/bin/python ] && PIP=(.venv/bin/python -m pip --disable-pip-version-check)
   mkdir -p "$STACK/wheels"
   echo "== wheels of requirements/device.txt for CPython $DEV_PY (manylinux x86_64) into $STACK/wheels"
-  "${PIP[@]}" download -q --no-deps --only-binary=:all: --python-version "$DEV_PY" --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$STACK/wheels" -r requirements/device.txt
+  PLATFORMS=()
+  for p in manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1; do
+    PLATFORMS+=(--platform "${p}_x86_64")
+  done
+  grep -v -E '^\s*(#|$)' requirements/device.txt | while read -r req; do
+    "${PIP[@]}" download -q --no-deps --only-binary=:all: --python-version "$DEV_PY" --implementation cp \
+      "${PLATFORMS[@]}" -d "$STACK/wheels" "$req" > /dev/null 2>&1 && continue
+    # no wheel on the index (an sdist only): build one here; fine for pure-Python packages
+    if ! "${PIP[@]}" wheel -q --no-deps -w "$STACK/wheels" "$req" > /dev/null 2>&1; then
+      echo "   no wheel for $req"; continue
+    fi
+    echo "   $req: built here from its source"
+  done
+  ls "$STACK"/wheels/*-cp3[0-9]*-cp3[0-9]*.whl 2>/dev/null | grep -v "cp${DEV_PY/./}" \
+    | sed 's/^/   NOT for the device: /'
   echo "== mmcv $MMCV_VERSION source"
   "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation -d "$STACK" "mmcv==$MMCV_VERSION"
   du -sh "$STACK" | sed 's/^/== size (the working tree that travels may hold 64 MiB in all): /'
@@ -63,7 +76,9 @@ result() { SUMMARY+=("$(printf '%-14s %-9s %s' "$1" "$2" "${*:3}")"); note "   -
 # ---- which Python holds the stack ----
 SITE="$STACK/site"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-imports() { PYTHONPATH="$SITE:$PYTHONPATH" "$1" -c 'import torch, mmcv.ops, mmengine, mmagic.models, iter_mm' 2>&1 | tail -n1; }
+imports() {  # PYTHON: nothing if it imports the stack, else the last line of the error
+  PYTHONPATH="$SITE:$PYTHONPATH" "$1" -c 'import torch, mmcv.ops, mmengine, mmagic.models, iter_mm' 2>&1 | tail -n1
+}
 PY=""
 for cand in ${PYTHON:-} .venv/bin/python python3; do
   command -v "$cand" >/dev/null 2>&1 || [ -x "$cand" ] || continue
@@ -71,10 +86,15 @@ for cand in ${PYTHON:-} .venv/bin/python python3; do
 done
 FACTS_PY="${PY:-${PYTHON:-python3}}"
 note "== $(date -u +%FT%TZ) device_train_check ($MODE)"
-note "python: $(command -v "$FACTS_PY" || echo "$FACTS_PY") ($("$FACTS_PY" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo none))"
-GPUS=$("$FACTS_PY" -c 'import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)' 2>/dev/null || echo 0)
-note "torch: $("$FACTS_PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>/dev/null || echo 'not importable') | GPUs visible: $GPUS"
-command -v nvidia-smi >/dev/null && note "driver: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n1)"
+pyrun() { "$FACTS_PY" -W ignore -c "$1" 2>/dev/null; }
+note "python: $(command -v "$FACTS_PY" || echo "$FACTS_PY")" \
+  "($(pyrun 'import sys; print(sys.version.split()[0])' || echo none))"
+GPUS=$(pyrun 'import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)' || echo 0)
+note "torch: $(pyrun 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' || echo 'not importable')" \
+  "| GPUs visible: $GPUS"
+if command -v nvidia-smi >/dev/null; then
+  note "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n1)"
+fi
 
 STACK_OK=1
 if [ -n "$PY" ]; then
@@ -91,12 +111,15 @@ else
       "(env CUDA_VISIBLE_DEVICES= FORCE_CUDA=0 MMCV_WITH_OPS=1 MAX_JOBS=$(nproc))"
   else
     note "== stack from .devstack: wheels into $SITE"
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$STACK"/wheels/*.whl >> "$LOG" 2>&1 \
-      || note "   (pip reported errors: see the log)"
+    pip_target() {
+      "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$@" >> "$LOG" 2>&1
+    }
+    pip_target "$STACK"/wheels/*.whl || note "   (pip reported errors: see the log)"
     TV=$(PYTHONPATH="$SITE:$PYTHONPATH" "$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)
     BUILT="$STACK/built/torch$TV"
     if ! ls "$BUILT"/mmcv-*.whl >/dev/null 2>&1; then
-      note "== build mmcv $MMCV_VERSION with CPU ops for torch $TV, GPUs hidden from the build (limit ${BUILD_LIMIT:-420} s)"
+      note "== build mmcv $MMCV_VERSION with CPU ops for torch $TV, GPUs hidden from the build" \
+        "(limit ${BUILD_LIMIT:-420} s)"
       SRC=$(mktemp -d); T=$(date +%s)
       tar -xzf "$STACK/mmcv-$MMCV_VERSION.tar.gz" -C "$SRC"
       sed -i 's/-std=c++17/-std=c++20/g' "$SRC/mmcv-$MMCV_VERSION/setup.py"  # torch>=2.10 headers need C++20
@@ -110,8 +133,7 @@ else
       fi
       rm -rf "$SRC"
     fi
-    ls "$BUILT"/mmcv-*.whl >/dev/null 2>&1 \
-      && "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$BUILT"/mmcv-*.whl >> "$LOG" 2>&1
+    if ls "$BUILT"/mmcv-*.whl >/dev/null 2>&1; then pip_target "$BUILT"/mmcv-*.whl; fi
     why=$(imports "$PY")
     if [ -z "$why" ]; then
       result stack PASS "from .devstack (python $PY, torch $TV)"
@@ -133,6 +155,7 @@ check() {
   local name=$1 gpus=$2 needs=$3
   shift 3
   note "== $name: $*"
+  if [ -n "${CHECKS:-}" ] && [[ " $CHECKS " != *" $name "* ]]; then result "$name" "NOT RUN" "not in CHECKS"; return; fi
   if [ "$STACK_OK" = 0 ]; then result "$name" "NOT RUN" "the stack does not import (see 'stack')"; return; fi
   if [ "$HAVE_GPU" = 0 ]; then result "$name" "NOT RUN" "no GPU visible to torch"; return; fi
   if [ "$gpus" -gt "$GPUS" ] && [ "${DEVICE_CHECK_CPU:-0}" != 1 ]; then
@@ -163,15 +186,18 @@ s23() { echo --cfg-options "train_cfg.max_iters=$ITERS" "train_cfg.val_interval=
 CK="iter_$ITERS.pth"
 S1_CFG=configs/iter/swinvqgan_tiny.py
 S23_CFG=configs/iter/iter_x4_tiny.py
-check stage1 1 "" "$PY" tools/train.py "$S1_CFG" "${S1[@]}" --work-dir "$WORK/stage1"
-check stage1_amp 1 "" "$PY" tools/train.py "$S1_CFG" "${S1[@]}" --work-dir "$WORK/stage1_amp" --amp
+W="$WORK"
+check stage1 1 "" "$PY" tools/train.py "$S1_CFG" "${S1[@]}" --work-dir "$W/stage1"
+check stage1_amp 1 "" "$PY" tools/train.py "$S1_CFG" "${S1[@]}" --work-dir "$W/stage1_amp" --amp
 # shellcheck disable=SC2046
-check stage23 1 "$WORK/stage1/$CK" "$PY" tools/train.py "$S23_CFG" $(s23 "$WORK/stage1/$CK") --work-dir "$WORK/stage23"
+check stage23 1 "$W/stage1/$CK" "$PY" tools/train.py "$S23_CFG" $(s23 "$W/stage1/$CK") --work-dir "$W/stage23"
 # shellcheck disable=SC2046
-check stage23_amp 1 "$WORK/stage1/$CK" "$PY" tools/train.py "$S23_CFG" $(s23 "$WORK/stage1/$CK") --work-dir "$WORK/stage23_amp" --amp
-check dist_stage1 2 "" bash tools/dist_train.sh "$S1_CFG" 2 "${S1[@]}" --work-dir "$WORK/dist_stage1"
+check stage23_amp 1 "$W/stage1/$CK" "$PY" tools/train.py "$S23_CFG" $(s23 "$W/stage1/$CK") --work-dir "$W/stage23_amp" \
+  --amp
+check dist_stage1 2 "" bash tools/dist_train.sh "$S1_CFG" 2 "${S1[@]}" --work-dir "$W/dist_stage1"
 # shellcheck disable=SC2046
-check dist_stage23 2 "$WORK/dist_stage1/$CK" bash tools/dist_train.sh "$S23_CFG" 2 $(s23 "$WORK/dist_stage1/$CK") --work-dir "$WORK/dist_stage23"
+check dist_stage23 2 "$W/dist_stage1/$CK" bash tools/dist_train.sh "$S23_CFG" 2 $(s23 "$W/dist_stage1/$CK") \
+  --work-dir "$W/dist_stage23"
 
 note ""
 note "== summary (details: $OUT_DIR/<check>.log)"

@@ -196,9 +196,9 @@ cached_wheel() {
   [ "$(info_get kind "$info")" = "$MMCV_KIND" ] && [ "$(info_get torch "$info")" = "$TORCH_VERSION" ] \
     && [ "$(info_get python "$info")" = "$PYTAG" ] && ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1
 }
-write_info() {  # DIR HOW
+write_info() {  # DIR HOW...
   printf 'kind=%s\ntorch=%s\ntorch_cuda=%s\npython=%s\nmmcv=%s\ndate=%s\nhow=%s\n' "$MMCV_KIND" "$TORCH_VERSION" \
-    "${TORCH_CUDA:-none}" "$PYTAG" "$MMCV_VERSION" "$(date -u +%FT%TZ)" "$2" > "$1/BUILD_INFO"
+    "${TORCH_CUDA:-none}" "$PYTAG" "$MMCV_VERSION" "$(date -u +%FT%TZ)" "${*:2}" > "$1/BUILD_INFO"
 }
 # ext_kind WHEEL: load the wheel's mmcv._ext against the venv's torch (all symbols resolved, as Python dlopens with
 # RTLD_NOW) and print what mmcv says it was compiled with: 'not available' = CPU ops only, else a CUDA version.
