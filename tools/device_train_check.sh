@@ -76,13 +76,17 @@ result() { SUMMARY+=("$(printf '%-14s %-9s %s' "$1" "$2" "${*:3}")"); note "   -
 # ---- which Python holds the stack ----
 SITE="$STACK/site"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-imports() {  # PYTHON: nothing if it imports the stack, else the last line of the error
-  PYTHONPATH="$SITE:$PYTHONPATH" "$1" -c 'import torch, mmcv.ops, mmengine, mmagic.models, iter_mm' 2>&1 | tail -n1
+imports() {  # PYTHON: true if it imports the stack; else false, printing the last line of the error
+  local err
+  err=$(PYTHONPATH="$SITE:$PYTHONPATH" "$1" -W ignore -c 'import torch, mmcv.ops, mmengine, mmagic.models, iter_mm' \
+    2>&1) && return 0
+  echo "${err##*$'\n'}"
+  return 1
 }
 PY=""
 for cand in ${PYTHON:-} .venv/bin/python python3; do
   command -v "$cand" >/dev/null 2>&1 || [ -x "$cand" ] || continue
-  if [ -z "$(imports "$cand")" ]; then PY="$cand"; break; fi
+  if imports "$cand" >/dev/null; then PY="$cand"; break; fi
 done
 FACTS_PY="${PY:-${PYTHON:-python3}}"
 note "== $(date -u +%FT%TZ) device_train_check ($MODE)"
@@ -134,8 +138,7 @@ else
       rm -rf "$SRC"
     fi
     if ls "$BUILT"/mmcv-*.whl >/dev/null 2>&1; then pip_target "$BUILT"/mmcv-*.whl; fi
-    why=$(imports "$PY")
-    if [ -z "$why" ]; then
+    if why=$(imports "$PY"); then
       result stack PASS "from .devstack (python $PY, torch $TV)"
     else
       STACK_OK=0
