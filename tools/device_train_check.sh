@@ -60,7 +60,8 @@ if [ "$MODE" = prepare ]; then
   ls "$STACK"/wheels/*-cp3[0-9]*-cp3[0-9]*.whl 2>/dev/null | grep -v "cp${DEV_PY/./}" \
     | sed 's/^/   NOT for the device: /'
   echo "== mmcv $MMCV_VERSION source"
-  "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation -d "$STACK" "mmcv==$MMCV_VERSION"
+  "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation -d "$STACK" "mmcv==$MMCV_VERSION" 2>&1 \
+    | { grep -v "is neither a file nor a directory" || true; }
   du -sh "$STACK" | sed 's/^/== size (the working tree that travels may hold 64 MiB in all): /'
   echo "next: carry .devstack and run:  bash tools/device_train_check.sh"
   exit 0
@@ -111,7 +112,7 @@ else
     result stack "NOT RUN" "no Python here imports the stack ($(imports "$PY")) and .devstack/ is missing: run" \
       "'bash tools/device_train_check.sh --prepare' where pip reaches the index, and carry .devstack"
   elif [ "$MODE" = dry ]; then
-    note "stack: would install $(ls "$STACK"/wheels/*.whl | wc -l) wheels into $SITE and build mmcv with CPU ops" \
+    result stack "WOULD RUN" "install $(ls "$STACK"/wheels/*.whl | wc -l) wheels into $SITE and build mmcv with CPU ops" \
       "(env CUDA_VISIBLE_DEVICES= FORCE_CUDA=0 MMCV_WITH_OPS=1 MAX_JOBS=$(nproc))"
   else
     note "== stack from .devstack: wheels into $SITE"

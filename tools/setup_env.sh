@@ -152,7 +152,7 @@ if [ "$CURRENT" = 0 ]; then
 fi
 
 step "torch, driver and GPUs"
-torch_facts
+if [ "$CURRENT" = 0 ] && [ "$TORCH_CHOICE" != keep ] && [ "$DRY" != 1 ]; then torch_facts; fi  # torch was installed
 if [ -z "$TORCH_VERSION" ]; then
   say "torch not installed yet (dry run): would be $TORCH_WANT"
   TORCH_VERSION="$TORCH_WANT"
