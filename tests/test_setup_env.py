@@ -52,8 +52,8 @@ def plan(node: Path, **env: str) -> str:
     full.update(PATH=f'{node / "bin"}:{full["PATH"]}', ITER_MM_VENV=str(node / 'venv'),
                 ITER_MM_CACHE=str(node / 'cache'))
     full.update(env)
-    proc = subprocess.run(['bash', str(SCRIPT), '--dry-run'], cwd=ROOT, env=full, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(['bash', str(SCRIPT), '--dry-run'], check=False, cwd=ROOT, env=full, capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -166,8 +166,8 @@ def test_device_train_check_plan(node, gpus):
         (node / 'site' / module / '__init__.py').write_text('')
     env = {k: v for k, v in os.environ.items() if not k.startswith(('CUDA_', 'DEVICE_CHECK'))}
     env.update(PYTHON=str(node / 'venv' / 'bin' / 'python'), FAKE_GPUS=gpus, ITERS='3')
-    proc = subprocess.run(['bash', str(ROOT / 'tools' / 'device_train_check.sh'), '--dry-run'], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(['bash', str(ROOT / 'tools' / 'device_train_check.sh'), '--dry-run'], check=False,
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     summary = dict(line.split(None, 1) for line in proc.stdout.split('== summary')[1].splitlines()[1:] if line)
     assert summary['stack'].startswith('PASS')

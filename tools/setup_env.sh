@@ -350,7 +350,8 @@ if [ -f tools/setup_browser.sh ]; then
     step "browser for the web demo's test: skipped (ITER_MM_BROWSER=0)"
   else
     step "browser for the web demo's test (tools/setup_browser.sh; skip with ITER_MM_BROWSER=0)"
-    run bash tools/setup_browser.sh
+    run bash tools/setup_browser.sh || say "warning: tools/setup_browser.sh failed (exit $?): the Python set-up above" \
+      "is complete; only the web demo's browser test lacks its browser"
   fi
 fi
 step "done"
