@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv/ with a pinned, mutually compatible torch + OpenMMLab + pyiqa stack and iter_mm (editable).
 #
-#   bash tools/setup_env.sh             # idempotent; a rerun on the same machine takes about 15-25 s
+#   bash tools/setup_env.sh             # idempotent; a rerun takes 15-50 s (it verifies the imports)
 #   bash tools/setup_env.sh --dry-run   # print each step and its environment; build and install nothing
 #
 # Environment overrides (docs/gpu_setup.md has the GPU-node and cluster recipes):
