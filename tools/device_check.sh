@@ -4,6 +4,7 @@
 #   bash tools/device_check.sh [OUT_DIR]      # default: $OUT (the device tool's folder) or ./device_results
 # Writes one JSON per run and a log; each run is limited so that a slow one cannot eat the session. A dry run
 # here: DEVICE=cpu SIZE=16 PYTHON=.venv/bin/python bash tools/device_check.sh /tmp/dc
+# The training checks with the whole stack (both stages, --amp, dist_train.sh on 2 GPUs): tools/device_train_check.sh.
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-device_results}}
