@@ -39,7 +39,16 @@ def _mix32(x: Tensor) -> Tensor:
 
 
 def seed_keys(seeds: Tensor, step: int, kind: int) -> tuple[Tensor, Tensor]:
-    """Two 32-bit keys per image from (seed, step, kind). seeds: (B,) int64 -> two (B, 1) int64."""
+    """Two 32-bit keys per image from (seed, step, kind).
+
+    Args:
+        seeds (Tensor): (B,) int64 seeds.
+        step (int): refinement step.
+        kind (int): draw kind (``DRAW_TOKEN`` / ``DRAW_KEEP``).
+
+    Returns:
+        tuple[Tensor, Tensor]: two (B, 1) int64 keys in [0, 2^32).
+    """
     lo = seeds & _M32
     hi = (seeds >> 32) & _M32
     k = _mix32(lo ^ _mix32(hi ^ 0x68E31DA4))
@@ -71,7 +80,17 @@ def hash_uniform(seeds: Tensor, step: int, kind: int, shape: Sequence[int]) -> T
 def uniform_range(keys: tuple[Tensor, Tensor], start: int, count: int, numel: int) -> Tensor:
     """Elements [start, start + count) of the flattened :func:`hash_uniform` noise of ``numel`` elements per image.
 
-    keys: the two (B, 1) keys of :func:`seed_keys` -> (B, count) float32.
+    Args:
+        keys (tuple[Tensor, Tensor]): the two (B, 1) keys of :func:`seed_keys`.
+        start (int): first element index.
+        count (int): number of elements.
+        numel (int): elements per image of the whole draw.
+
+    Returns:
+        Tensor: (B, count) float32 in (0, 1).
+
+    Raises:
+        InvalidInputError: ``numel`` >= 2^32 (the hash's element index range).
     """
     if numel >= _MAX_ELEMS:
         raise InvalidInputError(f'{numel} noise elements per image exceed the 2^32 the hash supports; use tiling')
@@ -82,7 +101,16 @@ def uniform_range(keys: tuple[Tensor, Tensor], start: int, count: int, numel: in
 
 
 def resolve_seed(seed: Optional[int] = None, generator: Optional[torch.Generator] = None) -> int:
-    """The call's integer seed: ``seed`` if given, else one draw from ``generator`` (else torch's default)."""
+    """The call's integer seed: ``seed`` if given, else one draw from ``generator``.
+
+    Args:
+        seed (int, optional): the seed. Default: None.
+        generator (torch.Generator, optional): source of the draw when ``seed`` is None. Default: None (torch's
+            default CPU generator).
+
+    Returns:
+        int: the seed, drawn in [0, 2^62) when not given.
+    """
     if seed is not None:
         return int(seed)
     return int(torch.randint(0, 2 ** 62, (1,), generator=generator,
@@ -90,7 +118,15 @@ def resolve_seed(seed: Optional[int] = None, generator: Optional[torch.Generator
 
 
 def derive_seeds(seed: int, keys: Tensor) -> Tensor:
-    """Independent per-item seeds from one seed and integer keys (e.g. tile offsets). keys: (n, k) -> (n,) int64."""
+    """Independent per-item seeds from one seed and integer keys (e.g. tile offsets).
+
+    Args:
+        seed (int): the call's seed.
+        keys (Tensor): (n, k) integer keys, one row per item.
+
+    Returns:
+        Tensor: (n,) int64.
+    """
     keys = keys.to(torch.int64)
     x = torch.full(keys.shape[:1], int(seed) & _M32, dtype=torch.int64, device=keys.device)
     for j in range(keys.shape[1]):
@@ -99,7 +135,19 @@ def derive_seeds(seed: int, keys: Tensor) -> Tensor:
 
 
 def as_seeds(seeds: SeedLike, batch: int, device: torch.device) -> Tensor:
-    """One int64 seed per image: an int for all, a one-element tensor for all, or (B,) -> (B,) int64."""
+    """One int64 seed per image.
+
+    Args:
+        seeds (int | Tensor): an int or a one-element tensor for all images, or (B,) seeds.
+        batch (int): images B.
+        device (torch.device): device of the result.
+
+    Returns:
+        Tensor: (B,) int64.
+
+    Raises:
+        InvalidInputError: a tensor of more than one seed whose length is not ``batch``.
+    """
     if isinstance(seeds, Tensor):
         seeds = seeds.reshape(-1).to(device=device, dtype=torch.int64)
         if seeds.numel() == 1:
@@ -111,5 +159,12 @@ def as_seeds(seeds: SeedLike, batch: int, device: torch.device) -> Tensor:
 
 
 def gumbel_(u: Tensor) -> Tensor:
-    """Gumbel noise -log(-log u) of uniforms ``u`` in (0, 1), in place."""
+    """Gumbel noise -log(-log u) of uniforms ``u`` in (0, 1), in place.
+
+    Args:
+        u (Tensor): uniforms in (0, 1), overwritten.
+
+    Returns:
+        Tensor: ``u`` holding the Gumbel noise.
+    """
     return u.log_().neg_().log_().neg_()

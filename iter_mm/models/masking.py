@@ -19,7 +19,18 @@ SCHEDULES = ('cosine', 'linear')
 
 
 def mask_schedule(r: Union[float, Tensor], kind: str = 'cosine') -> Union[float, Tensor]:
-    """Masked fraction gamma(r) for r in [0, 1]: 'cosine' cos(pi r / 2), 'linear' 1 - r (Algorithms 1 and 2)."""
+    """Masked fraction gamma(r) for r in [0, 1]: 'cosine' cos(pi r / 2), 'linear' 1 - r (Algorithms 1 and 2).
+
+    Args:
+        r (float | Tensor): progress r in [0, 1].
+        kind (str): 'cosine' or 'linear'. Default: 'cosine'.
+
+    Returns:
+        float | Tensor: gamma(r), of the type (and shape) of ``r``.
+
+    Raises:
+        InvalidOptionError: unknown ``kind``.
+    """
     if kind == 'cosine':
         return torch.cos(r * (math.pi / 2)) if isinstance(r, Tensor) else math.cos(r * math.pi / 2)
     if kind == 'linear':
@@ -28,7 +39,19 @@ def mask_schedule(r: Union[float, Tensor], kind: str = 'cosine') -> Union[float,
 
 
 def keep_counts(num_tokens: int, steps: int, kind: str = 'linear') -> Tensor:
-    """Kept-token counts K_i = floor((1 - gamma(i / T)) N), i = 0..T-1, in float32 (Algorithm 2). -> (T,) int64."""
+    """Kept-token counts K_i = floor((1 - gamma(i / T)) N), i = 0..T-1, computed in float32 (Algorithm 2).
+
+    Args:
+        num_tokens (int): token positions N of the image.
+        steps (int): refinement steps T.
+        kind (str): mask schedule, 'cosine' or 'linear'. Default: 'linear'.
+
+    Returns:
+        Tensor: (T,) int64.
+
+    Raises:
+        InvalidOptionError: ``steps`` < 1, ``num_tokens`` < 0 or an unknown ``kind``.
+    """
     if steps < 1:
         raise InvalidOptionError(f'steps must be >= 1, got {steps}')
     if num_tokens < 0:

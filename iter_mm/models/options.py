@@ -47,7 +47,34 @@ def _opt(default, help: str, **extra):  # noqa: A002 - argparse's word
 
 @dataclass(frozen=True)
 class RestoreOptions:
-    """Options of one restoration call (the defaults are those of the authors' inference script, ref. 6.1)."""
+    """Options of one restoration call (the defaults are those of the authors' inference script, ref. 6.1).
+
+    Frozen; the help text of every field (``add_restore_arguments``) is its ``help`` metadata.
+
+    Args:
+        alpha (float): phi_e threshold in [0, 1]: tokens of S_l with P(good) >= alpha are kept at the start.
+            Default: 0.7.
+        steps (int): refinement steps T, >= 1. Default: 8.
+        token_temperature (float): temperature of the token sampling, >= 0 (0: argmax). Default: 1.0.
+        mask_temperature (float): temperature of the keep-mask sampling, >= 0 (0: deterministic). Default: 1.0.
+        schedule (str): mask schedule, 'cosine' or 'linear'. Default: 'linear'.
+        seed (int, optional): sampling seed, the same for every image (None: drawn). Default: 0.
+        color_correction (bool): match the SR colour statistics to the LQ (Eq. 10). Default: False.
+        tile (int, optional): LQ tile side, >= 1, for tiled inference (None: tiles only above ``max_pixels``).
+            Default: None.
+        tile_overlap (int): LQ overlap of neighbouring tiles, >= 0. Default: 16.
+        max_pixels (int, optional): LQ pixels per network call, >= 1; larger images are tiled (None: no limit).
+            Default: :data:`DEFAULT_MAX_PIXELS` (720 * 720; on the CPU it may be lowered to fit half the RAM).
+        dtype (str | torch.dtype): autocast precision, one of :data:`DTYPE_NAMES` or a torch dtype.
+            Default: 'fp32'.
+        official_padding (bool): the authors' always-pad rule instead of minimal mirror padding.
+            Default: False.
+        cuda_graphs (bool): CUDA only: replay every network call as a CUDA graph, captured the first time an
+            input size is seen and kept. Default: False.
+
+    Raises:
+        InvalidOptionError: a value out of its range (all problems named in one message).
+    """
 
     alpha: float = _opt(0.7, 'phi_e threshold: tokens of S_l with P(good) >= alpha are kept at the start')
     steps: int = _opt(8, 'refinement steps T')
@@ -88,29 +115,61 @@ class RestoreOptions:
 
     @classmethod
     def names(cls) -> tuple:
+        """tuple[str]: the option names, in field order."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
     def check_names(cls, options: Mapping[str, Any], where: str = 'options') -> None:
+        """Refuse unknown option names.
+
+        Args:
+            options (Mapping[str, Any]): options by name.
+            where (str): what holds them, for the message. Default: 'options'.
+
+        Raises:
+            InvalidOptionError: a name that is not an option (all named, with the valid ones).
+        """
         unknown = sorted(set(options) - set(cls.names()))
         if unknown:
             raise InvalidOptionError(f'{where}: unknown sampling option(s) {unknown}; valid: {sorted(cls.names())}')
 
     @classmethod
     def validation(cls, **overrides) -> 'RestoreOptions':
-        """Defaults of training-time validation (the authors' TokenRefine defaults, ref. 4.6)."""
+        """Defaults of training-time validation (the authors' TokenRefine defaults, ref. 4.6).
+
+        Args:
+            **overrides: options that replace those defaults.
+
+        Returns:
+            RestoreOptions: the defaults with :data:`VALIDATION_OVERRIDES`, then ``overrides``.
+        """
         return cls().replace(**{**VALIDATION_OVERRIDES, **overrides})
 
     def replace(self, **overrides) -> 'RestoreOptions':
-        """A copy with ``overrides`` (unknown names: TypeError naming them)."""
+        """A copy with ``overrides``.
+
+        Args:
+            **overrides: new values by option name.
+
+        Returns:
+            RestoreOptions: the copy (validated again).
+
+        Raises:
+            InvalidOptionError: an unknown name (also a TypeError) or a value out of range.
+        """
         self.check_names(overrides)
         return dataclasses.replace(self, **overrides)
 
     def as_dict(self) -> dict:
+        """dict: every option by name."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def sampling(self) -> dict:
-        """The options of :func:`~iter_mm.models.sampling.adaptive_refine`."""
+        """The options of :func:`~iter_mm.models.sampling.adaptive_refine`.
+
+        Returns:
+            dict: alpha, steps, token_temperature, mask_temperature, schedule and cuda_graphs.
+        """
         return dict(alpha=self.alpha, steps=self.steps, token_temperature=self.token_temperature,
                     mask_temperature=self.mask_temperature, schedule=self.schedule, cuda_graphs=self.cuda_graphs)
 
@@ -122,8 +181,15 @@ DEFAULTS = RestoreOptions()
 
 
 def add_restore_arguments(parser, exclude=()) -> None:
-    """Add one flag per option (``--alpha``, ``--tile-overlap``, ...) to an argparse parser; every default is
-    None ("not given": the config's ``test_cfg``, itself over :class:`RestoreOptions`' defaults)."""
+    """Add one flag per option (``--alpha``, ``--tile-overlap``, ...) to an argparse parser, in one group.
+
+    Every default is None ("not given": the config's ``test_cfg``, itself over :class:`RestoreOptions`' defaults);
+    boolean options are ``store_true`` flags.
+
+    Args:
+        parser (argparse.ArgumentParser): the parser to extend.
+        exclude (Sequence[str]): option names that get no flag. Default: ().
+    """
     group = parser.add_argument_group('sampling and tiling (not given: the config\'s model.test_cfg, whose '
                                       'defaults are iter_mm.models.options.RestoreOptions)')
     for f in dataclasses.fields(RestoreOptions):
@@ -139,8 +205,14 @@ def add_restore_arguments(parser, exclude=()) -> None:
 
 
 def given_options(namespace) -> dict:
-    """The options given on a command line (argparse namespace of :func:`add_restore_arguments`); ``--max-pixels
-    0`` means no limit."""
+    """The options given on a command line; ``--max-pixels 0`` means no limit.
+
+    Args:
+        namespace (argparse.Namespace): parsed arguments of a parser extended by :func:`add_restore_arguments`.
+
+    Returns:
+        dict: the options whose value is not None, by name (``max_pixels`` 0 becomes None).
+    """
     out = {}
     for name in RestoreOptions.names():
         value = getattr(namespace, name, None)

@@ -36,23 +36,56 @@ class TrainingNoise:
 
     @classmethod
     def seeded(cls, seed: int, device: Device = 'cpu') -> 'TrainingNoise':
-        """A source with its own ``torch.Generator`` on ``device`` seeded with ``seed``."""
+        """A source with its own ``torch.Generator`` on ``device`` seeded with ``seed``.
+
+        Args:
+            seed (int): the generator's seed.
+            device (str | torch.device): device of the generator. Default: 'cpu'.
+
+        Returns:
+            TrainingNoise: the seeded source.
+        """
         return cls(torch.Generator(device).manual_seed(int(seed)))
 
     def _device(self) -> torch.device:
         return self.generator.device if self.generator is not None else torch.device('cpu')
 
     def mask_rate(self, batch: int) -> Tensor:
-        """r ~ U[0, 1) per image -> (B,) float64 (the masked fraction is cos(pi r / 2))."""
+        """r ~ U[0, 1) per image (the masked fraction is cos(pi r / 2)).
+
+        Args:
+            batch (int): images B.
+
+        Returns:
+            Tensor: (B,) float64.
+        """
         return torch.rand(batch, generator=self.generator, device=self._device(), dtype=torch.float64)
 
     def mask_uniforms(self, batch: int, num_tokens: int) -> Tensor:
-        """One U[0, 1) number per token position (row-major h, w); the largest are masked -> (B, N)."""
+        """One U[0, 1) number per token position (row-major h, w); the largest are masked.
+
+        Args:
+            batch (int): images B.
+            num_tokens (int): token positions N = h * w.
+
+        Returns:
+            Tensor: (B, N) float32.
+        """
         return torch.rand(batch, num_tokens, generator=self.generator, device=self._device())
 
     def gumbel_exponential(self, shape: Sequence[int], dtype: torch.dtype = torch.float32,
                            device: Optional[Device] = None) -> Tensor:
-        """E ~ Exp(1) of a straight-through Gumbel decode (Gumbel noise -log E) -> ``shape``, ``dtype``, ``device``."""
+        """E ~ Exp(1) of a straight-through Gumbel decode (Gumbel noise -log E).
+
+        Args:
+            shape (Sequence[int]): shape of the logits, e.g. (B, n, h, w).
+            dtype (torch.dtype): dtype of the samples. Default: torch.float32.
+            device (str | torch.device, optional): device of the result. Default: None (the generator's device;
+                the CPU without one).
+
+        Returns:
+            Tensor: ``shape``, ``dtype``, on ``device``.
+        """
         device = torch.device(device) if device is not None else self._device()
         where = device if self.generator is None else self._device()
         e = torch.empty(tuple(shape), dtype=dtype, device=where).exponential_(generator=self.generator)
@@ -60,6 +93,12 @@ class TrainingNoise:
 
     def training_mask(self, batch: int, h: int, w: int, device: Optional[Device] = None) -> Tensor:
         """The training mask of :func:`mask_from_draws` from :meth:`mask_rate` and :meth:`mask_uniforms`.
+
+        Args:
+            batch (int): images B.
+            h (int): token grid height.
+            w (int): token grid width.
+            device (str | torch.device, optional): device of the mask. Default: None (the draws' device).
 
         Returns:
             Tensor: (B, h, w) float32 on ``device`` (default: the draws' device), 1 = masked (to predict).
@@ -78,6 +117,10 @@ class ReplayNoise(TrainingNoise):
         gumbel_exponential (Sequence[Tensor]): Exp(1) samples of the Gumbel decodes, E_l's then phi_r's,
             each shaped like the logits (B, n, h, w). Default: () (drawn by ``fallback``).
         fallback (TrainingNoise, optional): source of the draws not given. Default: None, a refusal.
+
+    Raises:
+        InvalidInputError: (when a draw is asked for) no draw of that kind is left and there is no ``fallback``, or
+            the given draw's shape is not the one the step needs.
     """
 
     def __init__(self, mask_rate: Optional[Tensor] = None, mask_uniforms: Optional[Tensor] = None,
@@ -141,7 +184,17 @@ def mask_from_draws(rate: Tensor, uniforms: Tensor, h: int, w: int) -> Tensor:
 def sample_training_mask(batch: int, h: int, w: int, generator: Optional[torch.Generator] = None,
                          device: Optional[Device] = None) -> Tensor:
     """Random training mask (Algorithm 1): :meth:`TrainingNoise.training_mask` of ``TrainingNoise(generator)``.
-    -> (B, h, w) float32, 1 = masked (to predict)."""
+
+    Args:
+        batch (int): images B.
+        h (int): token grid height.
+        w (int): token grid width.
+        generator (torch.Generator, optional): generator of the draws. Default: None (torch's global RNG).
+        device (str | torch.device, optional): device of the mask. Default: None (the draws' device).
+
+    Returns:
+        Tensor: (B, h, w) float32, 1 = masked (to predict).
+    """
     return TrainingNoise(generator).training_mask(batch, h, w, device)
 
 
@@ -156,7 +209,7 @@ def straight_through_gumbel(logits: Tensor, exponential: Tensor, dim: int = 1, t
         tau (float): temperature. Default: 1.0.
 
     Returns:
-        Tensor: one-hot values with the gradient of the soft sample.
+        Tensor: one-hot values shaped like ``logits``, with the gradient of the soft sample.
     """
     gumbels = (logits + -exponential.log()) / tau
     y_soft = gumbels.softmax(dim)

@@ -33,7 +33,11 @@ _LOCAL = threading.local()  # per thread: 'enabled' (reference_kernels) and 'sco
 @contextlib.contextmanager
 def reference_kernels(enabled: bool = True) -> Iterator[None]:
     """Within the block (this thread) the networks run plain PyTorch ops only: the reference the fast paths are
-    tested against. ``enabled=False`` makes it a no-op."""
+    tested against.
+
+    Args:
+        enabled (bool): False makes the context a no-op. Default: True.
+    """
     before = fast_kernels_enabled()
     _LOCAL.enabled = before and not enabled
     try:
@@ -48,19 +52,40 @@ def fast_kernels_enabled() -> bool:
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
-    """The dtype a matmul/conv on ``x`` computes in: the CPU autocast dtype when autocast is on, else x's dtype."""
+    """The dtype a matmul/conv on ``x`` computes in.
+
+    Args:
+        x (Tensor): the input.
+
+    Returns:
+        torch.dtype: the CPU autocast dtype when CPU autocast is on and ``x`` is a floating CPU tensor, else x's.
+    """
     if x.device.type == 'cpu' and x.is_floating_point() and torch.is_autocast_enabled('cpu'):
         return torch.get_autocast_dtype('cpu')
     return x.dtype
 
 
 def no_grad_path(x: Tensor) -> bool:
-    """True when ``x`` may take the no-grad path (in-place activations, lookups; any device): no autograd."""
+    """Whether ``x`` may take the no-grad path (in-place activations, lookups; any device).
+
+    Args:
+        x (Tensor): the input (only the thread's state decides: fast kernels enabled and no autograd).
+
+    Returns:
+        bool: True without autograd while fast kernels are enabled.
+    """
     return fast_kernels_enabled() and not torch.is_grad_enabled()
 
 
 def use_fused(x: Tensor) -> bool:
-    """True when the oneDNN fused kernels serve ``x``: no autograd, CPU, fp32 or bf16 compute."""
+    """Whether the oneDNN fused kernels serve ``x``.
+
+    Args:
+        x (Tensor): the input.
+
+    Returns:
+        bool: True for the no-grad path (:func:`no_grad_path`) on a CPU ``x`` computed in fp32 or bf16.
+    """
     return (no_grad_path(x) and _MKLDNN and x.device.type == 'cpu'
             and compute_dtype(x) in (torch.float32, torch.bfloat16))
 
@@ -79,8 +104,18 @@ def call_cache() -> Iterator[None]:
 
 
 def cached(owners: tuple, tag: str, compute: Callable[[], Tensor]) -> Tensor:
-    """``compute()``, memoised inside :func:`call_cache` under (``tag``, the identities of ``owners``); outside it
-    computed each time. An entry keeps its owners alive, so their ids are not reused meanwhile."""
+    """``compute()``, memoised inside :func:`call_cache`; outside it computed each time.
+
+    An entry keeps its owners alive, so their ids are not reused meanwhile.
+
+    Args:
+        owners (tuple): objects whose identities key the entry (with ``tag``).
+        tag (str): kind of the value.
+        compute (Callable[[], Tensor]): builds the value.
+
+    Returns:
+        Tensor: the memoised or fresh value.
+    """
     stack = getattr(_LOCAL, 'scopes', None)
     if not stack:
         return compute()
@@ -95,7 +130,11 @@ def cached(owners: tuple, tag: str, compute: Callable[[], Tensor]) -> Tensor:
 @contextlib.contextmanager
 def retaining(into: list) -> Iterator[None]:
     """Within the block (this thread), tensors handed out by module-level caches (:func:`retain`) are also appended
-    to ``into``: a CUDA graph captured in the block reads them, so it must keep them alive after an eviction."""
+    to ``into``: a CUDA graph captured in the block reads them, so it must keep them alive after an eviction.
+
+    Args:
+        into (list): the list that collects the tensors.
+    """
     stack = _LOCAL.__dict__.setdefault('retained', [])
     stack.append(into)
     try:
@@ -105,7 +144,14 @@ def retaining(into: list) -> Iterator[None]:
 
 
 def retain(t: Tensor) -> Tensor:
-    """``t``, noted in the innermost :func:`retaining` list if one is open."""
+    """``t``, noted in the innermost :func:`retaining` list if one is open.
+
+    Args:
+        t (Tensor): a tensor from a module-level cache.
+
+    Returns:
+        Tensor: ``t`` itself.
+    """
     stack = getattr(_LOCAL, 'retained', None)
     if stack:
         stack[-1].append(t)
@@ -122,19 +168,34 @@ def _cast(w: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def compute_weight(w: Tensor, x: Tensor) -> Tensor:
-    """A weight in the dtype the fused kernels compute ``x`` in (cast once inside :func:`call_cache`)."""
+    """A weight in the dtype the fused kernels compute ``x`` in (cast once inside :func:`call_cache`).
+
+    Args:
+        w (Tensor): the weight.
+        x (Tensor): the input it will multiply.
+
+    Returns:
+        Tensor: ``w`` in :func:`compute_dtype` of ``x``.
+    """
     return _cast(w, compute_dtype(x))
 
 
 def linear(x: Tensor, layer: nn.Linear, act: Optional[str] = None, residual: Optional[Tensor] = None,
            weight: Optional[Tensor] = None) -> Tensor:
-    """``residual + act(x @ W^T + b)`` (act None or 'gelu' (erf); not both act and residual).
+    """``residual + act(x @ W^T + b)``, fused by oneDNN when :func:`use_fused` allows.
 
     Args:
-        x: (..., in). layer: supplies the bias and, unless ``weight`` is given, the weight (out, in).
-        residual: (..., out) added to the output, or None.
+        x (Tensor): (..., in).
+        layer (nn.Linear): supplies the bias and, unless ``weight`` is given, the weight (out, in).
+        act (str, optional): None or 'gelu' (erf); not together with ``residual``. Default: None.
+        residual (Tensor, optional): (..., out) added to the output. Default: None.
+        weight (Tensor, optional): (out, in) weight replacing the layer's. Default: None.
+
     Returns:
-        (..., out) in the compute dtype.
+        Tensor: (..., out) in the compute dtype.
+
+    Raises:
+        ValueError: ``act`` is another activation, or both ``act`` and ``residual`` are given.
     """
     w = layer.weight if weight is None else weight
     b = layer.bias
@@ -161,12 +222,21 @@ def _plain_conv(conv: nn.Conv2d) -> bool:
 
 def conv2d(x: Tensor, conv: nn.Conv2d, residual: Optional[Tensor] = None, weight: Optional[Tensor] = None,
            bias: Optional[Tensor] = None, padding: Optional[tuple] = None, accumulate: bool = False) -> Tensor:
-    """``residual + conv(x)``; ``weight``/``bias``/``padding`` replace the layer's (for derived kernels).
+    """``residual + conv(x)``, fused by oneDNN when :func:`use_fused` allows.
 
     Args:
-        x: (B, C_in, H, W), any memory format (the output keeps a channels_last input's format).
-        residual: (B, C_out, H', W') or None.
-        accumulate: the fused path may write the sum into ``residual`` (which the caller no longer needs).
+        x (Tensor): (B, C_in, H, W), any memory format (the output keeps a channels_last input's format).
+        conv (nn.Conv2d): supplies stride, dilation, groups and, unless replaced, weight, bias and padding.
+        residual (Tensor, optional): (B, C_out, H', W') added to the output. Default: None.
+        weight (Tensor, optional): weight replacing the layer's (for derived kernels); then the bias is
+            ``bias``, not the layer's. Default: None.
+        bias (Tensor, optional): bias replacing the layer's. Default: None.
+        padding (tuple, optional): padding replacing the layer's. Default: None.
+        accumulate (bool): the fused path may write the sum into ``residual`` (which the caller no longer
+            needs). Default: False.
+
+    Returns:
+        Tensor: (B, C_out, H', W').
     """
     w = conv.weight if weight is None else weight
     b = conv.bias if bias is None and weight is None else bias
@@ -190,10 +260,17 @@ def conv2d(x: Tensor, conv: nn.Conv2d, residual: Optional[Tensor] = None, weight
 
 
 def logits_conv(conv: nn.Conv2d, y: Tensor) -> Tensor:
-    """A 1x1 conv producing logits that are sampled or ranked: (B, C, h, w) -> (B, out, h, w), always fp32.
+    """A 1x1 conv producing logits that are sampled or ranked, always in fp32.
 
     Under autocast it runs in fp32 (autocast off, input cast up); on a channels_last input without autograd it is
     one fused matmul over the tokens (the output is then a channels_last view).
+
+    Args:
+        conv (nn.Conv2d): the logits layer.
+        y (Tensor): (B, C, h, w) features.
+
+    Returns:
+        Tensor: (B, out, h, w) logits.
     """
     if torch.is_autocast_enabled(y.device.type):
         with torch.autocast(y.device.type, enabled=False):
@@ -265,7 +342,17 @@ def group_norm_act(x: Tensor, gn: nn.GroupNorm, act: Optional[nn.Module] = None,
     """``act(gn(x))``; without autograd the activation (SiLU or LeakyReLU) runs in place, a channels_last fp32 x
     on the CPU takes :func:`_group_norm_channels_last` (stable statistics, no layout change, the activation applied
     per block while it is in cache) and ``inplace=True`` lets it overwrite x (no new buffer: a fresh large tensor
-    costs more in page faults than the pass over it)."""
+    costs more in page faults than the pass over it).
+
+    Args:
+        x (Tensor): (B, C, H, W) (any shape ``gn`` accepts off the channels_last path).
+        gn (nn.GroupNorm): the normalisation.
+        act (nn.Module, optional): activation after it. Default: None.
+        inplace (bool): the channels_last path may overwrite ``x``. Default: False.
+
+    Returns:
+        Tensor: same shape as ``x``.
+    """
     if not no_grad_path(x):
         y = gn(x)
         return y if act is None else act(y)

@@ -28,8 +28,12 @@ MASK_VALUE = -100.0  # value of a forbidden pair in the shift mask (reference 1.
 def relative_position_index(window: int) -> Tensor:
     """Relative position index of a ``window x window`` window (reference 1.3).
 
+    Args:
+        window (int): window side w.
+
     Returns:
-        int64 (N, N), N = window**2: (y_i - y_j + w - 1) * (2w - 1) + (x_i - x_j + w - 1).
+        Tensor: (N, N) int64 with N = w**2, entry (i, j) = (y_i - y_j + w - 1) * (2w - 1) + (x_i - x_j + w - 1)
+        for row-major tokens i, j.
     """
     coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing='ij'))
     coords = coords.flatten(1)  # (2, N), row-major tokens
@@ -43,8 +47,14 @@ def shift_attention_mask(h: int, w: int, window: int, shift: int) -> Tensor:
     Rows and columns are cut into [0, h-window), [h-window, h-shift), [h-shift, h); token pairs of one window
     with different region labels get -100, equal labels 0.
 
+    Args:
+        h (int): token grid height, a multiple of ``window``.
+        w (int): token grid width, a multiple of ``window``.
+        window (int): window side.
+        shift (int): cyclic shift of the block, in (0, window).
+
     Returns:
-        float32 (nW, N, N) with nW = (h/window)(w/window), N = window**2.
+        Tensor: (nW, N, N) float32 with nW = (h / window) * (w / window), N = window**2.
     """
     labels = torch.zeros(1, h, w, 1)
     cuts = lambda n: (slice(0, n - window), slice(n - window, n - shift), slice(n - shift, n))
@@ -69,7 +79,12 @@ class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows with a relative position bias.
 
     Args:
-        dim: channels D. window_size: window side w (N = w*w tokens). num_heads: heads (D % heads == 0).
+        dim (int): channels D.
+        window_size (int): window side w (N = w * w tokens per window).
+        num_heads (int): attention heads; D must be divisible by it.
+
+    Raises:
+        ValueError: ``dim`` is not divisible by ``num_heads``.
     """
 
     def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
@@ -86,14 +101,27 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)  # reference 1.10
 
     def relative_position_bias(self) -> Tensor:
-        """(heads, N, N) bias gathered from the table, contiguous (so that bias + mask is, as SDPA wants it)."""
+        """The bias gathered from the table.
+
+        Returns:
+            Tensor: (heads, N, N), contiguous (so that bias + mask is, as SDPA wants it).
+        """
         n = self.window_size ** 2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
 
     def forward(self, x: Tensor, mask: Tensor | None = None, residual: Tensor | None = None) -> Tensor:
-        """x: (B * nW, N, D) windows; mask: (nW, N, N) shift mask or None; residual: (B * nW, N, D) added to the
-        output (fused into ``proj`` without autograd), or None -> (B * nW, N, D)."""
+        """Attention over each window of N tokens, then the output projection.
+
+        Args:
+            x (Tensor): (B * nW, N, D) windows.
+            mask (Tensor, optional): (nW, N, N) shift mask. Default: None (regular windows).
+            residual (Tensor, optional): (B * nW, N, D) added to the output (fused into ``proj`` without
+                autograd). Default: None.
+
+        Returns:
+            Tensor: (B * nW, N, D).
+        """
         bn, n, d = x.shape
         qkv = fast_ops.linear(x, self.qkv).view(bn, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         plain = self.plain_attention()
@@ -102,10 +130,16 @@ class WindowAttention(nn.Module):
         return fast_ops.linear(out.transpose(1, 2).reshape(bn, n, d), self.proj, residual=residual)
 
     def bias_and_mask(self, mask: Tensor | None) -> Tensor:
-        """The additive attention term: bias (1, heads, N, N), or bias + shift mask (nW, heads, N, N).
+        """The additive attention term: the relative position bias, plus the shift mask if given.
 
         Without autograd, inside :func:`~.fast_ops.call_cache` (one refinement call) the sum is built once per
         grid, not at every step.
+
+        Args:
+            mask (Tensor | None): (nW, N, N) shift mask, or None.
+
+        Returns:
+            Tensor: (1, heads, N, N) without a mask, else (nW, heads, N, N).
         """
         if mask is None:
             return self.relative_position_bias().unsqueeze(0)
@@ -126,8 +160,16 @@ class WindowAttention(nn.Module):
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, plain: bool | None = None) -> Tensor:
         """softmax(q * scale @ k^T + bias (+ mask of the window)) @ v.
 
-        q, k, v: (B * nW, heads, N, hd); mask: (nW, N, N) or None -> (B * nW, heads, N, hd).
-        ``plain``: the plain form instead of SDPA with bias + mask as its float mask (None: :meth:`plain_attention`).
+        Args:
+            q (Tensor): (B * nW, heads, N, hd) queries.
+            k (Tensor): (B * nW, heads, N, hd) keys.
+            v (Tensor): (B * nW, heads, N, hd) values.
+            mask (Tensor | None): (nW, N, N) shift mask, or None.
+            plain (bool, optional): the plain form instead of SDPA with bias + mask as its float mask.
+                Default: None (:meth:`plain_attention` decides).
+
+        Returns:
+            Tensor: (B * nW, heads, N, hd).
         """
         bn, heads, n, _ = q.shape
         nw = 1 if mask is None else mask.shape[0]
@@ -145,6 +187,11 @@ class GatedMlp(nn.Module):
     """MLP with the authors' global squeeze-and-excitation gate (reference 1.3, 8.2).
 
     fc1 -> GELU(erf) -> x * sigmoid(attn(mean over all tokens)) -> fc2. State-dict order fc1, fc2, attn.0, attn.2.
+
+    Args:
+        dim (int): input and output channels D.
+        hidden_dim (int): hidden width of fc1 / fc2.
+        se_reduction (int): reduction of the gate's bottleneck (hidden_dim // se_reduction). Default: 16.
     """
 
     def __init__(self, dim: int, hidden_dim: int, se_reduction: int = 16) -> None:
@@ -156,8 +203,15 @@ class GatedMlp(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
-        """x: (B, L, D) with L = all tokens of the image, in any order; residual: (B, L, D) added to the output, or
-        None -> (B, L, D)."""
+        """Gated MLP of every token.
+
+        Args:
+            x (Tensor): (B, L, D) with L = all tokens of the image, in any order (the gate's mean ignores it).
+            residual (Tensor, optional): (B, L, D) added to the output. Default: None.
+
+        Returns:
+            Tensor: (B, L, D), same token order.
+        """
         if fast_ops.use_fused(x) and isinstance(self.act, nn.GELU) and self.act.approximate == 'none':
             hid = fast_ops.linear(x, self.fc1, act='gelu')  # GELU fused into the matmul
         else:
@@ -181,9 +235,17 @@ class SwinBlock(nn.Module):
     """Pre-norm Swin transformer block: x + attn(norm1(x)); x + mlp(norm2(x)).
 
     Args:
-        dim: channels. num_heads: heads. window_size: window side. shift_size: cyclic shift (0 = regular windows).
-        input_resolution: reference token grid whose shift mask is stored as the ``attn_mask`` buffer.
-        mlp_ratio: hidden width factor of the MLP.
+        dim (int): channels D.
+        num_heads (int): attention heads.
+        window_size (int): window side. Default: 8.
+        shift_size (int): cyclic shift, in [0, window_size); 0 = regular windows. Default: 0.
+        input_resolution (tuple[int, int]): reference token grid (h, w) whose shift mask is stored as the
+            ``attn_mask`` buffer; if its smaller side is <= ``window_size``, the window becomes that side and the
+            shift 0 (SwinIR's rule). Default: (32, 32).
+        mlp_ratio (float): hidden width factor of the MLP. Default: 4.0.
+
+    Raises:
+        ValueError: ``shift_size`` is not in [0, window_size).
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 8, shift_size: int = 0,
@@ -205,7 +267,8 @@ class SwinBlock(nn.Module):
 
     @property
     def order(self) -> Tuple[int, int]:
-        """This block's window order (window, shift) of the token sequence (see :func:`window_order`)."""
+        """tuple[int, int]: this block's window order (window, shift) of the token sequence (see
+        :func:`window_order`)."""
         return self.window_size, self.shift_size
 
     def _mask(self, h: int, w: int, ref: Tensor) -> Tensor | None:
@@ -222,16 +285,34 @@ class SwinBlock(nn.Module):
         check_token_grid(h, w, self.window_size)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        """x: (B, h*w, D) row-major tokens; x_size: (h, w) -> (B, h*w, D)."""
+        """The block on row-major tokens (gathered into its window order and back).
+
+        Args:
+            x (Tensor): (B, h * w, D) row-major tokens.
+            x_size (tuple[int, int]): token grid (h, w), multiples of the window.
+
+        Returns:
+            Tensor: (B, h * w, D) row-major tokens.
+
+        Raises:
+            ValueError: the token count is not h * w, or the grid is not a multiple of the window.
+        """
         h, w = x_size
         self._check(x.shape[1], h, w)
         y = self.forward_windows(reorder(x, h, w, None, self.order), x_size)
         return reorder(y, h, w, self.order, None)
 
     def forward_windows(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        """x: (B, h*w, D) tokens in this block's window order (:func:`window_order`) -> (B, h*w, D), same order.
+        """The block on tokens already in this block's window order (:func:`window_order`).
 
         The cyclic shift and the window partition live in the order, so this is attention per run of N tokens.
+
+        Args:
+            x (Tensor): (B, h * w, D) tokens in this block's window order.
+            x_size (tuple[int, int]): token grid (h, w).
+
+        Returns:
+            Tensor: (B, h * w, D) in the same order.
         """
         b, length, c = x.shape
         n = self.window_size ** 2
@@ -255,7 +336,16 @@ class _BlockGroup(nn.Module):
 
 class RSTB(nn.Module):
     """Residual Swin transformer block: ``depth`` Swin blocks (odd ones shifted by window/2), a 3x3 conv and a
-    long skip (reference 1.3, patch size 1, '1conv', no patch-embed norm)."""
+    long skip (reference 1.3, patch size 1, '1conv', no patch-embed norm).
+
+    Args:
+        dim (int): channels D.
+        depth (int): number of Swin blocks. Default: 6.
+        num_heads (int): attention heads. Default: 8.
+        window_size (int): window side. Default: 8.
+        input_resolution (tuple[int, int]): reference token grid of the stored shift masks. Default: (32, 32).
+        mlp_ratio (float): hidden width factor of the MLPs. Default: 4.0.
+    """
 
     def __init__(self, dim: int, depth: int = 6, num_heads: int = 8, window_size: int = 8,
                  input_resolution: tuple[int, int] = (32, 32), mlp_ratio: float = 4.0) -> None:
@@ -266,10 +356,17 @@ class RSTB(nn.Module):
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
-        """x: (B, h*w, D) row-major tokens -> (B, h*w, D).
+        """The blocks, the conv and the long skip.
 
         The stream goes from one block's window order to the next with one gather each; the conv reads it as a
         channels_last image and the long skip is fused into it (no autograd, CPU).
+
+        Args:
+            x (Tensor): (B, h * w, D) row-major tokens.
+            x_size (tuple[int, int]): token grid (h, w), multiples of the window.
+
+        Returns:
+            Tensor: (B, h * w, D) row-major tokens.
         """
         h, w = x_size
         y, order = x, None
@@ -288,9 +385,13 @@ class SwinLayers(nn.Module):
     """conv_in (3x3) -> RSTBs on the token sequence -> conv_out (3x3) -> + input (reference 1.3).
 
     Args:
-        in_dim: channels of the feature map. swin_dim: Swin width D. num_rstb: number of RSTBs.
-        depth: Swin blocks per RSTB. window_size, num_heads: attention geometry.
-        input_resolution: reference token grid of the stored shift masks.
+        in_dim (int): channels of the feature map.
+        swin_dim (int): Swin width D.
+        num_rstb (int): number of RSTBs.
+        depth (int): Swin blocks per RSTB. Default: 6.
+        window_size (int): window side. Default: 8.
+        num_heads (int): attention heads. Default: 8.
+        input_resolution (tuple[int, int]): reference token grid of the stored shift masks. Default: (32, 32).
     """
 
     def __init__(self, in_dim: int, swin_dim: int, num_rstb: int, depth: int = 6, window_size: int = 8,
@@ -304,8 +405,17 @@ class SwinLayers(nn.Module):
             RSTB(swin_dim, depth, num_heads, window_size, input_resolution) for _ in range(num_rstb))
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (B, in_dim, h, w), h and w multiples of window_size -> (B, in_dim, h, w) (channels_last without
-        autograd)."""
+        """conv_in, the RSTBs, conv_out and the outer residual.
+
+        Args:
+            x (Tensor): (B, in_dim, h, w) feature map, h and w positive multiples of ``window_size``.
+
+        Returns:
+            Tensor: (B, in_dim, h, w), channels_last without autograd.
+
+        Raises:
+            ValueError: h or w is not a positive multiple of ``window_size``.
+        """
         _, _, h, w = x.shape
         check_token_grid(h, w, self.window_size)
         if not fast_ops.use_fused(x):  # NCHW with autograd (faster at training sizes) and off the CPU
