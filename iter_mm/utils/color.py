@@ -13,9 +13,15 @@ def color_correction(sr: Tensor, lq: Tensor, eps: float = 1e-6) -> Tensor:
     (population std), clamped to [0, 1]. A flat SR channel (sigma_sr < eps) is only shifted to mu_lq.
 
     Args:
-        sr: (B, C, H, W) restored image. lq: (B, C, h, w) input, any size.
+        sr (Tensor): (B, C, H, W) restored image.
+        lq (Tensor): (B, C, h, w) input, any size.
+        eps (float): smallest SR standard deviation that is scaled. Default: 1e-6.
+
     Returns:
-        (B, C, H, W) in [0, 1], dtype of ``sr``.
+        Tensor: (B, C, H, W) in [0, 1], dtype of ``sr``.
+
+    Raises:
+        ValueError: ``sr`` and ``lq`` are not 4-D with equal B and C.
     """
     if sr.dim() != 4 or lq.dim() != 4 or sr.shape[:2] != lq.shape[:2]:
         raise ValueError(f'sr {tuple(sr.shape)} and lq {tuple(lq.shape)} must be (B, C, *, *) with equal B, C')

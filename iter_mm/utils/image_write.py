@@ -27,7 +27,16 @@ TIFF_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 
 
 @dataclass(frozen=True)
 class FormatCaps:
-    """What an output format can hold."""
+    """What an output format can hold.
+
+    Args:
+        alpha (bool): transparency.
+        icc (bool): an ICC profile.
+        exif (bool): EXIF metadata.
+        sixteen (bool): 16 bits per channel.
+        frames (bool): several frames.
+        grey (bool): a grey mode. Default: True.
+    """
     alpha: bool
     icc: bool
     exif: bool
@@ -48,7 +57,17 @@ CAPS: Dict[str, FormatCaps] = {
 
 
 def format_of(path: str) -> str:
-    """Pillow's format name for the extension of ``path`` ('PNG', 'JPEG', ...); InvalidOptionError if unknown."""
+    """Pillow's format name for the extension of ``path``.
+
+    Args:
+        path (str): output file name.
+
+    Returns:
+        str: a key of :data:`CAPS` ('PNG', 'JPEG', 'WEBP', 'TIFF', 'GIF', 'BMP' or 'PPM').
+
+    Raises:
+        InvalidOptionError: an extension of no writable format.
+    """
     ext = osp.splitext(path)[1].lower()
     fmt = Image.registered_extensions().get(ext)
     if fmt not in CAPS:
@@ -59,7 +78,16 @@ def format_of(path: str) -> str:
 
 def exif_for_output(exif: Optional[bytes], width: int, height: int) -> Optional[bytes]:
     """The input's EXIF for an output of ``width`` x ``height`` upright pixels: orientation 1, pixel size
-    updated, the source's TIFF layout tags and thumbnail dropped. None when nothing else is left."""
+    updated, the source's TIFF layout tags and thumbnail dropped.
+
+    Args:
+        exif (bytes, optional): the input's EXIF block.
+        width (int): output width.
+        height (int): output height.
+
+    Returns:
+        bytes | None: the new block; None without input EXIF, when it cannot be parsed or nothing else is left.
+    """
     if not exif:
         return None
     ex = Image.Exif()
@@ -79,8 +107,16 @@ def exif_for_output(exif: Optional[bytes], width: int, height: int) -> Optional[
 
 
 def output_arrays(pic: Picture, bit_depth: Optional[int] = None, keep_alpha: bool = True) -> List[np.ndarray]:
-    """The frames as they are written: uint8/uint16, (H, W) grey or (H, W, 2|3|4) with alpha last, RGB order.
-    Grey outputs are the mean of the three super-resolved channels."""
+    """The frames as they are written. Grey outputs are the mean of the three super-resolved channels.
+
+    Args:
+        pic (Picture): the frames and their input's info.
+        bit_depth (int, optional): 8 or 16. Default: None (the input's).
+        keep_alpha (bool): append the alpha channels. Default: True.
+
+    Returns:
+        list[np.ndarray]: uint8/uint16 (H, W) grey or (H, W, 2|3|4) with alpha last, RGB order, one per frame.
+    """
     depth = bit_depth or pic.info.bit_depth
     maxval, dtype = (65535.0, np.uint16) if depth == 16 else (255.0, np.uint8)
     out = []
@@ -94,8 +130,17 @@ def output_arrays(pic: Picture, bit_depth: Optional[int] = None, keep_alpha: boo
 
 
 def png_bytes(arr: np.ndarray, icc: Optional[bytes] = None, exif: Optional[bytes] = None) -> bytes:
-    """Encode an 8/16-bit (H, W[, 2|3|4]) array as PNG with optional iCCP and eXIf chunks (all rows 'Sub'
-    filtered). Used for 16-bit outputs, which Pillow cannot write in colour or with alpha."""
+    """Encode an 8/16-bit array as PNG with optional iCCP and eXIf chunks (all rows 'Sub' filtered). Used for
+    16-bit outputs, which Pillow cannot write in colour or with alpha.
+
+    Args:
+        arr (np.ndarray): uint8 or uint16 (H, W) or (H, W, 2|3|4).
+        icc (bytes, optional): ICC profile. Default: None.
+        exif (bytes, optional): EXIF block (a leading ``Exif`` header is dropped). Default: None.
+
+    Returns:
+        bytes: the PNG file.
+    """
     h, w = arr.shape[:2]
     c = 1 if arr.ndim == 2 else arr.shape[2]
     depth = 16 if arr.dtype == np.uint16 else 8
@@ -146,8 +191,21 @@ def _save_pillow(path: str, fmt: str, arrays: List[np.ndarray], info: ImageInfo,
 
 def write_picture(path: str, pic: Picture, quality: Optional[int] = None) -> Tuple[np.ndarray, List[str]]:
     """Write ``pic`` (super-resolved frames plus its input's :class:`ImageInfo`) in the format of ``path``'s
-    extension. Returns the first frame as written (see :func:`output_arrays`) and notes on what the format
-    could not hold. ``quality``: JPEG/WebP quality 1-100 (default 95; WebP at 100 is lossless)."""
+    extension, through a temporary file renamed at the end (missing folders are created).
+
+    Args:
+        path (str): output file; its extension picks the format.
+        pic (Picture): the frames and their input's info.
+        quality (int, optional): JPEG/WebP quality 1-100 (WebP at 100 is lossless). Default: None (95).
+
+    Returns:
+        tuple[np.ndarray, list[str]]: the first frame as written (see :func:`output_arrays`) and notes on what
+        the format could not hold.
+
+    Raises:
+        InvalidOptionError: an extension of no writable format.
+        InvalidInputError: the file cannot be written.
+    """
     fmt = format_of(path)
     caps, info, notes = CAPS[fmt], pic.info, []
     if len(pic.frames) > 1 and not caps.frames:
@@ -194,6 +252,16 @@ def write_picture(path: str, pic: Picture, quality: Optional[int] = None) -> Tup
 
 
 def write_image(path: str, rgb: np.ndarray, bit_depth: int = 8, quality: Optional[int] = None) -> List[str]:
-    """Write one RGB float (H, W, 3) image in [0, 1] without metadata (16 bit only for PNG/TIFF)."""
+    """Write one RGB image without metadata (16 bit only for PNG/TIFF).
+
+    Args:
+        path (str): output file; its extension picks the format.
+        rgb (np.ndarray): float (H, W, 3) in [0, 1].
+        bit_depth (int): 8 or 16. Default: 8.
+        quality (int, optional): JPEG/WebP quality 1-100. Default: None (95).
+
+    Returns:
+        list[str]: notes on what the format could not hold.
+    """
     info = ImageInfo(path=path, bit_depth=bit_depth)
     return write_picture(path, Picture([np.asarray(rgb, np.float32)], [None], info), quality)[1]

@@ -46,6 +46,17 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering ``size`` with at least ``overlap`` overlap.
 
     Stride tile - overlap; the last tile is aligned to the end. A size <= tile gives one tile at 0.
+
+    Args:
+        size (int): length to cover.
+        tile (int): tile length, >= 1.
+        overlap (int): minimum overlap of neighbours, in [0, tile).
+
+    Returns:
+        list[int]: increasing start offsets.
+
+    Raises:
+        InvalidOptionError: ``tile`` < 1 or ``overlap`` outside [0, tile).
     """
     if tile < 1 or not 0 <= overlap < tile:
         raise InvalidOptionError(f'need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}')
@@ -56,8 +67,18 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
 
 
 def ramp_weight(length: int, ramp: int, left: bool, right: bool) -> Tensor:
-    """1-D blending weight (length,): linear ramp (i + 0.5) / ramp over ``ramp`` samples at the sides that
-    overlap a neighbour (``left`` / ``right``), 1 elsewhere; always > 0."""
+    """1-D blending weight: linear ramp (i + 0.5) / ramp over ``ramp`` samples at the sides that overlap a
+    neighbour, 1 elsewhere; always > 0.
+
+    Args:
+        length (int): samples of the tile.
+        ramp (int): ramp length (clipped to ``length``).
+        left (bool): the start overlaps a neighbour.
+        right (bool): the end overlaps a neighbour.
+
+    Returns:
+        Tensor: (length,) float32.
+    """
     wgt = torch.ones(length)
     ramp = min(ramp, length)
     if ramp > 0:
@@ -70,7 +91,15 @@ def ramp_weight(length: int, ramp: int, left: bool, right: bool) -> Tensor:
 
 
 def auto_tile_size(max_pixels: int, multiple: int = 1) -> int:
-    """Largest multiple of ``multiple`` whose square fits in ``max_pixels`` (at least ``multiple``)."""
+    """Largest multiple of ``multiple`` whose square fits in ``max_pixels`` (at least ``multiple``).
+
+    Args:
+        max_pixels (int): pixel budget of a tile.
+        multiple (int): grid of the side. Default: 1.
+
+    Returns:
+        int: the tile side.
+    """
     side = math.isqrt(max(int(max_pixels), 1))
     return max(multiple, side // multiple * multiple)
 
@@ -80,12 +109,16 @@ def tiled_apply(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, scale: int, t
     """Run ``fn`` on overlapping tiles of ``x`` and blend the outputs.
 
     Args:
-        fn: ``fn(tiles, offsets)`` maps (n, C, th, tw) LQ tiles and their (n, 2) int64 (y, x) offsets in the
-            image to (n, C_out, th * scale, tw * scale).
-        x: (B, C, H, W) input. tile: tile side (clipped to the image). overlap: LQ pixels shared by neighbours.
-        tiles_per_batch: tiles per ``fn`` call (tiles of all images are batched together).
+        fn (Callable[[Tensor, Tensor], Tensor]): ``fn(tiles, offsets)`` maps (n, C, th, tw) LQ tiles and their
+            (n, 2) int64 (y, x) offsets in the image to (n, C_out, th * scale, tw * scale).
+        x (Tensor): (B, C, H, W) input.
+        scale (int): upscaling factor of ``fn``.
+        tile (int): tile side (clipped to the image).
+        overlap (int): LQ pixels shared by neighbours (clipped to the tile side - 1). Default: 16.
+        tiles_per_batch (int): tiles per ``fn`` call (tiles of all images are batched together). Default: 1.
+
     Returns:
-        (B, C_out, H * scale, W * scale): per-pixel weighted mean of the overlapping tile outputs,
+        Tensor: (B, C_out, H * scale, W * scale) float32: per-pixel weighted mean of the overlapping tile outputs,
         weights = products of linear ramps over the overlaps (no seams; non-overlapped pixels exact).
     """
     b, _, h, w = x.shape
@@ -125,6 +158,9 @@ def host_memory_bytes() -> Optional[int]:
     (v2 ``memory.max`` of the process's cgroup or the root one, v1 ``memory.limit_in_bytes``); None if unknown.
 
     Total, not currently free, memory: the choice (and so the tiled output) is the same from run to run.
+
+    Returns:
+        int | None: bytes, or None if unknown.
     """
     try:
         total = os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
@@ -144,8 +180,14 @@ def host_memory_bytes() -> Optional[int]:
 
 
 def model_width_factor(net) -> float:
-    """Width of ``net``'s VQGAN decoder relative to the paper's (channels into its last conv / 128); 1 when it
-    cannot be read (conservative for the paper model)."""
+    """Width of ``net``'s VQGAN decoder relative to the paper's (channels into its last conv / 128).
+
+    Args:
+        net (nn.Module): an ITER network with ``vqgan.decoder.blocks``.
+
+    Returns:
+        float: the factor (at least 1/128); 1.0 when it cannot be read (conservative for the paper model).
+    """
     try:
         return max(float(net.vqgan.decoder.blocks[-1].in_channels) / 128.0, 1.0 / 128)
     except (AttributeError, IndexError, TypeError):
@@ -154,7 +196,15 @@ def model_width_factor(net) -> float:
 
 def call_bytes_per_lq_pixel(scale: int, width: float = 1.0) -> int:
     """Estimated peak host memory of one CPU network call per LQ pixel: ``CALL_BYTES_PER_HR_PIXEL * scale**2 *
-    width`` (81920 bytes = 80 KiB for the paper model at x4)."""
+    width`` (81920 bytes = 80 KiB for the paper model at x4).
+
+    Args:
+        scale (int): upscaling factor.
+        width (float): decoder width factor (:func:`model_width_factor`). Default: 1.0.
+
+    Returns:
+        int: bytes, rounded up.
+    """
     return int(math.ceil(CALL_BYTES_PER_HR_PIXEL * scale * scale * width))
 
 
@@ -163,7 +213,15 @@ def memory_max_pixels(memory: int, scale: int, width: float = 1.0, image_pixels:
     """LQ pixels per network call whose estimated peak fits: ``(share * memory - IMAGE_BYTES_PER_HR_PIXEL *
     scale**2 * image_pixels) // call_bytes_per_lq_pixel(scale, width)``, at least ``MIN_MEMORY_TILE ** 2``.
 
-    ``memory``: bytes of host memory; ``image_pixels``: LQ pixels of all images of the call to ``restore_image``.
+    Args:
+        memory (int): bytes of host memory.
+        scale (int): upscaling factor.
+        width (float): decoder width factor (:func:`model_width_factor`). Default: 1.0.
+        image_pixels (int): LQ pixels of all images of the call to ``restore_image``. Default: 0.
+        share (float): share of ``memory`` the estimate may use. Default: :data:`MEMORY_SHARE` (0.5).
+
+    Returns:
+        int: LQ pixels per network call.
     """
     budget = share * memory - IMAGE_BYTES_PER_HR_PIXEL * scale * scale * image_pixels
     return max(MIN_MEMORY_TILE ** 2, int(budget // call_bytes_per_lq_pixel(scale, width)))
@@ -178,6 +236,21 @@ def cpu_max_pixels(max_pixels: Optional[int], tile: Optional[int], device, scale
     default (``is_default``, :data:`iter_mm.models.options.DEFAULT_MAX_PIXELS`); then the smaller of it and
     :func:`memory_max_pixels` for ``memory`` bytes (default :func:`host_memory_bytes`). When that makes an image
     tiled finer than the default would, a :class:`MemoryTilingNote` says which tile side and why.
+
+    Args:
+        max_pixels (int, optional): the requested budget (None: no limit).
+        tile (int, optional): the requested tile side.
+        device (str | torch.device): device of the restoration.
+        scale (int): upscaling factor.
+        batch (int): images of the call.
+        height (int): LQ height.
+        width (int): LQ width.
+        multiple (int): grid of the tile side. Default: 1.
+        model_width (float): decoder width factor (:func:`model_width_factor`). Default: 1.0.
+        memory (int, optional): bytes of host memory. Default: None (:func:`host_memory_bytes`).
+
+    Returns:
+        int | None: the budget to use.
     """
     if tile is not None or max_pixels is None or not getattr(max_pixels, 'is_default', False):
         return max_pixels
