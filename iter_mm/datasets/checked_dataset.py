@@ -25,9 +25,30 @@ class CheckedImageDataset(BasicImageDataset):
     """``BasicImageDataset`` that checks, at build time and for local files, that every
     folder in ``data_prefix`` (and ``ann_file``) exists, that at least one image is
     listed and that every listed partner file exists; a sample whose file cannot be decoded
-    raises :class:`UnreadableImageError` naming it. Same arguments as MMagic's."""
+    raises :class:`UnreadableImageError` naming it.
+
+    Args:
+        **kwargs: the arguments of MMagic's :class:`~mmagic.datasets.BasicImageDataset` (``ann_file``,
+            ``metainfo``, ``data_root``, ``data_prefix``, ``pipeline``, ``test_mode``, ``filename_tmpl``,
+            ``search_key``, ...), unchanged.
+
+    Raises:
+        MissingDataError: (at build time) a folder of ``data_prefix`` or the ``ann_file`` is missing, no image is
+            listed, or a listed partner file is missing.
+    """
 
     def prepare_data(self, idx: int) -> Any:
+        """The sample ``idx`` through the pipeline, as MMagic's.
+
+        Args:
+            idx (int): sample index.
+
+        Returns:
+            Any: the pipeline's output.
+
+        Raises:
+            UnreadableImageError: a file of the sample cannot be decoded (other pipeline errors pass unchanged).
+        """
         try:
             return super().prepare_data(idx)
         except Exception as err:
@@ -41,6 +62,14 @@ class CheckedImageDataset(BasicImageDataset):
                 'resume it)') from err
 
     def load_data_list(self) -> List[dict]:
+        """MMagic's list of samples, checked (local files only) as the class docstring says.
+
+        Returns:
+            list[dict]: one dict per sample with a ``<name>_path`` per ``data_prefix`` name.
+
+        Raises:
+            MissingDataError: a missing folder, annotation file or listed file, or no image listed.
+        """
         local = isinstance(self.file_backend, LocalBackend)
         name = self.__class__.__name__
         if local:

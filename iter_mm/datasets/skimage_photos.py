@@ -35,7 +35,14 @@ SKIMAGE_SPLITS = dict(train=SKIMAGE_TRAIN, train_colour=SKIMAGE_TRAIN_COLOUR, he
 
 
 def skimage_data_dir() -> str:
-    """Folder of the sample images installed with scikit-image (``.../site-packages/skimage/data``)."""
+    """Folder of the sample images installed with scikit-image (``.../site-packages/skimage/data``).
+
+    Returns:
+        str: absolute path of the folder.
+
+    Raises:
+        ImportError: scikit-image is not installed.
+    """
     try:
         import skimage.data
     except ImportError as err:  # pragma: no cover - scikit-image is a pinned requirement
@@ -51,11 +58,18 @@ class SkimagePhotoDataset(CheckedImageDataset):
     your own photos) and no ``names``, every image of that folder is used, as ``CheckedImageDataset`` does.
 
     Args:
-        split: 'train', 'train_colour', 'heldout' or 'all' (see module docstring); ignored when ``names`` is given.
-        names: explicit file names inside the folder (order kept).
-        data_root: folder of the images; None = scikit-image's data folder.
-        data_prefix: MMagic's key -> sub-folder map; default ``dict(gt='')`` (samples carry ``gt_path``).
-        Other arguments as MMagic's ``BasicImageDataset`` (``pipeline``, ``test_mode``, ``indices``, ...).
+        split (str): 'train', 'train_colour', 'heldout' or 'all' (see module docstring); ignored when ``names`` is
+            given. Default: 'train'.
+        names (Sequence[str], optional): explicit file names inside the folder (order kept). Default: None.
+        data_root (str, optional): folder of the images. Default: None (scikit-image's data folder).
+        data_prefix (dict, optional): MMagic's key -> sub-folder map. Default: None (``dict(gt='')``: samples
+            carry ``gt_path``).
+        **kwargs: other arguments of MMagic's ``BasicImageDataset`` (``pipeline``, ``test_mode``, ``indices``,
+            ...); ``metainfo`` defaults to ``dict(dataset_type='skimage_<split>', task_name='real_sr')``.
+
+    Raises:
+        InvalidOptionError: an unknown ``split`` or an empty ``names``.
+        MissingDataError: a listed image is missing (or, for another folder, as :class:`CheckedImageDataset`).
     """
 
     def __init__(self,
@@ -80,6 +94,15 @@ class SkimagePhotoDataset(CheckedImageDataset):
                          data_prefix=dict(gt='') if data_prefix is None else data_prefix, **kwargs)
 
     def load_data_list(self) -> List[dict]:
+        """One sample per name (``key`` = the name without extension), or the folder's listing for another
+        ``data_root`` without ``names``.
+
+        Returns:
+            list[dict]: samples with ``key`` and one ``<name>_path`` per ``data_prefix`` name (e.g. ``gt_path``).
+
+        Raises:
+            MissingDataError: a listed image is missing.
+        """
         if self.list_folder:
             return super().load_data_list()
         data_list = []

@@ -25,13 +25,32 @@ __all__ = ['ITERRunner']
 @RUNNERS.register_module()
 class ITERRunner(Runner):
     """MMEngine's :class:`~mmengine.runner.Runner`, reading local checkpoints with iter-mm's loader (see the module
-    docstring); URLs and other schemes go through MMEngine's loaders unchanged."""
+    docstring); URLs and other schemes go through MMEngine's loaders unchanged.
+
+    Takes the arguments of :class:`~mmengine.runner.Runner`; build it with ``ITERRunner.from_cfg(cfg)``.
+    """
 
     def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu', strict: bool = False,
                         revise_keys: list = [(r'^module.', '')]) -> dict:  # noqa: B006 (MMEngine's signature)
         """Load ``filename`` into the model, as MMEngine's method does (``after_load_checkpoint`` hooks, key
-        revision, non-strict by default); a local file is read to CPU by iter-mm's loader (``map_location`` is
-        left to the model's and optimizer's own devices)."""
+        revision, non-strict by default); a local file is read to CPU by iter-mm's loader.
+
+        Args:
+            filename (str): local path, or a URL / other scheme (``://``) for MMEngine's loaders.
+            map_location (str | Callable): used for URLs only; a local file's tensors are left to the model's and
+                optimizer's own devices. Default: 'cpu'.
+            strict (bool): require the checkpoint's keys to match the model's exactly. Default: False.
+            revise_keys (list): (pattern, replacement) pairs applied to the checkpoint's keys.
+                Default: [(r'^module.', '')].
+
+        Returns:
+            dict: the loaded checkpoint.
+
+        Raises:
+            MissingDataError: the local file does not exist.
+            CheckpointReadError: the local file is not a readable checkpoint.
+            InvalidInputError: the local file holds no dict.
+        """
         if '://' in str(filename):
             return super().load_checkpoint(filename, map_location, strict, revise_keys)
         checkpoint = load_checkpoint_file(filename, allow_pickle=True)

@@ -19,9 +19,14 @@ class AutocastOptimWrapper(OptimWrapper):
     MMEngine's ``AmpOptimWrapper`` (fp16 with dynamic loss scaling) on CUDA.
 
     Args:
-        dtype: 'bfloat16' (default) or 'float16' (fp16 without loss scaling: only on devices where that is safe).
-        device_type: autocast device, default the current one ('cpu' or 'cuda').
+        dtype (str): 'bfloat16' or 'float16' (fp16 without loss scaling: only on devices where that is safe).
+            Default: 'bfloat16'.
+        device_type (str, optional): autocast device, 'cpu' or 'cuda'. Default: None (the current one).
         **kwargs: ``OptimWrapper`` arguments (optimizer, accumulative_counts, clip_grad).
+
+    Raises:
+        InvalidOptionError: another ``dtype``.
+        ValueError: a device other than 'cpu' or 'cuda'.
     """
 
     def __init__(self, dtype: str = 'bfloat16', device_type: str = None, **kwargs) -> None:
@@ -35,6 +40,10 @@ class AutocastOptimWrapper(OptimWrapper):
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module):
-        """Gradient-accumulation context of ``OptimWrapper`` plus autocast."""
+        """Gradient-accumulation context of ``OptimWrapper`` plus autocast.
+
+        Args:
+            model (torch.nn.Module): the trained model.
+        """
         with super().optim_context(model), torch.autocast(device_type=self.device_type, dtype=self.cast_dtype):
             yield
