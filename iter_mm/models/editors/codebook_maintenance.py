@@ -35,13 +35,30 @@ INFO_KEY = 'codebook_maintenance'
 
 
 def flat_latents(z: Tensor) -> Tensor:
-    """(B, C, h, w) -> (B*h*w, C) channel-last rows, the vectors the quantizer assigns."""
+    """Channel-last rows of a latent map, the vectors the quantizer assigns (detached).
+
+    Args:
+        z (Tensor): (B, C, h, w).
+
+    Returns:
+        Tensor: (B * h * w, C).
+    """
     return z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
 
 
 def sample_rows(latents: Tensor, k: int, generator: torch.Generator, noise: float = 0.0) -> Tensor:
-    """k rows of ``latents`` (N, C): distinct when N >= k, else reused; plus Gaussian noise of ``noise`` x the
-    per-channel std (always added to reused rows, so that no two codes are equal)."""
+    """k rows of ``latents``: distinct when N >= k, else reused; plus Gaussian noise of ``noise`` x the
+    per-channel std (at least 0.01 x on reused rows, so that no two codes are equal).
+
+    Args:
+        latents (Tensor): (N, C).
+        k (int): rows to draw.
+        generator (torch.Generator): CPU generator of the draws.
+        noise (float): noise scale in units of the per-channel std. Default: 0.0.
+
+    Returns:
+        Tensor: (k, C).
+    """
     n = latents.shape[0]
     if n >= k:
         idx = torch.randperm(n, generator=generator)[:k]
@@ -59,7 +76,16 @@ def sample_rows(latents: Tensor, k: int, generator: torch.Generator, noise: floa
 
 def kmeans_pp_seeds(latents: Tensor, k: int, generator: torch.Generator) -> Tensor:
     """k-means++ seeding: each next centre is a latent drawn with probability proportional to its squared
-    distance to the nearest centre so far. Fewer distinct latents than k: ``sample_rows`` (reuse with noise)."""
+    distance to the nearest centre so far. N <= k latents: :func:`sample_rows` (all, reused with noise if N < k).
+
+    Args:
+        latents (Tensor): (N, C).
+        k (int): centres.
+        generator (torch.Generator): CPU generator of the draws.
+
+    Returns:
+        Tensor: (k, C).
+    """
     n = latents.shape[0]
     if n <= k:
         return sample_rows(latents, k, generator)
@@ -80,7 +106,17 @@ def kmeans_pp_seeds(latents: Tensor, k: int, generator: torch.Generator) -> Tens
 
 
 def kmeans(latents: Tensor, k: int, iters: int, generator: torch.Generator) -> Tensor:
-    """Lloyd's k-means on (N, C) latents from k-means++ seeds; empty clusters keep their seed."""
+    """Lloyd's k-means from k-means++ seeds; empty clusters keep their seed.
+
+    Args:
+        latents (Tensor): (N, C).
+        k (int): centres.
+        iters (int): Lloyd iterations (negative: 0).
+        generator (torch.Generator): CPU generator of the seeding.
+
+    Returns:
+        Tensor: (k, C) centres.
+    """
     centres = kmeans_pp_seeds(latents, k, generator)
     for _ in range(max(int(iters), 0)):
         assign = torch.cdist(latents, centres).argmin(1)
@@ -92,7 +128,14 @@ def kmeans(latents: Tensor, k: int, iters: int, generator: torch.Generator) -> T
 
 
 def gather_latents(z: Tensor) -> Tensor:
-    """Flat latents of every process, concatenated in rank order (identical shapes per process)."""
+    """Flat latents of every process, concatenated in rank order (identical shapes per process).
+
+    Args:
+        z (Tensor): (B, C, h, w) this process's latents.
+
+    Returns:
+        Tensor: (world_size * B * h * w, C) float32.
+    """
     rows = flat_latents(z).float()
     if dist.get_world_size() > 1:
         rows = torch.cat(dist.all_gather(rows.contiguous()))
@@ -103,15 +146,20 @@ class CodebookMaintenance:
     """Codebook initialisation and dead-code restarts for a ``VectorQuantizer``-like ``quantize.embedding``.
 
     Args:
-        init: None (keep the network's initialisation), 'sample' or 'kmeans'.
-        init_iter: training iteration at which the codebook is initialised.
-        kmeans_iters: Lloyd iterations of ``init='kmeans'``.
-        restart_interval: window length (iterations) of the dead-code check; 0 = no restarts.
-        restart_min_count: codes used fewer times than this in a window are dead.
-        restart_until: last iteration with restarts: an int, a float in (0, 1] = that fraction of ``max_iters``
-            (read from the message hub), or None = until the end.
-        restart_noise: noise added to restarted codes, in units of the latents' per-channel std.
-        seed: base seed of the (rank-0) sampling; the iteration is added.
+        init (str, optional): None (keep the network's initialisation), 'sample' or 'kmeans'. Default: None.
+        init_iter (int): training iteration at which the codebook is initialised. Default: 0.
+        kmeans_iters (int): Lloyd iterations of ``init='kmeans'``. Default: 10.
+        restart_interval (int): window length (iterations) of the dead-code check; 0 = no restarts. Default: 0.
+        restart_min_count (int): codes used fewer times than this in a window are dead. Default: 1.
+        restart_until (int | float, optional): restarts happen only before this iteration: an int, a float in
+            (0, 1] = that fraction of ``max_iters`` (read from the message hub), or None = until the end.
+            Default: None.
+        restart_noise (float): noise added to restarted codes, in units of the latents' per-channel std.
+            Default: 0.01.
+        seed (int): base seed of the (rank-0) sampling; the iteration is added. Default: 0.
+
+    Raises:
+        InvalidOptionError: an unknown ``init``, ``restart_interval`` < 0 or ``restart_min_count`` < 1.
     """
 
     def __init__(self, init: Optional[str] = None, init_iter: int = 0, kmeans_iters: int = 10,
@@ -134,7 +182,11 @@ class CodebookMaintenance:
         return MessageHub.get_current_instance()
 
     def current_iter(self) -> int:
-        """The Runner's iteration (message hub 'iter', set before each train iteration), else a local count."""
+        """The Runner's iteration (message hub 'iter', set before each train iteration), else a local count.
+
+        Returns:
+            int: the iteration.
+        """
         it = self._hub().get_info('iter')
         return self._local_iter if it is None else int(it)
 
@@ -163,8 +215,15 @@ class CodebookMaintenance:
     # ------------------------------------------------------------------ steps
     @torch.no_grad()
     def before_step(self, vqgan, inputs: Tensor) -> Dict[str, float]:
-        """Initialise the codebook when due (call before the generator forward). vqgan: the unwrapped SwinVQGAN;
-        inputs: the batch it reconstructs (B, 3, H, W) in [0, 1]."""
+        """Initialise the codebook when due (call before the generator forward).
+
+        Args:
+            vqgan (nn.Module): the unwrapped SwinVQGAN.
+            inputs (Tensor): the batch it reconstructs, (B, 3, H, W) in [0, 1].
+
+        Returns:
+            dict[str, float]: ``codebook_init=1.0`` at the initialisation, else empty.
+        """
         embedding = vqgan.quantize.embedding.weight
         if self.state is None:
             self._load_state(embedding.shape[0])
@@ -192,8 +251,14 @@ class CodebookMaintenance:
     def after_step(self, vqgan, inputs: Tensor, indices: Tensor) -> Dict[str, float]:
         """Count the batch's codes (all processes) and restart dead codes at the end of a window.
 
-        indices: (B, h, w) codes chosen in this iteration's forward. Returns log values: ``vq_window_usage``
-        (share of codes used so far in the window), ``vq_restarts`` (codes restarted at the last check).
+        Args:
+            vqgan (nn.Module): the unwrapped SwinVQGAN.
+            inputs (Tensor): the batch it reconstructed, (B, 3, H, W) in [0, 1].
+            indices (Tensor): (B, h, w) codes chosen in this iteration's forward.
+
+        Returns:
+            dict[str, float]: log values ``vq_window_usage`` (share of codes used so far in the window),
+            ``vq_restarts`` (codes restarted, only at a check) and ``vq_restarts_total``.
         """
         embedding = vqgan.quantize.embedding.weight
         if self.state is None:

@@ -34,21 +34,37 @@ class SwinVQGANModel(SRGAN):
     ``output.pred_img`` and ``output.pred_tokens`` ((h, w) int64, h = ceil(H / 8)).
 
     Args:
-        generator: ``SwinVQGAN`` config. discriminator: e.g. ``UNetDiscriminatorWithSpectralNorm``.
-        gan_loss: ``GANLoss`` config (``gan_type='hinge'``); its loss_weight applies to the generator only.
-        pixel_loss, ssim_loss, perceptual_loss: loss configs or None (off).
-        vq_loss_weight: weight of the quantizer's loss returned by the generator; 0 / None = off.
-        is_use_ema: keep ``generator_ema`` (updated by MMagic's ``ExponentialMovingAverageHook``) and use it
-            for val/test.
-        test_cfg: ``official_padding=True`` pads like the authors' self-test (always adds a full multiple).
-        codebook_maintenance: None (default, the authors' training) or the options of
+        generator (dict): ``SwinVQGAN`` config.
+        discriminator (dict, optional): discriminator config, e.g. ``UNetDiscriminatorWithSpectralNorm``.
+            Default: None.
+        gan_loss (dict, optional): ``GANLoss`` config (``gan_type='hinge'``); its loss_weight applies to the
+            generator only. Default: None (off).
+        pixel_loss (dict, optional): pixel loss config. Default: None (off).
+        ssim_loss (dict, optional): SSIM loss config. Default: None (off).
+        perceptual_loss (dict, optional): perceptual loss config. Default: None (off).
+        vq_loss_weight (float, optional): weight of the quantizer's loss returned by the generator; 0 / None =
+            off. Default: 1.0.
+        is_use_ema (bool): keep ``generator_ema`` (updated by MMagic's ``ExponentialMovingAverageHook``) and use
+            it for val/test. Default: False.
+        train_cfg (dict, optional): SRGAN's training options (``disc_steps``, ``disc_init_steps``, ...).
+            Default: None.
+        test_cfg (dict, optional): ``official_padding=True`` pads like the authors' self-test (always adds a
+            full multiple). Default: None.
+        init_cfg (dict, optional): weight initialisation config of :class:`BaseModule`. Default: None.
+        data_preprocessor (dict, optional): config of the data preprocessor. Default: None.
+        codebook_maintenance (dict, optional): None (the authors' training) or the options of
             :class:`~iter_mm.models.editors.codebook_maintenance.CodebookMaintenance`: codebook initialisation
             from encoder outputs (``init='sample'|'kmeans'``) and dead-code restarts (``restart_interval``).
-        gan_schedule: None (default: GAN term at full weight from iteration 0, D trained from iteration 0, as the
-            authors) or ``dict(start_iter=0, warmup_iters=0, d_lead_iters=0)``: the generator's GAN term is 0
-            before ``start_iter`` and ramps linearly to its full weight over ``warmup_iters``; the discriminator
-            trains from ``start_iter - d_lead_iters``. Iterations are the Runner's (message hub), so a resumed
-            run continues the schedule.
+            Default: None.
+        gan_schedule (dict, optional): None (GAN term at full weight from iteration 0, D trained from iteration
+            0, as the authors) or ``dict(start_iter=0, warmup_iters=0, d_lead_iters=0)``: the generator's GAN
+            term is 0 before ``start_iter`` and ramps linearly to its full weight over ``warmup_iters``; the
+            discriminator trains from ``start_iter - d_lead_iters``. Iterations are the Runner's (message hub),
+            so a resumed run continues the schedule. Default: None.
+
+    Raises:
+        InvalidOptionError: ``gan_schedule`` with an unknown key or a negative value, or invalid
+            ``codebook_maintenance`` options.
     """
 
     def __init__(self,
@@ -107,7 +123,14 @@ class SwinVQGANModel(SRGAN):
         return int(self.step_counter) if it is None else int(it)
 
     def gan_factor(self, it: int) -> float:
-        """Multiplier of the generator's GAN term at iteration ``it`` (1 without ``gan_schedule``)."""
+        """Multiplier of the generator's GAN term at iteration ``it``.
+
+        Args:
+            it (int): training iteration.
+
+        Returns:
+            float: in [0, 1]; 1 without ``gan_schedule``.
+        """
         s = self.gan_schedule
         if s is None:
             return 1.0
@@ -137,10 +160,11 @@ class SwinVQGANModel(SRGAN):
         """Any-size reconstruction with the test generator (EMA if enabled).
 
         Args:
-            img: (B, 3, H, W) in [0, 1].
+            img (Tensor): (B, 3, H, W) in [0, 1].
 
         Returns:
-            rec (B, 3, H, W) in [0, 1] and tokens int64 (B, ceil(H / s), ceil(W / s)), s = downscale (8).
+            tuple[Tensor, Tensor]: rec (B, 3, H, W) in [0, 1] and tokens int64 (B, ceil(H / s), ceil(W / s)),
+            s = the generator's downscale (8).
         """
         gen = self._test_generator()
         h, w = img.shape[-2:]
@@ -151,13 +175,32 @@ class SwinVQGANModel(SRGAN):
 
     # ------------------------------------------------------------------ forward modes
     def forward_tensor(self, inputs: torch.Tensor, data_samples=None, training: bool = False):
-        """training: ``generator(inputs)`` -> (rec, vq_loss, tokens); otherwise the any-size rec (B, 3, H, W)."""
+        """Tensor mode of the forward.
+
+        Args:
+            inputs (Tensor): (B, 3, H, W) in [0, 1].
+            data_samples: unused. Default: None.
+            training (bool): run the training generator. Default: False.
+
+        Returns:
+            tuple | Tensor: training: ``generator(inputs)``, i.e. (rec, vq_loss, tokens); otherwise the any-size
+            rec (B, 3, H, W).
+        """
         if training:
             return self.generator(inputs)
         return self.reconstruct(inputs)[0]
 
     def forward_inference(self, inputs: torch.Tensor, data_samples=None, **kwargs) -> DataSample:
-        """Reconstruction (de-normalised like MMagic's SR models) and its token map."""
+        """Reconstruction (de-normalised like MMagic's SR models) and its token map.
+
+        Args:
+            inputs (Tensor): (B, 3, H, W) in [0, 1].
+            data_samples (DataSample, optional): the batch's samples, for de-normalisation. Default: None.
+
+        Returns:
+            DataSample: ``pred_img`` (B, 3, H, W) and ``pred_tokens`` (B, ceil(H / 8), ceil(W / 8)) int64, on
+            the CPU.
+        """
         rec, tokens = self.reconstruct(inputs)
         pred = self.data_preprocessor.destruct(rec, data_samples)
         return DataSample(pred_img=pred.cpu(), pred_tokens=tokens.cpu())
@@ -165,7 +208,19 @@ class SwinVQGANModel(SRGAN):
     # ------------------------------------------------------------------ training
     def g_step(self, batch_outputs: Tuple[torch.Tensor, torch.Tensor],
                batch_gt_data: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Generator losses. batch_outputs: (rec (B, 3, H, W), vq_loss scalar); batch_gt_data (B, 3, H, W)."""
+        """Generator losses.
+
+        Args:
+            batch_outputs (tuple[Tensor, Tensor]): rec (B, 3, H, W) and the scalar vq_loss.
+            batch_gt_data (Tensor): (B, 3, H, W) target.
+
+        Returns:
+            dict[str, Tensor]: the terms that are on (``loss_vq``, ``loss_pix``, ``loss_ssim``,
+            ``loss_perceptual``, ``loss_gan``).
+
+        Raises:
+            RuntimeError: every generator loss is off.
+        """
         rec, vq_loss = batch_outputs
         losses = dict()
         if self.vq_loss_weight:
@@ -185,13 +240,35 @@ class SwinVQGANModel(SRGAN):
         return losses
 
     def extract_gt_data(self, data_samples: DataSample) -> torch.Tensor:
+        """The HQ images the model reconstructs.
+
+        Args:
+            data_samples (DataSample): the batch's samples.
+
+        Returns:
+            Tensor: (B, 3, H, W) ``gt_img``.
+
+        Raises:
+            KeyError: the samples hold no ``gt_img``.
+        """
         if 'gt_img' not in data_samples:
             raise KeyError('SwinVQGANModel needs `gt_img` in the data samples (the HQ image the model '
                            'reconstructs; an HQ-only pipeline loads `gt` and copies it to `img`)')
         return data_samples.gt_img
 
     def train_step(self, data: List[dict], optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
-        """One G update (all generator losses) then ``disc_repeat`` D updates (SRGAN's d_step_with_optim)."""
+        """One G update (all generator losses) then ``disc_repeat`` D updates (SRGAN's d_step_with_optim).
+
+        Codebook maintenance (if configured) runs before the generator forward and after the updates; the
+        ``gan_schedule`` decides the GAN factor and whether D trains.
+
+        Args:
+            data (list[dict]): the batch from the dataloader.
+            optim_wrapper (OptimWrapperDict): wrappers 'generator' and 'discriminator'.
+
+        Returns:
+            dict[str, Tensor]: log values (losses, and maintenance and ``gan_factor`` values when enabled).
+        """
         g_optim_wrapper = optim_wrapper['generator']
         data = self.data_preprocessor(data, True)
         batch_inputs, data_samples = data['inputs'], data['data_samples']

@@ -46,6 +46,11 @@ def _load_plain(module: torch.nn.Module, state_dict: Dict, prefix: str, *args) -
 
 
 def portable_wrapped_state(model: torch.nn.Module) -> None:
-    """Register the save and load hooks on ``model`` (the module whose children get wrapped)."""
+    """Register the save and load hooks on ``model``.
+
+    Args:
+        model (torch.nn.Module): the module whose children get wrapped (e.g. a GAN model with ``generator`` and
+            ``discriminator``).
+    """
     model._register_state_dict_hook(_save_plain)
     model._register_load_state_dict_pre_hook(_load_plain, with_module=True)
