@@ -71,7 +71,8 @@ def loader_error(path, **kw):
 # ------------------------------------------------------------------ the loader itself
 def test_loader_accepts_every_layout_with_equal_weights(files):
     ref = files['model'].state_dict()
-    for key, kw in (('ours', {}), ('bare', {}), ('official', {}), ('official_novq', dict(vqgan=files['official_vq'])),
+    for key, kw in (('ours', {}), ('bare', {}), ('official', {}),
+                    ('official_novq', dict(stage1_checkpoint=files['official_vq'])),
                     ('training', dict(allow_pickle=True))):
         model = init_model(TINY, files[key], **kw)
         assert model.vqgan_loaded and not model.training, key
@@ -89,10 +90,10 @@ def test_loader_refuses_wrong_files_with_clear_errors(files):
     assert 'holds pickled Python objects' in pickled and 'HistoryBuffer' in pickled and '\x1b' not in pickled
     for option in ('allow_pickle=True', "the Inferencer's extra_parameters", '--unsafe-load', 'weights.pth'):
         assert option in pickled
-    for option in ("vqgan='ITER_swinvqgan.pth'", "the Inferencer's extra_parameters", '--vqgan'):
-        assert option in loader_error(files['official_novq'])
-    # vqgan= with a file that holds its own VQGAN would silently replace those weights
-    assert 'holds its own VQGAN weights (vqgan.*)' in loader_error(files['official'], vqgan=files['official_vq'])
+    assert "stage1_checkpoint='ITER_swinvqgan.pth'" in loader_error(files['official_novq'])
+    # a stage-I file with a file that holds its own VQGAN would silently replace those weights
+    assert 'holds its own VQGAN weights (vqgan.*)' in loader_error(files['official'],
+                                                                   stage1_checkpoint=files['official_vq'])
     with pytest.raises(ValueError, match='no checkpoint given'):
         init_model(TINY)
     with pytest.raises(FileNotFoundError, match='not found'):
@@ -156,12 +157,15 @@ def test_front_ends_accept_the_authors_file(files, tmp_path):
     assert run_cli(files, files['ours'], tmp_path / 'ours') == 0
     ref = cv2.imread(str(tmp_path / 'ours' / 'a.png'))
     assert run_cli(files, files['official'], tmp_path / 'cli') == 0
-    assert run_cli(files, files['official_novq'], tmp_path / 'cli_vq', '--vqgan', files['official_vq']) == 0
+    assert run_cli(files, files['official_novq'], tmp_path / 'cli_vq', '--stage1-checkpoint', files['official_vq']) == 0
     run_inferencer(files, files['official'], tmp_path / 'inferencer')
-    run_inferencer(files, files['official_novq'], tmp_path / 'inferencer_vq', vqgan=files['official_vq'])
+    run_inferencer(files, files['official_novq'], tmp_path / 'inferencer_vq', stage1_checkpoint=files['official_vq'])
+    with pytest.warns(DeprecationWarning, match='vqgan is deprecated'):  # the old name still works
+        run_inferencer(files, files['official_novq'], tmp_path / 'inferencer_old', vqgan=files['official_vq'])
     run_inferencer(files, files['training'], tmp_path / 'inferencer_pickle', allow_pickle=True)
     run_compare(files, files['official'], tmp_path / 'compare')
-    for out in ('cli', 'cli_vq', 'inferencer', 'inferencer_vq', 'inferencer_pickle', 'compare/images/iter'):
+    for out in ('cli', 'cli_vq', 'inferencer', 'inferencer_vq', 'inferencer_old', 'inferencer_pickle',
+                'compare/images/iter'):
         assert np.array_equal(cv2.imread(str(tmp_path / out / 'a.png')), ref), out
 
 

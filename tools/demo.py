@@ -3,9 +3,11 @@ scikit-image, then held-out photos super-resolved next to bicubic.
 
     python tools/demo.py                              # all three stages, about 20 minutes on 2 CPU cores
     python tools/demo.py --real path/to/real_lq       # also NIQE on real low-quality photos of yours
+    python tools/demo.py --stage1-checkpoint work_dirs/demo/swinvqgan_demo/iter_800.pth   # stage I trained already
 
-1. ``tools/train_pipeline.py configs/iter/iter_x4_demo.py``: stage I (``swinvqgan_demo.py``), stages II+III,
-   their test (a rerun skips finished stages and resumes an interrupted one);
+1. ``tools/train_pipeline.py configs/iter/iter_x4_demo.py``: stage I (``swinvqgan_demo.py``; skipped with
+   ``--stage1-checkpoint``, a Swin-VQGAN file of the demo's size), stages II+III, their test (a rerun skips
+   finished stages and resumes an interrupted one);
 2. the held-out photos (chelsea, coffee, rocket: never trained on) degraded by ``tools/generate_lq.py``
    (Real-ESRGAN x4, seed 0) into ``heldout_x4/{gt,lq}``;
 3. ``tools/compare_sr.py``: bicubic and ITER on them: PSNR / SSIM (Y), NIQE (MMagic's, Y), side-by-side crops
@@ -38,6 +40,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--config', default=CONFIG, help='ITER config of the demo (names its stage-I config)')
     p.add_argument('--real', help='folder of real low-quality photos to super-resolve (NIQE)')
     p.add_argument('--amp', action='store_true', help='train under mixed precision (bf16 on CPU)')
+    p.add_argument('--stage1-checkpoint', help='stage-I checkpoint of the demo\'s Swin-VQGAN (ours or in the authors\' '
+                   'format): stage I is not trained')
     p.add_argument('--cfg-options', nargs='+', default=[], help='overrides of the ITER config')
     p.add_argument('--stage1-cfg-options', nargs='+', default=[], help='overrides of the stage-I config')
     return p.parse_args()
@@ -109,6 +113,8 @@ def main() -> None:
         pipeline += ['--cfg-options', *args.cfg_options]
     if args.stage1_cfg_options:
         pipeline += ['--stage1-cfg-options', *args.stage1_cfg_options]
+    if args.stage1_checkpoint:
+        pipeline += ['--stage1-checkpoint', osp.abspath(args.stage1_checkpoint)]
     run(pipeline + (['--amp'] if args.amp else []))
     ckpt = final_ckpt(args.config, work, args.cfg_options)
 
