@@ -5,7 +5,6 @@ The authors' files are stood in for by random tensors under every key and shape 
 (tests/test_checkpoint_conversion.py builds them); those tests skip only where ``../shared`` is absent."""
 import os.path as osp
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 
 import pytest

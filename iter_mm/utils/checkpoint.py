@@ -479,9 +479,7 @@ def convert_file(src: str | Path, dst: str | Path, stage1_checkpoint: str | Path
         raise CheckpointMismatchError(f'{src} is already an iter-mm checkpoint ({kind.name}); reverse the conversion '
                                       'to export it')
     notes += _manifest_notes(sd, kind)
-    if stage1_checkpoint is not None and kind.family != 'iter':
-        raise InvalidOptionError('stage1_checkpoint only applies to ITER checkpoints')
-    if stage1_checkpoint is not None and kind.has_vqgan:
+    if stage1_checkpoint is not None and kind.family == 'iter' and kind.has_vqgan:
         notes.append(f'replacing the vqgan.* weights of {src} by those of {stage1_checkpoint}')
         sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(VQGAN_PREFIX))
     ours = convert_official(sd, stage1_checkpoint, allow_pickle)
