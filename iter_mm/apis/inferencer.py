@@ -50,9 +50,10 @@ class ITERInferencer(ImageSuperResolutionInferencer):
     the model is built, so only at construction): ``stage1_checkpoint`` (the authors' ``ITER_swinvqgan.pth`` for
     their ITER files without ``vqgan.*``; ``vqgan``: its deprecated name), ``allow_pickle`` (full training
     checkpoints; trusted files only). Unknown names are refused (TypeError listing the valid ones), as are invalid
-    restoration values. The output format is the extension of ``result_out_dir`` (a file path, replaced if it exists, as in MMagic). ``infer`` returns the first
-    frame as written: uint8/uint16, (H, W) grey or (H, W, 3|4) RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR:
-    pass ``img[..., ::-1]``): uint8, uint16 or float in [0, 1] (others: TypeError / ValueError).
+    restoration values. The output format is the extension of ``result_out_dir`` (a file path, replaced if it
+    exists, as in MMagic). ``infer`` returns the first frame as written: uint8/uint16, (H, W) grey or (H, W, 3|4)
+    RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR: pass ``img[..., ::-1]``): uint8, uint16 or float in [0, 1]
+    (others: TypeError / ValueError).
     """
 
     #: every ``RestoreOptions`` field (None: the config's ``test_cfg``), the file and the loading options
