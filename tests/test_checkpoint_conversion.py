@@ -263,7 +263,7 @@ def test_convert_tool_round_trip(tmp_path, capsys):
         assert torch.equal(model.generator.state_dict()[k], v), k
 
     assert tool.main([str(train_ckpt), str(dst), '--stage1-checkpoint', str(vq_ckpt)]) == 2  # no silent overwrite
-    assert 'overwritten with --force' in capsys.readouterr().err
+    assert 'exists; pass --force' in capsys.readouterr().err
     assert tool.main([str(train_ckpt), str(dst), '--vqgan', str(vq_ckpt), '--force']) == 0  # the deprecated name
     assert '--vqgan is deprecated' in capsys.readouterr().err
 

@@ -125,6 +125,25 @@ def test_old_names_of_the_stage1_checkpoint_still_work_with_a_warning(tmp_path):
         init_model(tiny, {'state_dict': {}}, vqgan=str(tmp_path / 'stage1.pth'))
 
 
+def test_inferencer_takes_the_stage1_checkpoint_under_both_names(tmp_path):
+    """The Inferencer's loading parameter is ``stage1_checkpoint``; ``vqgan`` still works, with a warning."""
+    from iter_mm.apis import MMagicInferencer, init_model
+    from iter_mm.utils.checkpoint import ours_to_official
+    tiny = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
+    net = init_model(tiny, random_weights=True).generator
+    official = ours_to_official(net.state_dict())
+    novq, vq = tmp_path / 'ITER_x4.pth', tmp_path / 'ITER_swinvqgan.pth'
+    torch.save({'params': {k: v for k, v in official.items() if not k.startswith('vqgan.')}}, novq)
+    torch.save({'params_ema': ours_to_official(net.vqgan.state_dict())}, vq)
+    make = lambda **extra: MMagicInferencer('iter', model_config=tiny, model_ckpt=str(novq), device='cpu',  # noqa
+                                            extra_parameters=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', DeprecationWarning)
+        make(stage1_checkpoint=str(vq))
+    with pytest.warns(DeprecationWarning, match='vqgan is deprecated'):
+        make(vqgan=str(vq))
+
+
 def test_reference_bundle_model_cfg_still_builds():
     """The train-step reference stores a model_cfg with the old ``vqgan_ckpt=None``."""
     path = SHARED / 'train_step' / 'stage2_model_cfg.py'

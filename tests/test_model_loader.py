@@ -157,15 +157,12 @@ def test_front_ends_accept_the_authors_file(files, tmp_path):
     assert run_cli(files, files['ours'], tmp_path / 'ours') == 0
     ref = cv2.imread(str(tmp_path / 'ours' / 'a.png'))
     assert run_cli(files, files['official'], tmp_path / 'cli') == 0
-    assert run_cli(files, files['official_novq'], tmp_path / 'cli_vq', '--stage1-checkpoint', files['official_vq']) == 0
+    assert run_cli(files, files['official_novq'], tmp_path / 'cli_vq', '--vqgan', files['official_vq']) == 0
     run_inferencer(files, files['official'], tmp_path / 'inferencer')
-    run_inferencer(files, files['official_novq'], tmp_path / 'inferencer_vq', stage1_checkpoint=files['official_vq'])
-    with pytest.warns(DeprecationWarning, match='vqgan is deprecated'):  # the old name still works
-        run_inferencer(files, files['official_novq'], tmp_path / 'inferencer_old', vqgan=files['official_vq'])
+    run_inferencer(files, files['official_novq'], tmp_path / 'inferencer_vq', vqgan=files['official_vq'])
     run_inferencer(files, files['training'], tmp_path / 'inferencer_pickle', allow_pickle=True)
     run_compare(files, files['official'], tmp_path / 'compare')
-    for out in ('cli', 'cli_vq', 'inferencer', 'inferencer_vq', 'inferencer_old', 'inferencer_pickle',
-                'compare/images/iter'):
+    for out in ('cli', 'cli_vq', 'inferencer', 'inferencer_vq', 'inferencer_pickle', 'compare/images/iter'):
         assert np.array_equal(cv2.imread(str(tmp_path / out / 'a.png')), ref), out
 
 

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ITERError, RuntimeError) as err:
         message = str(err)
         for library, cli in (("stage1_checkpoint='ITER_swinvqgan.pth'", '--stage1-checkpoint ITER_swinvqgan.pth'),
-                             ('only overwritten when asked to', 'only overwritten with --force'),
+                             ('it is only overwritten when asked to', 'pass --force to overwrite it'),
                              ('reverse the conversion', 'use --reverse')):
             message = message.replace(library, cli)
         print(f'error: {message}', file=sys.stderr)

@@ -13,8 +13,7 @@ written back where the format holds it; the ICC profile and EXIF are carried ove
 instead); animations give their first frame (--frames all: every frame). Notes and warnings name the file.
 Unreadable files are reported and skipped; the exit status is then 1. Existing outputs are never replaced
 without --overwrite: the run stops before writing anything, or with --skip-existing restores only the missing ones. The checkpoint is an iter-mm one (MMEngine ``state_dict`` or an ITERNet state dict) or
-the authors' ITER_x{2,4}.pth (with --stage1-checkpoint ITER_swinvqgan.pth when it lacks the VQGAN); it is loaded
-strictly.
+the authors' ITER_x{2,4}.pth (with --vqgan ITER_swinvqgan.pth when it lacks the VQGAN); it is loaded strictly.
 Sampling options not given fall back to the config's ``model.test_cfg``.
 """
 from __future__ import annotations
@@ -65,9 +64,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('-c', '--config', required=True, help='model config (e.g. configs/iter/iter_x4_realsr.py)')
     p.add_argument('-w', '--checkpoint', required=True, help='iter-mm or official ITER checkpoint')
     p.add_argument('-o', '--out-dir', required=True, help='output folder (created if missing)')
-    p.add_argument('--stage1-checkpoint', '--vqgan', dest='stage1_checkpoint',
-                   help='official ITER_swinvqgan.pth, for official ITER checkpoints without vqgan.* (--vqgan: '
-                   'deprecated name)')
+    p.add_argument('--vqgan', help='official ITER_swinvqgan.pth, for official ITER checkpoints without vqgan.*')
     p.add_argument('--unsafe-load', action='store_true',
                    help='allow pickled objects in the checkpoint (full MMEngine training checkpoints); '
                         'only for files you trust')
@@ -140,11 +137,11 @@ def tiling_warnings(opts: RestoreOptions, multiple: int) -> List[str]:
     return out
 
 
-def build_model(config: str, checkpoint: str, device: torch.device, stage1_checkpoint: Optional[str] = None,
+def build_model(config: str, checkpoint: str, device: torch.device, vqgan: Optional[str] = None,
                 unsafe_load: bool = False):
     """The model of ``config`` with ``checkpoint`` loaded strictly (``iter_mm.apis.init_model``)."""
     from iter_mm.apis.model_loader import init_model
-    model = init_model(config, checkpoint, device=device, stage1_checkpoint=stage1_checkpoint, allow_pickle=unsafe_load)
+    model = init_model(config, checkpoint, device=device, vqgan=vqgan, allow_pickle=unsafe_load)
     if not callable(getattr(model, 'restore', None)):
         raise SystemExit(f'{config}: model {type(model).__name__} has no restore(); use an ITER config')
     return model
@@ -187,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                          'them or --skip-existing to restore only the missing ones')
 
     try:
-        model = build_model(args.config, args.checkpoint, device, args.stage1_checkpoint, args.unsafe_load)
+        model = build_model(args.config, args.checkpoint, device, args.vqgan, args.unsafe_load)
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         raise SystemExit(f'error: {err}') from err
     opts = restore_options(args)
