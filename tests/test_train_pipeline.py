@@ -232,10 +232,7 @@ def test_pipeline_with_a_released_stage1_skips_stage1_and_starts_from_x2(photos,
 
 def test_demo_colour_error_by_hand(tmp_path):
     """tools/demo.py's colour error: mean over images of the mean |per-channel mean difference| (0-255)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('demo_tool', ROOT / 'tools' / 'demo.py')
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    from iter_mm.evaluation import demo_report as demo
     (tmp_path / 'gt').mkdir()
     (tmp_path / 'pred').mkdir()
     gt = np.full((8, 8, 3), 100, np.uint8)

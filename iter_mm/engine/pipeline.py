@@ -23,10 +23,11 @@ from .launch import check_data_folders, prepare_training
 from .stages import (check_stage_record, export_weights, final_checkpoint, resolve_stage1_checkpoint,
                      set_initialisation, stage1_config_path, stage_state, write_stage_record)
 
-__all__ = ['run_pipeline', 'run_stage', 'run_test', 'format_summary']
+__all__ = ['run_pipeline', 'run_stage', 'run_test', 'format_summary', 'stage_work_dir']
 
 
-def _work_dir(root: Optional[str], cfg_path: str) -> Optional[str]:
+def stage_work_dir(root: Optional[str], cfg_path: str) -> Optional[str]:
+    """Work dir of a stage under a pipeline's root folder: ``<root>/<config name>`` (None without a root)."""
     return None if root is None else osp.join(root, osp.splitext(osp.basename(cfg_path.split('::')[-1]))[0])
 
 
@@ -108,11 +109,12 @@ def run_pipeline(config: str, work_root: Optional[str] = None, *, cfg_options: O
                                  '`stage1_config = \'swinvqgan_xxx.py\'` (relative to the config\'s folder) or give '
                                  'a stage-I checkpoint (stage1_checkpoint)')
     check_data_folders(cfg)  # a wrong folder stops here, not after a Runner's config dump
-    prepare_training(cfg, config, launcher=launcher, work_dir=_work_dir(work_root, config), amp=amp)
+    prepare_training(cfg, config, launcher=launcher, work_dir=stage_work_dir(work_root, config), amp=amp)
     if given is None:
         cfg1 = load_config(stage1_path, stage1_cfg_options)
         check_data_folders(cfg1)
-        prepare_training(cfg1, stage1_path, launcher=launcher, work_dir=_work_dir(work_root, stage1_path), amp=amp)
+        prepare_training(cfg1, stage1_path, launcher=launcher, work_dir=stage_work_dir(work_root, stage1_path),
+                         amp=amp)
         stages = [run_stage(cfg1, 'stage I')]
         cfg.model.stage1_checkpoint = final_checkpoint(cfg1)  # the frozen VQGAN of stages II+III
     else:
