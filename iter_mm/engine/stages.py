@@ -58,6 +58,10 @@ def derived_stage1_checkpoint(cfg: Config, cfg_path: str) -> Optional[str]:
     stage1 = stage1_config_path(cfg, cfg_path)
     if stage1 is None:
         return None
+    if '::' not in stage1 and not osp.isfile(stage1):
+        raise MissingDataError(f'stage1_config {cfg.stage1_config!r} of {cfg_path} not found ({stage1}; a path '
+                               'relative to that config\'s folder): name the stage-I config there, or give the '
+                               'stage-I checkpoint as model.stage1_checkpoint')
     cfg1 = load_config(stage1)
     cfg1.work_dir = default_work_dir(cfg1, stage1)
     return osp.normpath(final_checkpoint(cfg1))
