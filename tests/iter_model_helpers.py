@@ -52,9 +52,9 @@ def down4(gt: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(gt, 4)
 
 
-def build(vqgan_ckpt=None, **kwargs) -> ITERModel:
+def build(stage1_checkpoint=None, **kwargs) -> ITERModel:
     torch.manual_seed(0)
-    cfg = dict(type='ITERModel', generator=TINY_NET, vqgan_ckpt=vqgan_ckpt, **kwargs)
+    cfg = dict(type='ITERModel', generator=TINY_NET, stage1_checkpoint=stage1_checkpoint, **kwargs)
     return MODELS.build(cfg)
 
 

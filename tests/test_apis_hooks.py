@@ -57,7 +57,7 @@ def test_inferencer_refuses_unknown_parameters_missing_configs_and_ambiguous_arr
     make = lambda config=TINY, **extra: MMagicInferencer(  # noqa: E731
         'iter', model_config=config, model_ckpt=str(ckpt), device='cpu', extra_parameters=extra)
     with pytest.raises(TypeError, match=r"unknown extra_parameters \['alfa'\]; valid: restoration options \[.*'alpha'"
-                                        r".*loading options \['vqgan', 'allow_pickle'\]"):
+                                        r".*loading options \['stage1_checkpoint', 'allow_pickle', 'vqgan'\]"):
         make(alfa=0.5)
     with pytest.raises(ValueError, match='alpha must lie in'):
         make(alpha=1.5)

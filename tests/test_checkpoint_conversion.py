@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from iter_mm.errors import CheckpointMismatchError
 from iter_mm.models.archs import ITERNet, SwinVQGAN
 from iter_mm.models.archs.swin import relative_position_index, shift_attention_mask
 from iter_mm.utils import checkpoint as ckpt
@@ -124,12 +125,12 @@ def test_iter_without_vqgan_needs_separate_swinvqgan(case):
     if name == 'swinvqgan':
         pytest.skip('ITER only')
     training_ckpt = {'params': OrderedDict((k, v) for k, v in official.items() if not k.startswith('vqgan.'))}
-    with pytest.raises(ValueError, match="vqgan='ITER_swinvqgan.pth'") as info:
+    with pytest.raises(ValueError, match="stage1_checkpoint='ITER_swinvqgan.pth'") as info:
         ckpt.convert_official(training_ckpt)
-    assert info.value.arguments == ('vqgan',)  # tools/convert_official_ckpt.py adds --vqgan
+    assert info.value.arguments == ('stage1_checkpoint',)  # the tools add their flag
     vq = OrderedDict((k[len('vqgan.'):], v) for k, v in official.items() if k.startswith('vqgan.'))
     vq_file = {'params_ema': OrderedDict(('module.' + k, v) for k, v in vq.items()), 'params': {}}
-    ours = ckpt.convert_official(training_ckpt, vqgan=vq_file)  # params_ema preferred, module. stripped
+    ours = ckpt.convert_official(training_ckpt, stage1_checkpoint=vq_file)  # params_ema preferred, module. stripped
     ckpt.load_state_dict_strict(net, ours)
     assert torch.equal(net.state_dict()['vqgan.quantize.embedding.weight'], official['vqgan.quantize.embedding.weight'])
 
@@ -139,18 +140,18 @@ def test_wrong_checkpoint_gives_clear_error(case):
     if name != 'iter_x4':
         pytest.skip('once is enough')
     x2 = ckpt.official_to_ours(zeros_official('iter_x2'))
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(CheckpointMismatchError) as err:
         ckpt.load_state_dict_strict(net, x2, source='ITER_x2.pth')
     msg = str(err.value)
     assert 'ITER_x2.pth' in msg and 'iter-mm ITER x2' in msg and 'ITERNet' in msg
     assert '234 missing' in msg and "252 unexpected: ['lq_encoder.model.2.0.weight'" in msg
     bad_shape = OrderedDict((k, torch.zeros(1).expand(v.shape)) for k, v in net.state_dict().items())
     bad_shape['refiner.code_emb.weight'] = torch.zeros(1).expand(256, 512, 1, 1)  # phi_e-sized embedding
-    with pytest.raises(RuntimeError, match=r'1 shape mismatches: \['
+    with pytest.raises(CheckpointMismatchError, match=r'1 shape mismatches: \['
                        r"'refiner.code_emb.weight: checkpoint \(256, 512, 1, 1\) vs model \(256, 513, 1, 1\)'"):
         ckpt.load_state_dict_strict(net, bad_shape)
     vq_only = ckpt.official_to_ours(zeros_official('swinvqgan'))
-    with pytest.raises(RuntimeError, match='missing'):
+    with pytest.raises(CheckpointMismatchError, match='missing'):
         ckpt.load_state_dict_strict(net, vq_only)
     with pytest.raises(ValueError, match='unrecognised checkpoint'):
         ckpt.detect_kind({'conv.weight': torch.zeros(1)})
@@ -247,8 +248,8 @@ def test_convert_tool_round_trip(tmp_path, capsys):
     dst = tmp_path / 'out' / 'iter_x2_mm.pth'
 
     assert tool.main([str(train_ckpt), str(dst)]) == 2
-    assert '--vqgan' in capsys.readouterr().err and not dst.exists()
-    assert tool.main([str(train_ckpt), str(dst), '--vqgan', str(vq_ckpt)]) == 0
+    assert '--stage1-checkpoint ITER_swinvqgan.pth' in capsys.readouterr().err and not dst.exists()
+    assert tool.main([str(train_ckpt), str(dst), '--stage1-checkpoint', str(vq_ckpt)]) == 0
     out = torch.load(dst, weights_only=True)
     assert set(out) == {'meta', 'state_dict'} and out['meta']['converted_from'] == 'ITER_x2.pth'
     assert all(k.startswith('generator.') for k in out['state_dict'])
@@ -263,9 +264,10 @@ def test_convert_tool_round_trip(tmp_path, capsys):
     for k, v in net.state_dict().items():
         assert torch.equal(model.generator.state_dict()[k], v), k
 
-    assert tool.main([str(train_ckpt), str(dst), '--vqgan', str(vq_ckpt)]) == 2  # no silent overwrite
+    assert tool.main([str(train_ckpt), str(dst), '--stage1-checkpoint', str(vq_ckpt)]) == 2  # no silent overwrite
     assert 'exists; pass --force' in capsys.readouterr().err
-    assert tool.main([str(train_ckpt), str(dst), '--vqgan', str(vq_ckpt), '--force']) == 0
+    assert tool.main([str(train_ckpt), str(dst), '--vqgan', str(vq_ckpt), '--force']) == 0  # the deprecated name
+    assert '--vqgan is deprecated' in capsys.readouterr().err
 
     rev = tmp_path / 'official_again.pth'
     assert tool.main([str(dst), str(rev), '--reverse']) == 0

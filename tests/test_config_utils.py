@@ -26,9 +26,11 @@ def test_mmagic_gan_config_builds_for_inference_offline():
 
 def test_iter_models_drop_losses_and_stage1_file():
     cfg = dict(type='ITERModel', generator=dict(type='ITERNet'), pixel_loss=dict(type='L1Loss'),
-               perceptual_loss=dict(type='LPIPSLoss'), vqgan_ckpt='stage1.pth')
+               perceptual_loss=dict(type='LPIPSLoss'), stage1_checkpoint='stage1.pth', init_from='ITER_x2.pth',
+               vqgan_ckpt='stage1.pth')
     out = inference_model_cfg(cfg)
-    assert out.pixel_loss is None and out.perceptual_loss is None and out.vqgan_ckpt is None
+    assert out.pixel_loss is None and out.perceptual_loss is None
+    assert out.stage1_checkpoint is None and out.init_from is None and out.vqgan_ckpt is None
     assert out.generator == cfg['generator']
 
 
@@ -102,15 +104,17 @@ def test_top_level_folder_variable_override_is_refused(key):
 
 
 def test_override_next_to_a_similar_key_warns():
-    """``model.vqgan_ckp=...`` (a typo) is added by MMEngine and the real key keeps its value: a warning names it."""
+    """``model.stage1_checkpont=...`` (a typo) is added by MMEngine and the real key keeps its value: a warning
+    names it."""
     tiny = osp.join(ROOT, 'configs', 'iter', 'iter_x4_tiny.py')
-    with pytest.warns(UserWarning, match=r'model\.vqgan_ckp: .*did you mean model\.vqgan_ckpt\?'):
-        cfg = load_config(tiny, {'model.vqgan_ckp': 'mine.pth'})
-    assert cfg.model.vqgan_ckp == 'mine.pth' and cfg.model.vqgan_ckpt != 'mine.pth'
+    with pytest.warns(UserWarning, match=r'model\.stage1_checkpont: .*did you mean model\.stage1_checkpoint\?'):
+        cfg = load_config(tiny, {'model.stage1_checkpont': 'mine.pth'})
+    assert cfg.model.stage1_checkpont == 'mine.pth' and cfg.model.stage1_checkpoint != 'mine.pth'
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # a genuinely new option or a correct key: no warning
-        load_config(tiny, {'model.vqgan_ckpt': 'mine.pth', 'train_cfg.max_iters': 3, 'model.brand_new_option': 1})
+        load_config(tiny, {'model.stage1_checkpoint': 'mine.pth', 'train_cfg.max_iters': 3,
+                           'model.brand_new_option': 1})
 
 
 @pytest.mark.parametrize('path', ['configs/iter/swinvqgan_df2k-ost.py', 'configs/iter/swinvqgan_tiny.py',

@@ -76,7 +76,7 @@ def test_stage2_configs_use_every_trainable_parameter(config, scale):
     assert cfg.get('model_wrapper_cfg') is None or not cfg.model_wrapper_cfg.get('find_unused_parameters')
     if cfg.model.get('perceptual_loss'):
         cfg.model.perceptual_loss = dict(type='L1Loss', loss_weight=1.0)
-    cfg.model.vqgan_ckpt = None
+    cfg.model.stage1_checkpoint = None
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.load_state_dict(model.state_dict())  # hands over a (random) stage I as a full checkpoint would
@@ -137,7 +137,7 @@ def test_amp_trains_both_stages_on_cpu(tmp_path, monkeypatch):
               'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']  # no validation: not what is tested
     stage1, stage2 = tmp_path / 's1', tmp_path / 's2'
     for cfg, work, extra in (('swinvqgan_tiny.py', stage1, []),
-                             ('iter_x4_tiny.py', stage2, [f'model.vqgan_ckpt={stage1 / "iter_2.pth"}'])):
+                             ('iter_x4_tiny.py', stage2, [f'model.stage1_checkpoint={stage1 / "iter_2.pth"}'])):
         monkeypatch.setattr(sys, 'argv', ['tools/train.py', str(CONFIGS / cfg), '--work-dir', str(work),
                                           *common, *extra])
         runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')

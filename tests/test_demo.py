@@ -269,8 +269,10 @@ def test_demo_configs_share_the_vqgan_and_ship_no_shared_paths():
     s1 = Config.fromfile(CFG('swinvqgan_demo.py'))
     s2 = Config.fromfile(CFG('iter_x4_demo.py'))
     assert s1.model.generator == s2.model.generator.vqgan
-    assert s2.model.vqgan_ckpt.startswith('work_dirs/swinvqgan_demo/')
-    assert s2.model.vqgan_ckpt.endswith(f'iter_{s1.train_cfg.max_iters}.pth')
+    from iter_mm.engine.stages import derived_stage1_checkpoint
+    assert s2.model.stage1_checkpoint is None  # derived from stage1_config, not typed by hand
+    assert derived_stage1_checkpoint(s2, CFG('iter_x4_demo.py')) == osp.join(
+        'work_dirs', 'swinvqgan_demo', f'iter_{s1.train_cfg.max_iters}.pth')
     for cfg in (s1, s2):
         assert cfg.train_dataloader.dataset.type == 'SkimagePhotoDataset'
         assert cfg.train_dataloader.dataset.split == 'train_colour' and cfg.val_dataloader.dataset.split == 'heldout'
@@ -331,7 +333,6 @@ def test_val_predictions_reach_the_metrics_in_the_gt_channel_order(name):
     ds_cfg.pop('data_prefix', None)
     item = DATASETS.build(ds_cfg)[0]
     model_cfg = inference_model_cfg(cfg.model)
-    model_cfg.pop('vqgan_ckpt', None)
     pre = MODELS.build(model_cfg).data_preprocessor
     data = pre(dict(inputs=[item['inputs']], data_samples=[item['data_samples']]), False)
     assert data['data_samples'].metainfo['img_channel_order'] == ['rgb']

@@ -128,7 +128,7 @@ def _stage2_config(root: Path, data: Path, vqgan_ckpt: Path, probe: Path) -> Pat
                " dict(type='TokenAccuracy'), dict(type='EvaluatorPrecisionRecall', alpha=0.7),"
                " dict(type='CodebookUsage', codebook_size=128)]")
     return _write_config(root / 'cfg_stage2.py', 'configs/iter/iter_x4_tiny.py', (
-        f"model = dict(vqgan_ckpt='{vqgan_ckpt}', val_cfg=dict(alpha=0.7, schedule='linear'))\n"
+        f"model = dict(stage1_checkpoint='{vqgan_ckpt}', val_cfg=dict(alpha=0.7, schedule='linear'))\n"
         f"train_dataloader = dict(batch_size=2, dataset=dict(data_root='{data / 'train'}'))\n"
         + _val_body(data) +
         "train_cfg = dict(max_iters=6, val_interval=6)\n"

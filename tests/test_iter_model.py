@@ -26,7 +26,7 @@ def test_init_weights_loads_and_freezes_vqgan(stage1_ckpt):
     assert model.generator.lq_encoder.training and not model.generator.vqgan.training
 
 
-def test_vqgan_ckpt_official_layout_and_full_iter_checkpoint(stage1_ckpt, tmp_path):
+def test_stage1_checkpoint_official_layout_and_full_iter_checkpoint(stage1_ckpt, tmp_path):
     """The authors' layout ({'params': ...} with generator.* aliases) and a full ITER checkpoint also work."""
     from iter_mm.utils.checkpoint import ours_to_official
     ours = {k[len('generator.'):]: v for k, v in torch.load(stage1_ckpt, weights_only=True)['state_dict'].items()}
@@ -43,17 +43,20 @@ def test_vqgan_ckpt_official_layout_and_full_iter_checkpoint(stage1_ckpt, tmp_pa
             assert torch.equal(v, ours[k]), (name, k)
 
 
-def test_missing_vqgan_ckpt_is_a_clear_error(tmp_path):
+def test_missing_stage1_checkpoint_is_a_clear_error(tmp_path):
+    from iter_mm.errors import MissingDataError
     missing = tmp_path / 'nope' / 'vqgan.pth'
-    with pytest.raises(FileNotFoundError, match='stage-I VQGAN checkpoint not found.*nope/vqgan.pth'):
+    with pytest.raises(MissingDataError, match='stage-I checkpoint not found.*nope/vqgan.pth'):
         build(str(missing)).init_weights()
 
 
-def test_mismatched_vqgan_ckpt_is_a_clear_error(tmp_path):
+def test_mismatched_stage1_checkpoint_is_a_clear_error(tmp_path):
+    from iter_mm.errors import CheckpointMismatchError
     other = MODELS.build(dict(TINY_VQGAN, codebook_size=16))
     path = tmp_path / 'other.pth'
     torch.save({'state_dict': {'generator.' + k: v for k, v in other.state_dict().items()}}, path)
-    with pytest.raises(RuntimeError, match=r'cannot use .*other.pth as the stage-I VQGAN.*shape mismatch'):
+    with pytest.raises(CheckpointMismatchError, match=r'cannot load stage1_checkpoint .*other.pth .*into the frozen '
+                       r'VQGAN: .*shape mismatch'):
         build(str(path)).init_weights()
 
 
@@ -79,7 +82,7 @@ def test_full_checkpoint_supplies_the_vqgan(ready):
 
 def test_tiny_config_loads_the_tiny_stage1_checkpoint(tmp_path):
     """iter_x4_tiny.py's VQGAN is swinvqgan_tiny.py's: an MMEngine checkpoint of that stage-I model (generator +
-    discriminator, pickled log state as tools/train.py writes) is its vqgan_ckpt."""
+    discriminator, pickled log state as tools/train.py writes) is its stage1_checkpoint."""
     from mmengine.logging import HistoryBuffer
     cfg = Config.fromfile(str(ROOT / 'configs/iter/iter_x4_tiny.py'))
     stage1_cfg = Config.fromfile(str(ROOT / 'configs/iter/swinvqgan_tiny.py'))
@@ -88,7 +91,7 @@ def test_tiny_config_loads_the_tiny_stage1_checkpoint(tmp_path):
     path = tmp_path / 'iter_300.pth'
     torch.save({'meta': {'iter': 300}, 'state_dict': stage1.state_dict(),
                 'message_hub': {'log_scalars': {'train/loss': HistoryBuffer([1.0], [1])}}}, path)
-    model = MODELS.build(dict(cfg.model, vqgan_ckpt=str(path)))  # no LPIPS: builds without weight files
+    model = MODELS.build(dict(cfg.model, stage1_checkpoint=str(path)))  # no LPIPS: builds without weight files
     model.init_weights()
     for k, v in model.generator.vqgan.state_dict().items():
         assert torch.equal(v, stage1.generator.state_dict()[k]), k
@@ -212,7 +215,7 @@ def test_masked_fraction_ce_and_majority_helpers():
 
 
 def test_terms_switch_off(ready, monkeypatch):
-    model = build(ready.vqgan_ckpt, lq_ce_weight=0, eval_lq_loss=None, eval_refined_ce_weight=0)
+    model = build(ready.stage1_checkpoint, lq_ce_weight=0, eval_lq_loss=None, eval_refined_ce_weight=0)
     model.init_weights()
     calls = []
     orig = model.generator.evaluator.forward

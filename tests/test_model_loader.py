@@ -71,7 +71,8 @@ def loader_error(path, **kw):
 # ------------------------------------------------------------------ the loader itself
 def test_loader_accepts_every_layout_with_equal_weights(files):
     ref = files['model'].state_dict()
-    for key, kw in (('ours', {}), ('bare', {}), ('official', {}), ('official_novq', dict(vqgan=files['official_vq'])),
+    for key, kw in (('ours', {}), ('bare', {}), ('official', {}),
+                    ('official_novq', dict(stage1_checkpoint=files['official_vq'])),
                     ('training', dict(allow_pickle=True))):
         model = init_model(TINY, files[key], **kw)
         assert model.vqgan_loaded and not model.training, key
@@ -90,14 +91,14 @@ def test_loader_refuses_wrong_files_with_clear_errors(files):
     for option in ('allow_pickle=True', "the Inferencer's extra_parameters", 'weights.pth'):
         assert option in pickled
     assert '--' not in pickled  # the library names its arguments; each tool adds its flag (error.arguments)
-    for option in ("vqgan='ITER_swinvqgan.pth'", "the Inferencer's extra_parameters"):
-        assert option in loader_error(files['official_novq'])
-    for name, argument in (('training', 'allow_pickle'), ('official_novq', 'vqgan')):
+    assert "stage1_checkpoint='ITER_swinvqgan.pth'" in loader_error(files['official_novq'])
+    for name, argument in (('training', 'allow_pickle'), ('official_novq', 'stage1_checkpoint')):
         with pytest.raises(CheckpointMismatchError) as info:
             init_model(TINY, files[name])
         assert info.value.arguments == (argument,)
-    # vqgan= with a file that holds its own VQGAN would silently replace those weights
-    assert 'holds its own VQGAN weights (vqgan.*)' in loader_error(files['official'], vqgan=files['official_vq'])
+    # a stage-I file with a file that holds its own VQGAN would silently replace those weights
+    assert 'holds its own VQGAN weights (vqgan.*)' in loader_error(files['official'],
+                                                                   stage1_checkpoint=files['official_vq'])
     with pytest.raises(ValueError, match='no checkpoint given'):
         init_model(TINY)
     with pytest.raises(FileNotFoundError, match='not found'):

@@ -193,7 +193,7 @@ def _run_test_tool(config: str, ckpt: Path, work: Path, monkeypatch) -> None:
 def test_test_tool_refuses_another_models_checkpoint(tmp_path, monkeypatch, config, ckpt_config, says):
     """tools/test.py loads strictly, like tools/infer.py: a file of the other stage ends with the loader's message
     instead of metrics of an untrained network (MMEngine's ``load_from`` only warned)."""
-    overrides = dict(vqgan_ckpt=None) if 'iter_x4' in ckpt_config else {}  # no stage-I file needed to build
+    overrides = dict(stage1_checkpoint=None) if 'iter_x4' in ckpt_config else {}  # no stage-I file needed to build
     ckpt = _save_model_checkpoint(ckpt_config, tmp_path / 'other.pth', **overrides)
     with pytest.raises(SystemExit, match=says) as err:
         _run_test_tool(config, ckpt, tmp_path / 'work', monkeypatch)

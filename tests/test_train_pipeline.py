@@ -131,7 +131,7 @@ def _replace_option(args: list, old: str, new: str) -> list:
 def test_rerun_with_other_data_or_stage1_stops(pipeline, photos, tmp_path):
     """The work dirs record what each stage was trained with: a rerun on other training data stops instead of
     skipping stage I; a longer stage I resumes, and then stages II+III (trained on the old stage-I file) stop;
-    ``model.vqgan_ckpt`` in the ITER options is refused (the pipeline trains its own)."""
+    a stage-I checkpoint given in the ITER options must exist."""
     import shutil
     work = tmp_path / 'work'
     shutil.copytree(pipeline['work'], work)
@@ -147,8 +147,9 @@ def test_rerun_with_other_data_or_stage1_stops(pipeline, photos, tmp_path):
                                          r'checkpoint'):
         _run_tool(longer)
     assert (work / 'swinvqgan_tiny' / 'iter_3.pth').is_file()  # stage I did continue
-    own = args[:args.index('--stage1-cfg-options')] + ['model.vqgan_ckpt=mine.pth'] + stage1_args
-    with pytest.raises(SystemExit, match='model.vqgan_ckpt: the pipeline trains stages II\\+III on the stage-I'):
+    own = args[:args.index('--stage1-cfg-options')] + ['model.stage1_checkpoint=mine.pth'] + stage1_args
+    with pytest.raises(SystemExit, match=r"error: stage-I checkpoint not found: model.stage1_checkpoint='mine.pth' "
+                                         r'\(given\)'):
         _run_tool(own)
 
 
@@ -157,39 +158,81 @@ def test_record_without_checkpoint_does_not_block(tmp_path):
     record: the corrected rerun trains (the record is rewritten) instead of being refused."""
     from mmengine.config import Config
     from iter_mm.engine.stages import STAGE_RECORD, check_stage_record, write_stage_record
+    from iter_mm.errors import OutputExistsError
     cfg = Config(dict(work_dir=str(tmp_path / 'w'), train_cfg=dict(max_iters=2), model=dict(type='M'),
                       train_dataloader=dict(dataset=dict(data_root='typo'))))
     write_stage_record(cfg)
     cfg.train_dataloader.dataset.data_root = 'photos'
     check_stage_record(cfg, 'stage I')  # no checkpoint: nothing to protect
     (tmp_path / 'w' / 'last_checkpoint').write_text('iter_1.pth')
-    from iter_mm.errors import OutputExistsError
     with pytest.raises(OutputExistsError, match='stage I in .* was trained with other training data'):
         check_stage_record(cfg, 'stage I')
     assert (tmp_path / 'w' / STAGE_RECORD).is_file()
 
 
-def test_train_refuses_missing_stage1_and_names_the_command(tmp_path, monkeypatch, capsys):
-    """tools/train.py (run in this process) stops before building anything and names the commands."""
-    import runpy
+def test_train_refuses_missing_stage1_and_names_the_command(tmp_path, monkeypatch):
+    """tools/train.py (run in this process) stops before building anything when the stage-I checkpoint it is given
+    does not exist, and says how to make or give one."""
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sys, 'argv', ['tools/train.py', TINY, '--work-dir', str(tmp_path / 'w'),
-                                      '--cfg-options', f'model.vqgan_ckpt={tmp_path / "missing.pth"}'])
+                                      '--stage1-checkpoint', str(tmp_path / 'missing.pth')])
     with pytest.raises(SystemExit) as exc:
         runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
     message = str(exc.value.code)
-    assert 'stage-I checkpoint not found' in message
-    assert f'tools/train.py configs/iter/swinvqgan_tiny.py --work-dir {tmp_path}' in message  # makes that path
-    assert 'tools/train_pipeline.py' in message
+    assert message.startswith(f'error: stage-I checkpoint not found: model.stage1_checkpoint=\'{tmp_path}')
+    assert 'tools/train_pipeline.py' in message and 'ITER_swinvqgan.pth' in message
     assert not (tmp_path / 'w').exists()  # stopped before the Runner made anything
+
+
+def _official_tiny_files(tmp: Path) -> dict:
+    """The tiny config's Swin-VQGAN and a tiny x2 ITER network, random, saved in the authors' format
+    ({'params_ema' / 'params': ...}, token_refine_net.*, generator.* decoder aliases)."""
+    from iter_mm.apis import init_model
+    from iter_mm.utils.checkpoint import ours_to_official
+    torch.manual_seed(1)
+    vq = init_model(TINY, random_weights=True).generator.vqgan.state_dict()
+    x2 = init_model(TINY, random_weights=True, cfg_options={'model.generator.scale': 2,
+                                                            'model.generator.lq_encoder.scale': 2}).generator
+    files = dict(vq=tmp / 'ITER_swinvqgan.pth', x2=tmp / 'ITER_x2.pth')
+    torch.save({'params_ema': ours_to_official(vq)}, files['vq'])
+    x2_official = ours_to_official(x2.state_dict())
+    torch.save({'params': {k: v for k, v in x2_official.items() if not k.startswith('vqgan.')}}, files['x2'])
+    return dict(files, vq_sd=vq, x2_sd=x2.state_dict())
+
+
+def test_pipeline_with_a_released_stage1_skips_stage1_and_starts_from_x2(photos, tmp_path):
+    """The authors' recipe on the tiny config: their Swin-VQGAN file as the frozen stage I (not trained again) and
+    their x2 ITER file as the start of the x4 stages II+III; both in the authors' format. A rerun treats the given
+    stage I as finished; another stage-I file is refused (the record)."""
+    files = _official_tiny_files(tmp_path)
+    work = tmp_path / 'work'
+    args = _pipeline_args(photos, work)
+    args = args[:args.index('--stage1-cfg-options')] + ['--skip-test', '--stage1-checkpoint', str(files['vq']),
+                                                         '--init-from', str(files['x2'])]
+    log = _run_tool(args)
+    stages = _summary(work)['stages']
+    assert [s['state'] for s in stages] == ['given', 'fresh']
+    assert stages[0]['checkpoint'] == str(files['vq'])
+    assert not (work / 'swinvqgan_tiny').exists()  # stage I was not trained
+    assert 'given (not trained)' in log
+    # one log line: what init_from loaded, and by module what it did not (the x4 E_l's own layers)
+    line = next(x for x in log.splitlines() if f'init_from {files["x2"]}' in x)
+    assert 'official ITER x2' in line and 'kept initialised: lq_encoder.model.2' in line
+    state = torch.load(work / 'iter_x4_tiny' / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
+    for k, v in files['vq_sd'].items():  # the frozen VQGAN is the given file's, untouched by training
+        assert torch.equal(state['generator.vqgan.' + k], v), k
+    rerun = _run_tool(args)
+    assert [s['state'] for s in _summary(work)['stages']] == ['given', 'done']
+    assert 'ITER pipeline' in rerun
+    other = tmp_path / 'other_vq.pth'
+    other.write_bytes(files['vq'].read_bytes())
+    with pytest.raises(SystemExit, match=r'stages II\+III in .* was trained with another stage-I checkpoint'):
+        _run_tool(_replace_option(args, str(files['vq']), str(other)))
 
 
 def test_demo_colour_error_by_hand(tmp_path):
     """tools/demo.py's colour error: mean over images of the mean |per-channel mean difference| (0-255)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('demo_tool', ROOT / 'tools' / 'demo.py')
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    from iter_mm.evaluation import demo_report as demo
     (tmp_path / 'gt').mkdir()
     (tmp_path / 'pred').mkdir()
     gt = np.full((8, 8, 3), 100, np.uint8)

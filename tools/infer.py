@@ -64,7 +64,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('-c', '--config', required=True, help='model config (e.g. configs/iter/iter_x4_realsr.py)')
     p.add_argument('-w', '--checkpoint', required=True, help='iter-mm or official ITER checkpoint')
     p.add_argument('-o', '--out-dir', required=True, help='output folder (created if missing)')
-    p.add_argument('--vqgan', help='official ITER_swinvqgan.pth, for official ITER checkpoints without vqgan.*')
+    p.add_argument('--stage1-checkpoint', '--vqgan', dest='vqgan', metavar='CKPT', help='official ITER_swinvqgan.pth, '
+                   'for official ITER checkpoints without vqgan.* (--vqgan: its deprecated name)')
     p.add_argument('--unsafe-load', action='store_true',
                    help='allow pickled objects in the checkpoint (full MMEngine training checkpoints); '
                         'only for files you trust')

@@ -15,6 +15,7 @@ import os.path as osp
 from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 
+from iter_mm.apis.model_loader import checked_weights
 from iter_mm.engine.hooks import MetricsRecorderHook
 from iter_mm.engine.launch import check_data_folders, configure_launch
 from iter_mm.engine.runner import ITERRunner
@@ -41,24 +42,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def checked_weights(model_cfg, checkpoint: str, ignored: list) -> dict:
-    """The state dict of ``model_cfg``'s model with ``checkpoint`` loaded as every other front end loads it
-    (``init_model``'s loader): every tensor of the model from the file, nothing else left but the training-only
-    parts; otherwise exit with the :class:`~iter_mm.apis.model_loader.CheckpointMismatchError` message (what the
-    file is, what the config needs) before the Runner starts. Full training checkpoints are unpickled, as
-    MMEngine's ``load_from`` would: test files you trust."""
-    from mmagic.registry import MODELS
-    from iter_mm.apis.model_loader import CheckpointMismatchError, load_model_weights
-    from iter_mm.utils.quiet import quiet_mmengine
-    with quiet_mmengine():
-        model = MODELS.build(model_cfg)
-    try:
-        load_model_weights(model, checkpoint, allow_pickle=True, ignored=ignored)
-    except CheckpointMismatchError as err:
-        raise SystemExit(f'error: {err}') from None
-    return model.state_dict()
-
-
 def main() -> None:
     args = parse_args()
     if not osp.isfile(args.checkpoint):
@@ -80,6 +63,7 @@ def main() -> None:
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
         cfg[key] = None
 
+    # strictly, as every front end loads (a wrong file only warns in MMEngine's load_from)
     weights = checked_weights(cfg.model, args.checkpoint, ignored)
     runner = ITERRunner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model

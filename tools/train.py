@@ -1,29 +1,30 @@
 """Train any MMagic model (ITER's or MMagic's own) with MMEngine's Runner.
 
     python tools/train.py configs/iter/iter_x4_realsr.py
+    python tools/train.py configs/iter/iter_x4_realsr.py --stage1-checkpoint ITER_swinvqgan.pth --init-from ITER_x2.pth
     python tools/train.py mmagic::srcnn/srcnn_x4k915_1xb16-1000k_div2k.py --cfg-options ...
     bash tools/dist_train.sh configs/iter/iter_x4_realsr.py 4
 
 Options follow MMagic's own tools/train.py: --work-dir, --resume [CKPT], --amp, --auto-scale-lr,
---cfg-options, --launcher none|pytorch|slurm. Without a GPU, distributed runs use CPU processes and gloo, and
---amp trains under bf16 autocast.
+--cfg-options, --launcher none|pytorch|slurm; for ITER configs also --stage1-checkpoint (default: the final
+checkpoint of the config's stage1_config) and --init-from (docs/finetuning.md). Without a GPU, distributed runs use
+CPU processes and gloo, and --amp trains under bf16 autocast.
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine.config import DictAction
 
 from iter_mm.engine.launch import check_data_folders, prepare_training, refuse_overwriting_checkpoints
+from iter_mm.engine.stages import resolve_stage1_checkpoint, set_initialisation
 from iter_mm.engine.runner import ITERRunner
-from iter_mm.engine.stages import check_stage1_checkpoint, stage1_config_path
-from iter_mm.errors import ITERError, MissingDataError, cli_message
+from iter_mm.errors import ITERError, cli_message
 from iter_mm.utils.config import load_config
 
 #: this tool's option for each library argument a refusal may name
 FLAGS = {'resume': '--resume', 'work_dir': '--work-dir', 'cfg_options': '--cfg-options', 'amp': '--amp',
-         'auto_scale_lr': '--auto-scale-lr', 'launcher': '--launcher',
-         'model.vqgan_ckpt': '--cfg-options model.vqgan_ckpt=PATH'}
+         'auto_scale_lr': '--auto-scale-lr', 'launcher': '--launcher', 'stage1_checkpoint': '--stage1-checkpoint',
+         'model.stage1_checkpoint': '--stage1-checkpoint', 'init_from': '--init-from', 'model.init_from': '--init-from'}
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,11 +34,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--resume', nargs='?', const='auto', default=None, metavar='CKPT',
         help='resume from CKPT, or (no value) from the latest checkpoint in the work dir')
+    parser.add_argument('--stage1-checkpoint', metavar='CKPT', help='ITER: the frozen stage-I checkpoint (ours or the '
+                        'authors\' ITER_swinvqgan.pth); default: the final checkpoint of the config\'s stage1_config')
+    parser.add_argument('--init-from', metavar='CKPT', help='ITER: checkpoint (ITER_x2.pth, ITER_x4.pth, ours) whose '
+                        'tensors of matching name and shape initialise E_l, phi_e and phi_r')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision training')
     parser.add_argument('--auto-scale-lr', action='store_true', help='scale the LR by the actual batch size')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. train_cfg.max_iters=1000 model.vqgan_ckpt=path.pth')
+        help='override config entries, e.g. train_cfg.max_iters=1000 model.stage1_checkpoint=path.pth')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -45,28 +50,15 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def _stage1_commands(cfg, cfg_path: str) -> str:
-    """The commands that make a missing stage-I checkpoint (``model.vqgan_ckpt``)."""
-    ckpt, stage1 = cfg.model.vqgan_ckpt, stage1_config_path(cfg, cfg_path)
-    make = (f'python tools/train.py {osp.relpath(stage1) if "::" not in stage1 else stage1}' if stage1 else
-            'python tools/train.py <the Swin-VQGAN config of this model>')
-    default_dir = osp.join('work_dirs', osp.splitext(osp.basename(stage1.split('::')[-1]))[0]) if stage1 else None
-    if osp.normpath(osp.dirname(ckpt) or '.') != (osp.normpath(default_dir) if default_dir else None):
-        make += f' --work-dir {osp.dirname(ckpt) or "."}'
-    return f'\n  Make it with:   {make}\n  or run both stages: python tools/train_pipeline.py {cfg_path}'
-
-
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
     prepare_training(cfg, args.config, launcher=args.launcher, work_dir=args.work_dir, amp=args.amp,
                      auto_scale_lr=args.auto_scale_lr, resume=args.resume)
+    set_initialisation(cfg, args.stage1_checkpoint, args.init_from)
     check_data_folders(cfg)  # a wrong folder stops here, not after the Runner's config dump
     refuse_overwriting_checkpoints(cfg)  # a fresh run never mixes its checkpoints with an earlier run's
-    try:
-        check_stage1_checkpoint(cfg, args.config)  # an ITER config without its stage-I file stops here
-    except MissingDataError as err:
-        raise SystemExit(cli_message(err, FLAGS) + _stage1_commands(cfg, args.config)) from None
+    resolve_stage1_checkpoint(cfg, args.config)  # an ITER config without its stage-I file stops here
     runner = ITERRunner.from_cfg(cfg)  # MMEngine's Runner, reading its own checkpoints on torch >= 2.6
     runner.train()
 

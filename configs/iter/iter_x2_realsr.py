@@ -1,8 +1,10 @@
 # ITER x2: iter_x4_realsr.py (same networks, losses, schedule, data) with an x2 LQ encoder and x2 pairs.
-#   python tools/train.py configs/iter/iter_x2_realsr.py --cfg-options model.vqgan_ckpt=STAGE1.pth
+#   python tools/train_pipeline.py configs/iter/iter_x2_realsr.py  # stage I (swinvqgan_df2k-ost.py), then this
+#   python tools/train.py configs/iter/iter_x2_realsr.py --stage1-checkpoint STAGE1.pth   # stage I trained already
 #   bash tools/dist_train.sh configs/iter/iter_x2_realsr.py 4          # batch 16 = 4 per GPU x 4 GPUs (paper)
 #   python tools/test.py configs/iter/iter_x2_realsr.py ITER_CKPT.pth   # real-world LQ, NIQE
-# Paths (data, stage-I file, LPIPS weights) and realworld_sets: see iter_x4_realsr.py.
+# Paths (data, stage-I file, LPIPS weights), realworld_sets and the authors' released recipe: see iter_x4_realsr.py
+# (their x2 run also starts from ITER_x2.pth: --stage1-checkpoint ITER_swinvqgan.pth --init-from ITER_x2.pth).
 _base_ = ['./iter_x4_realsr.py']
 
 experiment_name = 'iter_x2_realsr'

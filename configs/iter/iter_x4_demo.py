@@ -13,8 +13,7 @@ work_dir = f'./work_dirs/{experiment_name}'
 
 scale = 4
 gt_crop = 64  # a multiple of 32 (8 x the Swin window of 4)
-stage1_config = 'swinvqgan_demo.py'  # the stage-I config (tools/train_pipeline.py trains it first)
-vqgan_ckpt = 'work_dirs/swinvqgan_demo/iter_800.pth'  # written by configs/iter/swinvqgan_demo.py
+stage1_config = 'swinvqgan_demo.py'  # its final checkpoint is stage I (the pipeline trains it first)
 codebook_size = 512
 window = 4
 max_iters = 3000
@@ -39,7 +38,7 @@ model = dict(
         refiner=dict(
             type='TokenRefinementNet', codebook_size=codebook_size, mid_dim=32, num_rstb=1, depth=2,
             window_size=window, num_heads=4)),
-    vqgan_ckpt=vqgan_ckpt,
+    stage1_checkpoint=None,  # None: the final checkpoint of stage1_config's run
     lq_ce_weight=1.0,
     eval_lq_loss=dict(type='ClassBalancedCELoss', beta=0.9999, loss_weight=1.0),
     eval_refined_ce_weight=1.0,

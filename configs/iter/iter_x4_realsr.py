@@ -1,10 +1,14 @@
 # ITER x4 (stages II/III: E_l, phi_e, phi_r on a frozen Swin-VQGAN) on DF2K+OST with on-the-fly Real-ESRGAN pairs.
-#   python tools/train.py configs/iter/iter_x4_realsr.py --cfg-options model.vqgan_ckpt=STAGE1.pth
+#   python tools/train_pipeline.py configs/iter/iter_x4_realsr.py  # stage I (swinvqgan_df2k-ost.py), then this
+#   python tools/train.py configs/iter/iter_x4_realsr.py --stage1-checkpoint STAGE1.pth   # stage I trained already
 #   bash tools/dist_train.sh configs/iter/iter_x4_realsr.py 4          # batch 16 = 4 per GPU x 4 GPUs (paper)
 #   python tools/test.py configs/iter/iter_x4_realsr.py ITER_CKPT.pth   # real-world LQ, NIQE
 # Paper settings (reference 4.6): Adam 1e-4, betas (0.9, 0.99), constant LR, 400k iterations, batch 16, GT 256.
 # The authors' released run instead: GT 320 (edit `gt_crop` below), 4 per GPU x 8 GPUs with
-#   --cfg-options optim_wrapper.accumulative_counts=4 (effective batch 128), 1.6M loop iterations.
+#   --cfg-options optim_wrapper.accumulative_counts=4 train_cfg.max_iters=1600000 (effective batch 128; 1.6M loop
+#   iterations = 400k optimizer steps), their released codebook as the frozen stage I and the x4 network started
+#   from their x2 model (every tensor whose name and shape match; docs/finetuning.md):
+#   --stage1-checkpoint ITER_swinvqgan.pth --init-from ITER_x2.pth
 _base_ = [
     '../_base_/default_runtime.py', '../_base_/datasets/realesrgan_x4.py', '../_base_/datasets/realworld_lq_niqe.py'
 ]
@@ -19,9 +23,9 @@ val_data_root = 'data/DIV2K/DIV2K_valid_HR'  # HQ validation images, degraded wi
 # `tools/test.py`: real-world LQ sets (no GT) under data/realworld, NIQE; keep the ones you have (folder layouts
 # and root: configs/_base_/datasets/realworld_lq_niqe.py).
 realworld_sets = ['RealSR', 'DRealSR', 'DPED_iphone', 'RealSRSet']
-# Stage I: our Swin-VQGAN checkpoint (tools/train.py configs/iter/swinvqgan_df2k-ost.py) or the authors'
-# ITER_swinvqgan.pth. Loaded, frozen, when training starts; set None when resuming / testing a full ITER checkpoint.
-vqgan_ckpt = 'work_dirs/swinvqgan_df2k-ost/iter_400000.pth'
+# Stage I: this config's stage-I checkpoint is the final one of stage1_config's run
+# (work_dirs/swinvqgan_df2k-ost/iter_400000.pth) unless model.stage1_checkpoint names one (ours, or the authors'
+# ITER_swinvqgan.pth as it is). Loaded, frozen, when training starts.
 stage1_config = 'swinvqgan_df2k-ost.py'  # the stage-I config (tools/train_pipeline.py trains it first)
 # LPIPS-VGG loss weights (pyiqa's LPIPS v0.1 VGG head + torchvision's ImageNet VGG16); nothing is downloaded.
 lpips_vgg_path = 'pretrained/LPIPS_v0.1_vgg-a78928a0.pth'
@@ -40,7 +44,8 @@ model = dict(
         lq_encoder=dict(type='LQEncoder', scale=scale),
         evaluator=dict(type='TokenEvaluationNet'),
         refiner=dict(type='TokenRefinementNet')),
-    vqgan_ckpt=vqgan_ckpt,
+    stage1_checkpoint=None,  # None: derived from stage1_config (above)
+    init_from=None,  # an ITER checkpoint (e.g. the authors' ITER_x2.pth) initialising E_l / phi_e / phi_r
     lq_ce_weight=1.0,  # E_l token CE (Eq. 2)
     eval_lq_loss=dict(type='ClassBalancedCELoss', beta=0.9999, loss_weight=1.0, sync_counts=True),  # Eq. 9
     eval_refined_ce_weight=1.0,  # phi_e on argmax(phi_r)

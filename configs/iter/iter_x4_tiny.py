@@ -15,8 +15,7 @@ scale = 4
 gt_crop = 64  # a multiple of 32 (8 x the Swin window of 4)
 data_root = None  # None = the photos that ship with scikit-image (SkimagePhotoDataset, train split)
 val_data_root = data_root  # held-out split
-vqgan_ckpt = 'work_dirs/swinvqgan_tiny/iter_300.pth'
-stage1_config = 'swinvqgan_tiny.py'  # the stage-I config (tools/train_pipeline.py trains it first)
+stage1_config = 'swinvqgan_tiny.py'  # its final checkpoint is stage I (the pipeline trains it first)
 codebook_size = 128
 window = 4
 
@@ -40,7 +39,7 @@ model = dict(
         refiner=dict(
             type='TokenRefinementNet', codebook_size=codebook_size, mid_dim=32, num_rstb=1, depth=2,
             window_size=window, num_heads=4)),
-    vqgan_ckpt=vqgan_ckpt,
+    stage1_checkpoint=None,  # None: the final checkpoint of stage1_config's run
     lq_ce_weight=1.0,
     eval_lq_loss=dict(type='ClassBalancedCELoss', beta=0.9999, loss_weight=1.0),
     eval_refined_ce_weight=1.0,

@@ -34,6 +34,7 @@ from ..utils.image_io import Picture, picture_from_array, read_picture
 from ..utils.image_write import output_arrays, write_picture
 from ..utils.photo_sr import super_resolve_picture
 from ..models.options import RestoreOptions
+from ..utils.checkpoint import stage1_aliases
 from .model_loader import init_model
 
 #: The task name under which ITER is known to ``MMagicInferencer``.
@@ -50,20 +51,21 @@ class ITERInferencer(ImageSuperResolutionInferencer):
     ``test_cfg``), so the Inferencer, ``tools/infer.py`` and ``tools/test.py`` tile by the same rule.
     File parameters (as the CLI's options): ``alpha_upscale`` ('bicubic' | 'iter'), ``frames`` ('first' |
     'all'), ``to_srgb`` (bool), ``quality`` (JPEG/WebP, 1-100). Loading parameters (``init_model``'s, used when
-    the model is built, so only at construction): ``vqgan`` (the authors' ``ITER_swinvqgan.pth`` for their ITER
-    files without ``vqgan.*``), ``allow_pickle`` (full training checkpoints; trusted files only). Unknown names
-    are refused (:class:`~iter_mm.errors.InvalidOptionError`, also a TypeError, listing the valid ones), as are
-    invalid restoration values. The output format is the extension of ``result_out_dir`` (a file path, replaced if
-    it exists, as in MMagic). ``infer`` returns the first frame as written: uint8/uint16, (H, W) grey or
-    (H, W, 3|4) RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR: pass ``img[..., ::-1]``): uint8, uint16 or
-    float in [0, 1] (others: :class:`~iter_mm.errors.InvalidInputError`).
+    the model is built, so only at construction): ``stage1_checkpoint`` (the authors' ``ITER_swinvqgan.pth`` for
+    their ITER files without ``vqgan.*``; ``vqgan``: its deprecated name), ``allow_pickle`` (full training
+    checkpoints; trusted files only). Unknown names are refused (TypeError listing the valid ones), as are invalid
+    restoration values. The output format is the extension of ``result_out_dir`` (a file path, replaced if it
+    exists, as in MMagic). ``infer`` returns the first frame as written: uint8/uint16, (H, W) grey or (H, W, 3|4)
+    RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR: pass ``img[..., ::-1]``): uint8, uint16 or float in [0, 1]
+    (others: TypeError / ValueError).
     """
 
     #: every ``RestoreOptions`` field (None: the config's ``test_cfg``), the file and the loading options
     extra_parameters = dict(dict.fromkeys(RestoreOptions.names()), alpha_upscale='bicubic', frames='first',
-                            to_srgb=False, quality=None, vqgan=None, allow_pickle=False)
+                            to_srgb=False, quality=None, stage1_checkpoint=None, allow_pickle=False,
+                            vqgan=None)
     io_parameters = ('alpha_upscale', 'frames', 'to_srgb', 'quality')
-    load_parameters = ('vqgan', 'allow_pickle')
+    load_parameters = ('stage1_checkpoint', 'allow_pickle', 'vqgan')
 
     def __init__(self, config, ckpt: Optional[str], device=None, extra_parameters: Optional[Dict] = None,
                  seed: int = 2022, **kwargs) -> None:
@@ -71,6 +73,7 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         self.extra_parameters = dict(type(self).extra_parameters)
         self._check_parameters(extra_parameters)
         self._load = {k: (extra_parameters or {}).get(k, self.extra_parameters[k]) for k in self.load_parameters}
+        self._stage1 = stage1_aliases(self._load['stage1_checkpoint'], vqgan=self._load['vqgan'])  # warns here
         if isinstance(config, str):
             config = load_config(config)
         with quiet_imports(), quiet_mmengine():  # MMagic's visualiser and scope notes (ITER_MM_VERBOSE=1: shown)
@@ -100,14 +103,11 @@ class ITERInferencer(ImageSuperResolutionInferencer):
 
     def _init_model(self, cfg, ckpt: Optional[str], device) -> torch.nn.Module:
         """The one loader (``init_model``): strict, the same files and errors as ``tools/infer.py``; the
-        ``vqgan`` and ``allow_pickle`` extra parameters go to it."""
+        ``stage1_checkpoint`` (deprecated: ``vqgan``) and ``allow_pickle`` extra parameters go to it."""
         allow_pickle = self._load['allow_pickle']
         if not isinstance(allow_pickle, bool):  # bool('false') is True: only a real True unpickles
-            raise InvalidOptionError(f'extra_parameters allow_pickle must be True or False, got {allow_pickle!r}')
-        if ckpt is None:  # (init_model would speak of its own arguments)
-            raise InvalidOptionError('no checkpoint given: pass model_ckpt (MMagicInferencer) or ckpt '
-                                     '(ITERInferencer)', arguments=('ckpt',))
-        return init_model(cfg, ckpt, device=device or 'cpu', vqgan=self._load['vqgan'], allow_pickle=allow_pickle)
+            raise TypeError(f'extra_parameters allow_pickle must be True or False, got {allow_pickle!r}')
+        return init_model(cfg, ckpt, device=device or 'cpu', stage1_checkpoint=self._stage1, allow_pickle=allow_pickle)
 
     def _init_pipeline(self, cfg):
         return None  # images are read by read_image(): grey, alpha and 16-bit files are handled there

@@ -7,12 +7,14 @@ Every front end uses :func:`init_model` (``tools/infer.py``, ``ITERInferencer``,
   training-only parts (losses, discriminator, stage-I file: :func:`iter_mm.utils.config.inference_model_cfg`),
   so no LPIPS / VGG weights are needed.
 * checkpoint: an iter-mm one (MMEngine ``state_dict`` with ``generator.*``, or a bare network state dict), the
-  authors' released ``ITER_x2.pth`` / ``ITER_x4.pth`` (with their ``vqgan.*``, or with ``vqgan=ITER_swinvqgan.pth``),
+  authors' released ``ITER_x2.pth`` / ``ITER_x4.pth`` (with their ``vqgan.*``, or with
+  ``stage1_checkpoint=ITER_swinvqgan.pth``),
   the authors' ``ITER_swinvqgan.pth`` for a Swin-VQGAN config, or a full training checkpoint (which pickles its
   log state: ``allow_pickle=True``, only for files you trust).
 
-Loading is strict: every tensor of the model must come from the file, with its shape, and nothing but the
-stripped training-only parts may be left over. A Swin-VQGAN-only file for an ITER config, an x2 file for an x4
+Loading is strict (:func:`iter_mm.utils.checkpoint.load_state_dict_strict`, the one key comparison of iter-mm):
+every tensor of the model must come from the file, with its shape, and nothing but the stripped training-only
+parts may be left over. A Swin-VQGAN-only file for an ITER config, an x2 file for an x4
 config, or a file of another model is refused with a :class:`CheckpointMismatchError` that says what the file is
 and what the config needs (:mod:`iter_mm.errors`; also importable from here).
 """
@@ -26,10 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointMismatchError, InvalidOptionError, MissingDataError
-from ..utils.checkpoint import (VQGAN_OPTION, convert_official, detect_kind, extract_state_dict,
-                                load_checkpoint_file, unwrap_model_state)
+from ..utils.checkpoint import (detect_kind, extract_state_dict, load_checkpoint_file, load_state_dict_strict,
+                                stage1_aliases, to_our_layout, unwrap_model_state)
 
-__all__ = ['CheckpointMismatchError', 'init_model', 'load_model_weights']
+__all__ = ['CheckpointMismatchError', 'checked_weights', 'init_model', 'load_model_weights']
 
 GENERATOR = 'generator.'
 
@@ -62,8 +64,26 @@ def _split(sd: Mapping[str, Tensor]) -> tuple[dict, dict]:
     return dict(sd), {}
 
 
-def _network_state(model: nn.Module, sd: Mapping[str, Tensor], vqgan, allow_pickle: bool,
-                   source: str) -> dict:
+def check_kind(model: nn.Module, kind, source: str) -> None:
+    """Refuse a checkpoint of another kind than ``model`` (a Swin-VQGAN file for an ITER model, another scale)."""
+    if _is_iter(model):
+        scale = int(model.generator.scale)
+        if kind.family == 'swinvqgan':
+            raise CheckpointMismatchError(
+                f'{source}: {kind.name} checkpoint (stage I only: no LQ encoder, phi_e or phi_r); the config '
+                f'builds an ITER x{scale} model, which needs a full ITER checkpoint (the authors\' ITER_x{scale}.pth '
+                'or a stage II+III checkpoint). A Swin-VQGAN file is the stage-I checkpoint (stage1_checkpoint): '
+                'with the authors\' ITER files without vqgan.*, or model.stage1_checkpoint for training.')
+        if kind.scale != scale:
+            raise CheckpointMismatchError(
+                f'{source}: {kind.name} checkpoint, but the config builds an ITER x{scale} model; use an '
+                f'x{kind.scale} config (configs/iter/iter_x{kind.scale}_realsr.py) or an x{scale} checkpoint')
+    elif _is_swinvqgan(model) and kind.family != 'swinvqgan':
+        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; the config builds a Swin-VQGAN '
+                                      '(stage-I) model: use an ITER config, or a Swin-VQGAN checkpoint')
+
+
+def _network_state(model: nn.Module, sd: Mapping[str, Tensor], stage1, allow_pickle: bool, source: str) -> dict:
     """State dict of the whole model (``generator.*`` + other entries) from any supported checkpoint layout."""
     net_sd, rest = _split(sd)
     try:
@@ -71,30 +91,8 @@ def _network_state(model: nn.Module, sd: Mapping[str, Tensor], vqgan, allow_pick
     except ValueError as err:
         raise CheckpointMismatchError(f'{source}: not an ITER or Swin-VQGAN checkpoint ({err}); the config builds '
                                       f'{_describe(model)}') from None
-    if _is_iter(model):
-        scale = int(model.generator.scale)
-        if kind.family == 'swinvqgan':
-            raise CheckpointMismatchError(
-                f'{source}: {kind.name} checkpoint (stage I only: no LQ encoder, phi_e or phi_r); the config '
-                f'builds an ITER x{scale} model, which needs a full ITER checkpoint (the authors\' ITER_x{scale}.pth '
-                'or a stage II+III checkpoint). A Swin-VQGAN file goes with the authors\' ITER file as '
-                f'{VQGAN_OPTION}, or into model.vqgan_ckpt for training.')
-        if kind.scale != scale:
-            raise CheckpointMismatchError(
-                f'{source}: {kind.name} checkpoint, but the config builds an ITER x{scale} model; use an '
-                f'x{kind.scale} config (configs/iter/iter_x{kind.scale}_realsr.py) or an x{scale} checkpoint')
-    elif _is_swinvqgan(model):
-        if kind.family != 'swinvqgan':
-            raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; the config builds a Swin-VQGAN '
-                                          '(stage-I) model: use an ITER config, or a Swin-VQGAN checkpoint')
-    if kind.layout == 'official':
-        try:
-            net_sd = convert_official(net_sd, vqgan, allow_pickle=allow_pickle)
-        except ValueError as err:
-            raise CheckpointMismatchError(f'{source}: {err}', arguments=getattr(err, 'arguments', ())) from None
-    elif vqgan is not None:
-        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; vqgan is only for the authors\' ITER '
-                                      'files without vqgan.*', arguments=('vqgan',))
+    check_kind(model, kind, source)
+    net_sd, _ = to_our_layout(net_sd, stage1, allow_pickle, source)
     full = {GENERATOR + k: v for k, v in net_sd.items()}
     own = model.state_dict()
     if _is_swinvqgan(model) and kind.layout == 'official':  # the EMA copy of the generator has the same weights
@@ -104,30 +102,18 @@ def _network_state(model: nn.Module, sd: Mapping[str, Tensor], vqgan, allow_pick
     return full
 
 
-def _load_strict(model: nn.Module, sd: Mapping[str, Tensor], ignored: Sequence[str], source: str) -> None:
-    own = model.state_dict()
-    top = lambda k: k.split('.', 1)[0]  # noqa: E731
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own and top(k) not in ignored]
-    shapes = [f'{k}: file {tuple(sd[k].shape)} vs model {tuple(v.shape)}'
-              for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = [f'{len(lst)} {what}: {lst[:5]}' for what, lst in
-                 (('missing', missing), ('unexpected', unexpected), ('shape mismatches', shapes)) if lst]
-        raise CheckpointMismatchError(f'{source} does not fit the config ({_describe(model)}): ' + '; '.join(parts))
-    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=True)
-
-
-def load_model_weights(model: nn.Module, checkpoint: Union[str, Mapping], *, vqgan=None,
-                       allow_pickle: bool = False, ignored: Sequence[str] = ()) -> None:
+def load_model_weights(model: nn.Module, checkpoint: Union[str, Mapping], *, stage1_checkpoint=None,
+                       allow_pickle: bool = False, ignored: Sequence[str] = (), vqgan=None) -> None:
     """Strictly load ``checkpoint`` (a file or a loaded dict) into ``model`` (see the module docstring).
 
     Args:
-        vqgan: the authors' ``ITER_swinvqgan.pth`` (path or dict) for their ITER files without ``vqgan.*``.
+        stage1_checkpoint: the authors' ``ITER_swinvqgan.pth`` (path or dict) for their ITER files without
+            ``vqgan.*``. ``vqgan``: its deprecated name.
         allow_pickle: unpickle arbitrary objects (full MMEngine training checkpoints); only for trusted files.
         ignored: top-level names whose entries the file may hold although the model lacks them (the
             training-only parts stripped from the config).
     """
+    stage1_checkpoint = stage1_aliases(stage1_checkpoint, vqgan=vqgan)
     source = str(checkpoint) if isinstance(checkpoint, (str, bytes, os.PathLike)) else 'checkpoint'
     if isinstance(checkpoint, Mapping):
         obj = checkpoint
@@ -141,29 +127,29 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, Mapping], *, vqg
     except ValueError as err:
         raise CheckpointMismatchError(f'{source}: {err}') from None
     if _is_iter(model) or _is_swinvqgan(model):
-        sd = _network_state(model, sd, vqgan, allow_pickle, source)
-    elif vqgan is not None:
-        raise CheckpointMismatchError(f'vqgan= is only for ITER models, not {_describe(model)}', arguments=('vqgan',))
-    _load_strict(model, sd, ignored, source)
+        sd = _network_state(model, sd, stage1_checkpoint, allow_pickle, source)
+    elif stage1_checkpoint is not None:
+        raise CheckpointMismatchError(f'stage1_checkpoint is only for ITER models, not {_describe(model)}')
+    load_state_dict_strict(model, sd, source, target=f'the config\'s model ({_describe(model)})', ignored=ignored)
 
 
 def init_model(config, checkpoint: Optional[Union[str, Mapping]] = None, *, device: Union[str, torch.device] = 'cpu',
-               vqgan=None, allow_pickle: bool = False, cfg_options: Optional[dict] = None,
-               random_weights: bool = False) -> nn.Module:
+               stage1_checkpoint=None, allow_pickle: bool = False, cfg_options: Optional[dict] = None,
+               random_weights: bool = False, vqgan=None) -> nn.Module:
     """Build the model of ``config`` for inference and load ``checkpoint`` strictly; returns it in eval mode.
 
     Args:
         config: config file, ``mmagic::<path>``, or a loaded ``Config`` (with ``model``).
         checkpoint: see the module docstring. ``None`` is refused unless ``random_weights`` (demos, timing).
         device: where the model goes.
-        vqgan: the authors' ``ITER_swinvqgan.pth`` for their ITER files without ``vqgan.*``.
+        stage1_checkpoint: the authors' ``ITER_swinvqgan.pth`` for their ITER files without ``vqgan.*``.
         allow_pickle: allow full training checkpoints with pickled objects (trusted files only).
         cfg_options: overrides merged into the config (``load_config``).
         random_weights: keep the constructor's (random) weights when ``checkpoint`` is None, without warnings.
+        vqgan: deprecated name of ``stage1_checkpoint``.
 
     Raises:
         MissingDataError: a config or checkpoint file does not exist.
-        InvalidOptionError: no checkpoint and not ``random_weights``.
         CheckpointMismatchError: the checkpoint is not the model's (message: what it is, what is needed).
     """
     from ..utils.config import inference_model_cfg, load_config, training_only_keys
@@ -178,16 +164,18 @@ def init_model(config, checkpoint: Optional[Union[str, Mapping]] = None, *, devi
             cfg.merge_from_dict(cfg_options)
         from mmengine.registry import init_default_scope
         init_default_scope(cfg.get('default_scope', None) or 'mmagic')
+    stage1_checkpoint = stage1_aliases(stage1_checkpoint, vqgan=vqgan)
     if checkpoint is None and not random_weights:
         raise InvalidOptionError('no checkpoint given: pass the model\'s checkpoint, or random_weights=True for a '
-                                 'demo with random weights', arguments=('checkpoint', 'random_weights'))
+                                 'demo with random weights')
     if isinstance(checkpoint, (str, os.PathLike)) and not osp.isfile(checkpoint):
-        raise MissingDataError(f'checkpoint file not found: {checkpoint}', arguments=('checkpoint',))
+        raise MissingDataError(f'checkpoint file not found: {checkpoint}')
     ignored = training_only_keys(cfg.model)
     with quiet_mmengine():
         model = MODELS.build(inference_model_cfg(cfg.model))
     if checkpoint is not None:
-        load_model_weights(model, checkpoint, vqgan=vqgan, allow_pickle=allow_pickle, ignored=ignored)
+        load_model_weights(model, checkpoint, stage1_checkpoint=stage1_checkpoint, allow_pickle=allow_pickle,
+                           ignored=ignored)
     else:
         try:
             with quiet_mmengine():
@@ -198,3 +186,20 @@ def init_model(config, checkpoint: Optional[Union[str, Mapping]] = None, *, devi
             model.warn_random_vqgan = False  # random weights were asked for
     model.cfg = cfg
     return model.to(device).eval()
+
+
+def checked_weights(model_cfg: dict, checkpoint: str, ignored: Sequence[str] = ()) -> dict:
+    """The state dict of ``model_cfg``'s model with ``checkpoint`` loaded as :func:`init_model` loads it (every
+    tensor of the model from the file, nothing else left but the ``ignored`` training-only parts), for a Runner
+    that then tests it. Full training checkpoints are unpickled, as MMEngine's ``load_from`` would: name files you
+    trust.
+
+    Raises:
+        CheckpointMismatchError: the file is not the model's (what it is, what the config needs).
+    """
+    from mmagic.registry import MODELS
+    from ..utils.quiet import quiet_mmengine
+    with quiet_mmengine():
+        model = MODELS.build(model_cfg)
+    load_model_weights(model, checkpoint, allow_pickle=True, ignored=ignored)
+    return model.state_dict()

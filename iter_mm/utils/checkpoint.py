@@ -20,7 +20,7 @@ from typing import Union
 import torch
 from torch import Tensor, nn
 
-from ..errors import InvalidInputError, InvalidOptionError, MissingDataError
+from ..errors import CheckpointMismatchError, InvalidInputError, InvalidOptionError, MissingDataError
 
 StateDict = dict[str, Tensor]
 Source = Union[str, Path, Mapping]
@@ -65,9 +65,8 @@ class CheckpointKind:
 
 
 # --- reading files ------------------------------------------------------------------------------------------
-#: the library's arguments that pass the authors' Swin-VQGAN file and allow pickled checkpoints (named in
-#: errors, which carry ``arguments=('vqgan',)`` / ``('allow_pickle',)`` for the tools to add their flags)
-VQGAN_OPTION = "vqgan='ITER_swinvqgan.pth' (init_model's argument, or the Inferencer's extra_parameters)"
+#: how the library's functions take the stage-I (Swin-VQGAN) file and allow pickled checkpoints (named in errors)
+STAGE1_OPTION = "stage1_checkpoint='ITER_swinvqgan.pth'"
 PICKLE_OPTION = "allow_pickle=True (init_model's argument, or the Inferencer's extra_parameters)"
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 _PICKLE_REFUSAL = re.compile(r'Unsupported (global|class)')  # torch's weights-only refusal of a pickled object
@@ -284,54 +283,227 @@ def check_against_manifest(official_sd: Mapping[str, Tensor], name: str) -> list
 
 
 # --- strict loading -----------------------------------------------------------------------------------------
-def load_state_dict_strict(module: nn.Module, sd: Mapping[str, Tensor], source: str = 'checkpoint') -> None:
-    """load_state_dict(strict=True) with an error that lists missing / unexpected / shape-mismatched keys (first
-    few of each) and names what kind of checkpoint ``source`` is."""
+@dataclass(frozen=True)
+class KeyComparison:
+    """How a state dict fits a module: the module's keys it lacks, its keys the module lacks, other shapes."""
+
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    shapes: tuple[str, ...]  # 'key: checkpoint (shape) vs model (shape)'
+    misshapen: tuple[str, ...] = ()  # the keys of ``shapes``
+
+    @property
+    def fits(self) -> bool:
+        return not (self.missing or self.unexpected or self.shapes)
+
+    def summary(self, first: int = 5) -> str:
+        """``'N missing: [...]; M unexpected: [...]; K shape mismatches: [...]'`` (the first few of each)."""
+        return '; '.join(f'{len(keys)} {what}: {list(keys[:first])}' for what, keys in (
+            ('missing', self.missing), ('unexpected', self.unexpected), ('shape mismatches', self.shapes)) if keys)
+
+
+def compare_keys(own: Mapping[str, Tensor], sd: Mapping[str, Tensor], ignored: Sequence[str] = ()) -> KeyComparison:
+    """Compare a module's state dict ``own`` with ``sd``; entries of ``sd`` under a top-level name in ``ignored``
+    (training-only parts the module was built without) are not unexpected."""
+    missing = tuple(k for k in own if k not in sd)
+    unexpected = tuple(k for k in sd if k not in own and k.split('.', 1)[0] not in ignored)
+    misshapen = tuple(k for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape))
+    shapes = tuple(f'{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}' for k in misshapen)
+    return KeyComparison(missing, unexpected, shapes, misshapen)
+
+
+def load_state_dict_strict(module: nn.Module, sd: Mapping[str, Tensor], source: str = 'checkpoint',
+                           target: str | None = None, ignored: Sequence[str] = ()) -> None:
+    """The one strict load of iter-mm: every tensor of ``module`` from ``sd`` with its shape, nothing else but the
+    ``ignored`` top-level parts. Raises :class:`CheckpointMismatchError` listing the first missing / unexpected /
+    misshapen keys, naming ``source``, what kind of checkpoint it is and ``target`` (default: the module's class)."""
     own = module.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [f'{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}'
-              for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
+    fit = compare_keys(own, sd, ignored)
+    if not fit.fits:
         try:
-            seen = detect_kind(sd).name
+            seen = detect_kind(unwrap_model_state(sd)).name
         except ValueError as err:
             seen = f'unrecognised ({err})'
-        parts = [f'{len(lst)} {what}: {lst[:5]}' for what, lst in
-                 (('missing', missing), ('unexpected', unexpected), ('shape mismatches', shapes)) if lst]
-        raise RuntimeError(f'cannot load {source} (kind seen: {seen}) strictly into {type(module).__name__}: '
-                           + '; '.join(parts))
-    module.load_state_dict(sd, strict=True)
+        raise CheckpointMismatchError(f'cannot load {source} (kind seen: {seen}) strictly into '
+                                      f'{target or type(module).__name__}: {fit.summary()}')
+    module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=True)
 
 
-def _as_state_dict(src: Source, allow_pickle: bool = False) -> StateDict:
-    obj = load_checkpoint_file(src, allow_pickle) if isinstance(src, (str, Path)) else src
-    return unwrap_model_state(extract_state_dict(obj)[0])
+# --- reading weights ----------------------------------------------------------------------------------------
+def _source_name(src: Source) -> str:
+    return str(src) if isinstance(src, (str, Path)) else 'checkpoint'
 
 
-def convert_official(src: Source, vqgan: Source | None = None, allow_pickle: bool = False) -> StateDict:
-    """Official checkpoint (path or dict) -> our state dict. An ITER checkpoint without vqgan.* needs ``vqgan``
-    (ITER_swinvqgan.pth); the result always holds the VQGAN weights."""
-    sd = _as_state_dict(src, allow_pickle)
+def model_weights(obj: Mapping) -> StateDict:
+    """Network weights of a loaded checkpoint of any supported layout (:func:`extract_state_dict`): the EMA copy
+    (``generator_ema.*``) preferred over ``generator.*``, MMEngine's wrapper prefix removed."""
+    sd, _ = extract_state_dict(obj)
+    ema = OrderedDict((k[len('generator_ema.'):].removeprefix('module.'), v) for k, v in sd.items()
+                      if k.startswith('generator_ema.'))
+    return unwrap_model_state(ema if ema else sd)
+
+
+def read_weights(src: Source, allow_pickle: bool = False, trusted: bool = False) -> StateDict:
+    """:func:`model_weights` of a file or a loaded dict.
+
+    Args:
+        allow_pickle (bool): unpickle any object (full training checkpoints; trusted files only). Default: False.
+        trusted (bool): a file refused weights-only is unpickled, as MMEngine's ``load_from`` does (the files a
+            training config names). Default: False.
+    """
+    if isinstance(src, Mapping):
+        return model_weights(src)
+    try:
+        obj = load_checkpoint_file(src, allow_pickle)
+    except RuntimeError:
+        if not trusted or allow_pickle:
+            raise
+        obj = load_checkpoint_file(src, allow_pickle=True)
+    return model_weights(obj)
+
+
+def stage1_aliases(stage1_checkpoint, **old):
+    """The stage-I checkpoint given under its one name or a deprecated one (``vqgan_ckpt=``, ``vqgan=``): a
+    :class:`DeprecationWarning` for an old name, an :class:`InvalidOptionError` when two names differ."""
+    from ..errors import InvalidOptionError
+    for name, value in old.items():
+        if value is None:
+            continue
+        warnings.warn(f'{name} is deprecated; the stage-I checkpoint is named stage1_checkpoint', DeprecationWarning,
+                      stacklevel=3)
+        if stage1_checkpoint is not None and str(stage1_checkpoint) != str(value):
+            raise InvalidOptionError(f'stage1_checkpoint={stage1_checkpoint!r} and its deprecated name '
+                                     f'{name}={value!r} name different files')
+        stage1_checkpoint = value
+    return stage1_checkpoint
+
+
+def stage1_weights(src: Source, allow_pickle: bool = False, trusted: bool = False) -> StateDict:
+    """Swin-VQGAN weights (our layout) from any file that holds stage I: ours or the authors'
+    ``ITER_swinvqgan.pth``, a converted one, a stage-I training checkpoint (EMA copy preferred), or a full ITER
+    checkpoint with ``vqgan.*`` (either layout). ``allow_pickle`` / ``trusted``: see :func:`read_weights`."""
+    sd = read_weights(src, allow_pickle, trusted)
+    try:
+        kind = detect_kind(sd)
+    except ValueError as err:
+        raise CheckpointMismatchError(f'{_source_name(src)} is not a stage-I checkpoint: {err}') from None
+    if kind.family == 'iter':
+        if not kind.has_vqgan:
+            raise CheckpointMismatchError(
+                f'{_source_name(src)} is an {kind.name} checkpoint: it holds no Swin-VQGAN weights, so it cannot be '
+                'the stage-I checkpoint (a Swin-VQGAN file, ours or the authors\' ITER_swinvqgan.pth, or a full ITER '
+                'file with vqgan.*)')
+        sd = OrderedDict((k[len(VQGAN_PREFIX):], v) for k, v in sd.items() if k.startswith(VQGAN_PREFIX))
+        kind = detect_kind(sd)
+    return _drop_alias(sd, '') if kind.layout == 'official' else OrderedDict(sd)
+
+
+def convert_official(src: Source, stage1_checkpoint: Source | None = None, allow_pickle: bool = False, *,
+                     vqgan: Source | None = None) -> StateDict:
+    """Official checkpoint (path or dict) -> our state dict. An ITER checkpoint without vqgan.* needs
+    ``stage1_checkpoint`` (ITER_swinvqgan.pth); the result always holds the VQGAN weights. ``vqgan``: deprecated
+    name of ``stage1_checkpoint``."""
+    stage1_checkpoint = stage1_aliases(stage1_checkpoint, vqgan=vqgan)
+    sd = read_weights(src, allow_pickle)
     kind = detect_kind(sd)
-    if kind.family == 'iter' and not kind.has_vqgan and vqgan is None:
-        raise InvalidOptionError(f'{kind.name}: the VQGAN weights are not in this checkpoint; pass the authors\' '
-                                 f'Swin-VQGAN checkpoint as {VQGAN_OPTION}', arguments=('vqgan',))
-    if kind.family == 'iter' and kind.has_vqgan and vqgan is not None:  # it would silently replace them
-        raise InvalidOptionError(f'{kind.name}: this checkpoint holds its own VQGAN weights (vqgan.*); '
-                                 f'{VQGAN_OPTION} is only for the authors\' ITER files without them: leave it out',
-                                 arguments=('vqgan',))
-    vsd = None if vqgan is None else _as_state_dict(vqgan, allow_pickle)
-    return official_to_ours(sd, vsd)
+    if kind.family == 'iter' and not kind.has_vqgan and stage1_checkpoint is None:
+        raise CheckpointMismatchError(f'{kind.name}: the VQGAN weights are not in this checkpoint; pass the authors\' '
+                                      f'Swin-VQGAN checkpoint as {STAGE1_OPTION}',
+                                      arguments=('stage1_checkpoint',))
+    if kind.family == 'iter' and kind.has_vqgan and stage1_checkpoint is not None:  # would silently replace them
+        raise CheckpointMismatchError(f'{kind.name}: this checkpoint holds its own VQGAN weights (vqgan.*); '
+                                      'stage1_checkpoint is only for the authors\' ITER files without them: leave '
+                                      'it out')
+    vsd = None if stage1_checkpoint is None else stage1_weights(stage1_checkpoint, allow_pickle)
+    try:
+        return official_to_ours(sd, vsd)
+    except ValueError as err:
+        raise CheckpointMismatchError(str(err)) from None
 
 
-def load_official(module: nn.Module, src: Source, vqgan: Source | None = None) -> CheckpointKind:
-    """Strictly load an official or iter-mm checkpoint into our SwinVQGAN / ITERNet. Returns the kind seen."""
-    sd = _as_state_dict(src)
-    kind = detect_kind(sd)
+def to_our_layout(sd: Mapping[str, Tensor], stage1_checkpoint: Source | None = None, allow_pickle: bool = False,
+                  source: str = 'checkpoint') -> tuple[StateDict, CheckpointKind]:
+    """Network weights of either layout -> (our layout, the kind seen): the authors' files are converted through
+    :func:`convert_official`; a separate stage-I file is refused for any other file (it would be ignored)."""
+    try:
+        kind = detect_kind(sd)
+    except ValueError as err:
+        raise CheckpointMismatchError(f'{source}: not an ITER or Swin-VQGAN checkpoint ({err})') from None
     if kind.layout == 'official':
-        sd = convert_official(sd, vqgan)
-    elif vqgan is not None:
-        raise ValueError(f'vqgan=... is only for official ITER checkpoints, got {kind.name}')
+        try:
+            return convert_official(sd, stage1_checkpoint, allow_pickle), kind
+        except CheckpointMismatchError as err:
+            raise CheckpointMismatchError(f'{source}: {err}', arguments=err.arguments) from None
+    if stage1_checkpoint is not None:
+        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; a separate stage1_checkpoint is only for '
+                                      'the authors\' ITER files without vqgan.*')
+    return OrderedDict(sd), kind
+
+
+def load_official(module: nn.Module, src: Source, stage1_checkpoint: Source | None = None) -> CheckpointKind:
+    """Strictly load an official or iter-mm checkpoint into our SwinVQGAN / ITERNet. Returns the kind seen."""
+    sd, kind = to_our_layout(read_weights(src), stage1_checkpoint, source=_source_name(src))
     load_state_dict_strict(module, sd, source=kind.name)
     return kind
+
+
+# --- converting files ---------------------------------------------------------------------------------------
+def convert_file(src: str | Path, dst: str | Path, stage1_checkpoint: str | Path | None = None,
+                 reverse: bool = False, overwrite: bool = False, allow_pickle: bool = False) -> tuple[str, list[str]]:
+    """Convert the authors' checkpoint ``src`` to an iter-mm one (``{'meta', 'state_dict': {'generator.' + key}}``)
+    or, with ``reverse``, ours to theirs (``{'params': ...}`` in the authors' key order, with the decoder aliases).
+
+    Args:
+        stage1_checkpoint (str, optional): the authors' ``ITER_swinvqgan.pth`` for their ITER files without
+            ``vqgan.*``. Default: None.
+        overwrite (bool): replace an existing ``dst``. Default: False.
+        allow_pickle (bool): unpickle arbitrary objects of ``src`` (trusted training checkpoints). Default: False.
+
+    Returns:
+        (one-line summary, notes such as differences from the released configuration).
+    """
+    from ..errors import InvalidOptionError, OutputExistsError
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and not overwrite:
+        raise OutputExistsError(f'{dst} exists; it is only overwritten when asked to')
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise InvalidOptionError('the output must differ from the source checkpoint')
+    sd = read_weights(src, allow_pickle)
+    kind = detect_kind(sd)
+    notes = []
+    if reverse:
+        if stage1_checkpoint is not None:
+            raise InvalidOptionError('stage1_checkpoint only applies to official -> iter-mm conversion')
+        if kind.layout != 'ours':
+            raise CheckpointMismatchError(f'{src} is already an official checkpoint ({kind.name}); nothing to reverse')
+        out = ours_to_official(sd)
+        notes += _manifest_notes(out, kind)
+        _save({'params': out}, dst)
+        return f'{kind.name} -> official ({len(out)} entries incl. generator aliases): {dst}', notes
+    if kind.layout != 'official':
+        raise CheckpointMismatchError(f'{src} is already an iter-mm checkpoint ({kind.name}); reverse the conversion '
+                                      'to export it')
+    notes += _manifest_notes(sd, kind)
+    if stage1_checkpoint is not None and kind.family == 'iter' and kind.has_vqgan:
+        notes.append(f'replacing the vqgan.* weights of {src} by those of {stage1_checkpoint}')
+        sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(VQGAN_PREFIX))
+    ours = convert_official(sd, stage1_checkpoint, allow_pickle)
+    meta = dict(converted_from=src.name, source_kind=kind.name, converter='iter_mm.utils.checkpoint.convert_file',
+                vqgan_from=Path(stage1_checkpoint).name if stage1_checkpoint else None)
+    _save({'meta': meta, 'state_dict': {'generator.' + k: v for k, v in ours.items()}}, dst)
+    return f'{kind.name} -> iter-mm ({len(ours)} entries under generator.*): {dst}', notes
+
+
+def _manifest_notes(official_sd: Mapping[str, Tensor], kind: CheckpointKind) -> list[str]:
+    problems = check_against_manifest(official_sd, manifest_name(kind))
+    return [f'{len(problems)} differences from the released {kind.name} configuration (expected for custom '
+            f'configs), e.g. {problems[:3]}'] if problems else []
+
+
+def _save(obj: dict, dst: Path) -> None:
+    """torch.save through a temporary file: an interrupted write leaves no half file under ``dst``."""
+    import os
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + '.partial')
+    torch.save(obj, tmp)
+    os.replace(tmp, dst)

@@ -114,13 +114,14 @@ def training_only_keys(model_cfg: dict) -> List[str]:
     """Keys of a model config that only training needs: the discriminator and the losses.
 
     ``pixel_loss`` of MMagic's models stays (``BaseEditModel`` requires it; L1 has no weights); ITER's models
-    also drop it and their stage-I file (``vqgan_ckpt``).
+    also drop it, their stage-I file and their initialisation (``stage1_checkpoint``, its deprecated name
+    ``vqgan_ckpt``, ``init_from``).
     """
     plugin = model_cfg.get('type') in PLUGIN_MODELS
     keys = [k for k, v in model_cfg.items() if v is not None and (
         k == 'discriminator' or (k.endswith('_loss') and (plugin or k != 'pixel_loss')))]
-    if plugin and model_cfg.get('vqgan_ckpt') is not None:
-        keys.append('vqgan_ckpt')
+    if plugin:
+        keys += [k for k in ('stage1_checkpoint', 'vqgan_ckpt', 'init_from') if model_cfg.get(k) is not None]
     return keys
 
 

@@ -18,8 +18,7 @@ There is no GAN term: the authors configure one but never activate it in this st
 off (weight 0 / None) can leave a network without gradient; under DDP set ``model_wrapper_cfg`` with
 ``find_unused_parameters=True`` then.
 """
-import os.path as osp
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +31,8 @@ from mmagic.registry import MODELS
 from mmagic.structures import DataSample
 
 from ...errors import InvalidOptionError, MissingDataError
-from ...utils.checkpoint import (detect_kind, extract_state_dict, load_checkpoint_file, load_official,
-                                 unwrap_model_state)
+from ...utils.checkpoint import load_state_dict_strict, stage1_aliases, stage1_weights
+from ...utils.init_from import init_from_checkpoint
 from ...utils.padding import crop_to, padded_apply
 from ..inference import restore_image
 from ..options import RestoreOptions
@@ -45,9 +44,14 @@ class ITERModel(BaseEditModel):
 
     Args:
         generator: ``ITERNet`` config dict.
-        vqgan_ckpt: stage-I checkpoint (ours or the authors' ``ITER_swinvqgan.pth``), loaded into the frozen VQGAN
-            by :meth:`init_weights` when training starts. ``None`` when a full ITER checkpoint is loaded instead
-            (test, inference, resume): training then refuses to start unless such a checkpoint supplied the VQGAN.
+        stage1_checkpoint: stage-I checkpoint (ours or the authors' ``ITER_swinvqgan.pth``, or a full ITER file with
+            ``vqgan.*``), loaded into the frozen VQGAN by :meth:`init_weights` when training starts. The training
+            tools derive it from the config's ``stage1_config`` unless given. ``None`` when a full ITER checkpoint
+            is loaded instead (test, inference, resume): training then refuses to start unless such a checkpoint
+            supplied the VQGAN.
+        init_from: ITER checkpoint (the authors' ``ITER_x2.pth`` / ``ITER_x4.pth``, converted, or ours) whose
+            E_l / phi_e / phi_r tensors of matching name and shape initialise training (:meth:`init_weights`;
+            :func:`iter_mm.utils.init_from.init_from_checkpoint`). None = constructor initialisation.
         lq_ce_weight: E_l token cross-entropy against S_h (Eq. 2; reference 4.5.1). 0 = off.
         eval_lq_loss: phi_e on S_l with labels [S_l == S_h], e.g. ``ClassBalancedCELoss`` (Eq. 9; 4.5.2). None = off.
         eval_refined_ce_weight: phi_e on argmax(phi_r) with labels [argmax == S_h], plain CE (4.5.3). 0 = off.
@@ -68,11 +72,13 @@ class ITERModel(BaseEditModel):
             over its defaults (alpha 0.7, 8 steps, linear schedule, seed 0, tiled above 720x720: the authors'
             script).
         val_cfg: options for validation over ``RestoreOptions.validation()`` (alpha 0.5, cosine schedule).
+        vqgan_ckpt: deprecated name of ``stage1_checkpoint``.
     """
 
     def __init__(self,
                  generator: dict,
-                 vqgan_ckpt: Optional[str] = None,
+                 stage1_checkpoint: Optional[str] = None,
+                 init_from: Optional[str] = None,
                  lq_ce_weight: float = 1.0,
                  eval_lq_loss: Optional[dict] = dict(type='ClassBalancedCELoss', loss_weight=1.0),
                  eval_refined_ce_weight: float = 1.0,
@@ -86,7 +92,8 @@ class ITERModel(BaseEditModel):
                  test_cfg: Optional[dict] = None,
                  val_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None) -> None:
+                 data_preprocessor: Optional[dict] = None,
+                 vqgan_ckpt: Optional[str] = None) -> None:
         # BaseEditModel.__init__ insists on a pixel loss; everything it sets is set here. Images enter as
         # [0, 255] and are scaled to [0, 1] (MMagic's usual SR preprocessing) unless configured otherwise.
         if data_preprocessor is None:
@@ -103,7 +110,8 @@ class ITERModel(BaseEditModel):
         self.generator.vqgan.requires_grad_(False)  # stage I is frozen (reference 4.1)
         self.generator.vqgan.eval()
 
-        self.vqgan_ckpt = vqgan_ckpt
+        self.stage1_checkpoint = stage1_aliases(stage1_checkpoint, vqgan_ckpt=vqgan_ckpt)
+        self.init_from = init_from
         self.lq_ce_weight = float(lq_ce_weight or 0)
         self.eval_refined_ce_weight = float(eval_refined_ce_weight or 0)
         self.refine_ce_weight = float(refine_ce_weight or 0)
@@ -126,21 +134,24 @@ class ITERModel(BaseEditModel):
 
     # ------------------------------------------------------------------ set-up
     def init_weights(self) -> None:
-        """Initialise, then load the stage-I VQGAN from ``vqgan_ckpt`` (called when training starts)."""
+        """Initialise; load the frozen VQGAN from ``stage1_checkpoint``, then E_l / phi_e / phi_r from ``init_from``
+        (called when training starts, before a ``load_from`` / ``resume`` checkpoint replaces them)."""
         super().init_weights()
-        if self.vqgan_ckpt is None:
-            print_log('ITERModel: vqgan_ckpt is None: the VQGAN must come from a full ITER checkpoint '
+        if self.stage1_checkpoint is None:
+            print_log('ITERModel: stage1_checkpoint is None: the VQGAN must come from a full ITER checkpoint '
                       '(load_from / resume).', logger='current')
-            return
-        if not osp.isfile(self.vqgan_ckpt):
-            raise MissingDataError(
-                f'ITERModel: stage-I VQGAN checkpoint not found: {self.vqgan_ckpt!r}. Train stage I (its '
-                'Swin-VQGAN config) or convert the authors\' ITER_swinvqgan.pth, then set model.vqgan_ckpt; when '
-                'resuming or loading a full ITER checkpoint set model.vqgan_ckpt=None (its VQGAN weights are used).',
-                arguments=('model.vqgan_ckpt',))
-        load_vqgan_checkpoint(self.generator.vqgan, self.vqgan_ckpt)
-        self._vqgan_ready = True
-        print_log(f'ITERModel: frozen VQGAN loaded from {self.vqgan_ckpt}', logger='current')
+        else:
+            try:
+                weights = stage1_weights(self.stage1_checkpoint, trusted=True)
+            except MissingDataError:
+                raise MissingDataError(f'ITERModel: stage-I checkpoint not found: {self.stage1_checkpoint!r} '
+                                       '(stage1_checkpoint)') from None
+            load_state_dict_strict(self.generator.vqgan, weights, source=f'stage1_checkpoint {self.stage1_checkpoint}',
+                                   target='the frozen VQGAN')
+            self._vqgan_ready = True
+            print_log(f'ITERModel: frozen VQGAN loaded from {self.stage1_checkpoint}', logger='current')
+        if self.init_from is not None:
+            print_log(init_from_checkpoint(self.generator, self.init_from).summary(), logger='current')
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # A full ITER checkpoint that holds every VQGAN tensor supplies stage I (its weights win).
@@ -177,7 +188,7 @@ class ITERModel(BaseEditModel):
         """
         if not self._vqgan_ready:
             raise RuntimeError(
-                'ITERModel: the frozen VQGAN has no trained weights. Set model.vqgan_ckpt to the stage-I '
+                'ITERModel: the frozen VQGAN has no trained weights. Set model.stage1_checkpoint to the stage-I '
                 'checkpoint (loaded by init_weights when training starts), or load / resume a full ITER '
                 'checkpoint that contains generator.vqgan.*.')
         if data_samples is None or 'gt_img' not in data_samples:
@@ -370,39 +381,3 @@ def majority_accuracy(tokens: Tensor) -> Tensor:
     """Accuracy of always predicting the batch's most frequent token (a baseline for the token accuracies)."""
     counts = torch.bincount(tokens.flatten())
     return counts.max().float() / tokens.numel()
-
-
-def vqgan_state_from_file(path: str) -> Mapping[str, Tensor]:
-    """Swin-VQGAN weights (our or official key layout) from a stage-I or full ITER checkpoint file.
-
-    Accepts our stage-I MMEngine checkpoint (``generator.*``; ``generator_ema.*`` preferred when present), the
-    authors' ``ITER_swinvqgan.pth`` (``params_ema`` / ``params``), a converted checkpoint, or a full ITER
-    checkpoint holding ``vqgan.*`` (ours or official).
-    """
-    try:
-        obj = load_checkpoint_file(path)
-    except RuntimeError:
-        # MMEngine training checkpoints pickle their logs; they are trusted like `load_from` / `resume`.
-        print_log(f'ITERModel: {path} is a full training checkpoint; unpickled as MMEngine\'s load_from does',
-                  logger='current', level=20)  # the normal stage-I hand-over: a note, not a warning
-        obj = load_checkpoint_file(path, allow_pickle=True)
-    sd, _ = extract_state_dict(obj)
-    ema = {k[len('generator_ema.'):]: v for k, v in sd.items() if k.startswith('generator_ema.')}
-    if ema:
-        sd = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in ema.items()}
-    sd = unwrap_model_state(sd)
-    kind = detect_kind(sd)
-    if kind.family == 'iter':
-        if not kind.has_vqgan:
-            raise ValueError(f'{path} is an {kind.name} checkpoint: it holds no VQGAN weights; '
-                             'give the stage-I (Swin-VQGAN) checkpoint as vqgan_ckpt')
-        sd = {k[len('vqgan.'):]: v for k, v in sd.items() if k.startswith('vqgan.')}
-    return sd
-
-
-def load_vqgan_checkpoint(vqgan: torch.nn.Module, path: str) -> None:
-    """Strictly load a stage-I checkpoint into ``vqgan``; errors name the file and what was wrong."""
-    try:
-        load_official(vqgan, vqgan_state_from_file(path))
-    except (RuntimeError, ValueError) as err:
-        raise RuntimeError(f'ITERModel: cannot use {path} as the stage-I VQGAN (model.vqgan_ckpt): {err}') from err
