@@ -1,5 +1,4 @@
-"""Measure what the small-budget demo learned, on held-out photos, next to bicubic (``iter_mm.evaluation.
-demo_metrics``: the measures and their definitions).
+"""Measure what the small-budget demo learned, on held-out photos, next to bicubic.
 
     python tools/demo_metrics.py --stage1 configs/iter/swinvqgan_demo.py work_dirs/swinvqgan_demo/iter_N.pth \
         --iter configs/iter/iter_x4_demo.py work_dirs/iter_x4_demo/iter_M.pth --out metrics.json
@@ -7,6 +6,7 @@ demo_metrics``: the measures and their definitions).
 ``--stage1 CONFIG CKPT``: reconstruction PSNR / SSIM (Y, crop 4), codebook usage and perplexity, colour bias of
 the held-out HQ photos. ``--iter CONFIG CKPT``: ITER and bicubic on the config's validation set (PSNR / SSIM,
 colour bias, NIQE) and token diagnostics. Prints the means as JSON; ``--out`` also writes the per-image rows.
+The measures and their definitions: ``iter_mm.evaluation.demo_metrics``.
 """
 import argparse
 import ast
