@@ -1,6 +1,6 @@
-"""tools/benchmark_train.py, and the training iterations it times: no network call that no loss needs."""
+"""The training benchmark (iter_mm.evaluation.train_benchmark, tools/benchmark_train.py) and the training
+iterations it times: no network call that no loss needs."""
 import copy
-import importlib.util
 import json
 
 import pytest
@@ -14,9 +14,8 @@ from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, stage1_ck
 from mmagic.registry import MODELS
 from mmagic.structures import DataSample
 
-_spec = importlib.util.spec_from_file_location('benchmark_train', ROOT / 'tools' / 'benchmark_train.py')
-bt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bt)
+from iter_mm.evaluation import train_benchmark as bt
+from tool_runner import run_tool
 
 TINY_STAGE1 = str(ROOT / 'configs' / 'iter' / 'swinvqgan_tiny.py')
 TINY_ITER = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
@@ -125,14 +124,14 @@ def test_stage1_step_is_the_hand_written_iteration():
     assert moved == {'generator', 'discriminator'}  # real updates were compared
 
 
-def test_benchmark_reports_every_stage(tmp_path, capsys):
+def test_benchmark_reports_every_stage(tmp_path):
     """The tool times the real train_step of each stage on the tiny configs and prints one JSON object."""
     out = tmp_path / 'bench.json'
-    rc = bt.main(['--stage1-config', TINY_STAGE1, '--iter-config', TINY_ITER, '--gt-size', '32', '--batch', '1',
-                  '--iters', '2', '--warmup', '0', '--threads', '1', '--stages', '1', '23', 'authors23',
-                  '--interleave', '--out', str(out)])
-    assert rc == 0
-    printed = json.loads(capsys.readouterr().out)  # stdout holds the JSON object and nothing else
+    done = run_tool('benchmark_train', '--stage1-config', TINY_STAGE1, '--iter-config', TINY_ITER, '--gt-size', '32',
+                    '--batch', '1', '--iters', '2', '--warmup', '0', '--threads', '1', '--stages', '1', '23',
+                    'authors23', '--interleave', '--out', out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout)  # stdout holds the JSON object and nothing else
     assert printed == json.loads(out.read_text())
     assert (printed['gt_size'], printed['batch'], printed['amp'], printed['interleave']) == (32, 1, False, True)
     assert all(e['peak_rss_mib'] > 0 for e in printed['stages'].values())
@@ -154,11 +153,11 @@ def test_benchmark_reports_every_stage(tmp_path, capsys):
 
 def test_perceptual_replacement_and_bad_arguments():
     cfg = dict(perceptual_loss=dict(type='LPIPSLoss', loss_weight=0.7))
-    assert bt._replace_perceptual(cfg, 'l1') == 'LPIPSLoss'
+    assert bt.replace_perceptual(cfg, 'l1') == 'LPIPSLoss'
     assert cfg['perceptual_loss'] == dict(type='L1Loss', loss_weight=0.7, reduction='mean')
     cfg = dict(perceptual_loss=dict(type='LPIPSLoss'))
-    assert bt._replace_perceptual(cfg, 'none') == 'LPIPSLoss' and cfg['perceptual_loss'] is None
-    assert bt._replace_perceptual(dict(perceptual_loss=None), 'l1') is None
+    assert bt.replace_perceptual(cfg, 'none') == 'LPIPSLoss' and cfg['perceptual_loss'] is None
+    assert bt.replace_perceptual(dict(perceptual_loss=None), 'l1') is None
     for bad in (['--iters', '0'], ['--stages', '4'], ['--perceptual', 'lpips']):
-        with pytest.raises(SystemExit):
-            bt.parse_args(bad)
+        done = run_tool('benchmark_train', *bad)
+        assert done.returncode == 2 and 'usage:' in done.stderr and not done.stdout, bad

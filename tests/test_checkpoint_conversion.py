@@ -216,12 +216,11 @@ def test_load_file_errors_tell_corrupt_files_from_pickled_ones(tmp_path):
 
 
 # --- tools/convert_official_ckpt.py on a tiny ITER ------------------------------------------------------------
-def _tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('convert_official_ckpt', REPO / 'tools' / 'convert_official_ckpt.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _convert(*args):
+    """``python tools/convert_official_ckpt.py *args`` -> (exit status, stderr)."""
+    from tool_runner import run_tool
+    done = run_tool('convert_official_ckpt', *args)
+    return done.returncode, done.stderr
 
 
 def tiny_iter():
@@ -235,9 +234,8 @@ def tiny_iter():
                    refiner=dict(type='TokenRefinementNet', **net_cfg))
 
 
-def test_convert_tool_round_trip(tmp_path, capsys):
+def test_convert_tool_round_trip(tmp_path):
     from mmengine.runner import load_checkpoint
-    tool = _tool()
     torch.manual_seed(0)
     net = tiny_iter()
     official = ckpt.ours_to_official(net.state_dict())
@@ -247,9 +245,9 @@ def test_convert_tool_round_trip(tmp_path, capsys):
     torch.save({'params': {k[6:]: v for k, v in official.items() if k.startswith('vqgan.')}}, vq_ckpt)
     dst = tmp_path / 'out' / 'iter_x2_mm.pth'
 
-    assert tool.main([str(train_ckpt), str(dst)]) == 2
-    assert '--stage1-checkpoint ITER_swinvqgan.pth' in capsys.readouterr().err and not dst.exists()
-    assert tool.main([str(train_ckpt), str(dst), '--stage1-checkpoint', str(vq_ckpt)]) == 0
+    code, err = _convert(train_ckpt, dst)
+    assert code == 2 and '--stage1-checkpoint ITER_swinvqgan.pth' in err and not dst.exists()
+    assert _convert(train_ckpt, dst, '--stage1-checkpoint', vq_ckpt)[0] == 0
     out = torch.load(dst, weights_only=True)
     assert set(out) == {'meta', 'state_dict'} and out['meta']['converted_from'] == 'ITER_x2.pth'
     assert all(k.startswith('generator.') for k in out['state_dict'])
@@ -264,19 +262,19 @@ def test_convert_tool_round_trip(tmp_path, capsys):
     for k, v in net.state_dict().items():
         assert torch.equal(model.generator.state_dict()[k], v), k
 
-    assert tool.main([str(train_ckpt), str(dst), '--stage1-checkpoint', str(vq_ckpt)]) == 2  # no silent overwrite
-    assert 'exists; pass --force' in capsys.readouterr().err
-    assert tool.main([str(train_ckpt), str(dst), '--vqgan', str(vq_ckpt), '--force']) == 0  # the deprecated name
-    assert '--vqgan is deprecated' in capsys.readouterr().err
+    code, err = _convert(train_ckpt, dst, '--stage1-checkpoint', vq_ckpt)
+    assert code == 2 and 'exists; pass --force' in err  # no silent overwrite
+    code, err = _convert(train_ckpt, dst, '--vqgan', vq_ckpt, '--force')  # the deprecated name
+    assert code == 0 and '--vqgan is deprecated' in err
 
     rev = tmp_path / 'official_again.pth'
-    assert tool.main([str(dst), str(rev), '--reverse']) == 0
+    assert _convert(dst, rev, '--reverse')[0] == 0
     back = torch.load(rev, weights_only=True)['params']
     assert list(back) == list(official)
     assert all(torch.equal(back[k], v) for k, v in official.items())
-    assert tool.main([str(train_ckpt), str(tmp_path / 'x.pth'), '--reverse']) == 2
-    assert 'already an official' in capsys.readouterr().err
-    assert tool.main([str(dst), str(tmp_path / 'y.pth')]) == 2
-    assert 'use --reverse' in capsys.readouterr().err
-    assert tool.main([str(tmp_path / 'nope.pth'), str(tmp_path / 'z.pth')]) == 2
-    assert 'not found' in capsys.readouterr().err
+    code, err = _convert(train_ckpt, tmp_path / 'x.pth', '--reverse')
+    assert code == 2 and 'already an official' in err
+    code, err = _convert(dst, tmp_path / 'y.pth')
+    assert code == 2 and 'use --reverse' in err
+    code, err = _convert(tmp_path / 'nope.pth', tmp_path / 'z.pth')
+    assert code == 2 and 'not found' in err

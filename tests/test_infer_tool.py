@@ -1,5 +1,5 @@
-"""End-to-end tests of tools/infer.py on a tiny ITER config (random weights saved to a checkpoint)."""
-import importlib.util
+"""Super-resolving files (iter_mm.apis.restore_files) and its command line tools/infer.py, end to end on a tiny
+ITER config (random weights saved to a checkpoint)."""
 import re
 from pathlib import Path
 
@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('iter_infer_tool', ROOT / 'tools' / 'infer.py')
-infer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(infer)
+from iter_mm.apis.model_loader import CheckpointMismatchError
+from iter_mm.apis.restore_files import load_restorer, plan_outputs, restore_file
+from iter_mm.errors import InvalidOptionError, MissingDataError, OutputExistsError
+from iter_mm.models.options import RestoreOptions
+from iter_mm.utils.image_files import list_images
+from iter_mm.utils.tiling import grid_tiles, planned_tiles
+from tool_runner import error_line, run_tool
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY_CFG = ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py'
 
 
@@ -45,15 +49,15 @@ def setup(tmp_path_factory):
 
 
 def _run(setup, out, *extra, inputs=None):
-    return infer.main([inputs or str(setup['inp']), '-c', setup['cfg'], '-w', setup['ckpt'], '-o', str(out),
-                       '--device', 'cpu', *extra])
+    return run_tool('infer', inputs or setup['inp'], '-c', setup['cfg'], '-w', setup['ckpt'], '-o', out,
+                    '--device', 'cpu', *extra)
 
 
-def test_infer_end_to_end(setup, capsys):
+def test_infer_end_to_end(setup):
     out = setup['tmp'] / 'out'
-    assert _run(setup, out) == 1  # the corrupt file fails, the others are written
-    err = capsys.readouterr().err
-    assert 'corrupt.png' in err and 'alpha' not in err
+    done = _run(setup, out)
+    assert done.returncode == 1  # the corrupt file fails, the others are written
+    assert 'corrupt.png' in done.stderr and 'alpha' not in done.stderr and 'warning' not in done.stderr
     shapes = {'rgb.png': (48, 36, 3), 'gray.png': (20, 28), 'rgba.png': (32, 32, 4), 'deep.png': (24, 24, 3),
               'one.png': (4, 4, 3)}  # grey stays grey, alpha is kept (tests/test_photo_io.py: every kind)
     for name, shape in shapes.items():
@@ -61,6 +65,12 @@ def test_infer_end_to_end(setup, capsys):
         assert img.shape == shape, name
         assert img.dtype == (np.uint16 if name == 'deep.png' else np.uint8), name
     assert not (out / 'corrupt.png').exists()
+    # stdout is not a terminal: one line per finished image with its sizes and seconds, then the count
+    lines = done.stdout.splitlines()
+    rgb = str(setup['inp'] / 'rgb.png')
+    row = next(line for line in lines if line.startswith(f'[5/6] {rgb}: '))
+    assert row.startswith(f'[5/6] {rgb}: 9x12 -> 36x48, ') and row.endswith(' s')
+    assert lines[-1].startswith(f'5/6 image(s) written to {out}; 1 failed:')
     # the written pixels are model.restore's output with the config's seed
     lq = cv2.imread(str(setup['inp'] / 'rgb.png'))[..., ::-1] / 255.0
     lq = torch.from_numpy(lq.copy()).permute(2, 0, 1)[None].float()
@@ -69,88 +79,118 @@ def test_infer_end_to_end(setup, capsys):
     assert np.abs(got - ref).max() <= 0.5 / 255 + 1e-6
 
     # no silent overwrite; --skip-existing restores only what is missing; --overwrite replaces; options reach restore
-    with pytest.raises(SystemExit, match='^error: .*exist'):  # every refusal reads 'error: ...'
-        _run(setup, out)
+    line = error_line(_run(setup, out))  # every refusal reads 'error: ...'
+    assert 'exist' in line and '--overwrite' in line and '--skip-existing' in line
     before = (out / 'rgb.png').read_bytes()
     (out / 'gray.png').unlink()
-    assert _run(setup, out, '--skip-existing', '--seed', '9') == 1  # the corrupt file still fails
+    done = _run(setup, out, '--skip-existing', '--seed', '9')
+    assert done.returncode == 1  # the corrupt file still fails
     assert (out / 'rgb.png').read_bytes() == before and cv2.imread(str(out / 'gray.png')).shape[:2] == (20, 28)
-    assert '4 existing output(s) kept' in capsys.readouterr().err
-    assert _run(setup, out, '--skip-existing', inputs=str(setup['inp'] / 'rgb.png')) == 0
-    assert 'every output exists' in capsys.readouterr().out
-    assert _run(setup, out, '--overwrite', '--seed', '3', '--alpha', '0.2', '--steps', '4', '--tile', '8',
-                '--tile-overlap', '8', '--color-correction', '--dtype', 'bf16',
-                inputs=str(setup['inp'] / 'rgb.png')) == 0
+    assert '4 existing output(s) kept' in done.stderr
+    done = _run(setup, out, '--overwrite', '--seed', '3', '--alpha', '0.2', '--steps', '4', '--tile', '8',
+                '--tile-overlap', '8', '--color-correction', '--dtype', 'bf16', inputs=rgb)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert (out / 'rgb.png').read_bytes() != before
+    # the tiny network's LQ grid is 8 px: overlap 8 on 8-px tiles is capped to 0, and tiles under 4 cells (32 px)
+    # a side are flagged with the cost for a 1000x1000 photo (sane values stay silent: the first run)
+    assert 'warning: --tile-overlap 8 is capped to 0' in done.stderr
+    assert 'warning: tiles of 8 LQ px (--tile 8) are smaller than 4 x' in done.stderr
+    assert 'use --tile >= 32' in done.stderr
+
+
+def test_plan_outputs_never_overwrites_silently(setup, tmp_path):
+    inp = setup['inp']
+    paths = list_images([str(inp)])
+    assert [Path(p).name for p in paths] == ['corrupt.png', 'deep.png', 'gray.png', 'one.png', 'rgb.png',
+                                             'rgba.png']
+    plan = plan_outputs(paths, str(tmp_path), 'jpg')
+    assert plan.kept == 0 and plan.todo[4] == (str(inp / 'rgb.png'), str(tmp_path / 'rgb.jpg'))
+    (tmp_path / 'rgb.jpg').write_bytes(b'mine')
+    with pytest.raises(OutputExistsError, match=r'1 output file\(s\) exist'):
+        plan_outputs(paths, str(tmp_path), 'jpg')
+    plan = plan_outputs(paths, str(tmp_path), 'jpg', skip_existing=True)
+    assert plan.kept == 1 and len(plan.todo) == 5 and str(inp / 'rgb.png') not in dict(plan.todo)
+    assert len(plan_outputs(paths, str(tmp_path), 'jpg', overwrite=True).todo) == 6
+    with pytest.raises(InvalidOptionError, match='own input'):
+        plan_outputs(paths, str(inp), overwrite=True)
+    with pytest.raises(InvalidOptionError, match='share the output name'):  # rgb.png and rgb.jpg -> rgb.webp
+        plan_outputs([str(inp / 'rgb.png'), str(tmp_path / 'rgb.jpg')], str(tmp_path / 'o'), 'webp')
+    twin = tmp_path / 'twin'
+    twin.mkdir()
+    (twin / 'rgb.png').write_bytes((inp / 'rgb.png').read_bytes())
+    with pytest.raises(InvalidOptionError, match=r"share the output name\(s\) \['rgb.png'\]"):
+        plan_outputs([str(inp / 'rgb.png'), str(twin / 'rgb.png')], str(tmp_path / 'o'))
 
 
 def test_infer_clear_errors(setup, tmp_path):
-    with pytest.raises(SystemExit, match='missing'):
-        infer.main([str(setup['inp'] / 'rgb.png'), '-c', setup['cfg'], '-w', setup['bad'], '-o', str(tmp_path)])
-    with pytest.raises(SystemExit, match='not found'):
-        infer.main([str(setup['inp'] / 'rgb.png'), '-c', setup['cfg'], '-w', str(tmp_path / 'none.pth'),
-                    '-o', str(tmp_path)])
-    with pytest.raises(SystemExit, match='no such file'):
-        infer.main([str(tmp_path / 'nope.png'), '-c', setup['cfg'], '-w', setup['ckpt'], '-o', str(tmp_path)])
-    with pytest.raises(SystemExit, match='own input'):
-        infer.main([str(setup['inp'] / 'rgb.png'), '-c', setup['cfg'], '-w', setup['ckpt'],
-                    '-o', str(setup['inp']), '--overwrite'])
+    with pytest.raises(CheckpointMismatchError, match='missing'):
+        load_restorer(setup['cfg'], setup['bad'], torch.device('cpu'))
+    with pytest.raises(FileNotFoundError, match='not found'):
+        load_restorer(setup['cfg'], str(tmp_path / 'none.pth'), torch.device('cpu'))
+    with pytest.raises(MissingDataError, match='no such file'):
+        list_images([str(tmp_path / 'nope.png')])
+    line = error_line(run_tool('infer', setup['inp'] / 'rgb.png', '-c', setup['cfg'], '-w', setup['bad'], '-o',
+                               tmp_path / 'o'))
+    assert 'missing' in line and not (tmp_path / 'o').exists()
+
+
+def test_restore_file_writes_what_restore_returns(setup, tmp_path):
+    model = load_restorer(setup['cfg'], setup['ckpt'], torch.device('cpu'))
+    res = restore_file(model, str(setup['inp'] / 'gray.png'), str(tmp_path / 'g.png'), dict(seed=5, steps=2))
+    assert res.in_size == (7, 5) and res.out_size == (28, 20) and res.read_notes == [] == res.write_notes
+    lq = torch.from_numpy(cv2.imread(str(setup['inp'] / 'gray.png'), cv2.IMREAD_GRAYSCALE) / 255.).float()
+    ref = model.restore(lq.expand(1, 3, 5, 7), seed=5, steps=2)[0].mean(0)
+    got = cv2.imread(str(tmp_path / 'g.png'), cv2.IMREAD_UNCHANGED) / 255.
+    assert got.shape == (20, 28) and np.abs(got - ref.numpy()).max() <= 0.5 / 255 + 1e-3
+    with pytest.raises(ValueError, match='not a readable image'):
+        restore_file(model, str(setup['inp'] / 'corrupt.png'), str(tmp_path / 'c.png'))
+    assert not (tmp_path / 'c.png').exists()
 
 
 def test_invalid_options_fail_at_parse_time(setup, tmp_path):
-    """Bad restoration options: an argparse error (exit 2) from RestoreOptions' rules, before any model loads
-    (the checkpoint does not even exist)."""
-    for bad in (['--alpha', '1.5'], ['--steps', '0'], ['--tile', '0'], ['--tile-overlap', '-1'],
-                ['--max-pixels', '-5'], ['--token-temperature', '-1'], ['--seed', 'abc']):
-        with pytest.raises(SystemExit) as info:
-            infer.main([str(setup['inp'] / 'rgb.png'), '-c', setup['cfg'], '-w', str(tmp_path / 'none.pth'),
-                        '-o', str(tmp_path / 'o'), *bad])
-        assert info.value.code == 2, bad
+    """Bad restoration options: RestoreOptions' rules refuse them; the command line stops at parsing (exit 2),
+    before any model loads (the checkpoint does not even exist)."""
+    for bad in (dict(alpha=1.5), dict(steps=0), dict(tile=0), dict(tile_overlap=-1), dict(max_pixels=-5),
+                dict(token_temperature=-1)):
+        with pytest.raises(ValueError):
+            RestoreOptions(**bad)
+    for bad in (['--alpha', '1.5'], ['--seed', 'abc']):
+        done = run_tool('infer', setup['inp'] / 'rgb.png', '-c', setup['cfg'], '-w', tmp_path / 'none.pth',
+                        '-o', tmp_path / 'o', *bad)
+        assert done.returncode == 2 and 'Traceback' not in done.stderr, bad
     assert not (tmp_path / 'o').exists()
 
 
-def test_seed_none_draws_a_seed(setup, tmp_path, capsys):
-    for text in ('none', 'None', 'NONE'):
-        assert infer.restore_options(infer.parse_args(['x', '-c', 'c', '-w', 'w', '-o', 'o', '--seed', text])) \
-            == dict(seed=None)
-    assert infer.restore_options(infer.parse_args(['x', '-c', 'c', '-w', 'w', '-o', 'o', '--seed', '7'])) \
-        == dict(seed=7)
-    assert infer.restore_options(infer.parse_args(['x', '-c', 'c', '-w', 'w', '-o', 'o'])) == {}  # test_cfg's
-    rgb = str(setup['inp'] / 'rgb.png')
-    capsys.readouterr()
-    assert _run(setup, tmp_path / 'a', '--seed', 'none', inputs=rgb) == 0
-    seed = re.search(r'rgb\.png: seed (\d+) \(--seed \1 makes this result again\)', capsys.readouterr().err).group(1)
-    assert _run(setup, tmp_path / 'b', '--seed', 'none', inputs=rgb) == 0
-    assert (tmp_path / 'a' / 'rgb.png').read_bytes() != (tmp_path / 'b' / 'rgb.png').read_bytes()
-    assert _run(setup, tmp_path / 'c', '--seed', seed, inputs=rgb) == 0  # the said seed makes it again
-    assert (tmp_path / 'a' / 'rgb.png').read_bytes() == (tmp_path / 'c' / 'rgb.png').read_bytes()
+def test_seed_none_draws_a_seed(setup, tmp_path):
+    rgb = setup['inp'] / 'rgb.png'
+    done = _run(setup, tmp_path / 'a', '--seed', 'NONE', inputs=rgb)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seed = re.search(r'rgb\.png: seed (\d+) \(--seed \1 makes this result again\)', done.stderr).group(1)
+    model = load_restorer(setup['cfg'], setup['ckpt'], torch.device('cpu'))
+    restore_file(model, str(rgb), str(tmp_path / 'zero.png'), dict(seed=0))
+    assert (tmp_path / 'a' / 'rgb.png').read_bytes() != (tmp_path / 'zero.png').read_bytes()
+    restore_file(model, str(rgb), str(tmp_path / 'said.png'), dict(seed=int(seed)))  # the said seed makes it again
+    assert (tmp_path / 'a' / 'rgb.png').read_bytes() == (tmp_path / 'said.png').read_bytes()
 
 
-def test_tiling_warnings(setup, tmp_path, capsys):
-    """The tiny network's LQ grid is 8 px: overlap 16 on 16-px tiles is capped to 8, and tiles under 4 cells
-    (32 px) a side are flagged with the cost for a 1000x1000 photo; sane values stay silent."""
+def test_tiling_rule_is_the_restoration_rule():
+    """One rule (iter_mm.utils.tiling.grid_tiles) for restore_image and the tool's warnings: tiles rounded down to
+    the network's grid (at least one cell), the overlap rounded up to it and capped at tile - grid."""
+    assert grid_tiles(20, 5, 8) == (16, 8) and grid_tiles(16, 16, 8) == (16, 8) and grid_tiles(3, 0, 8) == (8, 0)
+    assert grid_tiles(64, 8, 8) == (64, 8) and grid_tiles(64, 9, 8) == (64, 16)
+    assert planned_tiles(None, 16, None, 8) is None
+    assert planned_tiles(None, 16, 100, 8) == (8, 0) and planned_tiles(None, 16, 1000, 8) == (24, 16)
+    assert planned_tiles(40, 16, 100, 8) == (40, 16)  # a given tile wins over the pixel budget
+
+
+def test_tiling_warnings(setup, tmp_path):
+    """Tiles from --max-pixels below 4 cells of the network's 8-px grid are flagged with the cost for a
+    1000x1000 photo (--tile: the end-to-end run)."""
     assert setup['net'].generator.lq_pad_multiple == 8
-    rgb = str(setup['inp'] / 'rgb.png')
-    assert _run(setup, tmp_path / 'a', '--tile', '16', '--tile-overlap', '16', inputs=rgb) == 0
-    err = capsys.readouterr().err
-    assert 'warning: --tile-overlap 16 is capped to 8' in err
-    assert 'warning: tiles of 16 LQ px (--tile 16) are smaller than 4 x' in err and 'use --tile >= 32' in err
-    assert _run(setup, tmp_path / 'b', '--max-pixels', '100', inputs=rgb) == 0
-    err = capsys.readouterr().err
-    assert 'tiles of 8 LQ px (--max-pixels 100)' in err and '15625 tiles in 15625 network call(s)' in err
-    assert _run(setup, tmp_path / 'c', '--tile', '64', '--tile-overlap', '8', inputs=rgb) == 0
-    assert 'warning' not in capsys.readouterr().err
-
-
-def test_one_line_per_image_when_redirected(setup, tmp_path, capsys):
-    """stdout not a terminal (capsys, a log file): one line per finished image with its sizes and seconds."""
-    rgb, gray = str(setup['inp'] / 'rgb.png'), str(setup['inp'] / 'gray.png')
-    assert infer.main([rgb, gray, '-c', setup['cfg'], '-w', setup['ckpt'], '-o', str(tmp_path), '--device',
-                       'cpu']) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f'[1/2] {rgb}: 9x12 -> 36x48, ') and lines[0].endswith(' s')
-    assert lines[1].startswith(f'[2/2] {gray}: 7x5 -> 28x20, ')
-    assert lines[2] == f'2/2 image(s) written to {tmp_path}'
+    done = _run(setup, tmp_path / 'b', '--max-pixels', '100', inputs=setup['inp'] / 'rgb.png')
+    assert done.returncode == 0
+    assert 'tiles of 8 LQ px (--max-pixels 100)' in done.stderr
+    assert '15625 tiles in 15625 network call(s)' in done.stderr
 
 
 def test_quiet_tool_prints_surviving_warnings_as_one_line(capsys):

@@ -1,7 +1,5 @@
 """Tests of padding, colour correction, tiling and restore_image (iter_mm.models.inference)."""
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +10,7 @@ from iter_mm.models.sampling import adaptive_refine
 from iter_mm.utils.color import color_correction
 from iter_mm.utils.padding import crop_to, pad_amount, pad_to_multiple, pad_to_size
 from iter_mm.utils.tiling import auto_tile_size, ramp_weight, tile_starts, tiled_apply
-
-_spec = importlib.util.spec_from_file_location('_iter_stubs', Path(__file__).with_name('test_sampling.py'))
-_stubs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_stubs)
-StubITERNet = _stubs.StubITERNet
+from stub_networks import StubITERNet
 
 
 # ----------------------------------------------------------------------------- padding

@@ -1,9 +1,7 @@
 """CPU memory rule of tiling (iter_mm.utils.tiling.cpu_max_pixels): injected memory sizes, explicit settings win,
 no change of numerics for a given tile. No timing, no real memory pressure."""
 import argparse
-import importlib.util
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,11 +11,8 @@ from iter_mm.models.options import DEFAULT_MAX_PIXELS, RestoreOptions, add_resto
 from iter_mm.utils import tiling
 from iter_mm.utils.tiling import (MemoryTilingNote, auto_tile_size, call_bytes_per_lq_pixel, cpu_max_pixels,
                                   host_memory_bytes, memory_max_pixels, model_width_factor)
+from stub_networks import StubITERNet
 
-_spec = importlib.util.spec_from_file_location('_iter_stubs', Path(__file__).with_name('test_sampling.py'))
-_stubs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_stubs)
-StubITERNet = _stubs.StubITERNet
 
 GIB = 2 ** 30
 

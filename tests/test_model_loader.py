@@ -1,6 +1,6 @@
-"""The one model loader (iter_mm.apis.init_model) and every front end that uses it: the CLI (tools/infer.py),
-MMagic's Inferencer and tools/compare_sr.py accept the same files and refuse the wrong ones with the same error."""
-import importlib.util
+"""The one model loader (iter_mm.apis.init_model) and every front end that uses it: the CLI (tools/infer.py and its
+library, iter_mm.apis.restore_files), MMagic's Inferencer and the SR comparison (tools/compare_sr.py,
+iter_mm.evaluation.sr_compare) accept the same files and refuse the wrong ones with the same error."""
 import os
 import subprocess
 import sys
@@ -13,21 +13,12 @@ import torch
 
 from iter_mm.apis.model_loader import CheckpointMismatchError, init_model
 from iter_mm.utils.checkpoint import ours_to_official
+from tool_runner import error_line, run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
 X2 = {'model.generator.scale': 2, 'model.generator.lq_encoder.scale': 2}
 
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'loader_test_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-infer_tool, compare_tool = _tool('infer'), _tool('compare_sr')
 
 
 @pytest.fixture(scope='module')
@@ -126,9 +117,12 @@ def test_loader_refuses_missing_and_misshapen_tensors(files):
 
 
 # ------------------------------------------------------------------ the front ends
-def run_cli(files, ckpt, out, *extra):
-    return infer_tool.main([str(files['inp']), '-c', TINY, '-w', ckpt, '-o', str(out), '--device', 'cpu',
-                            '--steps', '2', *extra])
+def run_cli(files, ckpt, out, vqgan=None):
+    """What tools/infer.py does with each file: the strict loader, then restore_file (iter_mm.apis.restore_files)."""
+    from iter_mm.apis.restore_files import load_restorer, restore_file
+    model = load_restorer(TINY, ckpt, torch.device('cpu'), vqgan=vqgan)
+    os.makedirs(out, exist_ok=True)
+    restore_file(model, str(files['inp'] / 'a.png'), str(Path(out) / 'a.png'), dict(steps=2))
 
 
 def run_inferencer(files, ckpt, out, **extra):
@@ -139,8 +133,12 @@ def run_inferencer(files, ckpt, out, **extra):
 
 
 def run_compare(files, ckpt, out):
-    compare_tool.main(['--input', str(files['inp']), '--out', str(out), '--model', f'iter={TINY}:{ckpt}',
-                       '--iter-opts', 'steps=2', '--metrics', 'niqe', '--save-images'])
+    """What tools/compare_sr.py does: build_sr_function, then SRComparison."""
+    from iter_mm.apis.mmagic_models import build_sr_function
+    from iter_mm.evaluation.sr_compare import SRComparison, build_metrics
+    fn = build_sr_function('iter', TINY, ckpt, 4, restore_opts=dict(steps=2))
+    SRComparison(str(files['inp']), str(out), save_images=True).run(dict(iter=fn), build_metrics(['niqe'], 0, {},
+                                                                                                  False))
 
 
 FRONT_ENDS = dict(cli=run_cli, inferencer=run_inferencer, compare=run_compare)
@@ -156,13 +154,26 @@ def test_front_ends_refuse_wrong_files_with_the_loaders_error(files, tmp_path, f
     assert not list(tmp_path.glob('out/**/*.png'))  # nothing written
 
 
+def test_command_lines_end_with_the_loaders_error(files, tmp_path):
+    """tools/infer.py and tools/compare_sr.py print the loader's message as their one error line, write nothing."""
+    expected = loader_error(files['x2'])
+    infer = run_tool('infer', files['inp'], '-c', TINY, '-w', files['x2'], '-o', tmp_path / 'cli', '--device', 'cpu')
+    compare = run_tool('compare_sr', '--input', files['inp'], '--out', tmp_path / 'compare', '--model',
+                       f'iter={TINY}:{files["x2"]}', '--metrics', 'niqe', '--device', 'cpu')
+    for proc in (infer, compare):
+        assert expected in error_line(proc)
+    assert not list(tmp_path.glob('**/*.png'))
+
+
 def test_front_ends_accept_the_authors_file(files, tmp_path):
     """The authors' released layout (params, token_refine_net.*, generator.* aliases) works directly, and gives
     the same pixels as our checkpoint of the same weights."""
-    assert run_cli(files, files['ours'], tmp_path / 'ours') == 0
+    run_cli(files, files['ours'], tmp_path / 'ours')
     ref = cv2.imread(str(tmp_path / 'ours' / 'a.png'))
-    assert run_cli(files, files['official'], tmp_path / 'cli') == 0
-    assert run_cli(files, files['official_novq'], tmp_path / 'cli_vq', '--vqgan', files['official_vq']) == 0
+    run_cli(files, files['official'], tmp_path / 'cli')
+    done = run_tool('infer', files['inp'], '-c', TINY, '-w', files['official_novq'], '--vqgan', files['official_vq'],
+                    '-o', tmp_path / 'cli_vq', '--device', 'cpu', '--steps', '2')
+    assert done.returncode == 0, done.stderr[-3000:]
     run_inferencer(files, files['official'], tmp_path / 'inferencer')
     run_inferencer(files, files['official_novq'], tmp_path / 'inferencer_vq', vqgan=files['official_vq'])
     run_inferencer(files, files['training'], tmp_path / 'inferencer_pickle', allow_pickle=True)

@@ -64,16 +64,29 @@ def test_cli_flags_are_the_options():
         p.parse_args(['--schedule', 'cubic'])
 
 
-def test_cli_applies_dtype_once_through_the_options(monkeypatch, tmp_path):
-    """tools/infer.py passes every given option, dtype included, to model.restore and nothing else."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('opts_infer_tool', ROOT / 'tools' / 'infer.py')
-    infer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(infer)
-    args = infer.parse_args(['x.png', '-c', TINY, '-w', 'w.pth', '-o', str(tmp_path), '--dtype', 'bf16',
-                             '--tile', '32'])
-    assert infer.restore_options(args) == dict(dtype='bf16', tile=32)
-    assert 'autocast_context' not in Path(infer.__file__).read_text()
+def test_cli_applies_dtype_once_through_the_options(tmp_path):
+    """tools/infer.py's file restoration passes every given option, dtype included, to model.restore and nothing
+    else (no autocast of its own)."""
+    import cv2
+    import numpy as np
+
+    from iter_mm.apis.restore_files import restore_file
+    seen = []
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def restore(self, lq, **options):
+            seen.append((torch.is_autocast_enabled('cpu'), options))
+            return torch.nn.functional.interpolate(lq, scale_factor=4)
+
+    cv2.imwrite(str(tmp_path / 'x.png'), np.zeros((3, 5, 3), np.uint8))
+    restore_file(Model(), str(tmp_path / 'x.png'), str(tmp_path / 'y.png'), dict(dtype='bf16', tile=32))
+    assert seen == [(False, dict(dtype='bf16', tile=32))]
+    for tool in ('infer', 'compare_sr'):
+        assert 'autocast_context' not in (ROOT / 'tools' / f'{tool}.py').read_text()
 
 
 def test_hook_shows_the_restoration_of_its_loop(monkeypatch):

@@ -4,8 +4,6 @@ Reader/writer units on generated files, then tools/infer.py and MMagicInferencer
 kind with a tiny random ITER model: output size, channels, bit depth, orientation, alpha, profile bytes, EXIF,
 and the two giving the same files.
 """
-import importlib.util
-import sys
 import warnings
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from iter_mm.utils.image_io import (ImageReadError, Picture, picture_from_array,
                                    srgb_profile)
 from iter_mm.utils.image_write import exif_for_output, output_arrays, png_bytes, write_picture  # noqa: E402
 from iter_mm.utils.photo_sr import super_resolve_picture, upscale_alpha  # noqa: E402
+from tool_runner import error_line, run_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
@@ -182,11 +181,6 @@ def test_all_frames_keep_timing(inputs, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ CLI + Inferencer
-_spec = importlib.util.spec_from_file_location('iter_infer_tool_photo', ROOT / 'tools' / 'infer.py')
-infer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(infer)
-
-
 def test_picture_from_array_takes_only_unambiguous_pixels():
     """uint8, uint16 and float in [0, 1] (rounding tolerated) are read; float 0-255, other integer dtypes and
     NaN/inf are refused instead of being clipped into a white image."""
@@ -233,8 +227,9 @@ def tiny(tmp_path_factory, inputs):
 
 
 def run_cli(tiny, inputs, out, *extra):
-    return infer.main([str(inputs), '-c', TINY, '-w', tiny['ckpt'], '-o', str(out), '--device', 'cpu',
-                       '--seed', '0', '--steps', '2', *extra])
+    """``python tools/infer.py`` on ``inputs`` -> the finished process."""
+    return run_tool('infer', inputs, '-c', TINY, '-w', tiny['ckpt'], '-o', out, '--device', 'cpu', '--seed', '0',
+                    '--steps', '2', *extra)
 
 
 def run_inferencer(tiny, path, out, **params):
@@ -272,10 +267,11 @@ EXPECTED = {
 }
 
 
-def test_cli_and_inferencer_on_every_kind(tiny, inputs, capsys):
+def test_cli_and_inferencer_on_every_kind(tiny, inputs):
     out = tiny['tmp'] / 'cli'
-    assert run_cli(tiny, inputs, out) == 1  # the truncated, empty and corrupt files fail; the rest is written
-    err = capsys.readouterr().err
+    done = run_cli(tiny, inputs, out)
+    assert done.returncode == 1  # the truncated, empty and corrupt files fail; the rest is written
+    err = done.stderr
     for bad in ('truncated.jpg', 'empty.png', 'corrupt.png'):
         assert f'error: {inputs / bad}' in err and not (out / bad).exists()
     assert 'palette image converted' in err and 'CMYK image converted' in err and '3 frames' in err
@@ -289,7 +285,7 @@ def test_cli_and_inferencer_on_every_kind(tiny, inputs, capsys):
             ifd = exif.get_ifd(EXIF_IFD)
             assert exif[MAKE] == 'TestCam' and (ifd[PIXEL_X], ifd[PIXEL_Y]) == (size[1], size[0]), name
     # EXIF-rotated: the network saw the upright picture (written losslessly with --ext png to compare)
-    assert run_cli(tiny, inputs / 'exif6.jpg', tiny['tmp'] / 'cli_png', '--ext', 'png') == 0
+    assert run_cli(tiny, inputs / 'exif6.jpg', tiny['tmp'] / 'cli_png', '--ext', 'png').returncode == 0
     pic = read_picture(str(inputs / 'exif6.jpg'))
     with torch.no_grad():
         ref = tiny['net'].restore(torch.from_numpy(pic.frames[0]).permute(2, 0, 1)[None], seed=0, steps=2)
@@ -311,14 +307,14 @@ def test_cli_and_inferencer_on_every_kind(tiny, inputs, capsys):
             assert np.array_equal(img, cli[0]), name
 
 
-def test_cli_options_and_inferencer_agree(tiny, inputs, capsys):
+def test_cli_options_and_inferencer_agree(tiny, inputs):
     sub = tiny['tmp'] / 'sub'
     sub.mkdir()
     for name in ('rgba.png', 'anim.gif'):
         (sub / name).write_bytes((inputs / name).read_bytes())
     out = tiny['tmp'] / 'opts'
     assert run_cli(tiny, sub, out, '--ext', 'webp', '--quality', '100', '--frames', 'all',
-                   '--alpha-upscale', 'iter') == 0
+                   '--alpha-upscale', 'iter').returncode == 0
     for name, frames in (('rgba', 1), ('anim', 3)):
         cli = read_picture(str(out / f'{name}.webp'), frames='all')
         assert len(cli.frames) == frames and cli.frames[0].shape == (24, 40, 3)
@@ -334,29 +330,23 @@ def test_cli_options_and_inferencer_agree(tiny, inputs, capsys):
     ref = np.round(ref[0].clamp(0, 1).mean(0).numpy() * 255)
     assert np.abs(np.asarray(Image.open(out / 'rgba.webp'))[..., 3] - ref).max() <= 1
     # a format without alpha: a clear warning; existing outputs are kept unless --overwrite
-    capsys.readouterr()
-    assert run_cli(tiny, sub / 'rgba.png', out, '--ext', 'jpg') == 0
-    assert 'warning: alpha dropped: JPEG cannot hold transparency' in capsys.readouterr().err
+    done = run_cli(tiny, sub / 'rgba.png', out, '--ext', 'jpg')
+    assert done.returncode == 0 and 'warning: alpha dropped: JPEG cannot hold transparency' in done.stderr
     _, notes = run_inferencer(tiny, sub / 'rgba.png', tiny['tmp'] / 'opts_api' / 'rgba.jpg')
     assert any('alpha dropped' in n for n in notes)
-    with pytest.raises(SystemExit, match='--overwrite'):
-        run_cli(tiny, sub / 'rgba.png', out, '--ext', 'jpg')
+    assert '--overwrite' in error_line(run_cli(tiny, sub / 'rgba.png', out, '--ext', 'jpg'))
     assert isinstance(read_picture(str(out / 'rgba.jpg')), Picture)
 
 
 def test_compare_sr_and_generate_lq_read_alike(inputs, tmp_path):
     """The data tools use the same reader: upright first frame, RGB (alpha ignored), the same pixels."""
-    tools = {}
-    for name in ('compare_sr', 'generate_lq'):
-        spec = importlib.util.spec_from_file_location(f'photo_io_{name}', ROOT / 'tools' / f'{name}.py')
-        tools[name] = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = tools[name]  # dataclasses resolve annotations through sys.modules
-        spec.loader.exec_module(tools[name])
+    from iter_mm.datasets.lq_pairs import read_rgb, write_png
+    from iter_mm.evaluation.sr_compare import read_image
     for name in ('exif6.jpg', 'rgba.png', 'grey16.png', 'cmyk.jpg', 'anim.gif'):
         ref = read_picture(str(inputs / name)).frames[0]
-        cmp = tools['compare_sr'].read_image(str(inputs / name)).permute(1, 2, 0).numpy()
-        lq = tools['generate_lq'].read_rgb(str(inputs / name))
+        cmp = read_image(str(inputs / name)).permute(1, 2, 0).numpy()
+        lq = read_rgb(str(inputs / name))
         assert np.array_equal(cmp, ref) and lq.shape == ref.shape and lq.dtype == np.uint8, name
         assert np.array_equal(lq, np.round(ref * 255)), name
-    tools['generate_lq'].write_png(str(tmp_path / 'x.png'), lq)
+    write_png(str(tmp_path / 'x.png'), lq)
     assert np.array_equal(np.asarray(Image.open(tmp_path / 'x.png')), lq)

@@ -1,7 +1,6 @@
 """The fast inference paths keep the outputs: fused oneDNN kernels, window-order token stream, lookups, subpixel
 upsampling, channels_last GroupNorm, chunked token sampling and the caches, each against the reference (plain
 PyTorch ops, ``reference_kernels``) or an independent formula; tokens identical, images within 1e-4."""
-import importlib.util
 import json
 import os
 
@@ -315,16 +314,8 @@ def test_bf16_restore_runs_e_l_in_fp32():
 
 
 # ----------------------------------------------------------------------------- benchmark FLOP count
-def _benchmark_tool():
-    path = os.path.join(os.path.dirname(__file__), '..', 'tools', 'benchmark_inference.py')
-    spec = importlib.util.spec_from_file_location('benchmark_inference', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_flop_count_sees_the_fused_kernels():
-    bench = _benchmark_tool()
+    from iter_mm.evaluation import benchmark as bench
     torch.manual_seed(14)
     layers = SwinLayers(8, 16, num_rstb=1, depth=2, window_size=4, num_heads=2, input_resolution=(8, 8)).eval()
     x = torch.randn(1, 8, 8, 8)
@@ -356,24 +347,21 @@ def test_fused_kernels_are_taken_without_autograd_only():
     torch.testing.assert_close(out, F.gelu(lin(x)))
 
 
-def test_benchmark_batches_images_of_one_size(capsys, one_thread, tmp_path):
-    """``--batch N``: one restore of N images per timed call; the JSON gives the batch latency and images/s
-    (printed, and written to ``--out``)."""
-    bench = _benchmark_tool()
+def test_benchmark_batches_images_of_one_size(one_thread):
+    """``batch=N``: one restore of N images per timed call; the result gives the batch latency and images/s."""
+    from iter_mm.errors import InvalidOptionError
+    from iter_mm.evaluation.inference_benchmark import InferenceBenchSettings, benchmark_inference
     cfg = os.path.join(os.path.dirname(__file__), '..', 'configs', 'iter', 'iter_x4_tiny.py')
-    args = ['--iter-config', cfg, '--size', '16', '--models', 'iter', '--repeats', '1', '--warmup', '0',
-            '--no-flops', '--steps', '2', '--alpha', '1.0']
-    assert bench.main(args + ['--batch', '3', '--profile', '5', '--out', str(tmp_path / 'b.json')]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert json.loads((tmp_path / 'b.json').read_text()) == out
+    common = dict(iter_config=cfg, size=16, models=['iter'], repeats=1, warmup=0, flops=False, steps=2, alpha=1.0)
+    out = json.loads(json.dumps(benchmark_inference(InferenceBenchSettings(batch=3, profile=5, **common))))
     it = out['models']['iter']
     assert out['batch'] == 3 and it['images_per_s'] == pytest.approx(3 / it['median_s'])
     prof = it['profile']  # one profiled call: the costliest ops, most first
     assert len(prof['top']) == 5 and prof['time_kind'] == 'cpu' and prof['ops'] > 100
     assert [t['self_ms'] for t in prof['top']] == sorted((t['self_ms'] for t in prof['top']), reverse=True)
     assert it['calls'] == dict(E_l=1, phi_e=2, phi_r=2, decoder=1)  # batched: one call per step for all three
-    with pytest.raises(SystemExit, match='--batch'):
-        bench.main(args + ['--batch', '0'])
+    with pytest.raises(InvalidOptionError, match='batch'):
+        benchmark_inference(InferenceBenchSettings(batch=0, **common))
 
 
 def test_benchmark_runs_iter_with_pytorch_only(tmp_path):
@@ -393,10 +381,11 @@ runpy.run_path({tool!r}, run_name='__main__')
     common = ['--size', '16', '--steps', '2', '--alpha', '1.0', '--repeats', '1', '--warmup', '0', '--no-flops',
               '--threads', '1']
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    done = subprocess.run([sys.executable, '-c', code, *common, '--models', 'iter', '--batch', '2'],
+    done = subprocess.run([sys.executable, '-c', code, *common, '--models', 'iter', '--batch', '2', '--out', 'b.json'],
                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout)
+    out = json.loads(done.stdout)  # stdout holds the JSON object, also written to --out
+    assert json.loads((tmp_path / 'b.json').read_text()) == out
     it = out['models']['iter']
     assert out['batch'] == 2 and it['params'] == 127321541  # the paper-scale x4 network
     assert it['calls'] == dict(E_l=1, phi_e=2, phi_r=2, decoder=1)

@@ -97,14 +97,10 @@ def test_final_model_super_resolves(pipeline, photos, tmp_path):
     lq.mkdir()
     cv2.imwrite(str(lq / 'small.png'), cv2.imread(str(photos / 'val' / '0.png'))[:20, :28])
     out = tmp_path / 'out'
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('pipeline_test_infer', ROOT / 'tools' / 'infer.py')
-    infer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(infer)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(ROOT)
-        assert infer.main([str(lq), '-c', TINY, '-w', str(pipeline['work'] / 'iter_x4_tiny' / 'weights.pth'),
-                           '-o', str(out), '--steps', '2']) == 0
+    from tool_runner import run_tool
+    done = run_tool('infer', lq, '-c', TINY, '-w', pipeline['work'] / 'iter_x4_tiny' / 'weights.pth', '-o', out,
+                    '--steps', '2', '--device', 'cpu', cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert cv2.imread(str(out / 'small.png')).shape == (80, 112, 3)
 
 

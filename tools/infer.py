@@ -12,8 +12,9 @@ grey stays grey, 16-bit PNG/TIFF stays 16-bit, alpha is upscaled apart (--alpha-
 written back where the format holds it; the ICC profile and EXIF are carried over (--to-srgb converts to sRGB
 instead); animations give their first frame (--frames all: every frame). Notes and warnings name the file.
 Unreadable files are reported and skipped; the exit status is then 1. Existing outputs are never replaced
-without --overwrite: the run stops before writing anything, or with --skip-existing restores only the missing ones. The checkpoint is an iter-mm one (MMEngine ``state_dict`` or an ITERNet state dict) or
-the authors' ITER_x{2,4}.pth (with --vqgan ITER_swinvqgan.pth when it lacks the VQGAN); it is loaded strictly.
+without --overwrite: the run stops before writing anything, or with --skip-existing restores only the missing
+ones. The checkpoint is an iter-mm one (MMEngine ``state_dict`` or an ITERNet state dict) or the authors'
+ITER_x{2,4}.pth (with --stage1-checkpoint ITER_swinvqgan.pth when it lacks the VQGAN); it is loaded strictly.
 Sampling options not given fall back to the config's ``model.test_cfg``.
 """
 from __future__ import annotations
@@ -23,7 +24,6 @@ import os.path as osp
 import secrets
 import sys
 import time
-from collections import Counter
 from typing import List, Optional
 
 import torch
@@ -64,7 +64,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('-c', '--config', required=True, help='model config (e.g. configs/iter/iter_x4_realsr.py)')
     p.add_argument('-w', '--checkpoint', required=True, help='iter-mm or official ITER checkpoint')
     p.add_argument('-o', '--out-dir', required=True, help='output folder (created if missing)')
-    p.add_argument('--stage1-checkpoint', '--vqgan', dest='vqgan', metavar='CKPT', help='official ITER_swinvqgan.pth, '
+    p.add_argument('--stage1-checkpoint', '--vqgan', dest='stage1_checkpoint', metavar='CKPT', help='official ITER_swinvqgan.pth, '
                    'for official ITER checkpoints without vqgan.* (--vqgan: its deprecated name)')
     p.add_argument('--unsafe-load', action='store_true',
                    help='allow pickled objects in the checkpoint (full MMEngine training checkpoints); '
@@ -106,23 +106,16 @@ def restore_options(args: argparse.Namespace) -> dict:
 
 
 def tiling_warnings(opts: RestoreOptions, multiple: int) -> List[str]:
-    """Warnings for tiling options that ``restore_image`` adjusts silently or that make a run very slow.
-
-    Its rule (``iter_mm/models/inference.py``): tiles lie on the network's grid of ``multiple`` LQ pixels (the
-    tile rounded down, at least one cell), the overlap is rounded up to that grid and capped at tile - multiple,
-    and at most ``max_pixels`` LQ pixels go into one network call. Each call runs every refinement step on its
-    tiles, and each tile sees nothing beyond its own border, so tiles of fewer than MIN_TILE_CELLS cells a side
-    cost many calls (re-running the overlaps) for little context.
-    """
-    from iter_mm.utils.tiling import auto_tile_size, tile_starts
-    if opts.tile is not None:
-        asked, tile = f'--tile {opts.tile}', max(multiple, opts.tile // multiple * multiple)
-    elif opts.max_pixels is not None:
-        asked, tile = f'--max-pixels {opts.max_pixels}', auto_tile_size(opts.max_pixels, multiple)
-    else:
+    """Warnings for tiling options that restoration adjusts (``iter_mm.utils.tiling.planned_tiles``: tiles on the
+    network's grid of ``multiple`` LQ pixels) or that make a run very slow (tiles of fewer than MIN_TILE_CELLS
+    cells a side: many network calls for little context)."""
+    from iter_mm.utils.tiling import planned_tiles, tile_starts
+    plan = planned_tiles(opts.tile, opts.tile_overlap, opts.max_pixels, multiple)
+    if plan is None:
         return []
+    tile, overlap = plan
+    asked = f'--tile {opts.tile}' if opts.tile is not None else f'--max-pixels {opts.max_pixels}'
     out = []
-    overlap = min(-(-opts.tile_overlap // multiple) * multiple, tile - multiple)
     if overlap < opts.tile_overlap:
         out.append(f'--tile-overlap {opts.tile_overlap} is capped to {overlap}: tiles are {tile} LQ px ({asked}, '
                    f"on the network's {multiple}-px grid) and must advance by at least {multiple} px")
@@ -138,110 +131,67 @@ def tiling_warnings(opts: RestoreOptions, multiple: int) -> List[str]:
     return out
 
 
-def build_model(config: str, checkpoint: str, device: torch.device, vqgan: Optional[str] = None,
-                unsafe_load: bool = False):
-    """The model of ``config`` with ``checkpoint`` loaded strictly (``iter_mm.apis.init_model``)."""
-    from iter_mm.apis.model_loader import init_model
-    model = init_model(config, checkpoint, device=device, vqgan=vqgan, allow_pickle=unsafe_load)
-    if not callable(getattr(model, 'restore', None)):
-        raise SystemExit(f'{config}: model {type(model).__name__} has no restore(); use an ITER config')
-    return model
-
-
 def run(args: argparse.Namespace) -> int:
-    from iter_mm.utils.image_io import ImageReadError, list_images, read_picture, write_picture
-    from iter_mm.utils.photo_sr import output_name, super_resolve_picture
+    from iter_mm.apis.restore_files import load_restorer, plan_outputs, resolve_device, restore_file
+    from iter_mm.errors import OutputExistsError
+    from iter_mm.utils.image_files import list_images
 
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise SystemExit(f'--device {args.device!r}: {err}') from err
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('--device cuda: CUDA is not available; use --device cpu')
+    device = resolve_device(args.device)
     if device.type == 'cpu' and args.dtype in ('fp16', 'float16'):
         print('note: fp16 autocast on CPU is slow and lossy; bf16 or fp32 are preferred', file=sys.stderr)
     try:
-        paths = list_images(args.inputs)
-    except FileNotFoundError as err:
-        raise SystemExit(str(err)) from err
-    names = Counter(output_name(p, args.ext) for p in paths)
-    dups = sorted(n for n, c in names.items() if c > 1)
-    if dups:
-        raise SystemExit(f'several inputs share the output name(s) {dups[:5]}; run them into separate folders')
-    outputs = [osp.join(args.out_dir, output_name(p, args.ext)) for p in paths]
-    same = [p for p, o in zip(paths, outputs) if osp.abspath(p) == osp.abspath(o)]
-    if same:
-        raise SystemExit(f'output would replace its own input: {same[:3]}; choose another --out-dir')
-    existing = [o for o in outputs if osp.exists(o)]
-    if existing and args.skip_existing:
-        print(f'{len(existing)} existing output(s) kept', file=sys.stderr)
-        todo = [(p, o) for p, o in zip(paths, outputs) if not osp.exists(o)]
-        paths, outputs = [p for p, _ in todo], [o for _, o in todo]
-        if not paths:
+        plan = plan_outputs(list_images(args.inputs), args.out_dir, args.ext, args.overwrite, args.skip_existing)
+    except OutputExistsError as err:
+        raise SystemExit(f'error: {err}; pass --overwrite to replace them or --skip-existing to restore only the '
+                         'missing ones') from None
+    if plan.kept:
+        print(f'{plan.kept} existing output(s) kept', file=sys.stderr)
+        if not plan.todo:
             print(f'0/0 image(s) written to {args.out_dir}: every output exists')
             return 0
-    elif existing and not args.overwrite:
-        raise SystemExit(f'{len(existing)} output file(s) exist, e.g. {existing[:3]}; pass --overwrite to replace '
-                         'them or --skip-existing to restore only the missing ones')
-
-    try:
-        model = build_model(args.config, args.checkpoint, device, args.vqgan, args.unsafe_load)
-    except (FileNotFoundError, RuntimeError, ValueError) as err:
-        from iter_mm.errors import cli_message
-        raise SystemExit(cli_message(err, FLAGS)) from err
+    model = load_restorer(args.config, args.checkpoint, device, args.stage1_checkpoint, args.unsafe_load)
     opts = restore_options(args)
     for msg in tiling_warnings(model.options(**opts), int(model.generator.lq_pad_multiple)):
         print(f'warning: {msg}', file=sys.stderr)
     log = not sys.stdout.isatty()  # redirected: one line per finished image (the bar is for terminals)
-    try:
-        from tqdm import tqdm
-        progress = tqdm(total=len(paths), unit='img', desc='ITER', file=sys.stderr, dynamic_ncols=True,
-                        disable=None)  # a bar on terminals only
-    except ImportError:  # pragma: no cover - tqdm ships with the environment
-        progress = None
-    say = ((lambda msg: progress.write(msg, file=sys.stderr)) if progress is not None
-           else (lambda msg: print(msg, file=sys.stderr)))
+    from tqdm import tqdm
+    progress = tqdm(total=len(plan.todo), unit='img', desc='ITER', file=sys.stderr, dynamic_ncols=True,
+                    disable=None)  # a bar on terminals only
 
-    drawn = args.seed == 'none'  # a seed drawn for each image, and said, so a result can be made again
-    image_opts = dict(opts)
-
-    def restore(lq: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return model.restore(lq.to(device), **image_opts).float()
+    def say(msg: str) -> None:
+        progress.write(msg, file=sys.stderr)
 
     failed = []
-    for k, (path, out_path) in enumerate(zip(paths, outputs), 1):
+    for k, (path, out_path) in enumerate(plan.todo, 1):
         try:
             t0 = time.perf_counter()
-            if drawn:
-                image_opts['seed'] = secrets.randbits(62)
-                say(f'{path}: seed {image_opts["seed"]} (--seed {image_opts["seed"]} makes this result again)')
-            pic = read_picture(path, frames=args.frames, to_srgb=args.to_srgb)
-            for note in pic.info.notes:
+            if args.seed == 'none':  # a seed drawn for each image, and said, so a result can be made again
+                opts['seed'] = secrets.randbits(62)
+                say(f'{path}: seed {opts["seed"]} (--seed {opts["seed"]} makes this result again)')
+            res = restore_file(model, path, out_path, opts, args.frames, args.to_srgb, args.alpha_upscale,
+                               args.quality)
+            for note in res.read_notes:
                 say(f'{path}: {note}')
-            sr = super_resolve_picture(pic, restore, args.alpha_upscale)
-            for note in write_picture(out_path, sr, args.quality)[1]:
+            for note in res.write_notes:
                 say(f'{out_path}: {note}')
             if log:
-                (h, w), (sh, sw) = pic.frames[0].shape[:2], sr.frames[0].shape[:2]
-                print(f'[{k}/{len(paths)}] {path}: {w}x{h} -> {sw}x{sh}, {time.perf_counter() - t0:.1f} s',
+                (w, h), (sw, sh) = res.in_size, res.out_size
+                print(f'[{k}/{len(plan.todo)}] {path}: {w}x{h} -> {sw}x{sh}, {time.perf_counter() - t0:.1f} s',
                       flush=True)
-        except (ImageReadError, ValueError, RuntimeError, OSError) as err:
+        except (ValueError, RuntimeError, OSError) as err:  # ImageReadError is a ValueError
             failed.append(path)
             msg = str(err)
             say(f'error: {msg}' if msg.startswith(path) else f'error: {path}: {msg}')
-        if progress is not None:
-            progress.update(1)
-    if progress is not None:
-        progress.close()
-    done = len(paths) - len(failed)
-    print(f'{done}/{len(paths)} image(s) written to {args.out_dir}'
+        progress.update(1)
+    progress.close()
+    done = len(plan.todo) - len(failed)
+    print(f'{done}/{len(plan.todo)} image(s) written to {args.out_dir}'
           + (f'; {len(failed)} failed: {failed[:5]}' if failed else ''))
     return 1 if failed else 0
 
 
 #: this tool's option for each library argument a refusal may name
-FLAGS = dict(checkpoint='-w/--checkpoint', vqgan='--vqgan', allow_pickle='--unsafe-load', frames='--frames')
+FLAGS = dict(checkpoint='-w/--checkpoint', stage1_checkpoint='--stage1-checkpoint', allow_pickle='--unsafe-load', frames='--frames')
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -251,7 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with quiet_tool(args.verbose):  # results and real problems only, as 'error: ...' (exit status 1)
         try:
             return run(args)
-        except ITERError as err:
+        except (ITERError, FileNotFoundError, RuntimeError, ValueError) as err:  # one line, exit status 1
             raise SystemExit(cli_message(err, FLAGS)) from None
         except SystemExit as stop:  # this tool's own refusals; exit codes (argparse's 2) pass unchanged
             if isinstance(stop.code, str) and not stop.code.startswith('error:'):

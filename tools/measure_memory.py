@@ -17,71 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
 
 if __package__ in (None, ''):  # run as a script from anywhere
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _maxrss() -> int:
-    """Peak RSS of this process in bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _rss() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-def measure_one(size: int, scale: int, steps: int, dtype: str, threads: int) -> dict:
-    import torch
-
-    from iter_mm.models.archs import ITERNet
-    from iter_mm.models.inference import restore_image
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    net = ITERNet(scale=scale).eval()
-    lq = torch.rand(1, 3, size, size)
-    built = _rss()
-    built_peak = _maxrss()
-    rises: dict = {}
-
-    def hooks(name, module):
-        state = {}
-
-        def pre(_m, _a):
-            state['before'] = _maxrss()
-            state['rss'] = _rss()
-
-        def post(_m, _a, _o):
-            rise = _maxrss() - state['before']
-            cur = rises.setdefault(name, dict(calls=0, max_rise_mb=0.0, rss_in_mb=0.0))
-            cur['calls'] += 1
-            cur['max_rise_mb'] = max(cur['max_rise_mb'], rise / 2 ** 20)
-            cur['rss_in_mb'] = max(cur['rss_in_mb'], state['rss'] / 2 ** 20)
-        module.register_forward_pre_hook(pre)
-        module.register_forward_hook(post)
-
-    for name in ('lq_encoder', 'evaluator', 'refiner'):
-        hooks(name, getattr(net, name))
-    hooks('decoder', net.vqgan.decoder)
-    for k, blk in enumerate(net.vqgan.decoder.blocks):
-        hooks(f'decoder.blocks.{k}.{type(blk).__name__}', blk)
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        out = restore_image(net, lq, alpha=1.0, steps=steps, max_pixels=None, tile=None, dtype=dtype)
-    wall = time.perf_counter() - t0
-    peak = _maxrss()
-    return dict(size=size, scale=scale, steps=steps, dtype=dtype, threads=torch.get_num_threads(),
-                out_shape=list(out.shape), wall_s=round(wall, 1), rss_after_build_mb=round(built / 2 ** 20),
-                peak_before_call_mb=round(built_peak / 2 ** 20), peak_rss_mb=round(peak / 2 ** 20),
-                call_mb=round((peak - built) / 2 ** 20),
-                call_kb_per_lq_pixel=round((peak - built) / size ** 2 / 1024, 1),
-                parts={k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in rises.items()})
 
 
 def main(argv=None) -> int:
@@ -95,7 +35,8 @@ def main(argv=None) -> int:
     p.add_argument('--one', action='store_true', help=argparse.SUPPRESS)  # the child process
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(measure_one(args.sizes[0], args.scale, args.steps, args.dtype, args.threads)))
+        from iter_mm.evaluation.inference_benchmark import measure_restore_memory
+        print(json.dumps(measure_restore_memory(args.sizes[0], args.scale, args.steps, args.dtype, args.threads)))
         return 0
     rows = []
     for size in args.sizes:

@@ -169,12 +169,11 @@ def _zoo_default_config(config: str) -> str:
     """Our registered default config for the path ``MMagicInferencer`` makes of it when no ``model_config`` is
     given (it looks for the config inside mmagic's package); any other path is returned unchanged, so a path that
     does not exist is reported by ``load_config`` instead of being replaced."""
-    from mmagic.apis import mmagic_inferencer
-    here = osp.dirname(mmagic_inferencer.__file__)
+    from .mmagic_models import zoo_config_candidates
     for name in ITER_MODEL_NAMES:
         ours = _default_config(name)
         rel = ours[ours.find('configs'):]  # as MMagicInferencer._get_inferencer_kwargs cuts it
-        for zoo in (osp.join(here, '..', '..', rel), osp.join(here, '..', '.mim', rel)):
+        for zoo in zoo_config_candidates(rel):
             if osp.normpath(config) == osp.normpath(zoo):
                 return ours
     return config

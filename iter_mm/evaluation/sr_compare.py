@@ -1,21 +1,265 @@
-"""Helpers of ``tools/compare_sr.py``: peak memory of a call, metric scoring, side-by-side crops, the summary.
+"""Compare super-resolution models on one folder of images: metrics, seconds per image, peak memory, crops.
 
-Kept apart from the command-line tool (arguments, model building, the loop) so that each stays readable.
+:class:`SRComparison` runs functions ``lq -> sr`` (:func:`iter_mm.apis.mmagic_models.build_sr_function`) on the
+images of a folder and writes ``results.csv`` (one row per model and image), ``summary.md`` (mean of each metric,
+seconds per image, peak memory per model), ``crops/<image>.png`` (side-by-side crops: LQ, each model, GT) and
+optionally ``images/<model>/<image>.png``. Outputs are rounded to 8 bit (as saved images) before the metrics.
+``tools/compare_sr.py`` is its command line.
 """
 from __future__ import annotations
 
+import ast
+import csv
 import os
+import os.path as osp
+import re
 import threading
+import time
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InvalidOptionError
+from ..errors import InvalidInputError, InvalidOptionError, MissingDataError, OutputExistsError
+from ..utils.image_files import folder_images
+from .benchmark import rss_bytes
 
-__all__ = ['PeakMemory', 'build_metrics', 'score', 'match_gt', 'write_summary', 'to_uint8', 'side_by_side']
+__all__ = ['ModelSpec', 'parse_model', 'parse_literal', 'parse_restore_opts', 'read_image', 'center_crop',
+           'SRComparison', 'PeakMemory', 'build_metrics', 'score', 'match_gt', 'write_summary', 'to_uint8',
+           'side_by_side', 'OUT_FILES']
+
+#: what a comparison writes into its output folder
+OUT_FILES = ('results.csv', 'summary.md', 'crops', 'images')
+
+
+@dataclass
+class ModelSpec:
+    """A model to compare: its name, config ('bicubic', a file or a zoo name), checkpoint, config overrides."""
+    name: str
+    config: str
+    checkpoint: Optional[str] = None
+    cfg_options: Dict[str, object] = field(default_factory=dict)
+
+
+def parse_model(text: str) -> ModelSpec:
+    """'NAME=CONFIG[:CHECKPOINT]' -> :class:`ModelSpec` ('none' as checkpoint = random weights).
+
+    CONFIG may carry a scope prefix (``mmagic::x.py``, ``iter::x.py``), whose '::' is not a separator; the
+    checkpoint starts after the first ':' that follows the config's '.py' (else after the first ':'), so a
+    checkpoint path may itself contain ':'. Raises :class:`InvalidOptionError` for other text.
+    """
+    bad = InvalidOptionError(f"a model is NAME=CONFIG[:CHECKPOINT], got '{text}'")
+    if '=' not in text:
+        raise bad
+    name, rest = text.split('=', 1)
+    scope, body = re.match(r'([A-Za-z_]\w*::)?(.*)$', rest, re.S).groups()
+    cut = body.find('.py:')
+    config, ckpt = (body[:cut + 3], body[cut + 4:]) if cut >= 0 else body.partition(':')[::2]
+    config = (scope or '') + config
+    if not name or not config or config.endswith('::'):
+        raise bad
+    return ModelSpec(name, config, None if ckpt in (None, '', 'none') else ckpt)
+
+
+def parse_literal(value: str):
+    """A Python literal ('0.5', 'None', '[1, 2]'), else the text itself."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def parse_restore_opts(items: Sequence[str]) -> Dict[str, object]:
+    """'KEY=VALUE' texts -> ``RestoreOptions`` overrides, checked by its rules before any model is built.
+
+    Raises:
+        InvalidOptionError: Not KEY=VALUE, an unknown name or a value ``RestoreOptions`` refuses.
+    """
+    from ..models.options import RestoreOptions
+    opts = {}
+    for kv in items:
+        if '=' not in kv:
+            raise InvalidOptionError(f"expected KEY=VALUE, got '{kv}'")
+        opts[kv.split('=', 1)[0]] = parse_literal(kv.split('=', 1)[1])
+    try:
+        RestoreOptions.check_names(opts, 'restore options')
+        RestoreOptions(**opts)
+    except (TypeError, ValueError) as err:
+        raise InvalidOptionError(str(err)) from None
+    return opts
+
+
+def read_image(path: str) -> Tensor:
+    """Any image file -> (3, H, W) float RGB in [0, 1], upright, first frame, alpha ignored
+    (``iter_mm.utils.image_io``: grey replicated, 16 bit scaled, palette and CMYK converted)."""
+    from ..utils.image_io import read_image as read_rgb
+    img, _ = read_rgb(path)
+    if min(img.shape[:2]) < 2:
+        raise InvalidInputError(f'{path}: image of {img.shape[1]}x{img.shape[0]} pixels is too small to upscale')
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def center_crop(img: Tensor, size: int, scale: int = 1, like: Optional[Tensor] = None) -> Tensor:
+    """Centre crop to at most ``size`` px a side; with ``like`` (the LQ), the region ``scale`` x the LQ's crop,
+    so that LQ and GT crops stay aligned."""
+    h, w = (like if like is not None else img).shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[..., top * scale:(top + size) * scale, left * scale:(left + size) * scale]
+
+
+class SRComparison:
+    """The images of one folder (and their GT), compared across models into one output folder.
+
+    Args:
+        input_dir (str): Folder of LQ images.
+        out_dir (str): Output folder (new or empty of earlier results unless ``overwrite``).
+        scale (int): Upscaling factor. Default: 4.
+        gt_dir (str, optional): Folder of GT images with the same file stems. Default: None.
+        overwrite (bool): Replace earlier results in ``out_dir``. Default: False.
+        max_input_size (int): Centre-crop inputs to at most this many LQ pixels a side (0: whole). Default: 0.
+        crop_images (list[str], optional): Images for side-by-side crops (None: the first 2). Default: None.
+        crop_size (int): Side of the crops in output pixels. Default: 128.
+        crop_boxes (dict, optional): Image name -> (x, y) top-left corner of its crop (default: centre).
+        save_images (bool): Also write every output image. Default: False.
+
+    Raises:
+        OutputExistsError: ``out_dir`` holds results and ``overwrite`` is False.
+        MissingDataError: A folder is missing or holds no image.
+        InvalidOptionError: A crop image is not in ``input_dir``.
+    """
+
+    def __init__(self, input_dir: str, out_dir: str, scale: int = 4, gt_dir: Optional[str] = None,
+                 overwrite: bool = False, max_input_size: int = 0, crop_images: Optional[List[str]] = None,
+                 crop_size: int = 128, crop_boxes: Optional[Dict[str, Tuple[int, int]]] = None,
+                 save_images: bool = False) -> None:
+        if osp.isdir(out_dir) and any(osp.exists(osp.join(out_dir, f)) for f in OUT_FILES) and not overwrite:
+            raise OutputExistsError(f'{out_dir} already holds results ({", ".join(OUT_FILES)})')
+        if gt_dir and not osp.isdir(gt_dir):
+            raise MissingDataError(f'GT folder {gt_dir} does not exist')
+        self.files = folder_images(input_dir, 'input folder')
+        self.gt_files = {osp.splitext(f)[0]: f for f in folder_images(gt_dir, 'GT folder')} if gt_dir else {}
+        for c in crop_images or []:
+            if c not in self.files:
+                raise InvalidOptionError(f"crop image '{c}' is not in {input_dir}")
+        self.input_dir, self.out_dir, self.scale, self.gt_dir = input_dir, out_dir, scale, gt_dir
+        self.max_input_size, self.crop_images, self.crop_size = max_input_size, crop_images, crop_size
+        self.crop_boxes, self.save_images = crop_boxes or {}, save_images
+
+    def load(self) -> List[Tuple[str, Tensor, Optional[Tensor]]]:
+        """(name, LQ, GT or None) of every readable image; unreadable ones are skipped with a warning.
+
+        Raises:
+            MissingDataError: No image is readable.
+        """
+        images = []
+        for f in self.files:
+            try:
+                lq = read_image(osp.join(self.input_dir, f))
+            except ValueError as err:
+                warnings.warn(f'skipping {f}: {err}')
+                continue
+            full_lq, gt, stem = lq, None, osp.splitext(f)[0]
+            if self.max_input_size:
+                lq = center_crop(lq, self.max_input_size)
+            if self.gt_dir:
+                if stem not in self.gt_files:
+                    warnings.warn(f'no GT for {f} in {self.gt_dir}; full-reference metrics are NaN for it')
+                else:
+                    gt = read_image(osp.join(self.gt_dir, self.gt_files[stem]))
+                    if self.max_input_size:
+                        gt = center_crop(gt, self.max_input_size, self.scale, like=full_lq)
+            images.append((f, lq, gt))
+        if not images:
+            raise MissingDataError(f'no readable image in {self.input_dir}')
+        return images
+
+    def run(self, models: Dict[str, Callable[[Tensor], Tensor]], metrics: dict, device: str = 'cpu',
+            note: str = '', progress: Optional[Callable[[], None]] = None) -> str:
+        """Run every model on every image, write the outputs, return the summary (Markdown).
+
+        Args:
+            models (dict): Name -> function (1, 3, h, w) -> (1, 3, h*s, w*s), in [0, 1].
+            metrics (dict): Column name -> metric (:func:`build_metrics`).
+            device (str): Where the inputs go. Default: 'cpu'.
+            note (str): Added to the summary's description of the run. Default: ''.
+            progress (callable, optional): Called after each model and image. Default: None.
+        """
+        images = self.load()
+        os.makedirs(osp.join(self.out_dir, 'crops'), exist_ok=True)
+        crop_images = [f for f, _, _ in images][:2] if self.crop_images is None else self.crop_images
+        crops: Dict[str, List[Tuple[str, Tensor]]] = {c: [] for c in crop_images}
+        rows: List[dict] = []
+        with torch.no_grad():
+            for mname, fn in models.items():
+                self._warm_up(mname, fn, images[0][1], device)
+                for f, lq, gt in images:
+                    row, sr = self._one(mname, fn, f, lq, gt, metrics, device)
+                    rows.append(row)
+                    if f in crops:
+                        crops[f].append((mname, sr))
+                    if progress is not None:
+                        progress()
+        for f, lq, gt in images:
+            if crops.get(f):
+                self._write_crop(f, lq, gt, crops[f])
+        cols = ['model', 'image', 'width', 'height'] + list(metrics) + ['seconds', 'peak_mib']
+        with open(osp.join(self.out_dir, 'results.csv'), 'w', newline='') as fh:
+            writer = csv.DictWriter(fh, fieldnames=cols)
+            writer.writeheader()
+            writer.writerows(rows)
+        meta = (f'{len(images)} images from `{self.input_dir}`' + (f', GT `{self.gt_dir}`' if self.gt_dir else '') +
+                f', x{self.scale}, device {device}, {torch.get_num_threads()} threads' +
+                (f', inputs centre-cropped to {self.max_input_size} px' if self.max_input_size else '') + note + '.')
+        path = osp.join(self.out_dir, 'summary.md')
+        write_summary(path, rows, list(models), list(metrics), meta)
+        with open(path) as f:
+            return f.read()
+
+    def _warm_up(self, name: str, fn: Callable[[Tensor], Tensor], lq: Tensor, device: str) -> None:
+        """One call on a 32-px crop (allocator, kernels) that also checks the output size."""
+        probe = center_crop(lq, 32)[None].to(device)
+        out = fn(probe)
+        if tuple(out.shape[-2:]) != (probe.shape[-2] * self.scale, probe.shape[-1] * self.scale):
+            raise InvalidOptionError(f"model '{name}' turned {tuple(probe.shape[-2:])} into "
+                                     f'{tuple(out.shape[-2:])}, not x{self.scale}')
+
+    def _one(self, mname: str, fn, f: str, lq: Tensor, gt: Optional[Tensor], metrics: dict,
+             device: str) -> Tuple[dict, Tensor]:
+        x = lq[None].to(device)
+        with PeakMemory(device) as mem:
+            t0 = time.perf_counter()
+            sr = fn(x)
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+        sr = ((sr[0].float().cpu().clamp(0, 1) * 255.).round() / 255.)  # as a saved 8-bit image
+        row = {'model': mname, 'image': f, 'seconds': seconds, 'peak_mib': mem.peak_mib,
+               'width': sr.shape[-1], 'height': sr.shape[-2]}
+        sr_m, gt_m = (match_gt(sr, gt, self.scale, f) if gt is not None else (sr, None))
+        for k, metric in metrics.items():
+            row[k] = score(metric, sr_m, gt_m) if (gt_m is not None or not metric.full_ref) else float('nan')
+        if self.save_images:
+            from ..utils.image_io import write_image
+            write_image(osp.join(self.out_dir, 'images', mname, osp.splitext(f)[0] + '.png'),
+                        sr.permute(1, 2, 0).numpy())
+        return row, sr
+
+    def _write_crop(self, f: str, lq: Tensor, gt: Optional[Tensor], outputs: List[Tuple[str, Tensor]]) -> None:
+        import cv2
+        h, w = outputs[0][1].shape[-2:]
+        size = min(self.crop_size, h, w)
+        x0, y0 = self.crop_boxes.get(f, ((w - size) // 2, (h - size) // 2))
+        x0, y0 = min(max(0, x0), w - size), min(max(0, y0), h - size)
+        up = F.interpolate(lq[None], size=(lq.shape[-2] * self.scale, lq.shape[-1] * self.scale),
+                           mode='nearest')[0]
+        panels = [('LQ', up)] + outputs + ([('GT', gt)] if gt is not None else [])
+        tiles = [(label, to_uint8(img[:, y0:y0 + size, x0:x0 + size])) for label, img in panels
+                 if img.shape[-2] >= y0 + size and img.shape[-1] >= x0 + size]
+        cv2.imwrite(osp.join(self.out_dir, 'crops', osp.splitext(f)[0] + '.png'), side_by_side(tiles))
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
@@ -43,17 +287,13 @@ class PeakMemory:
         self.cuda = torch.device(device).type == 'cuda'
         self.peak_mib = 0.
 
-    def _rss(self) -> int:
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
     def __enter__(self) -> 'PeakMemory':
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
         else:
-            self._base = self._peak = self._rss()
+            self._base = self._peak = rss_bytes()
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -61,7 +301,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.002):
-            self._peak = max(self._peak, self._rss())
+            self._peak = max(self._peak, rss_bytes())
 
     def __exit__(self, *exc) -> None:
         if self.cuda:
@@ -70,7 +310,7 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self.peak_mib = (max(self._peak, self._rss()) - self._base) / 2**20
+            self.peak_mib = (max(self._peak, rss_bytes()) - self._base) / 2**20
 
 
 def build_metrics(names: Sequence[str], crop_border: int, weight_files: Dict[str, str], has_gt: bool):
@@ -95,6 +335,7 @@ def build_metrics(names: Sequence[str], crop_border: int, weight_files: Dict[str
 
 
 def score(metric, pred: Tensor, gt: Optional[Tensor]) -> float:
+    """The metric of one image (NaN with a warning where it cannot be computed)."""
     sample = {'output': {'pred_img': pred}}
     if gt is not None:
         sample['gt_img'] = gt

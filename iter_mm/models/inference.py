@@ -11,7 +11,7 @@ from torch import Tensor
 from ..errors import InvalidInputError, InvalidOptionError
 from ..utils.color import color_correction as _color_correction
 from ..utils.padding import crop_to, pad_to_multiple, padded_apply
-from ..utils.tiling import auto_tile_size, cpu_max_pixels, model_width_factor, tiled_apply
+from ..utils.tiling import auto_tile_size, cpu_max_pixels, grid_tiles, model_width_factor, tiled_apply
 from .options import RestoreOptions
 from .sampling import RefineResult, adaptive_refine, derive_seeds, resolve_seed
 
@@ -109,8 +109,7 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
                     torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(RefineResult)})
             out = torch.cat([p.image for p in parts]).float()
         else:  # tiles on the grid of lq_pad_multiple, so that no tile needs padding of its own
-            tile = max(multiple, tile // multiple * multiple)
-            overlap = min(-(-tile_overlap // multiple) * multiple, tile - multiple)  # at least tile_overlap
+            tile, overlap = grid_tiles(tile, tile_overlap, multiple)
             padded, _ = pad_to_multiple(lq, multiple)
             th, tw = min(tile, padded.shape[-2]), min(tile, padded.shape[-1])
             per_call = 1 if max_pixels is None else max(1, max_pixels // (th * tw))

@@ -7,7 +7,6 @@ Pixels come from Pillow, except 16-bit PNG/TIFF files, which Pillow would cut to
 """
 import functools
 import io
-import os
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple
 
@@ -16,10 +15,10 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from ..errors import InvalidInputError, InvalidOptionError, MissingDataError
+from .image_files import IMAGE_EXTENSIONS, list_images  # noqa: F401  (re-exported: the one image listing)
 from .image_write import write_image, write_picture  # noqa: F401  (re-exported: one place to import I/O from)
 from .picture import ORIENTATION_TAG, ImageInfo, Picture  # noqa: F401  (re-exported)
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.gif')
 FLOAT_TOLERANCE = 1e-6  # float array pixels may exceed [0, 1] by this much (rounding); clipped
 GREY_MODES = ('1', 'L', 'LA', 'La', 'I', 'F', 'I;16', 'I;16L', 'I;16B', 'I;16N')
 
@@ -230,20 +229,4 @@ def read_image(path: str) -> 'tuple[np.ndarray, ImageInfo]':
     pic = read_picture(path)
     return pic.frames[0], pic.info
 
-
-def list_images(inputs: Sequence[str]) -> List[str]:
-    """Expand files and folders (non-recursive, sorted) into image paths; a missing path is an error."""
-    paths: List[str] = []
-    for item in inputs:
-        if osp.isdir(item):
-            found = sorted(osp.join(item, f) for f in os.listdir(item)
-                           if f.lower().endswith(IMAGE_EXTENSIONS))
-            if not found:
-                raise MissingDataError(f'{item}: folder holds no images ({", ".join(IMAGE_EXTENSIONS)})')
-            paths += found
-        elif osp.isfile(item):
-            paths.append(item)
-        else:
-            raise MissingDataError(f'{item}: no such file or folder')
-    return paths
 

@@ -18,7 +18,8 @@ from torch import Tensor
 
 from ..errors import InvalidOptionError
 
-__all__ = ['tile_starts', 'ramp_weight', 'auto_tile_size', 'tiled_apply', 'CALL_BYTES_PER_HR_PIXEL',
+__all__ = ['tile_starts', 'ramp_weight', 'auto_tile_size', 'grid_tiles', 'planned_tiles', 'tiled_apply',
+           'CALL_BYTES_PER_HR_PIXEL',
            'IMAGE_BYTES_PER_HR_PIXEL', 'MEMORY_SHARE', 'MIN_MEMORY_TILE', 'MemoryTilingNote', 'host_memory_bytes',
            'model_width_factor', 'call_bytes_per_lq_pixel', 'memory_max_pixels', 'cpu_max_pixels']
 
@@ -102,6 +103,26 @@ def auto_tile_size(max_pixels: int, multiple: int = 1) -> int:
     """
     side = math.isqrt(max(int(max_pixels), 1))
     return max(multiple, side // multiple * multiple)
+
+
+def grid_tiles(tile: int, overlap: int, multiple: int) -> 'tuple[int, int]':
+    """Tile side and overlap on the network's grid of ``multiple`` LQ pixels, so that no tile needs padding.
+
+    The tile is rounded down to the grid (at least one cell); the overlap is rounded up to the grid (at least
+    ``overlap``) and capped at tile - multiple, so that tiles advance by at least one cell.
+    """
+    tile = max(multiple, tile // multiple * multiple)
+    return tile, min(-(-overlap // multiple) * multiple, tile - multiple)
+
+
+def planned_tiles(tile: Optional[int], overlap: int, max_pixels: Optional[int],
+                  multiple: int) -> Optional['tuple[int, int]']:
+    """The (tile, overlap) that restoration uses for images larger than one tile: the given ``tile``, else the
+    largest that fits ``max_pixels`` (:func:`auto_tile_size`), on the grid (:func:`grid_tiles`); None when
+    neither is given (no tiling)."""
+    if tile is None and max_pixels is None:
+        return None
+    return grid_tiles(tile if tile is not None else auto_tile_size(max_pixels, multiple), overlap, multiple)
 
 
 def tiled_apply(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, scale: int, tile: int, overlap: int = 16,
