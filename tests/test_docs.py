@@ -1,5 +1,6 @@
 """The documentation stays true to the repository: links resolve, the tool flags it shows exist, the front page stays
 short, and nothing points at files outside the repository."""
+
 import functools
 import os
 import re
@@ -12,8 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([ROOT / 'README.md', ROOT / 'configs' / 'iter' / 'README.md', *(ROOT / 'docs').glob('*.md')])
 # front ends whose flags are those of another tool (they pass them on)
-PASSES_ON = {'dist_train.sh': 'train.py', 'slurm_train.sh': 'train.py', 'dist_test.sh': 'test.py',
-             'slurm_test.sh': 'test.py'}
+PASSES_ON = {
+    'dist_train.sh': 'train.py',
+    'slurm_train.sh': 'train.py',
+    'dist_test.sh': 'test.py',
+    'slurm_test.sh': 'test.py',
+}
 
 
 def _rel(path: Path) -> str:
@@ -87,6 +92,18 @@ def test_relative_links_resolve(page):
     assert not broken, f'{_rel(page)}: ' + '; '.join(broken)
 
 
+def test_metafile_lists_every_shipped_config():
+    import yaml
+
+    index = yaml.safe_load((ROOT / 'model-index.yml').read_text())
+    assert index['Import'] == ['configs/iter/metafile.yml']
+    meta = yaml.safe_load((ROOT / 'configs' / 'iter' / 'metafile.yml').read_text())
+    listed = [m['Config'] for m in meta['Models']]
+    assert sorted(listed) == sorted(f'configs/iter/{p.name}' for p in (ROOT / 'configs' / 'iter').glob('*.py'))
+    assert len({m['Name'] for m in meta['Models']}) == len(listed)
+    assert (ROOT / meta['Collections'][0]['README']).is_file()
+
+
 def test_front_page_is_short_and_has_citation_and_licences():
     text = (ROOT / 'README.md').read_text(encoding='utf-8')
     assert len(text.splitlines()) <= 210
@@ -103,7 +120,7 @@ def _commands(page: Path):
         snippets += block.replace('\\\n', ' ').splitlines()
     for snippet in snippets:
         snippet = re.sub(r'(^|\s)#.*', '', snippet)  # shell comments
-        for segment in re.split(r'\s(?=\S*tools/\w+\.(?:py|sh)\b)|;|&&|\|', snippet)[0:]:
+        for segment in re.split(r'\s(?=\S*tools/\w+\.(?:py|sh)\b)|;|&&', snippet):
             m = re.search(r'tools/(\w+\.(?:py|sh))\b(.*)', segment)
             if m:
                 yield m.group(1), re.findall(r'(?<![\w-])(--[a-z][\w-]*)', m.group(2))
@@ -111,8 +128,14 @@ def _commands(page: Path):
 
 def _tool_help(name: str) -> str:
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / name), '--help'], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / name), '--help'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f'tools/{name} --help failed: {proc.stderr[-2000:]}'
     return proc.stdout
 
@@ -170,7 +193,9 @@ def test_docs_point_nowhere_outside_the_repository():
 # This test fails until the citations of the team's reference file in code comments ("(ref. 6.1)", "reference 1.3",
 # bare "(8.12)") are rewritten into docs/faithfulness.md pointers: the lead runs the rewrite script after merging.
 def test_code_comments_cite_the_paper_or_the_docs():
-    citation = re.compile(r'\b(?:ref\.|[Rr]eference)(?: sections?)? §?[1-9](?:\.\d+)*\b(?![\w-])|\.\./shared|'
-                          r'ITER_REFERENCE|\((?:4\.5\.\d|8\.\d\d?)\)')
+    citation = re.compile(
+        r'\b(?:ref\.|[Rr]eference)(?: sections?)? §?[1-9](?:\.\d+)*\b(?![\w-])|\.\./shared|'
+        r'ITER_REFERENCE|\((?:4\.5\.\d|8\.\d\d?)\)'
+    )
     hits = [f'{_rel(p)}:{i}: {ln.strip()[:100]}' for p, i, ln in _comment_and_doc_text() if citation.search(ln)]
     assert not hits, f'{len(hits)} lines cite a file outside the repository:\n' + '\n'.join(hits[:40])
