@@ -1,11 +1,14 @@
 """The documentation stays true to the repository: links resolve, the tool flags it shows exist, the front page stays
 short, and nothing points at files outside the repository."""
 
+import ast
 import functools
+import io
 import os
 import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -173,12 +176,31 @@ def test_documented_flags_exist_in_help(tool):
 
 
 def _comment_and_doc_text():
-    """(path, line number, line) of every line of the code that may hold a comment or docstring."""
+    """(path, line number, text) of every comment and docstring of the code (shell scripts: ``#`` lines)."""
     for top in ('iter_mm', 'configs', 'tools', 'tests'):
         for path in sorted((ROOT / top).rglob('*')):
-            if path.suffix in ('.py', '.sh') and '__pycache__' not in path.parts:
-                for i, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
-                    yield path, i, line
+            if '__pycache__' in path.parts or path.suffix not in ('.py', '.sh'):
+                continue
+            src = path.read_text(encoding='utf-8')
+            if path.suffix == '.sh':
+                for i, line in enumerate(src.splitlines(), 1):
+                    if line.lstrip().startswith('#'):
+                        yield path, i, line
+                continue
+            for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+                if tok.type == tokenize.COMMENT:
+                    yield path, tok.start[0], tok.string
+            for node in ast.walk(ast.parse(src)):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    body = node.body
+                    if (
+                        body
+                        and isinstance(body[0], ast.Expr)
+                        and isinstance(body[0].value, ast.Constant)
+                        and isinstance(body[0].value.value, str)
+                    ):
+                        for j, line in enumerate(body[0].value.value.splitlines()):
+                            yield path, body[0].lineno + j, line
 
 
 def test_docs_point_nowhere_outside_the_repository():
@@ -190,8 +212,9 @@ def test_docs_point_nowhere_outside_the_repository():
     assert not hits, hits
 
 
-# This test fails until the citations of the team's reference file in code comments ("(ref. 6.1)", "reference 1.3",
-# bare "(8.12)") are rewritten into docs/faithfulness.md pointers: the lead runs the rewrite script after merging.
+# NOTE for the lead: this test fails until the citations of sections of the team's reference file in code comments
+# and docstrings are rewritten into docs/faithfulness.md pointers (run /work/notes/rewrite_ref_comments.py after
+# merging); it then keeps new ones out.
 def test_code_comments_cite_the_paper_or_the_docs():
     citation = re.compile(
         r'\b(?:ref\.|[Rr]eference)(?: sections?)? §?[1-9](?:\.\d+)*\b(?![\w-])|\.\./shared|'
