@@ -23,7 +23,12 @@ class _Norm(nn.Module):
 
 
 class LQResBlock(nn.Module):
-    """x + [GN -> LeakyReLU(0.2) -> conv3x3 -> GN -> LeakyReLU(0.2) -> conv3x3](x) (keys ``conv.{0,2,3,5}``)."""
+    """x + [GN -> LeakyReLU(0.2) -> conv3x3 -> GN -> LeakyReLU(0.2) -> conv3x3](x) (keys ``conv.{0,2,3,5}``).
+
+    Args:
+        channels (int): Input and output channels.
+        norm_groups (int): GroupNorm groups. Default: 32.
+    """
 
     def __init__(self, channels: int, norm_groups: int = 32) -> None:
         super().__init__()

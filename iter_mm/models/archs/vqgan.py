@@ -32,7 +32,13 @@ def normalize(channels: int, groups: int = 32) -> nn.GroupNorm:
 
 
 class VQGANResBlock(nn.Module):
-    """GN -> swish -> conv3x3 -> GN -> swish -> conv3x3, plus identity or 1x1 ``conv_out`` shortcut."""
+    """GN -> swish -> conv3x3 -> GN -> swish -> conv3x3, plus identity or 1x1 ``conv_out`` shortcut.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels; a 1x1 ``conv_out`` shortcut when they differ from the input's.
+        norm_groups (int): GroupNorm groups. Default: 32.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, norm_groups: int = 32) -> None:
         super().__init__()
@@ -58,7 +64,11 @@ class VQGANResBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Zero pad right/bottom by 1, then conv3x3 stride 2 without padding: (B, C, H, W) -> (B, C, H/2, W/2)."""
+    """Zero pad right/bottom by 1, then conv3x3 stride 2 without padding: (B, C, H, W) -> (B, C, H/2, W/2).
+
+    Args:
+        channels (int): Input and output channels.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -76,7 +86,11 @@ def _subpixel_fold(device: torch.device, dtype: torch.dtype) -> Tensor:
 
 
 class Upsample(nn.Module):
-    """Nearest x2, then conv3x3: (B, C, H, W) -> (B, C, 2H, 2W)."""
+    """Nearest x2, then conv3x3: (B, C, H, W) -> (B, C, 2H, 2W).
+
+    Args:
+        channels (int): Input and output channels.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
