@@ -203,6 +203,25 @@ def _comment_and_doc_text():
                             yield path, body[0].lineno + j, line
 
 
+def test_docs_pointers_in_code_resolve():
+    """Comments and docstrings cite docs pages by anchor (``docs/faithfulness.md#adaptive-start``, and further
+    ``#anchors`` of the same page after it): each page and anchor must exist."""
+    pointer = re.compile(r'docs/(\w+\.md)((?:#[\w-]+)?(?:, #[\w-]+)*)')
+    broken = []
+    for path, i, line in _comment_and_doc_text():
+        for m in pointer.finditer(line):
+            page = ROOT / 'docs' / m.group(1)
+            names = re.findall(r'#([\w-]+)', m.group(2))
+            if not page.is_file():
+                broken.append(f'{_rel(path)}:{i}: no docs/{m.group(1)}')
+            broken += [
+                f'{_rel(path)}:{i}: no #{a} in docs/{m.group(1)}'
+                for a in names
+                if page.is_file() and a not in anchors(page)
+            ]
+    assert not broken, broken
+
+
 def test_docs_point_nowhere_outside_the_repository():
     hits = []
     for page in PAGES:
