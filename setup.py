@@ -9,15 +9,19 @@ HERE = Path(__file__).parent
 
 
 class BuildWithConfigs(build_py):
-    """Also copy ``configs/`` into the built package as ``iter_mm/.mim/configs`` (MMagic's layout), so that an
-    installed wheel finds ``iter_mm::iter/...`` and ``configs/iter/...`` outside the repository."""
+    """Also copy ``configs/`` (with each model's ``README.md`` and ``metafile.yml``) into the built package as
+    ``iter_mm/.mim/configs`` and ``model-index.yml`` as ``iter_mm/.mim/model-index.yml`` (MMagic's layout), so that an
+    installed wheel finds ``iter_mm::iter/...`` and ``configs/iter/...`` outside the repository and ``mim search``
+    finds the models."""
 
     def run(self) -> None:
         super().run()
-        target = Path(self.build_lib) / 'iter_mm' / '.mim' / 'configs'
+        mim = Path(self.build_lib) / 'iter_mm' / '.mim'
+        target = mim / 'configs'
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(HERE / 'configs', target, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        shutil.copy(HERE / 'model-index.yml', mim / 'model-index.yml')
 
 
 def read_requirements(name: str) -> list[str]:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory) -> Path:
     """Build the wheel from a copy of the sources (the build leaves nothing in the checkout)."""
     src = tmp_path_factory.mktemp('src')
-    for name in ('setup.py', 'README.md'):
+    for name in ('setup.py', 'README.md', 'model-index.yml'):
         shutil.copy(ROOT / name, src / name)
     ignore = shutil.ignore_patterns('__pycache__', '*.pyc', '*.egg-info')
     for name in ('iter_mm', 'configs', 'requirements'):
@@ -36,6 +36,24 @@ def test_wheel_carries_configs_and_mappings(wheel):
     assert shipped and {f'iter_mm/.mim/configs/{p}' for p in shipped} <= names
     for kind in ('swinvqgan', 'iter_x2', 'iter_x4'):
         assert f'iter_mm/mappings/official_{kind}.json' in names
+
+
+def test_wheel_carries_model_index_and_metafile(wheel):
+    """``mim search`` / ``mim download`` read ``<package>/.mim/model-index.yml`` and the metafiles it imports."""
+    import yaml
+
+    zf = zipfile.ZipFile(wheel)
+    names = set(zf.namelist())
+    assert {'iter_mm/.mim/model-index.yml', 'iter_mm/.mim/configs/iter/metafile.yml',
+            'iter_mm/.mim/configs/iter/README.md'} <= names
+    index = yaml.safe_load(zf.read('iter_mm/.mim/model-index.yml'))
+    for imported in index['Import']:
+        assert f'iter_mm/.mim/{imported}' in names, imported
+    meta = yaml.safe_load(zf.read('iter_mm/.mim/configs/iter/metafile.yml'))
+    listed = {m['Config'] for m in meta['Models']}
+    shipped = {f'configs/iter/{p.name}' for p in (ROOT / 'configs' / 'iter').glob('*.py')}
+    assert listed == shipped  # every shipped ITER / Swin-VQGAN config, and nothing else
+    assert all(f'iter_mm/.mim/{c}' in names for c in listed)
 
 
 def test_installed_package_resolves_configs_outside_the_repository(wheel, tmp_path):

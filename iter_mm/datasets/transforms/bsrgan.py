@@ -26,19 +26,23 @@ class BSRGANDegradation(BaseTransform):
     copy the GT first, e.g. ``CopyValues(src_keys=['gt'], dst_keys=['img'])``).
 
     Args:
-        keys: keys of the images to degrade in place (one generator, in this order).
-        scale: total down-scaling factor (H and W must be multiples of it).
-        pre_down_prob: probability of the initial 1/2 resize (only for scale 4).
-        blur_width_factor: 0.25 = light variant, 1.0 = BSRGAN paper widths and sizes.
-        noise_level: Gaussian noise level range (0..255 units), drawn as an integer.
-        jpeg_prob: probability of the shuffled JPEG step.
-        jpeg_quality: quality range of the shuffled JPEG step (integers, inclusive).
-        final_jpeg_quality: quality range of the final JPEG (always applied).
-        downsample2_resize_prob: probability that downsample-2 is a cv2 resize by
-            1/U(1, 2s) (else shifted Gaussian blur + nearest subsampling).
-        seed_key: if ``results[seed_key]`` is set, it seeds the Generator (e.g. by
-            ``SeededDegradations``, as in ``tools/generate_lq.py``); otherwise a seed is drawn
-            from numpy's global RNG, which MMEngine seeds per dataloader worker.
+        keys (Sequence[str]): Keys of the images to degrade in place (one generator, in this order).
+            Default: ('img', ).
+        scale (int): Total down-scaling factor (H and W must be multiples of it). Default: 4.
+        pre_down_prob (float): Probability of the initial 1/2 resize (scale 4 only). Default: 0.25.
+        blur_width_factor (float): 0.25 = the light variant, 1.0 = the BSRGAN paper's widths and sizes.
+            Default: 0.25.
+        noise_level (tuple[int, int]): Gaussian noise level range (0..255 units), drawn as an integer.
+            Default: (2, 8).
+        jpeg_prob (float): Probability of the shuffled JPEG step. Default: 0.9.
+        jpeg_quality (tuple[int, int]): Quality range of the shuffled JPEG step (integers, inclusive).
+            Default: (80, 95).
+        final_jpeg_quality (tuple[int, int]): Quality range of the final JPEG (always applied). Default: (80, 95).
+        downsample2_resize_prob (float): Probability that downsample-2 is a cv2 resize by 1/U(1, 2s) (else a
+            shifted Gaussian blur and nearest subsampling). Default: 0.75.
+        seed_key (str): If ``results[seed_key]`` is set, it seeds the generator (e.g. by ``SeededDegradations``,
+            as in ``tools/generate_lq.py``); otherwise a seed is drawn from numpy's global RNG, which MMEngine
+            seeds per dataloader worker. Default: the key ``SeededDegradations`` writes.
     """
 
     def __init__(self,
@@ -90,11 +94,15 @@ class BSRGANDegradation(BaseTransform):
 
     def degrade(self, img: np.ndarray, rng: np.random.Generator
                 ) -> Tuple[np.ndarray, List[Dict]]:
-        """Degrade a float32 (H, W, C) image in [0, 1].
+        """Degrade one image.
+
+        Args:
+            img (np.ndarray): Float32 image in [0, 1], shape (H, W, C).
+            rng (np.random.Generator): Source of every random draw.
 
         Returns:
-            (LQ (H/s, W/s, C) float32 in [0, 1], list of the applied steps with their
-            drawn parameters, in order).
+            tuple[np.ndarray, list[dict]]: The LQ image, float32 in [0, 1] of shape (H/s, W/s, C), and the
+            applied steps with their drawn parameters, in order.
         """
         h, w = img.shape[:2]
         sf, log = self.scale, []
@@ -155,7 +163,14 @@ class BSRGANDegradation(BaseTransform):
         return img
 
     def transform(self, results: dict) -> dict:
-        """Degrade ``results[key]`` for every key (uint8 (H/s, W/s[, C]))."""
+        """Degrade ``results[key]`` for every key.
+
+        Args:
+            results (dict): The sample; each key holds an image in [0, 255] of shape (H, W[, C]).
+
+        Returns:
+            dict: The sample with each image replaced by its uint8 LQ, shape (H/s, W/s[, C]).
+        """
         seed = results.get(self.seed_key)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))

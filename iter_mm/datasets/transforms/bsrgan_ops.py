@@ -14,7 +14,15 @@ INTERPOLATIONS = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA)
 
 
 def isotropic_gaussian_kernel(size: int, sigma: float) -> np.ndarray:
-    """(size, size) normalised isotropic Gaussian centred on the middle pixel."""
+    """Normalised isotropic Gaussian centred on the middle pixel.
+
+    Args:
+        size (int): Side of the kernel.
+        sigma (float): Standard deviation in pixels.
+
+    Returns:
+        np.ndarray: Float32 kernel of shape (size, size), summing to 1.
+    """
     if size < 1:
         raise ValueError(f'kernel size must be >= 1, got {size}')
     sigma = max(float(sigma), 1e-3)  # sigma -> 0 is a delta kernel
@@ -26,7 +34,17 @@ def isotropic_gaussian_kernel(size: int, sigma: float) -> np.ndarray:
 
 def anisotropic_gaussian_kernel(size: int, theta: float, l1: float,
                                 l2: float) -> np.ndarray:
-    """(size, size) Gaussian with covariance R diag(l1, l2) R^T, R a rotation by theta."""
+    """Normalised Gaussian with covariance R diag(l1, l2) R^T, R a rotation by ``theta``.
+
+    Args:
+        size (int): Side of the kernel.
+        theta (float): Rotation in radians.
+        l1 (float): First eigenvalue of the covariance.
+        l2 (float): Second eigenvalue of the covariance.
+
+    Returns:
+        np.ndarray: Float32 kernel of shape (size, size), summing to 1.
+    """
     if size < 1:
         raise ValueError(f'kernel size must be >= 1, got {size}')
     rot = np.array([[np.cos(theta), -np.sin(theta)],
@@ -42,7 +60,15 @@ def anisotropic_gaussian_kernel(size: int, theta: float, l1: float,
 
 
 def filter_image(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Correlate every channel with ``kernel`` (reflect-101 borders); keeps shape."""
+    """Correlate every channel with ``kernel`` (reflect-101 borders).
+
+    Args:
+        img (np.ndarray): Image of shape (H, W, C).
+        kernel (np.ndarray): 2-D kernel.
+
+    Returns:
+        np.ndarray: The filtered image, same shape.
+    """
     out = cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
     return out.reshape(img.shape)
 
@@ -51,9 +77,15 @@ def random_blur_kernel(rng: np.random.Generator, scale: int,
                        width_factor: float = 0.25) -> np.ndarray:
     """BSRGAN blur kernel: anisotropic (p=0.5) or isotropic Gaussian.
 
-    ``width_factor`` scales the widths: 1.0 is the BSRGAN paper (anisotropic axes up to
-    4 + s, isotropic sigma up to 2 + 0.2 s, sizes 7..25), 0.25 the "light" variant of the
-    ITER repository (reference section 7: aniso sizes 5..14, iso sizes 5..7).
+    Args:
+        rng (np.random.Generator): Source of the draws.
+        scale (int): Scale factor s of the degradation.
+        width_factor (float): Scales the widths: 1.0 is the BSRGAN paper (anisotropic axes up to 4 + s, isotropic
+            sigma up to 2 + 0.2 s, sizes 7..25), 0.25 the "light" variant of the authors' repository
+            (docs/faithfulness.md#data: anisotropic sizes 5..14, isotropic sizes 5..7). Default: 0.25.
+
+    Returns:
+        np.ndarray: Float32 kernel, summing to 1.
     """
     light = width_factor < 1.0
     if rng.random() < 0.5:
@@ -70,7 +102,16 @@ def random_blur_kernel(rng: np.random.Generator, scale: int,
 
 def resize(img: np.ndarray, size_hw: Tuple[int, int],
            interpolation: int) -> np.ndarray:
-    """cv2 resize to (h, w), keeping a channel axis."""
+    """cv2 resize, keeping a channel axis.
+
+    Args:
+        img (np.ndarray): Image of shape (H, W, C).
+        size_hw (tuple[int, int]): Target (h, w).
+        interpolation (int): cv2 interpolation flag.
+
+    Returns:
+        np.ndarray: Image of shape (h, w, C).
+    """
     h, w = size_hw
     if h < 1 or w < 1:
         raise ValueError(f'resize target {size_hw} is empty')
@@ -80,8 +121,17 @@ def resize(img: np.ndarray, size_hw: Tuple[int, int],
 
 def shifted_gaussian_downsample(img: np.ndarray, sigma: float,
                                 scale: int) -> np.ndarray:
-    """Gaussian blur whose centre sits at the middle of each s x s block, then keep
-    pixel (s*i, s*j): output (ceil(H/s), ceil(W/s), C). BSRGAN's "blur + nearest" branch."""
+    """BSRGAN's "blur + nearest" branch: a Gaussian blur centred on the middle of each s x s block, then pixel
+    (s i, s j) is kept.
+
+    Args:
+        img (np.ndarray): Image of shape (H, W, C).
+        sigma (float): Standard deviation of the blur.
+        scale (int): Subsampling factor s.
+
+    Returns:
+        np.ndarray: Image of shape (ceil(H/s), ceil(W/s), C).
+    """
     size = 25
     c = (size - 1) / 2 + (scale - 1) / 2  # correlation centre shifted by (s-1)/2
     r = np.arange(size, dtype=np.float64) - c
@@ -93,9 +143,18 @@ def shifted_gaussian_downsample(img: np.ndarray, sigma: float,
 
 def add_gaussian_noise(img: np.ndarray, rng: np.random.Generator,
                        level: float, mode: str) -> np.ndarray:
-    """Add N(0, (level/255)^2) noise: 'color' (independent per channel), 'gray' (one
-    draw for all channels) or 'correlated' (3-channel covariance, see ``noise_covariance``).
-    Not clipped."""
+    """Add N(0, (level/255)^2) noise, not clipped.
+
+    Args:
+        img (np.ndarray): Image in [0, 1] of shape (H, W, C).
+        rng (np.random.Generator): Source of the draws.
+        level (float): Noise level in 0..255 units.
+        mode (str): 'color' (independent per channel), 'gray' (one draw for all channels) or 'correlated'
+            (3-channel covariance, see :func:`noise_covariance`).
+
+    Returns:
+        np.ndarray: Float32 noisy image, same shape.
+    """
     h, w, c = img.shape
     sigma = level / 255.0
     if mode == 'color':
@@ -113,15 +172,31 @@ def add_gaussian_noise(img: np.ndarray, rng: np.random.Generator,
 
 
 def noise_covariance(rng: np.random.Generator, level: float) -> np.ndarray:
-    """(3, 3) covariance (level/255)^2 U^T D U, U a random orthogonal matrix,
-    D = diag(U(0, 1)^3): BSRGAN's channel-correlated noise, at the drawn level."""
+    """BSRGAN's channel-correlated noise covariance (level/255)^2 U^T D U, with U a random orthogonal matrix and D
+    a diagonal of uniform draws.
+
+    Args:
+        rng (np.random.Generator): Source of the draws.
+        level (float): Noise level in 0..255 units.
+
+    Returns:
+        np.ndarray: Covariance of shape (3, 3).
+    """
     d = np.diag(rng.random(3))
     u, _ = np.linalg.qr(rng.random((3, 3)))
     return (level / 255.0)**2 * (u.T @ d @ u)
 
 
 def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
-    """Encode/decode as JPEG at ``quality`` (1..100) after rounding to uint8; RGB in/out."""
+    """Encode and decode as JPEG after rounding to uint8.
+
+    Args:
+        img (np.ndarray): RGB or grey image in [0, 1], shape (H, W, C).
+        quality (int): JPEG quality in [1, 100].
+
+    Returns:
+        np.ndarray: Float32 image in [0, 1], same shape.
+    """
     if not 1 <= int(quality) <= 100:
         raise ValueError(f'JPEG quality must be in [1, 100], got {quality}')
     u8 = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)

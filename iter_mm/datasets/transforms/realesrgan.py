@@ -23,11 +23,10 @@ class RandomOrderDegradations(DegradationsWithShuffle):
     order drawn from numpy's global RNG at each call.
 
     Args:
-        degradations: transform configs (any registered transform, e.g. MMagic's
-            ``RandomJPEGCompression`` with ``bgr2rgb``); each gets ``keys`` unless it sets
-            its own.
-        keys: keys the degradations modify.
-        shuffle_idx: indices of the entries that are shuffled (default: all).
+        degradations (list[dict | list[dict]]): Transform configs (any registered transform, e.g. MMagic's
+            ``RandomJPEGCompression`` with ``bgr2rgb``); each gets ``keys`` unless it sets its own.
+        keys (Sequence[str]): Keys the degradations modify.
+        shuffle_idx (Sequence[int], optional): Indices of the entries that are shuffled. Default: None (all).
     """
 
     def __init__(self, degradations: List[Union[dict, list]], keys: Sequence[str],
@@ -61,11 +60,13 @@ class RandomOrderDegradations(DegradationsWithShuffle):
 class RelativeRandomResize(RandomResize):
     """``RandomResize`` to ``floor(size(ref_key) / ref_scale * f)``.
 
-    ``params`` as MMagic's ``RandomResize`` (``resize_opt``, ``resize_prob``, ``prob``), plus
-    ``ref_key`` (default 'gt'), ``ref_scale`` (e.g. 4; when absent, the sample's ``scale`` set by
-    ``SetValues``, so one degradation list serves every scale) and, for a random factor f,
-    ``resize_mode_prob`` (up, down, keep) with ``resize_scale`` [low, high]; without
-    ``resize_mode_prob`` f = 1, i.e. exactly GT / ref_scale.
+    Args:
+        params (dict): As MMagic's ``RandomResize`` (``resize_opt``, ``resize_prob``, ``prob``), plus
+            ``ref_key`` (default 'gt'), ``ref_scale`` (e.g. 4; when absent, the sample's ``scale`` set by
+            ``SetValues``, so one degradation list serves every scale) and, for a random factor f,
+            ``resize_mode_prob`` (up, down, keep) with ``resize_scale`` [low, high]; without ``resize_mode_prob``
+            f = 1, i.e. exactly GT / ref_scale.
+        keys (list[str]): Keys of the images to resize.
     """
 
     def _draw_factor(self) -> float:

@@ -18,13 +18,25 @@ from .bsrgan import DEFAULT_SEED_KEY
 
 
 def sample_seed(seed: int, name: str) -> int:
-    """Stable 31-bit seed from (seed, name); identical across processes and runs."""
+    """Stable 31-bit seed of (seed, name), identical across processes and runs.
+
+    Args:
+        seed (int): The run's seed.
+        name (str): A per-sample name, e.g. the file name.
+
+    Returns:
+        int: A seed in [0, 2^31).
+    """
     digest = hashlib.sha256(f'{int(seed)}:{name}'.encode('utf-8')).digest()
     return int.from_bytes(digest[:4], 'little') & 0x7FFFFFFF
 
 
 def seed_global_rngs(seed: int) -> None:
-    """Seed numpy's and Python's global RNGs (those MMagic's transforms use)."""
+    """Seed numpy's and Python's global RNGs (those MMagic's transforms use).
+
+    Args:
+        seed (int): The seed.
+    """
     np.random.seed(seed)
     random.seed(seed)
 
@@ -37,6 +49,12 @@ class SeededDegradations:
     global RNGs (read by MMagic's ``RandomBlur``/``RandomResize``/``RandomNoise``/...), so the sample
     is the same whichever worker or process builds it; the global RNG states are restored afterwards,
     so the randomness of anything else (e.g. training in the same process) is left as it was.
+
+    Args:
+        transforms (list[dict]): Configs (or built instances) of the transforms to run.
+        seed (int): The run's seed, combined with each file name. Default: 0.
+        key (str): Key of the sample's path whose file name seeds it. Default: 'gt_path'.
+        seed_key (str): Key the per-sample seed is written to. Default: the key ``BSRGANDegradation`` reads.
     """
 
     def __init__(self, transforms: List[dict], seed: int = 0, key: str = 'gt_path',

@@ -12,7 +12,11 @@ class WrapperAwareEMAHook(ExponentialMovingAverageHook):
     That wrapper replaces ``model.generator`` by a DDP wrapper whose state keys start with ``module.``, which the
     EMA copy (``generator_ema``, not wrapped: it has no gradients) does not have; MMagic's hook then fails at
     the first update. Here the source network is unwrapped for the duration of the update; on one process the
-    hook is MMagic's. Same arguments as MMagic's hook.
+    hook is MMagic's.
+
+    Args:
+        *args, **kwargs: Those of MMagic's ``ExponentialMovingAverageHook`` (``module_keys``, ``interval``,
+            ``interp_cfg``, ...).
     """
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:

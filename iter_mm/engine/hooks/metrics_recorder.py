@@ -8,7 +8,10 @@ from mmagic.registry import HOOKS
 
 @HOOKS.register_module()
 class MetricsRecorderHook(Hook):
-    """Remembers ``val`` and ``test`` metrics: ``hook.metrics['val']`` / ``hook.metrics['test']`` (dicts)."""
+    """Remembers the metrics of the last validation and test epochs.
+
+    After a run, ``hook.metrics['val']`` and ``hook.metrics['test']`` hold them (dicts). No arguments.
+    """
 
     priority = 'LOWEST'
 

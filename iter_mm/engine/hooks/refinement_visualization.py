@@ -22,10 +22,11 @@ def refinement_mosaic(step_images: torch.Tensor, step_keep: torch.Tensor) -> tor
     """Two-row mosaic for one image: decoded steps on top, keep-masks (white = kept) below.
 
     Args:
-        step_images: (T, 3, H, W) in [0, 1].
-        step_keep: (T, h, w) binary keep-masks on the token grid.
+        step_images (torch.Tensor): Decoded image of each step in [0, 1], shape (T, 3, H, W).
+        step_keep (torch.Tensor): Binary keep-mask of each step on the token grid, shape (T, h, w).
+
     Returns:
-        (H * 2, W * T, 3) uint8 RGB.
+        torch.Tensor: The mosaic as uint8 RGB, shape (2 H, T W, 3).
     """
     t, _, h, w = step_images.shape
     masks = F.interpolate(step_keep[:, None].float(), size=(h, w), mode='nearest').expand(-1, 3, -1, -1)
@@ -40,11 +41,12 @@ class RefinementVisualizationHook(Hook):
     ``max_images`` inputs to the runner's visualizer (its backends: local files, TensorBoard, ...).
 
     Args:
-        interval: batches between two visualisations.
-        max_images: inputs of a batch to show.
-        on_val, on_test: where to run.
-        sampling: overrides of the loop's options (fields of ``RestoreOptions``: alpha, steps, ...); none by
-            default, so the mosaic shows the restoration being evaluated.
+        interval (int): Batches between two visualisations. Default: 1.
+        max_images (int): Inputs of a batch to show. Default: 1.
+        on_val (bool): Whether to visualise in validation. Default: True.
+        on_test (bool): Whether to visualise in test. Default: True.
+        sampling (dict, optional): Overrides of the loop's options (fields of ``RestoreOptions``: alpha, steps,
+            ...). Default: None, so the mosaic shows the restoration being evaluated.
     """
 
     priority = 'LOW'

@@ -14,10 +14,10 @@ def codebook_stats(counts: np.ndarray) -> Dict[str, float]:
     """Usage share and perplexity of a histogram of code indices.
 
     Args:
-        counts: (K,) number of occurrences of each code.
+        counts (np.ndarray): Number of occurrences of each code, shape (K,).
 
     Returns:
-        usage = #{k : n_k > 0} / K; perplexity = exp(-sum_k p_k log p_k) with p = n / sum(n)
+        dict: ``usage`` = #{k : n_k > 0} / K and ``perplexity`` = exp(-sum_k p_k log p_k) with p = n / sum(n)
         (1 when a single code is used, K when all are used equally).
     """
     counts = np.asarray(counts, dtype=np.float64)
@@ -37,8 +37,10 @@ class CodebookUsage(BaseSampleWiseMetric):
     Reports ``CodebookUsage`` (in [1/K, 1]) and ``CodebookPerplexity`` (in [1, K]).
 
     Args:
-        codebook_size: K, number of codes.
-        pred_key: field of the model output holding the token map.
+        codebook_size (int): K, the number of codes. Default: 512.
+        pred_key (str): Field of the model output holding the token map. Default: 'pred_tokens'.
+        collect_device (str): Device used to collect results across processes. Default: 'cpu'.
+        prefix (str, optional): Prefix of the metric names. Default: None.
     """
 
     metric = 'CodebookUsage'

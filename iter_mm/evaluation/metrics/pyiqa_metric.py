@@ -1,10 +1,10 @@
 """Any pyiqa metric (NIQE, PI, LPIPS, MUSIQ, MANIQA, PSNR, ...) as an MMagic metric, strictly offline.
 
 pyiqa downloads weights on first use; here nothing may touch the network. While a pyiqa metric is built,
-:func:`~iter_mm.evaluation.metrics.pyiqa_offline.offline_weights` replaces every download entry point (pyiqa's ``load_file_from_url``, torch hub /
-torchvision ``load_state_dict_from_url``, timm's Hugging Face download, and, as a last guard, socket connects):
-a requested file is served from ``weight_files`` / ``backbone_path`` / the existing cache, or the build fails
-with :class:`MissingWeightsError` naming the file, its URL and where to put it.
+:func:`~iter_mm.evaluation.metrics.pyiqa_offline.offline_weights` replaces every download entry point (pyiqa's
+``load_file_from_url``, torch hub / torchvision ``load_state_dict_from_url``, timm's Hugging Face download, and,
+as a last guard, socket connects): a requested file is served from ``weight_files`` / ``backbone_path`` / the
+existing cache, or the build fails with :class:`MissingWeightsError` naming the file, its URL and where to put it.
 
 NIQE works out of the box: pyiqa's NIQE reads ``mu_prisparam`` / ``cov_prisparam`` from a ``.mat`` file, which
 :func:`niqe_params_mat` writes from the pristine-model parameters MMagic ships (``niqe_pris_params.npz``).
@@ -34,8 +34,16 @@ _NIQE_LIKE = {'niqe': 96, 'niqe_matlab': 96, 'pi': 96}
 
 # --------------------------------------------------------------------------------------------- image handling
 def to_gray(img: Tensor, kind: str) -> Tensor:
-    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) in [0, 1]: 'Y' = BT.601 luma of YCbCr (16..235 range, as
-    MATLAB's rgb2ycbcr and MMagic), 'gray' = 0.299 R + 0.587 G + 0.114 B (= Y of YIQ, cv2's gray)."""
+    """Convert RGB images to one luma channel.
+
+    Args:
+        img (Tensor): RGB images in [0, 1], shape (B, 3, H, W).
+        kind (str): 'Y' = BT.601 luma of YCbCr (16..235 range, as MATLAB's rgb2ycbcr and MMagic) or 'gray' =
+            0.299 R + 0.587 G + 0.114 B (= Y of YIQ, cv2's gray).
+
+    Returns:
+        Tensor: Luma images in [0, 1], shape (B, 1, H, W).
+    """
     if kind.lower() == 'y':
         w, b = img.new_tensor([65.481, 128.553, 24.966]) / 255., 16. / 255.
     elif kind.lower() == 'gray':
@@ -46,7 +54,14 @@ def to_gray(img: Tensor, kind: str) -> Tensor:
 
 
 def mmagic_niqe(gray: Tensor) -> Tensor:
-    """MMagic's NIQE (numpy, float32 image path) on (B, 1, H, W) gray images in [0, 1]; returns (B,)."""
+    """MMagic's NIQE code (numpy, float32 image path) on gray images.
+
+    Args:
+        gray (Tensor): Gray images in [0, 1], shape (B, 1, H, W).
+
+    Returns:
+        Tensor: NIQE of each image, float64, shape (B,).
+    """
     from mmagic.evaluation.metrics.niqe import niqe
     out = [float(niqe(g[0].double().cpu().numpy() * 255., crop_border=0, input_order='HW')) for g in gray]
     return torch.tensor(out, dtype=torch.float64)
@@ -57,28 +72,37 @@ class PyIQAMetric(BaseSampleWiseMetric):
     """A pyiqa metric evaluated on MMagic data samples (``output.pred_img`` against ``gt_img``).
 
     Args:
-        metric_name: pyiqa's name ('niqe', 'pi', 'lpips', 'musiq', 'maniqa', 'psnr', 'ssim', ...). Whether it is
-            full-reference is read from pyiqa's own registry.
-        pretrained_model_path: local checkpoint of the metric itself (pyiqa's ``pretrained_model_path``).
-        weight_files: {file name pyiqa would download: local path}, for any further file (backbones, PI's NRQM).
-        backbone_path: local file for an ImageNet backbone (torchvision / timm) the metric builds.
-        metric_options: further keyword arguments of the pyiqa network (e.g. ``dict(color_space='ycbcr')``).
-        niqe_impl: 'pyiqa' or 'mmagic' (only for metric_name 'niqe'): which NIQE code computes the score.
-        gt_key / pred_key: data-sample fields (MMagic conventions).
-        crop_border: pixels removed on every side before the metric.
-        convert_to: None (RGB goes to pyiqa, which applies its own colour handling), 'Y' (BT.601 luma of
-            YCbCr) or 'gray' (0.299/0.587/0.114); the metric then sees a single channel.
-        input_range: value of white in the data samples (255 for MMagic's [0, 255] images); inputs are divided
-            by it, so the metric sees [0, 1]. Values beyond 5 % outside the range are an error, small
-            excursions (unclamped model output) are clamped.
-        channel_order: 'bgr' or 'rgb', channel order of the data-sample images. MMagic's test loop hands metrics
-            BGR images whatever the loading order (its DataPreprocessor converts ``gt_img`` and the destructed
-            ``pred_img`` to BGR), hence the default; use 'rgb' for RGB tensors passed directly.
-        input_order: 'CHW' (MMagic data samples) or 'HWC'.
-        device: where the metric runs; None = the evaluated model's device (cpu if unknown).
-        metric_key: name of the result (default: upper-cased metric_name, '_MMAGIC' appended for niqe_impl
-            'mmagic').
-        collect_device / prefix: as in every MMEngine metric.
+        metric_name (str): pyiqa's name ('niqe', 'pi', 'lpips', 'musiq', 'maniqa', 'psnr', 'ssim', ...). Whether
+            it is full-reference is read from pyiqa's own registry.
+        pretrained_model_path (str, optional): Local checkpoint of the metric itself (pyiqa's
+            ``pretrained_model_path``). Default: None.
+        weight_files (dict[str, str], optional): {file name pyiqa would download: local path}, for any further
+            file (backbones, PI's NRQM). Default: None.
+        backbone_path (str, optional): Local file of an ImageNet backbone (torchvision / timm) the metric builds.
+            Default: None.
+        metric_options (dict, optional): Further keyword arguments of the pyiqa network (e.g.
+            ``dict(color_space='ycbcr')``). Default: None.
+        niqe_impl (str): 'pyiqa' or 'mmagic' (metric_name 'niqe' only): which NIQE code computes the score.
+            Default: 'pyiqa'.
+        gt_key (str): Data-sample field of the GT image. Default: 'gt_img'.
+        pred_key (str): Data-sample field of the prediction. Default: 'pred_img'.
+        crop_border (int): Pixels removed on every side before the metric. Default: 0.
+        convert_to (str, optional): None (RGB goes to pyiqa, which applies its own colour handling), 'Y' (BT.601
+            luma of YCbCr) or 'gray' (0.299/0.587/0.114); the metric then sees a single channel. Default: None.
+        input_range (float): Value of white in the data samples; inputs are divided by it, so the metric sees
+            [0, 1]. Values beyond 5 % outside the range are an error, small excursions (unclamped model output)
+            are clamped. Default: 255.
+        channel_order (str): 'bgr' or 'rgb', channel order of the data-sample images. MMagic's test loop hands
+            metrics BGR images whatever the loading order (its DataPreprocessor converts ``gt_img`` and the
+            destructed ``pred_img`` to BGR), hence the default; use 'rgb' for RGB tensors passed directly.
+            Default: 'bgr'.
+        input_order (str): 'CHW' (MMagic data samples) or 'HWC'. Default: 'CHW'.
+        device (str, optional): Where the metric runs; None = the evaluated model's device (cpu if unknown).
+            Default: None.
+        metric_key (str, optional): Name of the result. Default: None (upper-cased metric_name, with '_MMAGIC'
+            appended for niqe_impl 'mmagic').
+        collect_device (str): Device used to collect results across processes. Default: 'cpu'.
+        prefix (str, optional): Prefix of the metric names. Default: None.
     """
 
     default_prefix: Optional[str] = ''  # no prefix unless asked (and no MMEngine warning about it)

@@ -53,12 +53,14 @@ def offline_weights(what: str = 'this build', weight_files: Optional[Dict[str, s
     """Serve pretrained-file requests from local paths only while the block runs.
 
     Args:
-        what: what is being built, for error messages (e.g. "pyiqa metric 'lpips'").
-        weight_files: file name (basename of the URL, e.g. ``'LPIPS_v0.1_alex-df73285e.pth'``) -> local path.
-        backbone_path: local file served for torchvision / timm backbone requests without a ``weight_files`` entry.
+        what (str): What is being built, for error messages (e.g. "pyiqa metric 'lpips'"). Default: 'this build'.
+        weight_files (dict[str, str], optional): File name (basename of the URL, e.g.
+            ``'LPIPS_v0.1_alex-df73285e.pth'``) -> local path. Default: None.
+        backbone_path (str, optional): Local file served for torchvision / timm backbone requests without a
+            ``weight_files`` entry. Default: None.
 
     Yields:
-        the list of local paths actually served (filled while the block runs).
+        list[str]: The local paths actually served (filled while the block runs).
     """
     files = dict(weight_files or {})
     for name, path in list(files.items()) + ([('backbone_path', backbone_path)] if backbone_path else []):
@@ -149,8 +151,14 @@ def offline_weights(what: str = 'this build', weight_files: Optional[Dict[str, s
 def niqe_params_mat(cache_dir: Optional[str] = None) -> str:
     """Write MMagic's pristine NIQE parameters in the ``.mat`` layout pyiqa's NIQE reads; return the path.
 
-    The file is written once into ``cache_dir`` (default ``$ITER_MM_CACHE`` or ``~/.cache/iter_mm``; a temp dir
-    when that is not writable) under its own name, so it never shadows pyiqa's downloaded file.
+    The file is written once under its own name, so it never shadows pyiqa's downloaded file.
+
+    Args:
+        cache_dir (str, optional): Folder of the file. Default: None (``$ITER_MM_CACHE`` or ``~/.cache/iter_mm``;
+            a temporary folder when that is not writable).
+
+    Returns:
+        str: Path of the ``.mat`` file.
     """
     import scipy.io
     import mmagic.evaluation.metrics as mm_metrics
@@ -182,7 +190,19 @@ def niqe_params_mat(cache_dir: Optional[str] = None) -> str:
 def build_pyiqa_metric(name: str, device: str = 'cpu', pretrained_model_path: Optional[str] = None,
                        weight_files: Optional[Dict[str, str]] = None, backbone_path: Optional[str] = None,
                        **metric_options) -> torch.nn.Module:
-    """``pyiqa.create_metric`` without any download (see :func:`offline_weights`); returns pyiqa's model."""
+    """``pyiqa.create_metric`` without any download (see :func:`offline_weights`).
+
+    Args:
+        name (str): pyiqa's metric name.
+        device (str): Device of the metric. Default: 'cpu'.
+        pretrained_model_path (str, optional): Local checkpoint of the metric itself. Default: None.
+        weight_files (dict[str, str], optional): {file name pyiqa would download: local path}. Default: None.
+        backbone_path (str, optional): Local file of an ImageNet backbone. Default: None.
+        **metric_options: Further keyword arguments of ``pyiqa.create_metric``.
+
+    Returns:
+        torch.nn.Module: pyiqa's metric model.
+    """
     import pyiqa
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
     if name not in DEFAULT_CONFIGS:

@@ -3,8 +3,8 @@
 * :class:`TokenAccuracy`: how often E_l's tokens S_l (``lq_tokens``) and the final refined tokens
   (``pred_tokens``) equal the HQ tokens S_h (``gt_tokens``) -- the accuracy behind the paper's L_dist (Eq. 2).
 * :class:`EvaluatorPrecisionRecall`: phi_e as a detector of good tokens. Predicted good: ``good_prob >= alpha``
-  (the keep-mask m_s of the adaptive start, reference section 6.2); truly good: ``lq_tokens == gt_tokens`` (the
-  label of phi_e's loss, Eq. 9).
+  (the keep-mask m_s of the adaptive start, docs/faithfulness.md#adaptive-start); truly good:
+  ``lq_tokens == gt_tokens`` (the label of phi_e's loss, Eq. 9).
 
 Both count tokens over the whole evaluation set (micro average): every token weighs the same, whatever the
 image size. A ratio with an empty denominator (e.g. no token predicted good) is reported as NaN.
@@ -27,7 +27,16 @@ __all__ = ['TokenAccuracy', 'EvaluatorPrecisionRecall', 'token_field']
 
 
 def token_field(sample, key: str, metric: str) -> Tensor:
-    """``output.<key>`` of a data sample (dict or DataSample) as a (h, w) tensor; clear error when absent."""
+    """Read ``output.<key>`` of a data sample as a token or probability map.
+
+    Args:
+        sample (dict | DataSample): One data sample written by ``ITERModel`` in val/test.
+        key (str): Field of ``output``, e.g. 'lq_tokens'.
+        metric (str): Name of the asking metric, for the error message.
+
+    Returns:
+        Tensor: The field as a CPU tensor of shape (h, w). A missing field raises ``KeyError``.
+    """
     sample = sample.to_dict() if hasattr(sample, 'to_dict') else sample
     output = sample.get('output', sample)
     output = output.to_dict() if hasattr(output, 'to_dict') else output
@@ -68,7 +77,14 @@ class _TokenMetric(BaseSampleWiseMetric):
 @METRICS.register_module()
 class TokenAccuracy(_TokenMetric):
     """Fraction of tokens equal to S_h, for S_l (E_l, key ``<prefix>/TokenAcc_lq``) and for the final
-    tokens (``TokenAcc_pred``); ``keys`` selects which of the two are computed."""
+    tokens (``TokenAcc_pred``).
+
+    Args:
+        keys (Sequence[str]): Token fields of the model output to score. Default: ('lq_tokens', 'pred_tokens').
+        gt_key (str): Field holding the GT tokens S_h. Default: 'gt_tokens'.
+        collect_device (str): Device used to collect results across processes. Default: 'cpu'.
+        prefix (str, optional): Prefix of the metric names. Default: None.
+    """
 
     def __init__(self, keys: Sequence[str] = ('lq_tokens', 'pred_tokens'), gt_key: str = 'gt_tokens',
                  collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
@@ -103,8 +119,11 @@ class EvaluatorPrecisionRecall(_TokenMetric):
     ``lq_tokens == gt_tokens``, plus the true and predicted good-token rates.
 
     Args:
-        alpha: threshold(s); one float, or several (keys get an ``@alpha`` suffix then). The default (RestoreOptions' alpha,
-            0.7) is the official inference script's (the paper and training-time validation use 0.5).
+        alpha (float | Sequence[float]): Threshold(s) on phi_e's P(good); with several, the keys get an ``@alpha``
+            suffix. Default: 0.7 (``RestoreOptions``' alpha, the authors' inference script; the paper and
+            training-time validation use 0.5).
+        collect_device (str): Device used to collect results across processes. Default: 'cpu'.
+        prefix (str, optional): Prefix of the metric names. Default: None.
     """
 
     def __init__(self, alpha: Union[float, Sequence[float]] = DEFAULTS.alpha, collect_device: str = 'cpu',

@@ -16,7 +16,11 @@ from mmagic.registry import METRICS
 
 @METRICS.register_module()
 class TolerantNIQE(NIQE):
-    """:class:`mmagic.evaluation.metrics.NIQE` with NaN for an image it cannot score (same arguments)."""
+    """:class:`mmagic.evaluation.metrics.NIQE` with NaN for an image it cannot score.
+
+    Args:
+        *args, **kwargs: Those of MMagic's ``NIQE`` (e.g. ``key``, ``crop_border``, ``convert_to``).
+    """
 
     def process_image(self, gt, pred, mask) -> float:
         try:

@@ -31,8 +31,13 @@ class ITERNet(nn.Module):
     """ITER networks: ``vqgan`` (Swin-VQGAN), ``lq_encoder`` (E_l), ``evaluator`` (phi_e), ``refiner`` (phi_r).
 
     Args:
-        scale: SR factor; passed to the LQ encoder config when it has none (a conflicting one is an error).
-        vqgan, lq_encoder, evaluator, refiner: config dicts (built with MMagic's MODELS) or modules.
+        scale (int): SR factor; passed to the LQ encoder config when it has none (a conflicting one is an error).
+            Default: 4.
+        vqgan (dict | nn.Module): Config (built with MMagic's MODELS) or module of the Swin-VQGAN.
+            Default: dict(type='SwinVQGAN').
+        lq_encoder (dict | nn.Module): E_l. Default: dict(type='LQEncoder').
+        evaluator (dict | nn.Module): phi_e. Default: dict(type='TokenEvaluationNet').
+        refiner (dict | nn.Module): phi_r. Default: dict(type='TokenRefinementNet').
     """
 
     def __init__(self, scale: int = 4, vqgan: ModuleCfg = dict(type='SwinVQGAN'),

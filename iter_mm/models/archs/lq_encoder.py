@@ -1,4 +1,4 @@
-"""LQ encoder E_l: LQ image -> logits over the codebook on the HQ token grid (reference section 2)."""
+"""LQ encoder E_l: LQ image -> logits over the codebook on the HQ token grid (docs/faithfulness.md#lq-encoder)."""
 from __future__ import annotations
 
 import math
@@ -23,7 +23,12 @@ class _Norm(nn.Module):
 
 
 class LQResBlock(nn.Module):
-    """x + [GN -> LeakyReLU(0.2) -> conv3x3 -> GN -> LeakyReLU(0.2) -> conv3x3](x) (keys ``conv.{0,2,3,5}``)."""
+    """x + [GN -> LeakyReLU(0.2) -> conv3x3 -> GN -> LeakyReLU(0.2) -> conv3x3](x) (keys ``conv.{0,2,3,5}``).
+
+    Args:
+        channels (int): Input and output channels.
+        norm_groups (int): GroupNorm groups. Default: 32.
+    """
 
     def __init__(self, channels: int, norm_groups: int = 32) -> None:
         super().__init__()
@@ -46,8 +51,18 @@ class LQEncoder(nn.Module):
     runs channels_last with fused kernels (:mod:`.fast_ops`).
 
     Args:
-        scale: SR factor (1, 2, 4 or 8); the token grid is LQ / (8 / scale) = HQ / 8.
-        norm_groups: GroupNorm groups (32 released); narrow networks need fewer (see ``SwinVQGAN``).
+        scale (int): SR factor (1, 2, 4 or 8); the token grid is LQ / (8 / scale) = HQ / 8. Default: 4.
+        in_channels (int): Image channels. Default: 3.
+        base_channels (int): Width of the first conv; doubled by each stride-2 stage. Default: 64.
+        feat_dim (int): Width entering and leaving the Swin group. Default: 128.
+        codebook_size (int): Number of codes (logits per token). Default: 512.
+        swin_dim (int): Width inside the Swin group. Default: 128.
+        swin_num_rstb (int): RSTBs of the Swin group. Default: 2.
+        swin_depth (int): Swin blocks per RSTB. Default: 6.
+        swin_window (int): Swin window side. Default: 8.
+        swin_heads (int): Attention heads. Default: 8.
+        norm_groups (int): GroupNorm groups (32 released); narrow networks need fewer (see ``SwinVQGAN``).
+            Default: 32.
     """
 
     def __init__(self, scale: int = 4, in_channels: int = 3, base_channels: int = 64, feat_dim: int = 128,
@@ -76,7 +91,14 @@ class LQEncoder(nn.Module):
         return 2 ** self.depth * self.swin_window
 
     def forward(self, lq: Tensor) -> Tensor:
-        """lq (B, 3, H, W) in [0, 1], H and W multiples of ``pad_multiple`` -> logits (B, n_codes, H/2^d, W/2^d)."""
+        """Predict the token logits of an LQ batch.
+
+        Args:
+            lq (Tensor): LQ images in [0, 1], shape (B, 3, H, W) with H, W multiples of ``pad_multiple``.
+
+        Returns:
+            Tensor: fp32 logits of shape (B, codebook_size, H / 2^d, W / 2^d), d = log2(8 / scale).
+        """
         if lq.dim() != 4 or lq.shape[1] != self.in_channels:
             raise ValueError(f'expected an LQ batch (B, {self.in_channels}, H, W), got {tuple(lq.shape)}')
         m = self.pad_multiple

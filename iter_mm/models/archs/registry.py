@@ -9,7 +9,10 @@ _MODULES = ('vqgan', 'lq_encoder', 'token_nets', 'iter_net')  # the modules whos
 
 
 class NameTable:
-    """``register_module()`` records a class under its name; ``build(dict(type=name, **kwargs))`` makes one."""
+    """A registry of network classes by name, for machines without MMagic.
+
+    ``register_module()`` records a class under its name; ``build(dict(type=name, **kwargs))`` makes one.
+    """
 
     def __init__(self) -> None:
         self.classes: Dict[str, type] = {}

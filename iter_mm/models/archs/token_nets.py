@@ -1,4 +1,5 @@
-"""Token evaluation (phi_e) and refinement (phi_r) networks: the authors' ``SwinModel`` (reference section 3).
+"""Token evaluation (phi_e) and refinement (phi_r) networks: the authors' ``SwinModel``
+(docs/faithfulness.md#token-networks).
 
 The 1x1 ``code_emb`` convolution only ever sees one-hot (or masked one-hot + flag) maps, so it is evaluated as an
 embedding lookup on its own weight: same parameters and state dict, same numbers, no (B, n_codes, h, w) one-hot.
@@ -26,8 +27,14 @@ class SwinTokenNet(nn.Module):
     """code_emb (shared by both inputs) -> combine([e0, e1]) -> SwinLayers -> GN -> SiLU -> 1x1 conv.
 
     Args:
-        in_codes: input channels of ``code_emb`` (codes, or codes + 1 where the last channel is the mask flag).
-        out_channels: logits per token. mid_dim: width. num_rstb, depth, window_size, num_heads: SwinLayers.
+        in_codes (int): Input channels of ``code_emb`` (codes, or codes + 1 where the last channel is the mask
+            flag).
+        out_channels (int): Logits per token.
+        mid_dim (int): Width. Default: 256.
+        num_rstb (int): RSTBs of the Swin group. Default: 4.
+        depth (int): Swin blocks per RSTB. Default: 6.
+        window_size (int): Swin window side. Default: 8.
+        num_heads (int): Attention heads. Default: 8.
     """
 
     def __init__(self, in_codes: int, out_channels: int, mid_dim: int = 256, num_rstb: int = 4, depth: int = 6,
@@ -122,7 +129,16 @@ def _as_map(m: Tensor, ref: Tensor) -> Tensor:
 
 @MODELS.register_module()
 class TokenEvaluationNet(SwinTokenNet):
-    """phi_e: SwinTokenNet(codes -> 2). Channel 1 of the output = "this token is good"."""
+    """phi_e: SwinTokenNet(codes -> 2). Channel 1 of the output = "this token is good".
+
+    Args:
+        codebook_size (int): Number of codes. Default: 512.
+        mid_dim (int): Width. Default: 256.
+        num_rstb (int): RSTBs of the Swin group. Default: 4.
+        depth (int): Swin blocks per RSTB. Default: 6.
+        window_size (int): Swin window side. Default: 8.
+        num_heads (int): Attention heads. Default: 8.
+    """
 
     def __init__(self, codebook_size: int = 512, mid_dim: int = 256, num_rstb: int = 4, depth: int = 6,
                  window_size: int = 8, num_heads: int = 8) -> None:
@@ -130,13 +146,30 @@ class TokenEvaluationNet(SwinTokenNet):
         self.codebook_size = codebook_size
 
     def forward(self, tokens: Tensor, cond_tokens: Tensor) -> Tensor:
-        """tokens: candidate map (B, h, w); cond_tokens: S_l (B, h, w) -> logits (B, 2, h, w)."""
+        """Judge candidate tokens.
+
+        Args:
+            tokens (Tensor): Candidate token map, int64 (B, h, w).
+            cond_tokens (Tensor): The condition S_l, int64 (B, h, w).
+
+        Returns:
+            Tensor: Logits of shape (B, 2, h, w); channel 1 = good.
+        """
         return self.forward_inputs((tokens, None, None), (cond_tokens, None, None))
 
 
 @MODELS.register_module()
 class TokenRefinementNet(SwinTokenNet):
-    """phi_r: SwinTokenNet(codes + 1 -> codes); input channel ``codebook_size`` is the [MASK] flag."""
+    """phi_r: SwinTokenNet(codes + 1 -> codes); input channel ``codebook_size`` is the [MASK] flag.
+
+    Args:
+        codebook_size (int): Number of codes. Default: 512.
+        mid_dim (int): Width. Default: 256.
+        num_rstb (int): RSTBs of the Swin group. Default: 4.
+        depth (int): Swin blocks per RSTB. Default: 6.
+        window_size (int): Swin window side. Default: 8.
+        num_heads (int): Attention heads. Default: 8.
+    """
 
     def __init__(self, codebook_size: int = 512, mid_dim: int = 256, num_rstb: int = 4, depth: int = 6,
                  window_size: int = 8, num_heads: int = 8) -> None:
@@ -144,13 +177,16 @@ class TokenRefinementNet(SwinTokenNet):
         self.codebook_size = codebook_size
 
     def forward(self, cond_tokens: Tensor, cond_flag: Tensor, tokens: Tensor, keep: Tensor) -> Tensor:
-        """Refinement logits (reference 3, table "what each network receives").
+        """Refinement logits (docs/faithfulness.md#token-networks, table "what each network receives").
 
         Args:
-            cond_tokens: S_l (B, h, w). cond_flag: (B, h, w) float, 1 where phi_e rejected S_l.
-            tokens: current tokens (B, h, w). keep: (B, h, w) float keep-mask (1 = visible).
+            cond_tokens (Tensor): The condition S_l, int64 (B, h, w).
+            cond_flag (Tensor): Float (B, h, w), 1 where phi_e rejected S_l.
+            tokens (Tensor): Current tokens, int64 (B, h, w).
+            keep (Tensor): Float keep-mask (B, h, w) or (B, 1, h, w), 1 = visible.
+
         Returns:
-            logits (B, codebook_size, h, w).
+            Tensor: Logits of shape (B, codebook_size, h, w).
         """
         keep = keep[:, 0] if keep.dim() == 4 and keep.shape[1] == 1 else keep
         keep = keep if keep.dtype.is_floating_point else keep.float()

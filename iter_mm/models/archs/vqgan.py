@@ -1,4 +1,4 @@
-"""Swin-VQGAN: the HQ-stage autoencoder E_H / D_H and its codebook (reference sections 1.1-1.10).
+"""Swin-VQGAN: the HQ-stage autoencoder E_H / D_H and its codebook (docs/faithfulness.md#swin-vqgan).
 
 Module names equal the official ``VQModel`` (``encoder.blocks.N``, ``decoder.blocks.N``,
 ``quantize.embedding.weight``); the official ``generator`` alias of the decoder is handled by
@@ -32,7 +32,13 @@ def normalize(channels: int, groups: int = 32) -> nn.GroupNorm:
 
 
 class VQGANResBlock(nn.Module):
-    """GN -> swish -> conv3x3 -> GN -> swish -> conv3x3, plus identity or 1x1 ``conv_out`` shortcut."""
+    """GN -> swish -> conv3x3 -> GN -> swish -> conv3x3, plus identity or 1x1 ``conv_out`` shortcut.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels; a 1x1 ``conv_out`` shortcut when they differ from the input's.
+        norm_groups (int): GroupNorm groups. Default: 32.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, norm_groups: int = 32) -> None:
         super().__init__()
@@ -58,7 +64,11 @@ class VQGANResBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Zero pad right/bottom by 1, then conv3x3 stride 2 without padding: (B, C, H, W) -> (B, C, H/2, W/2)."""
+    """Zero pad right/bottom by 1, then conv3x3 stride 2 without padding: (B, C, H, W) -> (B, C, H/2, W/2).
+
+    Args:
+        channels (int): Input and output channels.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -76,7 +86,11 @@ def _subpixel_fold(device: torch.device, dtype: torch.dtype) -> Tensor:
 
 
 class Upsample(nn.Module):
-    """Nearest x2, then conv3x3: (B, C, H, W) -> (B, C, 2H, 2W)."""
+    """Nearest x2, then conv3x3: (B, C, H, W) -> (B, C, 2H, 2W).
+
+    Args:
+        channels (int): Input and output channels.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -119,7 +133,22 @@ def _swin(channels: int, swin_dim: int, num_rstb: int, depth: int, window: int, 
 
 
 class VQGANEncoder(nn.Module):
-    """Encoder table of reference 1.4: image in [-1, 1] (B, 3, H, W) -> latent (B, embed_dim, H/8, W/8)."""
+    """The VQGAN encoder (docs/faithfulness.md#vqgan-encoder-and-decoder): image in [-1, 1] (B, 3, H, W) -> latent
+    (B, embed_dim, H/8, W/8).
+
+    Args:
+        in_channels (int): Image channels. Default: 3.
+        nf (int): Base width. Default: 128.
+        ch_mult (Sequence[int]): Width multipliers of the resolution levels. Default: (1, 2, 2, 4).
+        num_res_blocks (int): ResBlocks per level. Default: 2.
+        embed_dim (int): Width of the latent (the code width). Default: 128.
+        swin_dim (int): Width of the Swin group. Default: 256.
+        swin_window (int): Swin window side. Default: 8.
+        swin_depth (int): Swin blocks per RSTB. Default: 6.
+        swin_num_rstb (int): RSTBs of the Swin group. Default: 1.
+        swin_heads (int): Attention heads. Default: 8.
+        norm_groups (int): GroupNorm groups. Default: 32.
+    """
 
     def __init__(self, in_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
                  num_res_blocks: int = 2, embed_dim: int = 128, swin_dim: int = 256, swin_window: int = 8,
@@ -165,7 +194,22 @@ def _run_blocks(blocks: nn.ModuleList, x: Tensor) -> Tensor:
 
 
 class VQGANDecoder(nn.Module):
-    """Decoder table of reference 1.5: latent (B, embed_dim, h, w) -> raw image (B, 3, 8h, 8w) in ~[-1, 1]."""
+    """The VQGAN decoder (docs/faithfulness.md#vqgan-encoder-and-decoder): latent (B, embed_dim, h, w) -> raw image
+    (B, 3, 8h, 8w) in ~[-1, 1].
+
+    Args:
+        out_channels (int): Image channels. Default: 3.
+        nf (int): Base width. Default: 128.
+        ch_mult (Sequence[int]): Width multipliers of the resolution levels. Default: (1, 2, 2, 4).
+        num_res_blocks (int): ResBlocks per level. Default: 2.
+        embed_dim (int): Width of the latent (the code width). Default: 128.
+        swin_dim (int): Width of the Swin group. Default: 256.
+        swin_window (int): Swin window side. Default: 8.
+        swin_depth (int): Swin blocks per RSTB. Default: 6.
+        swin_num_rstb (int): RSTBs of the Swin group. Default: 1.
+        swin_heads (int): Attention heads. Default: 8.
+        norm_groups (int): GroupNorm groups. Default: 32.
+    """
 
     def __init__(self, out_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
                  num_res_blocks: int = 2, embed_dim: int = 128, swin_dim: int = 256, swin_window: int = 8,
@@ -191,10 +235,13 @@ class VQGANDecoder(nn.Module):
 
 
 class VectorQuantizer(nn.Module):
-    """Nearest-code quantizer with straight-through gradient and the legacy VQ loss (reference 1.6).
+    """Nearest-code quantizer with straight-through gradient and the legacy VQ loss
+    (docs/faithfulness.md#quantizer-and-vq-loss).
 
     Args:
-        codebook_size: number of codes n. embed_dim: code width C. beta: weight of the codebook term.
+        codebook_size (int): Number of codes n. Default: 512.
+        embed_dim (int): Code width C. Default: 128.
+        beta (float): Weight of the codebook term of the VQ loss. Default: 0.25.
     """
 
     def __init__(self, codebook_size: int = 512, embed_dim: int = 128, beta: float = 0.25) -> None:
@@ -217,7 +264,15 @@ class VectorQuantizer(nn.Module):
         return self.embedding(as_token_map(indices)).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """z: (B, C, h, w) -> (z_q straight-through (B, C, h, w), vq_loss scalar, indices (B, h, w))."""
+        """Quantise latents.
+
+        Args:
+            z (Tensor): Latents of shape (B, C, h, w).
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: The straight-through quantised latents z_q (B, C, h, w), the scalar VQ
+            loss and the indices, int64 (B, h, w).
+        """
         idx = self.indices(z)
         zq = self.lookup(idx)
         # legacy (taming) form: commitment weight 1, codebook weight beta (reference 1.6 / 8.4)
@@ -253,6 +308,22 @@ class SwinVQGAN(nn.Module):
     of 32 channels normalises every channel on its own (instance norm), which removes each channel's mean and
     contrast over the image, so the colour and brightness of a patch cannot pass through (the colour cast of the
     tiny configs). It changes no state-dict entry.
+
+    Args:
+        in_channels (int): Image channels. Default: 3.
+        nf (int): Base width. Default: 128.
+        ch_mult (Sequence[int]): Width multipliers of the resolution levels; len - 1 downsamplings.
+            Default: (1, 2, 2, 4).
+        num_res_blocks (int): ResBlocks per level. Default: 2.
+        codebook_size (int): Number of codes. Default: 512.
+        embed_dim (int): Code width. Default: 128.
+        swin_dim (int): Width of the Swin groups of encoder and decoder. Default: 256.
+        swin_window (int): Swin window side. Default: 8.
+        swin_depth (int): Swin blocks per RSTB. Default: 6.
+        swin_num_rstb (int): RSTBs per Swin group. Default: 1.
+        swin_heads (int): Attention heads. Default: 8.
+        beta (float): Weight of the codebook term of the VQ loss. Default: 0.25.
+        norm_groups (int): GroupNorm groups. Default: 32.
     """
 
     def __init__(self, in_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
@@ -301,7 +372,15 @@ class SwinVQGAN(nn.Module):
         return self.decode(z.permute(0, 3, 1, 2))
 
     def forward(self, img: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """img (B, 3, H, W) in [0, 1], H, W multiples of pad_multiple -> (rec in [0, 1], vq_loss, indices)."""
+        """Encode, quantise and decode (the training forward).
+
+        Args:
+            img (Tensor): RGB images in [0, 1], shape (B, 3, H, W) with H, W multiples of ``pad_multiple``.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: The reconstruction in [0, 1] (B, 3, H, W), the scalar VQ loss and the
+            token map, int64 (B, H/8, W/8).
+        """
         _check_image(img, self.in_channels)
         m = self.pad_multiple
         if img.shape[-2] % m or img.shape[-1] % m:
@@ -317,8 +396,14 @@ class SwinVQGAN(nn.Module):
     def reconstruct(self, img: Tensor, always_pad: bool = False) -> Tensor:
         """Any-size reconstruction: mirror-pad bottom/right to a multiple of ``pad_multiple``, run, crop back.
 
-        ``always_pad=True`` follows the official self-test, which adds a full extra multiple when the size is
-        already a multiple (the global SE gate makes results depend on the padding).
+        Args:
+            img (Tensor): RGB images in [0, 1], shape (B, 3, H, W), any size.
+            always_pad (bool): Follow the authors' self-test, which adds a full extra multiple when the size is
+                already a multiple (the global gate of the Swin MLP makes results depend on the padding).
+                Default: False.
+
+        Returns:
+            Tensor: The reconstruction in [0, 1], shape (B, 3, H, W).
         """
         _check_image(img, self.in_channels)
         return padded_apply(lambda x: self(x)[0], img, self.pad_multiple, official=always_pad)

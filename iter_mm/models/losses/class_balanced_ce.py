@@ -1,4 +1,4 @@
-"""Class-balanced cross-entropy (paper Eq. 9; reference 4.5 item 2)."""
+"""Class-balanced cross-entropy (paper Eq. 9; docs/faithfulness.md#loss-terms, term 2)."""
 from typing import Tuple
 
 import torch
@@ -13,11 +13,11 @@ def class_balanced_weights(counts: torch.Tensor, beta: float = 0.9999) -> torch.
     """Effective-number class weights w_c = (1 - beta) / (1 - beta^{n_c} + 1e-8).
 
     Args:
-        counts: (C,) number of samples of each class.
-        beta: hyper-parameter of the effective number of samples.
+        counts (torch.Tensor): Number of samples of each class, shape (C,).
+        beta (float): Hyper-parameter of the effective number of samples. Default: 0.9999.
 
     Returns:
-        (C,) float64 weights (a class with n_c = 0 gets a large weight that no sample uses).
+        torch.Tensor: Float64 weights of shape (C,); a class with n_c = 0 gets a large weight that no sample uses.
     """
     counts = counts.to(torch.float64)
     return (1.0 - beta) / (1.0 - torch.pow(torch.full_like(counts, beta), counts) + 1e-8)
@@ -31,15 +31,17 @@ class ClassBalancedCELoss(nn.Module):
     (the authors additionally rescale w to sum to C, which cancels in this ratio).
 
     With ``sync_counts=True`` and an initialised process group, the counts are summed over all processes
-    (the authors count per GPU, reference 8.20) and each process normalises by the *global* weight sum
+    (the authors count per GPU: docs/faithfulness.md#class-balanced-counts) and each process normalises by the
+    *global* weight sum
     times the world size, so that DDP's gradient averaging yields exactly the full-batch loss: neither the
     weights nor the gradient depend on how the batch is split. The logged value is then this process's
     share of the global loss (their mean over processes is the global loss).
 
     Args:
-        beta: effective-number hyper-parameter (paper: 0.9999).
-        loss_weight: multiplier of the loss.
-        sync_counts: sum the class counts over processes under distributed training.
+        beta (float): Effective-number hyper-parameter, in [0, 1). Default: 0.9999 (the paper's).
+        loss_weight (float): Multiplier of the loss. Default: 1.0.
+        sync_counts (bool): Whether to sum the class counts over processes under distributed training.
+            Default: True.
     """
 
     def __init__(self, beta: float = 0.9999, loss_weight: float = 1.0, sync_counts: bool = True) -> None:
@@ -70,7 +72,15 @@ class ClassBalancedCELoss(nn.Module):
         return logits, labels
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Args: logits (B, C, ...) raw scores; labels (B, ...) or (B, 1, ...) in [0, C). Returns a scalar."""
+        """Compute the loss.
+
+        Args:
+            logits (torch.Tensor): Raw scores of shape (B, C, ...).
+            labels (torch.Tensor): Integer labels in [0, C) of shape (B, ...) or (B, 1, ...).
+
+        Returns:
+            torch.Tensor: The scalar loss.
+        """
         logits, labels = self._check(logits, labels)
         num_classes = logits.shape[1]
         counts = torch.bincount(labels.flatten(), minlength=num_classes)

@@ -1,4 +1,7 @@
-"""LPIPS-VGG loss (pyiqa 'lpips-vgg', v0.1) built offline from local weight files (reference 4.5, 5)."""
+"""LPIPS-VGG loss (pyiqa 'lpips-vgg', v0.1) built offline from local weight files.
+
+Used by both stages as the authors do (docs/faithfulness.md#loss-terms, #stage-i-training).
+"""
 import os.path as osp
 from types import SimpleNamespace
 from typing import Dict, List, Optional
@@ -66,8 +69,14 @@ def _trunk_from_lpips_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.T
 def build_lpips_vgg(lpips_path: Optional[str] = None, vgg_path: Optional[str] = None) -> nn.Module:
     """pyiqa's LPIPS(net='vgg', version='0.1') with weights from local files only, frozen, in eval mode.
 
-    ``lpips_path`` holds the linear heads (``lin{k}.model.1.weight``) and may also hold the VGG trunk
-    (``net.slice*``, a saved full pyiqa LPIPS); otherwise ``vgg_path`` (torchvision ``features.*``) is needed.
+    Args:
+        lpips_path (str, optional): LPIPS v0.1 VGG head file (``lin{k}.model.1.weight``; it may also hold the VGG
+            trunk as ``net.slice*``, a saved full pyiqa LPIPS). Default: None (pyiqa's cache).
+        vgg_path (str, optional): torchvision VGG16 file (``features.*``), needed when ``lpips_path`` holds no
+            trunk. Default: None (torch hub's cache).
+
+    Returns:
+        nn.Module: The frozen LPIPS network in eval mode.
     """
     from pyiqa.archs import lpips_arch
     from torchvision.models.vgg import cfgs, make_layers
@@ -126,9 +135,12 @@ class LPIPSLoss(nn.Module):
     state dict: its weights come from the files, so checkpoints neither carry nor require them.
 
     Args:
-        loss_weight: multiplier; 0 builds nothing (no weights needed) and returns 0.
-        lpips_path: LPIPS v0.1 VGG head file (``LPIPS_v0.1_vgg-a78928a0.pth``); None = pyiqa's cache.
-        vgg_path: torchvision VGG16 file (``vgg16-397923af.pth``); None = torch hub's cache.
+        loss_weight (float): Multiplier of the loss; 0 builds nothing (no weights needed) and returns 0.
+            Default: 1.0.
+        lpips_path (str, optional): LPIPS v0.1 VGG head file (``LPIPS_v0.1_vgg-a78928a0.pth``).
+            Default: None (pyiqa's cache).
+        vgg_path (str, optional): torchvision VGG16 file (``vgg16-397923af.pth``). Default: None (torch hub's
+            cache).
     """
 
     def __init__(self, loss_weight: float = 1.0, lpips_path: Optional[str] = None,
@@ -158,7 +170,15 @@ class LPIPSLoss(nn.Module):
         return self
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Args: pred, target (B, 3, H, W) in [0, 1]. Returns a scalar."""
+        """Compute the loss.
+
+        Args:
+            pred (torch.Tensor): Predicted images in [0, 1], shape (B, 3, H, W).
+            target (torch.Tensor): Target images of the same shape.
+
+        Returns:
+            torch.Tensor: The scalar loss.
+        """
         if pred.shape != target.shape or pred.dim() != 4 or pred.shape[1] != 3:
             raise ValueError(f'pred and target must be (B, 3, H, W) of equal shape, got '
                              f'{tuple(pred.shape)} and {tuple(target.shape)}')

@@ -1,4 +1,4 @@
-"""1 - SSIM loss with pyiqa's 'ssimc' semantics (reference section 5)."""
+"""1 - SSIM loss with pyiqa's 'ssimc' semantics (docs/faithfulness.md#stage-i-training)."""
 import torch
 import torch.nn as nn
 
@@ -14,7 +14,7 @@ class SSIMLoss(nn.Module):
     rounded with a straight-through gradient, computed in float64.
 
     Args:
-        loss_weight: multiplier; 0 builds nothing and returns 0.
+        loss_weight (float): Multiplier of the loss; 0 builds nothing and returns 0. Default: 1.0.
     """
 
     def __init__(self, loss_weight: float = 1.0) -> None:
@@ -26,7 +26,15 @@ class SSIMLoss(nn.Module):
             self.ssim = SSIM(downsample=False, test_y_channel=False)  # = pyiqa DEFAULT_CONFIGS['ssimc']
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Args: pred, target (B, C, H, W) in [0, 1], H and W >= 11. Returns a scalar."""
+        """Compute the loss.
+
+        Args:
+            pred (torch.Tensor): Predicted images in [0, 1], shape (B, C, H, W) with H, W >= 11.
+            target (torch.Tensor): Target images of the same shape.
+
+        Returns:
+            torch.Tensor: The scalar loss.
+        """
         if pred.shape != target.shape or pred.dim() != 4:
             raise ValueError(f'pred and target must be (B, C, H, W) of equal shape, got '
                              f'{tuple(pred.shape)} and {tuple(target.shape)}')
