@@ -73,6 +73,13 @@ def auto_tile_size(max_pixels: int, multiple: int = 1) -> int:
     return max(multiple, side // multiple * multiple)
 
 
+def tile_grid(h: int, w: int, tile: int, overlap: int) -> tuple[int, int, list[int], list[int]]:
+    """The tiles :func:`tiled_apply` cuts from an (h, w) image: (tile height, tile width, row starts, column
+    starts)."""
+    th, tw = min(tile, h), min(tile, w)
+    return th, tw, tile_starts(h, th, min(overlap, th - 1)), tile_starts(w, tw, min(overlap, tw - 1))
+
+
 def tiled_apply(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, scale: int, tile: int, overlap: int = 16,
                 tiles_per_batch: int = 1) -> Tensor:
     """Run ``fn`` on overlapping tiles of ``x`` and blend the outputs.
@@ -87,8 +94,7 @@ def tiled_apply(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, scale: int, t
         weights = products of linear ramps over the overlaps (no seams; non-overlapped pixels exact).
     """
     b, _, h, w = x.shape
-    th, tw = min(tile, h), min(tile, w)
-    ys, xs = tile_starts(h, th, min(overlap, th - 1)), tile_starts(w, tw, min(overlap, tw - 1))
+    th, tw, ys, xs = tile_grid(h, w, tile, overlap)
     boxes = [(n, y, z) for n in range(b) for y in ys for z in xs]
     out = weight = None
     for k in range(0, len(boxes), max(1, tiles_per_batch)):
