@@ -44,8 +44,6 @@ __all__ = ['QUEUE_SIZE', 'KEPT_JOBS', 'import_gradio', 'build_demo', 'serve', 'W
 QUEUE_SIZE = 8
 #: finished jobs whose files stay on disk (older ones are deleted)
 KEPT_JOBS = 16
-#: the page's options that the web form sets; every other RestoreOptions field comes from the server
-PAGE_OPTIONS = ('alpha', 'steps', 'seed', 'color_correction', 'tile')
 
 CSS = """
 .iter-strip .iter-figures {display: flex; flex-wrap: wrap; gap: 12px;}
