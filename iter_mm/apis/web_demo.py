@@ -47,7 +47,7 @@ KEPT_JOBS = 16
 
 CSS = """
 .iter-strip .iter-figures {display: flex; flex-wrap: wrap; gap: 12px;}
-.iter-strip figure {margin: 0;}
+.iter-strip figure {margin: 0; width: min-content;}
 .iter-strip .iter-pics {display: flex; gap: 4px;}
 .iter-strip img {outline: 1px solid #888; image-rendering: pixelated;}
 .iter-strip figcaption, .iter-note, .iter-summary {font-size: 0.85em;}
@@ -325,9 +325,12 @@ def serve(demo, host: str = '127.0.0.1', port: int = 7860, timeout: float = 60.0
     thread = threading.Thread(target=server.run, name='iter-web-demo', daemon=True)
     thread.start()
     t0 = time.monotonic()
-    while not server.started:
+    queue = getattr(demo, '_queue', None)
+    while not (server.started and getattr(queue, 'queue_client', True) is not None):
         if not thread.is_alive() or time.monotonic() - t0 > timeout:
             server.should_exit = True
             raise InvalidOptionError(f'the web server did not start on {host}:{port}')
         time.sleep(0.05)
+    if queue is not None:  # the queue posts each job to the server itself: a restoration may take minutes, and
+        queue.queue_client.timeout = None  # httpx >= 0.27 would end it after the client's default 5 s
     return WebServer(server, thread, url)
