@@ -132,11 +132,10 @@ class OfflinePage:
             if message.get('more_body'):
                 return
             page = b''.join(body)
-            headers = dict(start.get('headers', []))
-            if headers.get(b'content-type', b'').startswith(b'text/html'):
+            headers = [(k, v) for k, v in start.get('headers', []) if k.lower() != b'content-length']
+            if any(k.lower() == b'content-type' and v.startswith(b'text/html') for k, v in headers):
                 page = _EXTERNAL.sub(b'', page)
-            headers[b'content-length'] = str(len(page)).encode()
-            await send({**start, 'headers': list(headers.items())})
+            await send({**start, 'headers': headers + [(b'content-length', str(len(page)).encode())]})
             await send({'type': 'http.response.body', 'body': page})
 
         await self.app(scope, receive, rewrite)
