@@ -49,7 +49,7 @@ CSS = """
 .iter-strip .iter-figures {display: flex; flex-wrap: wrap; gap: 12px;}
 .iter-strip figure {margin: 0; width: min-content;}
 .iter-strip .iter-pics {display: flex; gap: 4px;}
-.iter-strip img {outline: 1px solid #888; image-rendering: pixelated;}
+.iter-strip img {flex: none; outline: 1px solid #888; image-rendering: pixelated;}
 .iter-strip figcaption, .iter-note, .iter-summary {font-size: 0.85em;}
 .iter-compare .iter-split {width: 100%;}
 .iter-compare .iter-view {overflow: auto; max-height: 75vh; width: fit-content; max-width: 100%;
