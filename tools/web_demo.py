@@ -32,7 +32,7 @@ from iter_mm.models.options import RestoreOptions, add_restore_arguments, given_
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description='ITER web demo (Gradio)', formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(description='ITER web demo (Gradio)')
     p.add_argument('config', help='model config (e.g. configs/iter/iter_x4_realsr.py)')
     p.add_argument('checkpoint', help='iter-mm or official ITER checkpoint')
     p.add_argument('--host', default='127.0.0.1',
