@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor
@@ -11,7 +11,8 @@ from torch import Tensor
 from ..errors import InvalidInputError, InvalidOptionError
 from ..utils.color import color_correction as _color_correction
 from ..utils.padding import crop_to, pad_to_multiple, padded_apply
-from ..utils.tiling import auto_tile_size, cpu_max_pixels, grid_tiles, model_width_factor, tiled_apply
+from ..utils.tiling import (auto_tile_size, cpu_max_pixels, grid_tiles, model_width_factor, tile_grid,
+                            tiled_apply)
 from .options import RestoreOptions
 from .sampling import RefineResult, adaptive_refine, derive_seeds, resolve_seed
 
@@ -56,10 +57,18 @@ def padded_refine(net, lq: Tensor, official_padding: bool = False, **sampling) -
                         official_padding)
 
 
+def _call_progress(progress: Optional[Callable[[int, int], None]], call: int, calls: int):
+    """Per-step progress of network call ``call`` of ``calls`` as overall ``progress(done, total)`` (or None)."""
+    if progress is None:
+        return None
+    return lambda step, steps: progress(call * steps + step, calls * steps)
+
+
 @torch.no_grad()
 def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
                   generator: Optional[torch.Generator] = None, return_result: bool = False,
-                  return_intermediates: bool = False, **overrides) -> Union[Tensor, RefineResult]:
+                  return_intermediates: bool = False, progress: Optional[Callable[[int, int], None]] = None,
+                  **overrides) -> Union[Tensor, RefineResult]:
     """Super-resolve (B, 3, h, w) LQ images in [0, 1] with ITER -> (B, 3, h*s, w*s) float32 in [0, 1].
 
     Args:
@@ -77,6 +86,8 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
             the image; after tiled inference only its ``image`` is set.
         return_intermediates: also keep the per-step tokens, keep-masks and decoded images (whole images only;
             implies ``return_result``).
+        progress: called as ``progress(done, total)`` after every refinement step of every network call (batch
+            of whole images or of tiles): ``total`` = calls x ``steps``, known before the first call.
     """
     check_lq(lq)
     opts = (options or RestoreOptions()).replace(**overrides)
@@ -101,8 +112,10 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
     with autocast_context(opts.dtype, lq.device):
         if whole:
             per_call = b if max_pixels is None else max(1, max_pixels // (h * w))
-            parts = [padded_refine(net, lq[k:k + per_call], opts.official_padding, **sampling)
-                     for k in range(0, b, per_call)]
+            starts = range(0, b, per_call)
+            parts = [padded_refine(net, lq[k:k + per_call], opts.official_padding,
+                                   progress=_call_progress(progress, n, len(starts)), **sampling)
+                     for n, k in enumerate(starts)]
             if return_result:
                 res = parts[0] if len(parts) == 1 else RefineResult(**{
                     f.name: None if getattr(parts[0], f.name) is None else
@@ -111,13 +124,17 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
         else:  # tiles on the grid of lq_pad_multiple, so that no tile needs padding of its own
             tile, overlap = grid_tiles(tile, tile_overlap, multiple)
             padded, _ = pad_to_multiple(lq, multiple)
-            th, tw = min(tile, padded.shape[-2]), min(tile, padded.shape[-1])
+            th, tw, ys, xs = tile_grid(padded.shape[-2], padded.shape[-1], tile, overlap)
             per_call = 1 if max_pixels is None else max(1, max_pixels // (th * tw))
             seed = sampling.pop('seed')
+            calls = [0, -(-b * len(ys) * len(xs) // per_call)]  # done, in all
 
             def run_tiles(tiles: Tensor, offsets: Tensor) -> Tensor:  # own noise stream per tile position
                 seeds = derive_seeds(seed, offsets.to(tiles.device))
-                return padded_refine(net, tiles, opts.official_padding, seed=seeds, **sampling).image.float()
+                tell = _call_progress(progress, calls[0], calls[1])
+                calls[0] += 1
+                return padded_refine(net, tiles, opts.official_padding, seed=seeds, progress=tell,
+                                     **sampling).image.float()
 
             out = crop_to(tiled_apply(run_tiles, padded, s, tile, overlap, per_call), h * s, w * s)
             res = RefineResult(out)

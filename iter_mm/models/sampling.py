@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -147,7 +147,8 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
                     token_temperature: float = _DEFAULTS.token_temperature,
                     mask_temperature: float = _DEFAULTS.mask_temperature, schedule: str = _DEFAULTS.schedule,
                     generator: Optional[torch.Generator] = None, seed: Optional[SeedLike] = None,
-                    return_intermediates: bool = False, cuda_graphs: bool = _DEFAULTS.cuda_graphs) -> RefineResult:
+                    return_intermediates: bool = False, cuda_graphs: bool = _DEFAULTS.cuda_graphs,
+                    progress: Optional[Callable[[int, int], None]] = None) -> RefineResult:
     """ITER's adaptive iterative refinement, as the authors run it (ref. 6.2-6.3), per image.
 
     S_l = argmax E_l(lq); m_s = [P_good(S_l) >= alpha]; an image starts at the first step whose keep count
@@ -164,6 +165,7 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
             draw it from (see :func:`resolve_seed`).
         cuda_graphs: on a CUDA device, every network call runs as a CUDA graph captured once per input signature
             and kept with ``net`` (:mod:`.cuda_graphs`); no effect elsewhere.
+        progress: called as ``progress(i + 1, steps)`` after every step i (skipped ones too; no host sync).
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f'alpha must be in [0, 1], got {alpha}')
@@ -173,7 +175,7 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
     # the weights do not change during the call: weight-only values computed once
     with call_cache(), (graphs.fixed_weights() if graphs else contextlib.nullcontext()):
         return _adaptive_refine(net, lq, alpha, steps, token_temperature, mask_temperature, schedule, generator,
-                                seed, return_intermediates, graphs)
+                                seed, return_intermediates, graphs, progress)
 
 
 class _Calls:
@@ -200,7 +202,8 @@ class _Calls:
 
 def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperature: float, mask_temperature: float,
                      schedule: str, generator: Optional[torch.Generator], seed: Optional[SeedLike],
-                     return_intermediates: bool, graphs: Optional[GraphRunner] = None) -> RefineResult:
+                     return_intermediates: bool, graphs: Optional[GraphRunner] = None,
+                     progress: Optional[Callable[[int, int], None]] = None) -> RefineResult:
     calls = _Calls(net, graphs)
     b = lq.shape[0]
     device = lq.device
@@ -242,6 +245,8 @@ def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperatur
         if return_intermediates:
             step_tokens.append(tokens)
             step_keep.append(keep)
+        if progress is not None:
+            progress(i + 1, steps)
 
     result = RefineResult(calls.decode(tokens), tokens, lq_tokens, good_prob, start)
     if return_intermediates:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..errors import InvalidOptionError
 
-__all__ = ['tile_starts', 'ramp_weight', 'auto_tile_size', 'grid_tiles', 'planned_tiles', 'tiled_apply',
+__all__ = ['tile_starts', 'ramp_weight', 'auto_tile_size', 'grid_tiles', 'planned_tiles', 'tile_grid', 'tiled_apply',
            'CALL_BYTES_PER_HR_PIXEL',
            'IMAGE_BYTES_PER_HR_PIXEL', 'MEMORY_SHARE', 'MIN_MEMORY_TILE', 'MemoryTilingNote', 'host_memory_bytes',
            'model_width_factor', 'call_bytes_per_lq_pixel', 'memory_max_pixels', 'cpu_max_pixels']
@@ -123,6 +123,11 @@ def planned_tiles(tile: Optional[int], overlap: int, max_pixels: Optional[int],
     if tile is None and max_pixels is None:
         return None
     return grid_tiles(tile if tile is not None else auto_tile_size(max_pixels, multiple), overlap, multiple)
+def tile_grid(h: int, w: int, tile: int, overlap: int) -> tuple[int, int, list[int], list[int]]:
+    """The tiles :func:`tiled_apply` cuts from an (h, w) image: (tile height, tile width, row starts, column
+    starts)."""
+    th, tw = min(tile, h), min(tile, w)
+    return th, tw, tile_starts(h, th, min(overlap, th - 1)), tile_starts(w, tw, min(overlap, tw - 1))
 
 
 def tiled_apply(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, scale: int, tile: int, overlap: int = 16,
@@ -143,8 +148,7 @@ def tiled_apply(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, scale: int, t
         weights = products of linear ramps over the overlaps (no seams; non-overlapped pixels exact).
     """
     b, _, h, w = x.shape
-    th, tw = min(tile, h), min(tile, w)
-    ys, xs = tile_starts(h, th, min(overlap, th - 1)), tile_starts(w, tw, min(overlap, tw - 1))
+    th, tw, ys, xs = tile_grid(h, w, tile, overlap)
     boxes = [(n, y, z) for n in range(b) for y in ys for z in xs]
     out = weight = None
     for k in range(0, len(boxes), max(1, tiles_per_batch)):

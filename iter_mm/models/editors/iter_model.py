@@ -295,10 +295,11 @@ class ITERModel(BaseEditModel):
         return RestoreOptions(**{**(self.val_cfg if loop == 'val' else self.test_cfg), **overrides})
 
     def restore(self, lq: Tensor, *, loop: str = 'test', return_result: bool = False,
-                return_intermediates: bool = False, **overrides):
+                return_intermediates: bool = False, progress=None, **overrides):
         """Super-resolve ``lq`` (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s), with the options of ``loop`` ('test':
         ``test_cfg``; 'val': ``val_cfg``) and ``overrides``. With ``return_result`` / ``return_intermediates``
-        the :class:`~iter_mm.models.sampling.RefineResult` (token maps; per-step tokens, keep-masks and images)."""
+        the :class:`~iter_mm.models.sampling.RefineResult` (token maps; per-step tokens, keep-masks and images).
+        ``progress(done, total)``: called after every refinement step (see ``restore_image``)."""
         options = self.options(loop, **overrides)
         if not self._vqgan_ready and self.warn_random_vqgan:
             print_log('ITERModel: restoring with a VQGAN that was never loaded (no checkpoint): '
@@ -306,7 +307,7 @@ class ITERModel(BaseEditModel):
             self.warn_random_vqgan = False
         with torch.no_grad():
             result = restore_image(self.generator, lq, options, return_result=True,
-                                   return_intermediates=return_intermediates)
+                                   return_intermediates=return_intermediates, progress=progress)
         return result if (return_result or return_intermediates) else result.image
 
     def forward_tensor(self, inputs: Tensor, data_samples: Optional[DataSample] = None, **kwargs) -> Tensor:
