@@ -39,7 +39,8 @@ def _params(model):
 @pytest.mark.parametrize('el_gumbel_grad', [True, False])
 def test_iter_step_equals_the_authors_calls_with_fewer_calls(stage1_ckpt, el_gumbel_grad):
     """Our stage II+III iteration gives exactly the losses and parameter updates of the authors' call pattern
-    (reference 4.4: a full VQGAN forward for S_h, four phi_e passes), with 1 E_l, 2 phi_e, 1 phi_r, the GT
+    (docs/faithfulness.md#network-calls-per-iteration: a full VQGAN forward for S_h, four phi_e passes), with 1 E_l, 2
+    phi_e, 1 phi_r, the GT
     encoder only and one decode per image loss."""
     kwargs = dict(el_gumbel_grad=el_gumbel_grad, pixel_loss=dict(type='L1Loss', loss_weight=1.0),
                   perceptual_loss=dict(type='L1Loss', loss_weight=0.5),  # in LPIPS's place: both decodes run
@@ -77,7 +78,8 @@ def test_iter_step_equals_the_authors_calls_with_fewer_calls(stage1_ckpt, el_gum
 
 def test_stage1_step_is_the_hand_written_iteration():
     """Stage I makes one generator forward, three discriminator calls (G term, real, fake) and three backward
-    passes, as the authors' HQ iteration (reference 5), and its updates equal that iteration written out."""
+    passes, as the authors' HQ iteration (docs/faithfulness.md#stage-i-training), and its updates equal that iteration
+    written out."""
     torch.manual_seed(0)
     model = MODELS.build(copy.deepcopy(load_config(TINY_STAGE1).model))
     ref, init = copy.deepcopy(model), copy.deepcopy(model)

@@ -1,4 +1,4 @@
-"""Official <-> iter-mm checkpoint mapping against the authors' manifests (reference section 9)."""
+"""Official <-> iter-mm checkpoint mapping against the authors' manifests (docs/faithfulness.md#checkpoint-layout)."""
 import json
 from collections import OrderedDict
 from pathlib import Path

@@ -16,7 +16,7 @@ from stub_networks import StubITERNet
 # ----------------------------------------------------------------------------- padding
 def test_pad_amount_minimal_and_official():
     assert [pad_amount(n, 16) for n in (1, 15, 16, 17, 32)] == [15, 1, 0, 15, 0]
-    # authors' rule (reference 6.4): (n // m + 1) * m - n, a full extra m when n fits
+    # authors' rule (docs/faithfulness.md#padding-and-tiling): (n // m + 1) * m - n, a full extra m when n fits
     assert [pad_amount(n, 16, official=True) for n in (1, 15, 16, 17, 32)] == [15, 1, 16, 15, 16]
     with pytest.raises(ValueError):
         pad_amount(0, 16)
@@ -199,7 +199,7 @@ def test_real_tiny_iternet_restore():
 
 
 def test_real_tiny_iternet_tiled_vs_whole():
-    # global SE gate (reference 1.3): tiles see other image statistics, so results differ slightly;
+    # global SE gate (docs/faithfulness.md#swin-blocks): tiles see other image statistics, so results differ slightly;
     # with greedy sampling and tiles needing no padding the difference is measured and bounded
     net = _tiny_iternet()
     lq = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))

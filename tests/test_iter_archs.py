@@ -1,4 +1,4 @@
-"""LQ encoder, token evaluation/refinement nets and ITERNet (reference sections 2, 3)."""
+"""LQ encoder, token evaluation/refinement nets and ITERNet (docs/faithfulness.md#lq-encoder, #token-networks)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,7 +94,7 @@ def test_refiner_forward_matches_reference_inputs():
     s_l, s = torch.randint(0, N_CODES, (2, 2, 4, 8))
     flag = (torch.rand(2, 4, 8) > 0.7).float()
     keep = (torch.rand(2, 4, 8) > 0.4).float()
-    x0 = torch.cat([onehot(s_l, N_CODES), flag[:, None]], 1)  # reference 3: S_l + flag
+    x0 = torch.cat([onehot(s_l, N_CODES), flag[:, None]], 1)  # docs/faithfulness.md#token-networks: S_l + flag
     x1 = torch.cat([onehot(s, N_CODES) * keep[:, None], (1 - keep)[:, None]], 1)
     ref = net.conv_out(net.swin_layers(net.combine(torch.cat([net.code_emb(x0), net.code_emb(x1)], 1))))
     out = net(s_l, flag, s, keep)

@@ -191,7 +191,8 @@ def test_loss_terms_match_hand_computation(ready, monkeypatch):
     expect = _nll(eval_ref, (ref_tok == gt_tokens).long()).mean()
     assert float(losses['loss_eval_refined_ce']) == pytest.approx(float(expect), rel=1e-5)
 
-    # inputs of the networks (reference 3, 4.4): two phi_e calls, none wasted
+    # inputs of the networks (docs/faithfulness.md#token-networks, #network-calls-per-iteration): two phi_e calls, none
+    # wasted
     assert len(calls['eval']) == 2 and len(calls['ref']) == 1
     assert torch.equal(calls['eval'][0][0], lq_tokens) and torch.equal(calls['eval'][0][1], lq_tokens)
     assert torch.equal(calls['eval'][1][0], ref_tok) and torch.equal(calls['eval'][1][1], lq_tokens)

@@ -99,7 +99,8 @@ def test_bf16_autocast_training_forward(ready):
     ('iter_x2_realsr', 2, 129_995_461, 58_891_618),
 ])
 def test_realsr_configs(name, scale, params, trainable):
-    """Paper-scale configs: released network sizes (reference 9), paper training settings, restore() runs; the
+    """Paper-scale configs: released network sizes (docs/faithfulness.md#checkpoint-layout), paper training settings,
+    restore() runs; the
     training model names the LPIPS file it lacks, testing needs none (inference_model_cfg)."""
     from iter_mm.utils.config import inference_model_cfg
     cfg = Config.fromfile(str(ROOT / f'configs/iter/{name}.py'))

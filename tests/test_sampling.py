@@ -18,9 +18,9 @@ def test_mask_schedule_values():
 
 
 def test_keep_counts_linear_and_cosine():
-    # linear: K_i = floor(i N / 8), N = 1600 -> 0, 200, ..., 1400 (reference 6.2)
+    # linear: K_i = floor(i N / 8), N = 1600 -> 0, 200, ..., 1400 (docs/faithfulness.md#adaptive-start)
     assert S.keep_counts(1600, 8, 'linear').tolist() == [200 * i for i in range(8)]
-    # cosine: fractions 0, .019, .076, .169, .293, .444, .617, .805 (reference 6.2), by hand
+    # cosine: fractions 0, .019, .076, .169, .293, .444, .617, .805 (docs/faithfulness.md#adaptive-start), by hand
     hand = [math.floor((1 - math.cos(math.pi * i / 16)) * 1600) for i in range(8)]
     assert S.keep_counts(1600, 8, 'cosine').tolist() == hand
     fracs = [round(1 - math.cos(math.pi * i / 16), 3) for i in range(8)]
@@ -162,7 +162,8 @@ def _good_map(frac, h=40, w=40):
 
 @pytest.mark.parametrize('frac,steps_run', [(0.30, 5), (0.0, 8), (0.95, 0)])
 def test_call_counts_match_reference(frac, steps_run):
-    # reference 6.2: phi_e = 2 + executed, phi_r = executed (1600 tokens); we drop the 2 wasted phi_e calls
+    # docs/faithfulness.md#adaptive-start: phi_e = 2 + executed, phi_r = executed (1600 tokens); we drop the 2 wasted
+    # phi_e calls
     net = StubITERNet(good_map=_good_map(frac))
     res = S.adaptive_refine(net, torch.rand(1, 3, 80, 80), alpha=0.7, seed=0)
     assert len(net.refiner.calls) == steps_run

@@ -1,4 +1,4 @@
-"""Swin blocks against independent formulas and a naive reference (reference section 1.3)."""
+"""Swin blocks against independent formulas and a naive reference (docs/faithfulness.md#swin-blocks)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -78,7 +78,7 @@ def test_window_partition_layout_and_inverse():
 
 
 def plain_attention(attn: WindowAttention, x, mask):
-    """softmax(q * scale @ k^T + bias (+ mask per window)) @ v, then proj (reference 1.3)."""
+    """softmax(q * scale @ k^T + bias (+ mask per window)) @ v, then proj (docs/faithfulness.md#swin-blocks)."""
     bn, n, d = x.shape
     h = attn.num_heads
     qkv = attn.qkv(x).reshape(bn, n, 3, h, d // h).permute(2, 0, 3, 1, 4)

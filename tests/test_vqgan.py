@@ -1,4 +1,4 @@
-"""Swin-VQGAN: quantizer, value ranges, decoding paths, padding (reference sections 1.1-1.10)."""
+"""Swin-VQGAN: quantizer, value ranges, decoding paths, padding (docs/faithfulness.md#swin-vqgan)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -121,7 +121,7 @@ def test_reconstruct_always_pad_adds_a_full_multiple(tiny):
 
 def test_reconstruct_pads_symmetrically_and_crops(tiny):
     img = torch.rand(1, 3, 20, 30)
-    ext = torch.cat([img, img.flip(2)], 2)[:, :, :32]  # flip-concatenation (reference 6.4)
+    ext = torch.cat([img, img.flip(2)], 2)[:, :, :32]  # flip-concatenation (docs/faithfulness.md#padding-and-tiling)
     ext = torch.cat([ext, ext.flip(3)], 3)[..., :32]
     full = tiny(ext)[0]
     torch.testing.assert_close(tiny.reconstruct(img), full[..., :20, :30])

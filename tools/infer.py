@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Super-resolve image files with an ITER model (adaptive refinement, reference section 6).
+"""Super-resolve image files with an ITER model (adaptive refinement, docs/faithfulness.md#adaptive-inference).
 
     python tools/infer.py INPUT... -c CONFIG -w CHECKPOINT -o OUT_DIR [--alpha 0.7] [--steps 8] [--seed 0]
         [--tile 256 --tile-overlap 16 --max-pixels 518400] [--color-correction] [--device cuda]

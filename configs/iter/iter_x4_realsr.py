@@ -3,7 +3,8 @@
 #   python tools/train.py configs/iter/iter_x4_realsr.py --stage1-checkpoint STAGE1.pth   # stage I trained already
 #   bash tools/dist_train.sh configs/iter/iter_x4_realsr.py 4          # batch 16 = 4 per GPU x 4 GPUs (paper)
 #   python tools/test.py configs/iter/iter_x4_realsr.py ITER_CKPT.pth   # real-world LQ, NIQE
-# Paper settings (reference 4.6): Adam 1e-4, betas (0.9, 0.99), constant LR, 400k iterations, batch 16, GT 256.
+# Paper settings (docs/faithfulness.md#optimisation-and-validation): Adam 1e-4, betas (0.9, 0.99), constant LR, 400k
+# iterations, batch 16, GT 256.
 # The authors' released run instead: GT 320 (edit `gt_crop` below), 4 per GPU x 8 GPUs with
 #   --cfg-options optim_wrapper.accumulative_counts=4 train_cfg.max_iters=1600000 (effective batch 128; 1.6M loop
 #   iterations = 400k optimizer steps), their released codebook as the frozen stage I and the x4 network started
@@ -40,7 +41,7 @@ model = dict(
     generator=dict(
         type='ITERNet',
         scale=scale,
-        vqgan=dict(type='SwinVQGAN'),  # released configuration (reference 1.1)
+        vqgan=dict(type='SwinVQGAN'),  # released configuration (docs/faithfulness.md#swin-vqgan)
         lq_encoder=dict(type='LQEncoder', scale=scale),
         evaluator=dict(type='TokenEvaluationNet'),
         refiner=dict(type='TokenRefinementNet')),

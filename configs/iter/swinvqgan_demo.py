@@ -30,7 +30,8 @@ model = dict(
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
     ssim_loss=dict(type='SSIMLoss', loss_weight=1.0),
     perceptual_loss=None,  # LPIPS off: nothing needs pretrained weights
-    # The legacy VQ loss pulls the encoder onto the codes with weight 1 (reference 1.6); at this budget that pull
+    # The legacy VQ loss pulls the encoder onto the codes with weight 1 (docs/faithfulness.md#quantizer-and-vq-loss);
+    # at this budget that pull
     # wins over the reconstruction gradient and the latents collapse onto a few codes: 0.25 keeps them spread.
     vq_loss_weight=0.25,
     codebook_maintenance=dict(

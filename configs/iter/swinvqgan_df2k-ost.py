@@ -1,4 +1,4 @@
-# Stage I of ITER: the Swin-VQGAN HQ autoencoder at paper scale (reference section 5).
+# Stage I of ITER: the Swin-VQGAN HQ autoencoder at paper scale (docs/faithfulness.md#stage-i-training).
 # 4 GPUs x 8 images of 256x256 (batch 32), Adam 1e-4 (G) / 4e-4 (D), betas (0.9, 0.99), constant LR,
 # 400k iterations. The authors' code ran 8 GPUs x 4 x accumulation 4 on 320 crops (same number of steps).
 #   bash tools/dist_train.sh configs/iter/swinvqgan_df2k-ost.py 4

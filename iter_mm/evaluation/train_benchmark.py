@@ -81,7 +81,8 @@ def authors_step_model_class():
     from ..models.sampling import sample_training_mask
 
     class AuthorsStepITERModel(ITERModel):
-        """The authors' stage II+III iteration (reference 4.2-4.5) on our networks, for comparison only.
+        """The authors' stage II+III iteration (docs/faithfulness.md#stages-ii-and-iii-training) on our networks, for
+        comparison only.
 
         Calls per iteration: a full VQGAN forward of the GT under no_grad (encoder, quantiser, decoder; only
         the indices S_h are used), E_l, phi_e four times ((a) [S_l, S_l] with grad, (b) the same under no_grad

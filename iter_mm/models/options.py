@@ -47,7 +47,8 @@ def _opt(default, help: str, **extra):  # noqa: A002 - argparse's word
 
 @dataclass(frozen=True)
 class RestoreOptions:
-    """Options of one restoration call (the defaults are those of the authors' inference script, ref. 6.1).
+    """Options of one restoration call (the defaults are those of the authors' inference script,
+    docs/faithfulness.md#inference-defaults).
 
     Frozen; the help text of every field (``add_restore_arguments``) is its ``help`` metadata.
 
@@ -88,7 +89,7 @@ class RestoreOptions:
     max_pixels: Optional[int] = _opt(DEFAULT_MAX_PIXELS, 'LQ pixels per network call; larger images are tiled '
                                                 '(None / CLI 0: no limit; CPU default: lowered to fit half the RAM)')
     dtype: str = _opt('fp32', 'autocast precision', choices=('fp32', 'bf16', 'fp16'))
-    official_padding: bool = _opt(False, "the authors' always-pad rule instead of minimal mirror padding (6.4)")
+    official_padding: bool = _opt(False, "the authors' always-pad rule instead of minimal mirror padding (docs/faithfulness.md#padding-and-tiling)")
     cuda_graphs: bool = _opt(False, 'CUDA only: replay every network call as a CUDA graph, captured the first time '
                                     'an input size is seen and kept (pays off over many same-size images)')
 
@@ -135,7 +136,8 @@ class RestoreOptions:
 
     @classmethod
     def validation(cls, **overrides) -> 'RestoreOptions':
-        """Defaults of training-time validation (the authors' TokenRefine defaults, ref. 4.6).
+        """Defaults of training-time validation (the authors' TokenRefine defaults,
+        docs/faithfulness.md#optimisation-and-validation).
 
         Args:
             **overrides: options that replace those defaults.
@@ -174,7 +176,8 @@ class RestoreOptions:
                     mask_temperature=self.mask_temperature, schedule=self.schedule, cuda_graphs=self.cuda_graphs)
 
 
-#: what training-time validation changes (alpha 0.5, cosine schedule: the authors' validation, ref. 4.6)
+#: what training-time validation changes (alpha 0.5, cosine schedule: the authors' validation,
+# docs/faithfulness.md#optimisation-and-validation)
 VALIDATION_OVERRIDES = dict(alpha=0.5, schedule='cosine')
 #: the defaults as an instance (read-only)
 DEFAULTS = RestoreOptions()

@@ -36,7 +36,8 @@ _TOKEN_CHUNK = 1 << 18
 
 # ----------------------------------------------------------------------------- sampling
 def sample_tokens(logits: Tensor, temperature: float, seeds: SeedLike, step: int) -> Tensor:
-    """Categorical sample of every token by Gumbel-max on logits / temperature (ref. 6.2 step 5.2).
+    """Categorical sample of every token by Gumbel-max on logits / temperature (docs/faithfulness.md#adaptive-start
+    step 5.2).
 
     Args:
         logits: (B, C, h, w) token logits (cast to fp32).
@@ -75,11 +76,13 @@ def sample_tokens(logits: Tensor, temperature: float, seeds: SeedLike, step: int
 
 def sample_keep_mask(eval_logits: Tensor, keep: Tensor, target: Union[int, Tensor], temperature: float,
                      seeds: SeedLike, step: int) -> Tensor:
-    """Grow the keep-mask to ``target`` tokens, drawing new positions without replacement (ref. 6.3).
+    """Grow the keep-mask to ``target`` tokens, drawing new positions without replacement
+    (docs/faithfulness.md#keep-mask-resampling).
 
     New positions are a Gumbel-top-k draw on log P_good over the positions not yet kept, i.e. sampling
     without replacement proportional to P_good. Each image adds k_new = max(1, target - kept_b) positions
-    (its own count, fixing 8.16; capped by the free positions), and a kept position is never re-picked (8.17).
+    (its own count, fixing docs/faithfulness.md#batch-invariant-inference; capped by the free positions), and a kept
+    position is never re-picked (docs/faithfulness.md#keep-mask-resampling).
 
     Args:
         eval_logits: (B, 2, h, w) phi_e logits; channel 1 = good.
@@ -149,7 +152,7 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
                     generator: Optional[torch.Generator] = None, seed: Optional[SeedLike] = None,
                     return_intermediates: bool = False, cuda_graphs: bool = _DEFAULTS.cuda_graphs,
                     progress: Optional[Callable[[int, int], None]] = None) -> RefineResult:
-    """ITER's adaptive iterative refinement, as the authors run it (ref. 6.2-6.3), per image.
+    """ITER's adaptive iterative refinement, as the authors run it (docs/faithfulness.md#adaptive-inference), per image.
 
     S_l = argmax E_l(lq); m_s = [P_good(S_l) >= alpha]; an image starts at the first step whose keep count
     reaches sum(m_s). At its first step keep = m_s, later the keep-mask grows to K_i by sampling on phi_e of
@@ -230,7 +233,8 @@ def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperatur
     for i in range(steps):
         if i >= first:
             idx = rows[i]
-            if i > first:  # grow keep for images that ran step i - 1 (ref. 6.3); newcomers keep m_s
+            if i > first:  # grow keep for images that ran step i - 1 (docs/faithfulness.md#keep-mask-resampling);
+            # newcomers keep m_s
                 pidx = rows[i - 1]
                 new_keep = sample_keep_mask(eval_logits, _rows(keep, pidx), counts[i], mask_temperature,
                                             _rows(seeds, pidx), i)
@@ -240,7 +244,7 @@ def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperatur
             new_tokens = sample_tokens(logits, token_temperature, _rows(seeds, idx), i)
             del logits
             tokens = _put_rows(tokens, idx, new_tokens)
-            if i < steps - 1:  # phi_e after the last step is not needed (ref. 8.21)
+            if i < steps - 1:  # phi_e after the last step is not needed (docs/faithfulness.md#phi-e-calls)
                 eval_logits = calls.evaluator(new_tokens, cond_a)
         if return_intermediates:
             step_tokens.append(tokens)

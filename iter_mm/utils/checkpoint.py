@@ -1,4 +1,5 @@
-"""The one mapping between iter-mm state dicts and the authors' released checkpoints (reference section 9).
+"""The one mapping between iter-mm state dicts and the authors' released checkpoints
+(docs/faithfulness.md#checkpoint-layout).
 
 Our parameter names equal the official ones except for the top-level prefixes in ``PREFIX_MAP``; the official
 ``generator.*`` entries are aliases of the decoder (dropped on load, re-emitted on export). Buffers
@@ -32,7 +33,7 @@ PREFIX_MAP: tuple[tuple[str, str], ...] = (  # (official prefix, our prefix)
 )
 DECODER_ALIAS = ('generator.', 'decoder.')  # official alias prefix -> the decoder it repeats (inside the VQGAN)
 VQGAN_PREFIX = 'vqgan.'  # where an ITER checkpoint holds the Swin-VQGAN
-# official state-dict order by top-level group (reference 1.8, 9)
+# official state-dict order by top-level group (docs/faithfulness.md#checkpoint-layout)
 OFFICIAL_ORDER = {
     'swinvqgan': ('encoder.', 'decoder.', 'generator.', 'quantize.'),
     'iter': ('vqgan.encoder.', 'vqgan.decoder.', 'vqgan.generator.', 'vqgan.quantize.',

@@ -1,4 +1,5 @@
-"""Pad images to a size grid with edge-repeating mirror padding, and crop back (reference 6.4).
+"""Pad images to a size grid with edge-repeating mirror padding, and crop back
+(docs/faithfulness.md#padding-and-tiling).
 
 :func:`padded_apply` is the one pad-run-crop of the package: the VQGAN's any-size reconstruction, ITER's
 restoration (image, token maps and per-step intermediates) and the GT tokens of validation all use it.
@@ -22,7 +23,7 @@ def pad_amount(size: int, multiple: int, official: bool = False) -> int:
         multiple (int): grid, >= 1.
         official (bool): False: only as much as needed, ``(-size) mod multiple``. True: the authors' rule
             ``(size // multiple + 1) * multiple - size``, which always pads (a full extra ``multiple`` when
-            ``size`` already fits; reference 6.4, 8.18). Default: False.
+            ``size`` already fits; docs/faithfulness.md#padding-and-tiling). Default: False.
 
     Returns:
         int: the padding, in [0, multiple) or, with ``official``, in [1, multiple].

@@ -1,5 +1,5 @@
 # On-the-fly x4 training pairs with the BSRGAN degradation (Zhang et al., ICCV 2021), "light" variant of the
-# ITER repository (reference section 7): pre-downsampling (p 0.25), then blur x2 / downsample-2 / downsample-3 /
+# ITER repository (docs/faithfulness.md#data): pre-downsampling (p 0.25), then blur x2 / downsample-2 / downsample-3 /
 # Gaussian noise 2..8 / JPEG 80..95 (p 0.9) in random order, final JPEG 80..95. For the paper's full-strength
 # BSRGAN set blur_width_factor=1.0, noise_level=(2, 25), jpeg_quality=(30, 95), final_jpeg_quality=(30, 95).
 scale = 4

@@ -1,5 +1,6 @@
 # HQ-only data for stage I (Swin-VQGAN): the HQ image is both the input (`img`) and the target (`gt`).
-# Paper scale: DF2K + OST HQ patches (reference 5, 7), random 256 crops with flips / transposition;
+# Paper scale: DF2K + OST HQ patches (docs/faithfulness.md#stage-i-training, #data), random 256 crops with flips /
+# transposition;
 # validation on the first 10 DIV2K validation images (whole images, batch 1).
 # `img` is copied from `gt` together with its channel order: without `img_channel_order` MMagic's preprocessor takes
 # the RGB input for BGR and the val/test metrics compare a channel-swapped reconstruction with the GT.
@@ -55,7 +56,8 @@ val_dataloader = dict(
         pipeline=val_pipeline))
 test_dataloader = val_dataloader
 
-# Authors: PSNR / SSIM on Y with crop_border 4 (reference 4.6); plus codebook usage of the tokens.
+# Authors: PSNR / SSIM on Y with crop_border 4 (docs/faithfulness.md#optimisation-and-validation); plus codebook usage
+# of the tokens.
 val_evaluator = dict(
     type='Evaluator',
     metrics=[

@@ -1,6 +1,6 @@
 """BSRGAN-style random degradation (Zhang et al., ICCV 2021) as an MMagic transform.
 
-Defaults follow the "light" variant of the ITER repository (reference section 7):
+Defaults follow the "light" variant of the ITER repository (docs/faithfulness.md#data):
 pre-downsampling, then blur x2 / downsample-2 / downsample-3 / noise / JPEG in random order
 (downsample-2 always before downsample-3), then a final JPEG. Every random choice comes from
 one ``numpy.random.Generator`` per sample, so a seed fixes the output.

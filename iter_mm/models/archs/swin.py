@@ -1,4 +1,4 @@
-"""Swin building blocks shared by every ITER network (reference section 1.3).
+"""Swin building blocks shared by every ITER network (docs/faithfulness.md#swin-blocks).
 
 Three levels: ``SwinLayers`` (conv_in, RSTBs, conv_out, outer residual) -> ``RSTB`` (blocks, conv, long skip)
 -> ``SwinBlock`` (window attention with relative position bias, shifted windows on odd blocks, and the
@@ -22,11 +22,11 @@ from . import fast_ops
 from .swin_layout import (Order, check_token_grid, image_as_tokens, reorder, reorder_index,  # noqa: F401
                           tokens_as_image, window_order, window_partition, window_reverse)
 
-MASK_VALUE = -100.0  # value of a forbidden pair in the shift mask (reference 1.3: -100, not -inf)
+MASK_VALUE = -100.0  # value of a forbidden pair in the shift mask (docs/faithfulness.md#swin-blocks: -100, not -inf)
 
 
 def relative_position_index(window: int) -> Tensor:
-    """Relative position index of a ``window x window`` window (reference 1.3).
+    """Relative position index of a ``window x window`` window (docs/faithfulness.md#swin-blocks).
 
     Args:
         window (int): window side w.
@@ -42,7 +42,7 @@ def relative_position_index(window: int) -> Tensor:
 
 
 def shift_attention_mask(h: int, w: int, window: int, shift: int) -> Tensor:
-    """Shift mask of a shifted-window block for an ``h x w`` token grid (reference 1.3).
+    """Shift mask of a shifted-window block for an ``h x w`` token grid (docs/faithfulness.md#swin-blocks).
 
     Rows and columns are cut into [0, h-window), [h-window, h-shift), [h-shift, h); token pairs of one window
     with different region labels get -100, equal labels 0.
@@ -98,7 +98,7 @@ class WindowAttention(nn.Module):
         self.register_buffer('relative_position_index', relative_position_index(window_size), persistent=True)
         self.qkv = nn.Linear(dim, 3 * dim, bias=True)
         self.proj = nn.Linear(dim, dim, bias=True)
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)  # reference 1.10
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)  # docs/faithfulness.md#initialisation
 
     def relative_position_bias(self) -> Tensor:
         """The bias gathered from the table.
@@ -184,7 +184,7 @@ class WindowAttention(nn.Module):
 
 
 class GatedMlp(nn.Module):
-    """MLP with the authors' global squeeze-and-excitation gate (reference 1.3, 8.2).
+    """MLP with the authors' global squeeze-and-excitation gate (docs/faithfulness.md#swin-blocks).
 
     fc1 -> GELU(erf) -> x * sigmoid(attn(mean over all tokens)) -> fc2. State-dict order fc1, fc2, attn.0, attn.2.
 
@@ -336,7 +336,7 @@ class _BlockGroup(nn.Module):
 
 class RSTB(nn.Module):
     """Residual Swin transformer block: ``depth`` Swin blocks (odd ones shifted by window/2), a 3x3 conv and a
-    long skip (reference 1.3, patch size 1, '1conv', no patch-embed norm).
+    long skip (docs/faithfulness.md#swin-blocks, patch size 1, '1conv', no patch-embed norm).
 
     Args:
         dim (int): channels D.
@@ -382,7 +382,7 @@ class RSTB(nn.Module):
 
 
 class SwinLayers(nn.Module):
-    """conv_in (3x3) -> RSTBs on the token sequence -> conv_out (3x3) -> + input (reference 1.3).
+    """conv_in (3x3) -> RSTBs on the token sequence -> conv_out (3x3) -> + input (docs/faithfulness.md#swin-blocks).
 
     Args:
         in_dim (int): channels of the feature map.

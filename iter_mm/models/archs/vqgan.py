@@ -27,7 +27,8 @@ from .registry import MODELS
 
 def normalize(channels: int, groups: int = 32) -> nn.GroupNorm:
     """GroupNorm of the VQGAN: ``groups`` groups (32 released; C // 4 below that many channels), eps 1e-6, affine
-    (reference 1.2). The group count changes no parameter: weight and bias are (C,) whatever it is."""
+    (docs/faithfulness.md#vqgan-blocks). The group count changes no parameter: weight and bias are (C,) whatever it
+    is."""
     return nn.GroupNorm(groups if channels >= groups else max(channels // 4, 1), channels, eps=1e-6, affine=True)
 
 
@@ -275,7 +276,7 @@ class VectorQuantizer(nn.Module):
         """
         idx = self.indices(z)
         zq = self.lookup(idx)
-        # legacy (taming) form: commitment weight 1, codebook weight beta (reference 1.6 / 8.4)
+        # legacy (taming) form: commitment weight 1, codebook weight beta (docs/faithfulness.md#quantizer-and-vq-loss)
         loss = torch.mean((zq.detach() - z) ** 2) + self.beta * torch.mean((zq - z.detach()) ** 2)
         zq = z + (zq - z).detach()
         return zq, loss, idx

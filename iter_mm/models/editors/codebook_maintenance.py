@@ -3,7 +3,8 @@
 Used by :class:`SwinVQGANModel` (option ``codebook_maintenance``); none of it is part of the networks, which keep
 their state-dict keys (the authors' checkpoints load strictly) and hold no extra buffers.
 
-Why: with the released initialisation (codes uniform in +-1/K, reference 1.10) and nearest-code assignment, the
+Why: with the released initialisation (codes uniform in +-1/K, docs/faithfulness.md#initialisation) and nearest-code
+assignment, the
 encoder's outputs lie far outside the tiny initial codebook, so only the few codes nearest to the data are ever
 selected and updated; the others never receive a gradient and stay dead (the measured collapse of the small
 configs: ~7 of 128 codes). Two classic remedies, both deterministic across processes:

@@ -1,20 +1,26 @@
 """ITERModel: stage II/III training (E_l, phi_e, phi_r on a frozen Swin-VQGAN) and adaptive inference.
 
-Training follows the authors' LQ-stage iteration (reference 4.2-4.5); inference wraps
-:func:`iter_mm.models.inference.restore_image` (Algorithm 2, reference 6). The network is an ``ITERNet``
+Training follows the authors' LQ-stage iteration (docs/faithfulness.md#stages-ii-and-iii-training); inference wraps
+:func:`iter_mm.models.inference.restore_image` (Algorithm 2, docs/faithfulness.md#adaptive-inference). The network is
+an ``ITERNet``
 config dict held as ``self.generator`` (children ``vqgan``, ``lq_encoder``, ``evaluator``, ``refiner``).
 
-Fixes of the authors' training code (reference 8), each behind an option whose default is the fix:
+Fixes of the authors' training code (docs/faithfulness.md#differences-at-a-glance), each behind an option whose default
+is the fix:
 
 * ``el_gumbel_grad=True``: the straight-through Gumbel decode of E_l's logits carries a real gradient to E_l
-  (the authors cast the hard sample to ``long``, so their L1 / LPIPS term on it is a constant: 8.12);
+  (the authors cast the hard sample to ``long``, so their L1 / LPIPS term on it is a constant:
+  docs/faithfulness.md#gumbel-cast);
   ``False`` reproduces the inert official term. Its constant values are then not computed unless
   ``compute_inert_terms=True`` (they train nothing; skipping them saves a VQGAN decode per iteration).
 * phi_e runs once on [S_l, S_l] (its detached argmax gives phi_r's condition flag) and once on the argmax of
-  phi_r's output; the authors' duplicate no-grad call and unused call on a sample are not made (4.4).
-* Inference is batch-invariant (per-image adaptive start, counter-based noise: ``restore_image``; 8.16).
+  phi_r's output; the authors' duplicate no-grad call and unused call on a sample are not made
+  (docs/faithfulness.md#network-calls-per-iteration).
+* Inference is batch-invariant (per-image adaptive start, counter-based noise: ``restore_image``;
+  docs/faithfulness.md#batch-invariant-inference).
 
-There is no GAN term: the authors configure one but never activate it in this stage (4.5.8). Switching a term
+There is no GAN term: the authors configure one but never activate it in this stage (docs/faithfulness.md#loss-terms,
+term 8). Switching a term
 off (weight 0 / None) can leave a network without gradient; under DDP set ``model_wrapper_cfg`` with
 ``find_unused_parameters=True`` then.
 """
@@ -52,15 +58,19 @@ class ITERModel(BaseEditModel):
         init_from: ITER checkpoint (the authors' ``ITER_x2.pth`` / ``ITER_x4.pth``, converted, or ours) whose
             E_l / phi_e / phi_r tensors of matching name and shape initialise training (:meth:`init_weights`;
             :func:`iter_mm.utils.init_from.init_from_checkpoint`). None = constructor initialisation.
-        lq_ce_weight: E_l token cross-entropy against S_h (Eq. 2; reference 4.5.1). 0 = off.
-        eval_lq_loss: phi_e on S_l with labels [S_l == S_h], e.g. ``ClassBalancedCELoss`` (Eq. 9; 4.5.2). None = off.
-        eval_refined_ce_weight: phi_e on argmax(phi_r) with labels [argmax == S_h], plain CE (4.5.3). 0 = off.
-        refine_ce_weight: phi_r CE against S_h at all positions, each image weighted by its masked fraction (4.5.4).
+        lq_ce_weight: E_l token cross-entropy against S_h (Eq. 2; docs/faithfulness.md#loss-terms, term 1). 0 = off.
+        eval_lq_loss: phi_e on S_l with labels [S_l == S_h], e.g. ``ClassBalancedCELoss`` (Eq. 9;
+            docs/faithfulness.md#loss-terms, term 2). None = off.
+        eval_refined_ce_weight: phi_e on argmax(phi_r) with labels [argmax == S_h], plain CE
+            (docs/faithfulness.md#loss-terms, term 3). 0 = off.
+        refine_ce_weight: phi_r CE against S_h at all positions, each image weighted by its masked fraction
+            (docs/faithfulness.md#loss-terms, term 4).
         perceptual_loss: image loss (e.g. ``LPIPSLoss``) on the hard straight-through Gumbel decodes of E_l and
-            phi_r, as the authors: one call on the 2B batch [E_l decode; phi_r decode] vs [GT; GT] (4.5.5-7).
+            phi_r, as the authors: one call on the 2B batch [E_l decode; phi_r decode] vs [GT; GT]
+            (docs/faithfulness.md#loss-terms, terms 5-7).
         pixel_loss: image loss (e.g. MMagic's ``L1Loss``) on the E_l Gumbel decode, the authors' ``pixel_opt``.
         el_gumbel_grad: True (fixed) = the E_l decode passes a straight-through gradient to E_l; False
-            (official) = it is a constant, as in the authors' code (8.12).
+            (official) = it is a constant, as in the authors' code (docs/faithfulness.md#gumbel-cast).
         compute_inert_terms: with ``el_gumbel_grad=False`` only: also compute (and log) the constant terms on E_l's
             decode, ``loss_pix`` and E_l's half of the perceptual batch, as the authors do. False (default): E_l's
             decode is skipped and the perceptual term is ``0.5 * perceptual(phi_r decode, GT)``, the same gradient
@@ -107,7 +117,7 @@ class ITERModel(BaseEditModel):
             if not hasattr(self.generator, name):
                 raise TypeError(f'ITERModel needs an ITERNet-like generator with `{name}`; '
                                 f'got {type(self.generator).__name__}')
-        self.generator.vqgan.requires_grad_(False)  # stage I is frozen (reference 4.1)
+        self.generator.vqgan.requires_grad_(False)  # stage I is frozen (docs/faithfulness.md#frozen-stage-i)
         self.generator.vqgan.eval()
 
         self.stage1_checkpoint = stage1_aliases(stage1_checkpoint, vqgan_ckpt=vqgan_ckpt)
@@ -198,15 +208,16 @@ class ITERModel(BaseEditModel):
         self._check_train_shapes(lq, gt)
 
         with torch.no_grad():
-            gt_tokens = net.vqgan.encode_indices(gt)  # S_h (B, h, w) (4.2)
+            gt_tokens = net.vqgan.encode_indices(gt)  # S_h (B, h, w) (docs/faithfulness.md#target-tokens)
         el_logits = net.lq_encoder(lq)  # (B, n, h, w)
         if el_logits.shape[-2:] != gt_tokens.shape[-2:]:
             raise RuntimeError(f'E_l token grid {tuple(el_logits.shape[-2:])} != VQGAN grid '
                                f'{tuple(gt_tokens.shape[-2:])}: does ITERNet.scale match the data scale?')
-        lq_tokens = el_logits.detach().argmax(1)  # S_l: hard, so token losses never reach E_l (4.2)
+        lq_tokens = el_logits.detach().argmax(1)  # S_l: hard, so token losses never reach E_l
+        # (docs/faithfulness.md#target-tokens)
         b, h, w = gt_tokens.shape
         noise = self.train_noise if noise is None else noise
-        mask = noise.training_mask(b, h, w, device=lq.device)  # 1 = masked (4.3)
+        mask = noise.training_mask(b, h, w, device=lq.device)  # 1 = masked (docs/faithfulness.md#training-masks)
         mask = mask.to(torch.float32)
         lq_good = (lq_tokens == gt_tokens).long()
 
@@ -252,7 +263,8 @@ class ITERModel(BaseEditModel):
 
     def _image_losses(self, el_logits: Tensor, ref_logits: Tensor, gt: Tensor,
                       noise: Optional[TrainingNoise] = None) -> Dict[str, Tensor]:
-        """Straight-through hard Gumbel decodes (tau 1) and their image losses (reference 4.5.5-7).
+        """Straight-through hard Gumbel decodes (tau 1) and their image losses (docs/faithfulness.md#loss-terms, terms
+        5-7).
 
         With ``el_gumbel_grad=False`` E_l's decode only yields constants; unless ``compute_inert_terms`` it is not
         made: no ``loss_pix``, and the perceptual mean over [E_l; phi_r] keeps its phi_r half, 0.5 * mean_b.
@@ -268,7 +280,8 @@ class ITERModel(BaseEditModel):
                 el_onehot = straight_through_gumbel(
                     logits, noise.gumbel_exponential(logits.shape, logits.dtype, logits.device))
                 if not self.el_gumbel_grad:
-                    el_onehot = el_onehot.detach()  # official: the `.long()` cast severs the graph (8.12)
+                    el_onehot = el_onehot.detach()  # official: the `.long()` cast severs the graph
+                    # (docs/faithfulness.md#gumbel-cast)
                 el_img = vqgan.decode_onehot(el_onehot)
         else:  # draw E_l's Gumbel noise all the same: phi_r's noise, and so the run, stay the authors'
             noise.gumbel_exponential(el_logits.shape, torch.float32, el_logits.device)
@@ -369,7 +382,8 @@ class ITERModel(BaseEditModel):
 
 
 def masked_fraction_ce(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """phi_r loss (reference 4.5.4): mean_b[ mean(mask_b) * mean_p CE(logits_bp, target_bp) ], CE in fp32.
+    """phi_r loss (docs/faithfulness.md#loss-terms, term 4): mean_b[ mean(mask_b) * mean_p CE(logits_bp, target_bp) ],
+    CE in fp32.
 
     Args:
         logits: (B, n, h, w); target: (B, h, w) int64; mask: (B, h, w), 1 = masked.

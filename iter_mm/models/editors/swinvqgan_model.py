@@ -1,4 +1,5 @@
-"""Stage-I training model: the Swin-VQGAN autoencoder with a U-Net discriminator (reference section 5)."""
+"""Stage-I training model: the Swin-VQGAN autoencoder with a U-Net discriminator
+(docs/faithfulness.md#stage-i-training)."""
 import math
 from copy import deepcopy
 from typing import Dict, List, Optional, Tuple
