@@ -1,4 +1,5 @@
 """Install iter_mm: ITER (AAAI 2024) real-world super-resolution as an MMagic plugin."""
+
 import shutil
 from pathlib import Path
 

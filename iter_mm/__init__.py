@@ -10,11 +10,12 @@ The pure-torch parts (``iter_mm.models.sampling``, ``iter_mm.models.archs.swin``
 ``iter_mm.utils.checkpoint``, ...) import without MMCV / MMagic; without them ``import iter_mm`` registers
 nothing and says so once.
 """
+
 import warnings
 
-from .version import __version__
 from .utils.quiet import quiet_dependency_loggers
 from .utils.setup_env import register_all_modules
+from .version import __version__
 
 __all__ = ['__version__', 'register_all_modules']
 

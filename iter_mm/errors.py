@@ -9,13 +9,19 @@ arguments the refusal names).
 Each class also derives from the built-in exception that callers caught before the hierarchy existed
 (``ValueError``, ``FileNotFoundError``, ...), so ``except ValueError`` keeps working.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
 __all__ = [
-    'ITERError', 'InvalidInputError', 'InvalidOptionError', 'MissingDataError', 'CheckpointMismatchError',
-    'OutputExistsError', 'cli_message'
+    'ITERError',
+    'InvalidInputError',
+    'InvalidOptionError',
+    'MissingDataError',
+    'CheckpointMismatchError',
+    'OutputExistsError',
+    'cli_message',
 ]
 
 

@@ -7,11 +7,13 @@
 Both runs build the shipped tiny configs' models with the same seed, wrap them exactly as ``tools/train.py``
 does (``configure_launch`` + MMEngine's model wrappers) and take one SGD step on a fixed global batch of 4
 images; process r of W takes images [r*4/W, (r+1)*4/W). Everything runs twice: in float32 and in float64
-(default dtype), which removes the rounding differences of the summation order. The training step's own randomness (the masks of the
+(default dtype), which removes the rounding differences of the summation order. The training step's own
+randomness (the masks of the
 forward diffusion and the Gumbel noise of the image losses) is drawn once for the global batch from a fixed
 seed and sliced the same way (ITERModel's ``train_noise``), so that the two runs see identical samples. Writes
 ``OUT_DIR/{float32,float64}/w{W}_r{r}_{stage1,stage2}[_init].pth`` (state dicts before and after, unwrapped).
 """
+
 import os
 import sys
 from pathlib import Path
@@ -35,15 +37,20 @@ def _global_batch(gt_size: int, scale: int):
 
 def _data(gt, lq, rank, world):
     from mmagic.structures import DataSample
+
     per = GLOBAL_BATCH // world
     idx = range(rank * per, (rank + 1) * per)
-    return dict(inputs=[lq[i] for i in idx],
-                data_samples=[DataSample(gt_img=gt[i], metainfo=dict(gt_path=f'{i}.png')) for i in idx])
+    return dict(
+        inputs=[lq[i] for i in idx],
+        data_samples=[DataSample(gt_img=gt[i], metainfo=dict(gt_path=f'{i}.png')) for i in idx],
+    )
 
 
 def _wrap(model, cfg, launcher):
     from mmengine.registry import MODEL_WRAPPERS
+
     from iter_mm.engine.launch import configure_launch
+
     configure_launch(cfg, launcher)
     if launcher == 'none':
         return model
@@ -54,10 +61,10 @@ def _global_noise(rank, world):
     """Training draws of the whole global batch from one seeded generator; this process takes its rows, so every
     process consumes the same stream and the images see the draws of the 1-process run."""
     from iter_mm.models.training_noise import TrainingNoise
+
     rows = slice(rank * GLOBAL_BATCH // world, (rank + 1) * GLOBAL_BATCH // world)
 
     class GlobalBatchNoise(TrainingNoise):
-
         def mask_rate(self, batch):
             return super().mask_rate(GLOBAL_BATCH)[rows]
 
@@ -72,8 +79,10 @@ def _global_noise(rank, world):
 
 def stage1_step(rank, world, launcher, out: Path) -> None:
     from mmengine.optim import OptimWrapper, OptimWrapperDict
-    from mmagic.registry import MODELS
+
     from iter_mm.utils.config import load_config
+    from mmagic.registry import MODELS
+
     cfg = load_config(str(ROOT / 'configs/iter/swinvqgan_tiny.py'))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -82,7 +91,8 @@ def stage1_step(rank, world, launcher, out: Path) -> None:
     wrapped = _wrap(model, cfg, launcher)
     optim = OptimWrapperDict(
         generator=OptimWrapper(torch.optim.SGD(model.generator.parameters(), lr=LR)),
-        discriminator=OptimWrapper(torch.optim.SGD(model.discriminator.parameters(), lr=LR)))
+        discriminator=OptimWrapper(torch.optim.SGD(model.discriminator.parameters(), lr=LR)),
+    )
     gt, _ = _global_batch(64, 1)
     data = _data(gt, gt, rank, world)
     wrapped.train_step(data, optim)
@@ -91,8 +101,10 @@ def stage1_step(rank, world, launcher, out: Path) -> None:
 
 def stage2_step(rank, world, launcher, out: Path) -> None:
     from mmengine.optim import OptimWrapper
-    from mmagic.registry import MODELS
+
     from iter_mm.utils.config import load_config
+    from mmagic.registry import MODELS
+
     cfg = load_config(str(ROOT / 'configs/iter/iter_x4_tiny.py'))
     cfg.model.vqgan_ckpt = None
     torch.manual_seed(0)
@@ -115,7 +127,7 @@ def _bias_lq_encoder(model, gt) -> None:
     """Make E_l favour the most frequent S_h code, so that S_l == S_h on part of the tokens: phi_e's labels
     then hold both classes and the class-balanced weights (Eq. 9) matter."""
     with torch.no_grad():
-        tokens = model.generator.vqgan.encode_indices(gt / 255.)
+        tokens = model.generator.vqgan.encode_indices(gt / 255.0)
         top = torch.bincount(tokens.flatten()).argmax()
         last = [m for m in model.generator.lq_encoder.modules() if isinstance(m, torch.nn.Conv2d)][-1]
         last.bias[top] += 3.0
@@ -131,6 +143,7 @@ def run(out: Path, rank: int = 0, world: int = 1, launcher: str = 'none') -> Non
     """Both stages in float32 and in float64. Restores the default dtype afterwards, so that the 1-process run
     can also run inside the test process."""
     from mmengine.registry import init_default_scope
+
     init_default_scope('mmagic')
     try:
         for dtype in (torch.float32, torch.float64):  # float64: the equivalence without fp32 rounding

@@ -4,11 +4,13 @@ Imported by test configs through ``custom_imports`` (tests/ on PYTHONPATH). Each
 ``<out_dir>/rank<r>.jsonl``: the iterations it ran, the sample paths of each batch, every file written through
 MMEngine's file backend (checkpoints), every visualiser scalar write, its log-file handlers and its
 validation metrics; at the start and the end of training it saves its full model state (parameters and buffers)
-to ``<out_dir>/rank<r>_train_start.pth`` and ``<out_dir>/rank<r>_state.pth``. ``kill_after_iter=N`` makes rank 0 SIGKILL the whole job (the torchrun agent
+to ``<out_dir>/rank<r>_train_start.pth`` and ``<out_dir>/rank<r>_state.pth``. ``kill_after_iter=N`` makes
+rank 0 SIGKILL the whole job (the torchrun agent
 and every worker, like a user's ``kill -9`` of all its processes) once iteration N has finished and its hooks
 have run. Importing it also makes the process reuse yapf's formatting of its config text
 (``iter_mm.engine.config_format``; no output changes).
 """
+
 import json
 import logging
 import os
@@ -22,9 +24,8 @@ from mmengine.hooks import Hook
 from mmengine.runner.checkpoint import get_state_dict
 from mmengine.visualization.vis_backend import LocalVisBackend
 
-from mmagic.registry import HOOKS
-
 from iter_mm.engine.config_format import reuse_config_formatting
+from mmagic.registry import HOOKS
 
 reuse_config_formatting()  # the same config text is formatted once per process, not per log/dump/checkpoint
 _OUT = {'dir': None}
@@ -49,7 +50,7 @@ def _spy(cls, name, kind):
     setattr(cls, name, spied)
 
 
-_spy(LocalBackend, 'put', 'file_write')          # save_checkpoint writes through this
+_spy(LocalBackend, 'put', 'file_write')  # save_checkpoint writes through this
 _spy(LocalVisBackend, 'add_scalars', 'vis_scalars')
 
 

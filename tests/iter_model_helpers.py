@@ -1,4 +1,5 @@
 """Shared tiny ITER model, stage-I checkpoint and data helpers of tests/test_iter_model*.py."""
+
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,42 @@ from mmagic.structures import DataSample
 ROOT = Path(__file__).resolve().parents[1]
 N_CODES = 32
 WIN = 2
-TINY_VQGAN = dict(type='SwinVQGAN', nf=16, ch_mult=(1, 1, 2, 2), num_res_blocks=1, codebook_size=N_CODES,
-                  embed_dim=8, swin_dim=16, swin_window=WIN, swin_depth=2, swin_num_rstb=1, swin_heads=2)
+TINY_VQGAN = dict(
+    type='SwinVQGAN',
+    nf=16,
+    ch_mult=(1, 1, 2, 2),
+    num_res_blocks=1,
+    codebook_size=N_CODES,
+    embed_dim=8,
+    swin_dim=16,
+    swin_window=WIN,
+    swin_depth=2,
+    swin_num_rstb=1,
+    swin_heads=2,
+)
 TINY_NET = dict(
-    type='ITERNet', scale=4, vqgan=TINY_VQGAN,
-    lq_encoder=dict(type='LQEncoder', scale=4, base_channels=16, feat_dim=16, codebook_size=N_CODES, swin_dim=16,
-                    swin_num_rstb=1, swin_depth=2, swin_window=WIN, swin_heads=2),
-    evaluator=dict(type='TokenEvaluationNet', codebook_size=N_CODES, mid_dim=16, num_rstb=1, depth=2,
-                   window_size=WIN, num_heads=2),
-    refiner=dict(type='TokenRefinementNet', codebook_size=N_CODES, mid_dim=16, num_rstb=1, depth=2,
-                 window_size=WIN, num_heads=2))
+    type='ITERNet',
+    scale=4,
+    vqgan=TINY_VQGAN,
+    lq_encoder=dict(
+        type='LQEncoder',
+        scale=4,
+        base_channels=16,
+        feat_dim=16,
+        codebook_size=N_CODES,
+        swin_dim=16,
+        swin_num_rstb=1,
+        swin_depth=2,
+        swin_window=WIN,
+        swin_heads=2,
+    ),
+    evaluator=dict(
+        type='TokenEvaluationNet', codebook_size=N_CODES, mid_dim=16, num_rstb=1, depth=2, window_size=WIN, num_heads=2
+    ),
+    refiner=dict(
+        type='TokenRefinementNet', codebook_size=N_CODES, mid_dim=16, num_rstb=1, depth=2, window_size=WIN, num_heads=2
+    ),
+)
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -67,8 +94,9 @@ def stage1_ckpt(tmp_path_factory) -> Path:
         z = vq.encode(textures(8, 32, seed=5)).permute(0, 2, 3, 1).reshape(-1, 8)
         vq.quantize.embedding.weight.copy_(z[torch.randperm(len(z))[:N_CODES]])
     path = tmp_path_factory.mktemp('stage1') / 'vqgan.pth'
-    torch.save({'meta': {'note': 'stage I'}, 'state_dict': {'generator.' + k: v for k, v in vq.state_dict().items()}},
-               path)
+    torch.save(
+        {'meta': {'note': 'stage I'}, 'state_dict': {'generator.' + k: v for k, v in vq.state_dict().items()}}, path
+    )
     return path
 
 

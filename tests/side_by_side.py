@@ -1,5 +1,6 @@
 """Independent subprocesses of a test module, run side by side: the suite runs on 2 cores and pytest itself only
 waits for them, so two at a time take about the wall time of one."""
+
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -7,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 def run_side_by_side(jobs: dict, workers: int = 2, timeout: int = 600) -> dict:
     """``{name: dict(args=[...], **subprocess.run keywords)}`` -> ``{name: CompletedProcess}`` (text output
     captured). Started in the order given, at most ``workers`` at a time."""
+
     def one(job):
         job = dict(job)
         return subprocess.run(job.pop('args'), capture_output=True, text=True, timeout=timeout, **job)

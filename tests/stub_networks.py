@@ -1,10 +1,12 @@
 """Tiny stand-ins for the ITER networks (the ITERNet contract of docs/architecture.md), shared by the sampling,
 inference and memory-tiling tests."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 CODES = 16
+
 
 class StubVQGAN(nn.Module):
     """decode_indices: each token becomes an 8x8 patch of its palette colour."""
@@ -30,7 +32,7 @@ class StubLQEncoder(nn.Module):
 
     def forward(self, lq):
         grey = F.avg_pool2d(lq.mean(1, keepdim=True), self.pool) * (self.centres.shape[1] - 1)
-        return -(grey - self.centres) ** 2
+        return -((grey - self.centres) ** 2)
 
 
 class StubEvaluator(nn.Module):
@@ -61,8 +63,9 @@ class StubRefiner(nn.Module):
         self.calls = []
 
     def forward(self, cond_tokens, cond_flag, tokens, keep):
-        self.calls.append(dict(cond_tokens=cond_tokens.clone(), cond_flag=cond_flag.clone(),
-                               tokens=tokens.clone(), keep=keep.clone()))
+        self.calls.append(
+            dict(cond_tokens=cond_tokens.clone(), cond_flag=cond_flag.clone(), tokens=tokens.clone(), keep=keep.clone())
+        )
         if self.sharp:  # one huge logit: Gumbel-max always picks (cond + 1) mod C
             return F.one_hot((cond_tokens + 1) % self.a.shape[1], self.a.shape[1]).permute(0, 3, 1, 2) * 1e4
         masked = torch.full_like(tokens, self.a.shape[0] - 1)

@@ -1,4 +1,5 @@
 """ITER through MMagic's Inferencer API, and the refinement visualisation hook."""
+
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ TINY = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
 def tiny(tmp_path_factory):
     """A randomly initialised tiny ITER model, its checkpoint, and a 12x10 RGB image file."""
     from mmagic.registry import MODELS
+
     init_default_scope('mmagic')
     tmp = tmp_path_factory.mktemp('apis')
     torch.manual_seed(0)
@@ -35,9 +37,11 @@ def tiny(tmp_path_factory):
 def test_mmagic_inferencer_runs_iter(tiny, tmp_path):
     """MMagicInferencer('iter', ...) builds ITER's inferencer and gives what model.restore gives."""
     from iter_mm.apis import MMagicInferencer
+
     model, ckpt, path, img = tiny
-    sr = MMagicInferencer('iter', model_config=TINY, model_ckpt=str(ckpt), device='cpu',
-                          extra_parameters=dict(seed=3, steps=2))
+    sr = MMagicInferencer(
+        'iter', model_config=TINY, model_ckpt=str(ckpt), device='cpu', extra_parameters=dict(seed=3, steps=2)
+    )
     out = tmp_path / 'out' / 'photo.png'
     sr.infer(img=str(path), result_out_dir=str(out))
     written = cv2.imread(str(out))
@@ -53,11 +57,16 @@ def test_inferencer_refuses_unknown_parameters_missing_configs_and_ambiguous_arr
     """A misspelt extra parameter, a bad value or a config path that does not exist stop the construction; arrays
     are RGB uint8/uint16/float in [0, 1], and 0-255 floats or int64 pixels are refused, not turned white."""
     from iter_mm.apis import MMagicInferencer
+
     model, ckpt, path, img = tiny
     make = lambda config=TINY, **extra: MMagicInferencer(  # noqa: E731
-        'iter', model_config=config, model_ckpt=str(ckpt), device='cpu', extra_parameters=extra)
-    with pytest.raises(TypeError, match=r"unknown extra_parameters \['alfa'\]; valid: restoration options \[.*'alpha'"
-                                        r".*loading options \['stage1_checkpoint', 'allow_pickle', 'vqgan'\]"):
+        'iter', model_config=config, model_ckpt=str(ckpt), device='cpu', extra_parameters=extra
+    )
+    with pytest.raises(
+        TypeError,
+        match=r"unknown extra_parameters \['alfa'\]; valid: restoration options \[.*'alpha'"
+        r".*loading options \['stage1_checkpoint', 'allow_pickle', 'vqgan'\]",
+    ):
         make(alfa=0.5)
     with pytest.raises(ValueError, match='alpha must lie in'):
         make(alpha=1.5)
@@ -88,9 +97,11 @@ def test_model_name_without_config_uses_the_registered_config():
     """``MMagicInferencer('iter')`` without ``model_config``: MMagic looks for the default config inside its own
     package; that path (and only that one) is mapped to ours."""
     from iter_mm.apis.inferencer import _CONFIGS, MMagicInferencer, _zoo_default_config
+
     for name, scale in (('iter', 4), ('iter_x4', 4), ('iter_x2', 2)):
-        kwargs = MMagicInferencer._get_inferencer_kwargs(MMagicInferencer.__new__(MMagicInferencer), name, None,
-                                                         None, None, None, None)
+        kwargs = MMagicInferencer._get_inferencer_kwargs(
+            MMagicInferencer.__new__(MMagicInferencer), name, None, None, None, None, None
+        )
         assert not Path(kwargs['config']).is_file()
         assert _zoo_default_config(kwargs['config']) == f'{_CONFIGS}/iter_x{scale}_realsr.py'
     assert _zoo_default_config('/nowhere/iter_x4_realsr.py') == '/nowhere/iter_x4_realsr.py'
@@ -113,6 +124,7 @@ def test_other_mmagic_tasks_are_untouched(tiny, tmp_path):
     from iter_mm.apis.inferencer import _Inferencers as Inferencers
     from mmagic.apis.inferencers import ImageSuperResolutionInferencer
     from mmagic.apis.inferencers import Inferencers as MMagicInferencers
+
     assert MMagicInferencers.__init__.__module__ == 'mmagic.apis.inferencers'
     with pytest.raises(ValueError, match='Unknown inferencer task'):
         MMagicInferencers(task=ITER_TASK)
@@ -129,24 +141,30 @@ def test_other_mmagic_tasks_are_untouched(tiny, tmp_path):
 
 def test_refinement_mosaic_layout():
     images = torch.rand(3, 3, 16, 8)
-    keep = torch.tensor([0., 1., 1.])[:, None, None].expand(3, 2, 1).clone()
+    keep = torch.tensor([0.0, 1.0, 1.0])[:, None, None].expand(3, 2, 1).clone()
     keep[1, 0, 0] = 0
     mosaic = refinement_mosaic(images, keep)
     assert mosaic.shape == (32, 24, 3) and mosaic.dtype == torch.uint8
     top = (images.clamp(0, 1) * 255).round().byte()
     assert torch.equal(mosaic[:16, 8:16], top[1].permute(1, 2, 0))
-    assert (mosaic[16:, :8] == 0).all()                 # step 0: nothing kept (black)
+    assert (mosaic[16:, :8] == 0).all()  # step 0: nothing kept (black)
     assert (mosaic[16:24, 8:16] == 0).all() and (mosaic[24:, 8:16] == 255).all()  # upper token of step 1 dropped
 
 
 def test_hook_adds_one_mosaic_per_image(tiny):
     from mmagic.structures import DataSample
+
     model = tiny[0]
     added = []
-    runner = SimpleNamespace(model=model, iter=5, visualizer=SimpleNamespace(
-        add_image=lambda name, image, step: added.append((name, image.shape, step))))
-    batch = dict(inputs=[torch.randint(0, 256, (3, 9, 7), dtype=torch.uint8) for _ in range(2)],
-                 data_samples=[DataSample(), DataSample()])
+    runner = SimpleNamespace(
+        model=model,
+        iter=5,
+        visualizer=SimpleNamespace(add_image=lambda name, image, step: added.append((name, image.shape, step))),
+    )
+    batch = dict(
+        inputs=[torch.randint(0, 256, (3, 9, 7), dtype=torch.uint8) for _ in range(2)],
+        data_samples=[DataSample(), DataSample()],
+    )
     hook = RefinementVisualizationHook(max_images=2, sampling=dict(steps=3, seed=0))
     hook.after_val_iter(runner, 0, batch)
     steps = 3

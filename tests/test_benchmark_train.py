@@ -1,21 +1,29 @@
 """The training benchmark (iter_mm.evaluation.train_benchmark, tools/benchmark_train.py) and the training
 iterations it times: no network call that no loss needs."""
+
 import copy
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.optim import OptimWrapper, OptimWrapperDict
-
-from iter_mm.utils.config import load_config
 from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, stage1_ckpt)
-    ROOT, TINY_NET, build, down4, one_thread, samples, stage1_ckpt, textures)
-from mmagic.registry import MODELS
-from mmagic.structures import DataSample
+    ROOT,
+    TINY_NET,
+    build,
+    down4,
+    one_thread,
+    samples,
+    stage1_ckpt,
+    textures,
+)
+from mmengine.optim import OptimWrapper, OptimWrapperDict
+from tool_runner import run_tool
 
 from iter_mm.evaluation import train_benchmark as bt
-from tool_runner import run_tool
+from iter_mm.utils.config import load_config
+from mmagic.registry import MODELS
+from mmagic.structures import DataSample
 
 TINY_STAGE1 = str(ROOT / 'configs' / 'iter' / 'swinvqgan_tiny.py')
 TINY_ITER = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
@@ -42,9 +50,12 @@ def test_iter_step_equals_the_authors_calls_with_fewer_calls(stage1_ckpt, el_gum
     (docs/faithfulness.md#network-calls-per-iteration: a full VQGAN forward for S_h, four phi_e passes), with 1 E_l, 2
     phi_e, 1 phi_r, the GT
     encoder only and one decode per image loss."""
-    kwargs = dict(el_gumbel_grad=el_gumbel_grad, pixel_loss=dict(type='L1Loss', loss_weight=1.0),
-                  perceptual_loss=dict(type='L1Loss', loss_weight=0.5),  # in LPIPS's place: both decodes run
-                  compute_inert_terms=True)  # the authors' constant terms too (else skipped: test_iter_model)
+    kwargs = dict(
+        el_gumbel_grad=el_gumbel_grad,
+        pixel_loss=dict(type='L1Loss', loss_weight=1.0),
+        perceptual_loss=dict(type='L1Loss', loss_weight=0.5),  # in LPIPS's place: both decodes run
+        compute_inert_terms=True,
+    )  # the authors' constant terms too (else skipped: test_iter_model)
     ours = build(str(stage1_ckpt), **kwargs)
     ours.init_weights()
     authors = bt.authors_step_model_class()(generator=copy.deepcopy(TINY_NET), **kwargs)
@@ -62,12 +73,18 @@ def test_iter_step_equals_the_authors_calls_with_fewer_calls(stage1_ckpt, el_gum
         logs.append(log)
         calls.append(n)
         after.append(_params(model))
-    assert calls[0] == dict(E_l=1, phi_e=2, phi_r=1, vqgan_encoder=1, vqgan_decoder=2, backward=1,
-                            optimizer_step=1)
+    assert calls[0] == dict(E_l=1, phi_e=2, phi_r=1, vqgan_encoder=1, vqgan_decoder=2, backward=1, optimizer_step=1)
     assert calls[1] == dict(calls[0], phi_e=4, vqgan_decoder=3)  # + phi_e (b), (c) and the GT decode
     loss_keys = {k for k in logs[1] if k.startswith('loss')}
-    assert loss_keys == {'loss', 'loss_lq_ce', 'loss_eval_lq', 'loss_refine_ce', 'loss_eval_refined_ce',
-                         'loss_pix', 'loss_perceptual'}
+    assert loss_keys == {
+        'loss',
+        'loss_lq_ce',
+        'loss_eval_lq',
+        'loss_refine_ce',
+        'loss_eval_refined_ce',
+        'loss_pix',
+        'loss_perceptual',
+    }
     for k in loss_keys:
         assert torch.equal(logs[0][k].detach(), logs[1][k].detach()), k
     for k, p in after[0].items():
@@ -90,23 +107,43 @@ def test_stage1_step_is_the_hand_written_iteration():
     def adam(net):
         return torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.99))
 
-    wrapper = OptimWrapperDict(generator=OptimWrapper(adam(model.generator)),
-                               discriminator=OptimWrapper(adam(model.discriminator)))
-    parts = ('vqgan_encoder', 'quantizer', 'vqgan_decoder', 'discriminator', 'backward:generator',
-             'backward:discriminator', 'optimizer_step:generator', 'optimizer_step:discriminator')
+    wrapper = OptimWrapperDict(
+        generator=OptimWrapper(adam(model.generator)), discriminator=OptimWrapper(adam(model.discriminator))
+    )
+    parts = (
+        'vqgan_encoder',
+        'quantizer',
+        'vqgan_decoder',
+        'discriminator',
+        'backward:generator',
+        'backward:discriminator',
+        'optimizer_step:generator',
+        'optimizer_step:discriminator',
+    )
     log, calls = _counted_step('1', model.train(), data, wrapper, parts)
-    assert calls == {'vqgan_encoder': 1, 'quantizer': 1, 'vqgan_decoder': 1, 'discriminator': 3,
-                     'backward:generator': 1, 'backward:discriminator': 2, 'optimizer_step:generator': 1,
-                     'optimizer_step:discriminator': 1}
+    assert calls == {
+        'vqgan_encoder': 1,
+        'quantizer': 1,
+        'vqgan_decoder': 1,
+        'discriminator': 3,
+        'backward:generator': 1,
+        'backward:discriminator': 2,
+        'optimizer_step:generator': 1,
+        'optimizer_step:discriminator': 1,
+    }
 
     # the same iteration by hand: G losses with D frozen, one G update; D real and fake, one D update
     ref.train()
     opt_g, opt_d = adam(ref.generator), adam(ref.discriminator)
-    x = imgs / 255.
+    x = imgs / 255.0
     rec, vq, _ = ref.generator(x)
     ref.discriminator.requires_grad_(False)
-    loss_g = {'loss_vq': vq, 'loss_pix': (rec - x).abs().mean(), 'loss_ssim': ref.ssim_loss(rec, x),
-              'loss_gan': -0.1 * ref.discriminator(rec).mean()}
+    loss_g = {
+        'loss_vq': vq,
+        'loss_pix': (rec - x).abs().mean(),
+        'loss_ssim': ref.ssim_loss(rec, x),
+        'loss_gan': -0.1 * ref.discriminator(rec).mean(),
+    }
     sum(loss_g.values()).backward()
     opt_g.step()
     ref.discriminator.requires_grad_(True)
@@ -129,9 +166,30 @@ def test_stage1_step_is_the_hand_written_iteration():
 def test_benchmark_reports_every_stage(tmp_path):
     """The tool times the real train_step of each stage on the tiny configs and prints one JSON object."""
     out = tmp_path / 'bench.json'
-    done = run_tool('benchmark_train', '--stage1-config', TINY_STAGE1, '--iter-config', TINY_ITER, '--gt-size', '32',
-                    '--batch', '1', '--iters', '2', '--warmup', '0', '--threads', '1', '--stages', '1', '23',
-                    'authors23', '--interleave', '--out', out)
+    done = run_tool(
+        'benchmark_train',
+        '--stage1-config',
+        TINY_STAGE1,
+        '--iter-config',
+        TINY_ITER,
+        '--gt-size',
+        '32',
+        '--batch',
+        '1',
+        '--iters',
+        '2',
+        '--warmup',
+        '0',
+        '--threads',
+        '1',
+        '--stages',
+        '1',
+        '23',
+        'authors23',
+        '--interleave',
+        '--out',
+        out,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout)  # stdout holds the JSON object and nothing else
     assert printed == json.loads(out.read_text())
@@ -140,16 +198,24 @@ def test_benchmark_reports_every_stage(tmp_path):
     s1, s23, a23 = (printed['stages'][k] for k in ('1', '23', 'authors23'))
     for entry in (s1, s23, a23):
         assert len(entry['times_s']) == len(entry['cpu_times_s']) == 2 and entry['median_s'] > 0 < entry['cpu_median_s']
-        assert entry['breakdown_s']['total'] == pytest.approx(sum(
-            v for k, v in entry['breakdown_s'].items() if k != 'total'))
+        assert entry['breakdown_s']['total'] == pytest.approx(
+            sum(v for k, v in entry['breakdown_s'].items() if k != 'total')
+        )
         assert all(v > 0 for v in entry['seconds_per_call'].values())
     assert s1['calls_per_iter']['discriminator'] == 3 and s1['calls_per_iter']['backward:discriminator'] == 2
-    assert {k: s23['calls_per_iter'][k] for k in ('E_l', 'phi_e', 'phi_r', 'vqgan_encoder', 'vqgan_decoder')} == \
-        dict(E_l=1, phi_e=2, phi_r=1, vqgan_encoder=1, vqgan_decoder=1)  # tiny config: L1 on E_l's decode only
+    assert {k: s23['calls_per_iter'][k] for k in ('E_l', 'phi_e', 'phi_r', 'vqgan_encoder', 'vqgan_decoder')} == dict(
+        E_l=1, phi_e=2, phi_r=1, vqgan_encoder=1, vqgan_decoder=1
+    )  # tiny config: L1 on E_l's decode only
     assert a23['calls_per_iter']['phi_e'] == 4 and a23['calls_per_iter']['vqgan_decoder'] == 2
     assert (s23['el_gumbel_grad'], a23['el_gumbel_grad']) == (True, False)
-    assert set(s23['losses']) >= {'loss_lq_ce', 'loss_eval_lq', 'loss_refine_ce', 'loss_eval_refined_ce',
-                                  'loss_pix', 'acc_lq'}
+    assert set(s23['losses']) >= {
+        'loss_lq_ce',
+        'loss_eval_lq',
+        'loss_refine_ce',
+        'loss_eval_refined_ce',
+        'loss_pix',
+        'acc_lq',
+    }
     assert printed['authors23_over_23'] == pytest.approx(a23['median_s'] / s23['median_s'])
 
 

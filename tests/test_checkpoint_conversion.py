@@ -1,4 +1,5 @@
 """Official <-> iter-mm checkpoint mapping against the authors' manifests (docs/faithfulness.md#checkpoint-layout)."""
+
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -27,7 +28,7 @@ def manifest(name):
         pytest.skip(f'independent reference {path} not available')
     entries = [(e['key'], tuple(e['shape']), e['dtype']) for e in json.loads(path.read_text())['entries']]
     if name == 'swinvqgan':
-        entries = [(k[len('vqgan.'):], s, d) for k, s, d in entries if k.startswith('vqgan.')]
+        entries = [(k[len('vqgan.') :], s, d) for k, s, d in entries if k.startswith('vqgan.')]
     return entries
 
 
@@ -36,8 +37,9 @@ def random_official(name, seed=0):
 
     Tensors are views into one random pool at key-dependent offsets (distinct values, no 500 MB of randn)."""
     entries = manifest(name)
-    pool = torch.randn(max(torch.Size(s).numel() for _, s, _ in entries) + 10007,
-                       generator=torch.Generator().manual_seed(seed))
+    pool = torch.randn(
+        max(torch.Size(s).numel() for _, s, _ in entries) + 10007, generator=torch.Generator().manual_seed(seed)
+    )
     sd = OrderedDict()
     for i, (key, shape, dtype) in enumerate(entries):
         alias = key.replace('generator.', 'decoder.', 1)
@@ -50,7 +52,7 @@ def random_official(name, seed=0):
         else:
             assert dtype == 'float32'
             start = (i * 7919) % 10007
-            sd[key] = pool[start:start + torch.Size(shape).numel()].view(shape)
+            sd[key] = pool[start : start + torch.Size(shape).numel()].view(shape)
     return sd
 
 
@@ -61,10 +63,12 @@ def zeros_official(name):
 
 def our_key(official_key):
     """Hand-written expectation of the mapping (independent of PREFIX_MAP)."""
-    for old, new in (('token_refine_net.token_crit_net.', 'evaluator.'),
-                     ('token_refine_net.token_refine_net.', 'refiner.')):
+    for old, new in (
+        ('token_refine_net.token_crit_net.', 'evaluator.'),
+        ('token_refine_net.token_refine_net.', 'refiner.'),
+    ):
         if official_key.startswith(old):
-            return new + official_key[len(old):]
+            return new + official_key[len(old) :]
     return official_key
 
 
@@ -128,7 +132,7 @@ def test_iter_without_vqgan_needs_separate_swinvqgan(case):
     with pytest.raises(ValueError, match="stage1_checkpoint='ITER_swinvqgan.pth'") as info:
         ckpt.convert_official(training_ckpt)
     assert info.value.arguments == ('stage1_checkpoint',)  # the tools add their flag
-    vq = OrderedDict((k[len('vqgan.'):], v) for k, v in official.items() if k.startswith('vqgan.'))
+    vq = OrderedDict((k[len('vqgan.') :], v) for k, v in official.items() if k.startswith('vqgan.'))
     vq_file = {'params_ema': OrderedDict(('module.' + k, v) for k, v in vq.items()), 'params': {}}
     ours = ckpt.convert_official(training_ckpt, stage1_checkpoint=vq_file)  # params_ema preferred, module. stripped
     ckpt.load_state_dict_strict(net, ours)
@@ -147,8 +151,11 @@ def test_wrong_checkpoint_gives_clear_error(case):
     assert '234 missing' in msg and "252 unexpected: ['lq_encoder.model.2.0.weight'" in msg
     bad_shape = OrderedDict((k, torch.zeros(1).expand(v.shape)) for k, v in net.state_dict().items())
     bad_shape['refiner.code_emb.weight'] = torch.zeros(1).expand(256, 512, 1, 1)  # phi_e-sized embedding
-    with pytest.raises(CheckpointMismatchError, match=r'1 shape mismatches: \['
-                       r"'refiner.code_emb.weight: checkpoint \(256, 512, 1, 1\) vs model \(256, 513, 1, 1\)'"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r'1 shape mismatches: \['
+        r"'refiner.code_emb.weight: checkpoint \(256, 512, 1, 1\) vs model \(256, 513, 1, 1\)'",
+    ):
         ckpt.load_state_dict_strict(net, bad_shape)
     vq_only = ckpt.official_to_ours(zeros_official('swinvqgan'))
     with pytest.raises(CheckpointMismatchError, match='missing'):
@@ -190,11 +197,15 @@ def test_load_file_errors_tell_corrupt_files_from_pickled_ones(tmp_path):
     """Only torch's refusal of a pickled object suggests allow_pickle; a truncated, text or empty file is called
     unreadable. Messages carry no ANSI codes and are not cut inside a word."""
     from mmengine.logging import HistoryBuffer
+
     good, pickled = tmp_path / 'good.pth', tmp_path / 'pickled.pth'
     torch.save({'a': torch.zeros(3)}, good)
     torch.save({'a': torch.zeros(3), 'log': HistoryBuffer()}, pickled)
-    broken = {'truncated.pth': (good.read_bytes()[:len(good.read_bytes()) // 2], 'central directory'),
-              'text.pth': (b'not a checkpoint\n', 'UnpicklingError'), 'empty.pth': (b'', 'the file is empty')}
+    broken = {
+        'truncated.pth': (good.read_bytes()[: len(good.read_bytes()) // 2], 'central directory'),
+        'text.pth': (b'not a checkpoint\n', 'UnpicklingError'),
+        'empty.pth': (b'', 'the file is empty'),
+    }
     for name, (data, reason) in broken.items():
         (tmp_path / name).write_bytes(data)
         for allow_pickle in (False, True):
@@ -219,23 +230,46 @@ def test_load_file_errors_tell_corrupt_files_from_pickled_ones(tmp_path):
 def _convert(*args):
     """``python tools/convert_official_ckpt.py *args`` -> (exit status, stderr)."""
     from tool_runner import run_tool
+
     done = run_tool('convert_official_ckpt', *args)
     return done.returncode, done.stderr
 
 
 def tiny_iter():
     net_cfg = dict(mid_dim=32, num_rstb=1, depth=2, window_size=4, num_heads=4, codebook_size=16)
-    return ITERNet(scale=2, vqgan=dict(type='SwinVQGAN', nf=16, ch_mult=(1, 1, 2, 2), num_res_blocks=1,
-                                       codebook_size=16, embed_dim=8, swin_dim=16, swin_window=4, swin_depth=2,
-                                       swin_heads=2),
-                   lq_encoder=dict(type='LQEncoder', base_channels=16, feat_dim=16, codebook_size=16, swin_dim=16,
-                                   swin_num_rstb=1, swin_depth=2, swin_window=4, swin_heads=2),
-                   evaluator=dict(type='TokenEvaluationNet', **net_cfg),
-                   refiner=dict(type='TokenRefinementNet', **net_cfg))
+    return ITERNet(
+        scale=2,
+        vqgan=dict(
+            type='SwinVQGAN',
+            nf=16,
+            ch_mult=(1, 1, 2, 2),
+            num_res_blocks=1,
+            codebook_size=16,
+            embed_dim=8,
+            swin_dim=16,
+            swin_window=4,
+            swin_depth=2,
+            swin_heads=2,
+        ),
+        lq_encoder=dict(
+            type='LQEncoder',
+            base_channels=16,
+            feat_dim=16,
+            codebook_size=16,
+            swin_dim=16,
+            swin_num_rstb=1,
+            swin_depth=2,
+            swin_window=4,
+            swin_heads=2,
+        ),
+        evaluator=dict(type='TokenEvaluationNet', **net_cfg),
+        refiner=dict(type='TokenRefinementNet', **net_cfg),
+    )
 
 
 def test_convert_tool_round_trip(tmp_path):
     from mmengine.runner import load_checkpoint
+
     torch.manual_seed(0)
     net = tiny_iter()
     official = ckpt.ours_to_official(net.state_dict())

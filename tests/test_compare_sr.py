@@ -1,5 +1,6 @@
 """Comparing SR models on one folder (iter_mm.evaluation.sr_compare, iter_mm.apis.mmagic_models) and its command
 line tools/compare_sr.py: CSV, Markdown, crops, odd files, refusal to overwrite, one-line errors."""
+
 import csv
 import math
 import os.path as osp
@@ -9,12 +10,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tool_runner import error_line, run_tool
 
 from iter_mm.apis.mmagic_models import build_sr_function, resolve_config, sr_function
 from iter_mm.errors import InvalidOptionError, MissingDataError, OutputExistsError
-from iter_mm.evaluation.sr_compare import (SRComparison, build_metrics, center_crop, parse_model, parse_restore_opts,
-                                          read_image)
-from tool_runner import error_line, run_tool
+from iter_mm.evaluation.sr_compare import (
+    SRComparison,
+    build_metrics,
+    center_crop,
+    parse_model,
+    parse_restore_opts,
+    read_image,
+)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -42,11 +49,13 @@ def folders(tmp_path):
     gt_dir.mkdir()
     g = torch.Generator().manual_seed(0)
     for i in range(2):
-        hr = F.interpolate(torch.rand(1, 3, 12, 24, generator=g), size=(96, 192), mode='bicubic',
-                           align_corners=False).clamp(0, 1)
+        hr = F.interpolate(
+            torch.rand(1, 3, 12, 24, generator=g), size=(96, 192), mode='bicubic', align_corners=False
+        ).clamp(0, 1)
         lq = F.interpolate(hr, scale_factor=0.25, mode='area')[0].permute(1, 2, 0).numpy()[..., ::-1]
-        cv2.imwrite(str(gt_dir / f'img{i}.png'), (hr[0].permute(1, 2, 0).numpy()[..., ::-1] * 255).round()
-                    .astype(np.uint8))
+        cv2.imwrite(
+            str(gt_dir / f'img{i}.png'), (hr[0].permute(1, 2, 0).numpy()[..., ::-1] * 255).round().astype(np.uint8)
+        )
         if i == 0:
             cv2.imwrite(str(lq_dir / 'img0.png'), (lq * 255).round().astype(np.uint8))
         else:  # 16-bit gray
@@ -62,8 +71,11 @@ def folders(tmp_path):
 def test_compare_writes_csv_markdown_and_crops(folders):
     lq_dir, gt_dir, cfg, out = folders
     iter_cfg = osp.join(ROOT, 'configs', 'iter', 'iter_x4_tiny.py')
-    models = dict(bicubic=build('bicubic=bicubic'), rrdb=build(f'rrdb={cfg}', True),
-                  iter=build(f'iter={iter_cfg}', True, restore_opts=dict(steps=2)))
+    models = dict(
+        bicubic=build('bicubic=bicubic'),
+        rrdb=build(f'rrdb={cfg}', True),
+        iter=build(f'iter={iter_cfg}', True, restore_opts=dict(steps=2)),
+    )
     metrics = build_metrics(['psnr', 'niqe'], 0, {}, True)
     comparison = SRComparison(str(lq_dir), str(out), 4, str(gt_dir), crop_size=32)
     assert comparison.files == ['broken.png', 'img0.png', 'img1.png', 'img2.png']
@@ -72,14 +84,15 @@ def test_compare_writes_csv_markdown_and_crops(folders):
     with open(out / 'results.csv') as f:
         rows = list(csv.DictReader(f))
     assert [(r['model'], r['image']) for r in rows] == [
-        (m, f'img{i}.png') for m in ('bicubic', 'rrdb', 'iter') for i in range(3)]
+        (m, f'img{i}.png') for m in ('bicubic', 'rrdb', 'iter') for i in range(3)
+    ]
     assert all((r['width'], r['height']) == ('192', '96') for r in rows)
     assert all(float(r['seconds']) > 0 for r in rows)
     # bicubic PSNR of img0, recomputed by hand from the files (8-bit output, as the comparison scores it)
-    lq = torch.from_numpy(cv2.imread(str(lq_dir / 'img0.png'))[..., ::-1].copy()).permute(2, 0, 1)[None] / 255.
+    lq = torch.from_numpy(cv2.imread(str(lq_dir / 'img0.png'))[..., ::-1].copy()).permute(2, 0, 1)[None] / 255.0
     sr = (F.interpolate(lq.float(), scale_factor=4, mode='bicubic', align_corners=False).clamp(0, 1) * 255).round()
     gt = torch.from_numpy(cv2.imread(str(gt_dir / 'img0.png'))[..., ::-1].copy()).permute(2, 0, 1)[None].float()
-    mse = ((sr - gt) / 255.).pow(2).mean().item()
+    mse = ((sr - gt) / 255.0).pow(2).mean().item()
     assert float(rows[0]['psnr']) == pytest.approx(10 * math.log10(1 / mse), rel=1e-4)
     assert 0 < float(rows[0]['niqe']) < 100
     assert rows[2]['psnr'] == 'nan'  # img2 has no GT
@@ -128,21 +141,44 @@ def test_command_line_refusals_are_one_line(folders, tmp_path):
     base = ['--input', lq_dir, '--out', out]
     line = error_line(run_tool('compare_sr', *base, '--model', f'rrdb={cfg}'))
     assert 'has no checkpoint' in line and '--random-init' in line
-    assert 'does not exist' in error_line(run_tool('compare_sr', '--input', lq_dir / 'nope', '--out', out,
-                                                   '--model', 'b=bicubic'))
+    assert 'does not exist' in error_line(
+        run_tool('compare_sr', '--input', lq_dir / 'nope', '--out', out, '--model', 'b=bicubic')
+    )
     assert 'full-reference' in error_line(run_tool('compare_sr', *base, '--model', 'b=bicubic', '--metrics', 'psnr'))
     (out / 'crops').mkdir(parents=True)
     line = error_line(run_tool('compare_sr', *base, '--model', 'b=bicubic'))
     assert 'already holds results' in line and '--overwrite' in line
-    bad = run_tool('compare_sr', *base, '--model', f'i=configs/iter/iter_x4_tiny.py:{tmp_path / "never.pth"}',
-                   '--iter-opts', 'alpha=1.5')
+    bad = run_tool(
+        'compare_sr',
+        *base,
+        '--model',
+        f'i=configs/iter/iter_x4_tiny.py:{tmp_path / "never.pth"}',
+        '--iter-opts',
+        'alpha=1.5',
+    )
     assert bad.returncode == 2 and '--iter-opts' in bad.stderr and 'Traceback' not in bad.stderr
 
 
 def test_command_line_writes_the_comparison(folders):
     lq_dir, gt_dir, _, out = folders
-    done = run_tool('compare_sr', '--input', lq_dir, '--gt', gt_dir, '--out', out, '--model', 'bicubic=bicubic',
-                    '--metrics', 'psnr', '--crop-size', '32', '--crop-box', 'img0.png:4,8', '--save-images')
+    done = run_tool(
+        'compare_sr',
+        '--input',
+        lq_dir,
+        '--gt',
+        gt_dir,
+        '--out',
+        out,
+        '--model',
+        'bicubic=bicubic',
+        '--metrics',
+        'psnr',
+        '--crop-size',
+        '32',
+        '--crop-box',
+        'img0.png:4,8',
+        '--save-images',
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'warning: skipping broken.png' in done.stderr and 'Traceback' not in done.stderr
     assert '| bicubic |' in done.stdout and done.stdout.strip() == (out / 'summary.md').read_text().strip()
@@ -159,18 +195,21 @@ def test_restore_opts_are_checked_before_loading():
     assert parse_restore_opts(['seed=None', 'alpha=0.5']) == dict(seed=None, alpha=0.5)
 
 
-@pytest.mark.parametrize('text, config, ckpt', [
-    ('m=mmagic::srcnn/srcnn_x4k915_1xb16-1000k_div2k.py', 'mmagic::srcnn/srcnn_x4k915_1xb16-1000k_div2k.py', None),
-    ('m=mmagic::srcnn/x.py:ck.pth', 'mmagic::srcnn/x.py', 'ck.pth'),
-    ('m=iter::iter/iter_x4_realsr.py', 'iter::iter/iter_x4_realsr.py', None),
-    ('m=iter_mm::iter/a.py:/w/ck.pth', 'iter_mm::iter/a.py', '/w/ck.pth'),
-    ('m=configs/a.py', 'configs/a.py', None),
-    ('m=configs/a.py:ck.pth', 'configs/a.py', 'ck.pth'),
-    ('m=/abs/dir/a.py:/abs/w/run:2/ck.pth', '/abs/dir/a.py', '/abs/w/run:2/ck.pth'),  # ':' inside a POSIX path
-    ('m=configs/a.py:none', 'configs/a.py', None),
-    ('m=real_esrgan/x.py', 'real_esrgan/x.py', None),
-    ('m=bicubic', 'bicubic', None),
-])
+@pytest.mark.parametrize(
+    'text, config, ckpt',
+    [
+        ('m=mmagic::srcnn/srcnn_x4k915_1xb16-1000k_div2k.py', 'mmagic::srcnn/srcnn_x4k915_1xb16-1000k_div2k.py', None),
+        ('m=mmagic::srcnn/x.py:ck.pth', 'mmagic::srcnn/x.py', 'ck.pth'),
+        ('m=iter::iter/iter_x4_realsr.py', 'iter::iter/iter_x4_realsr.py', None),
+        ('m=iter_mm::iter/a.py:/w/ck.pth', 'iter_mm::iter/a.py', '/w/ck.pth'),
+        ('m=configs/a.py', 'configs/a.py', None),
+        ('m=configs/a.py:ck.pth', 'configs/a.py', 'ck.pth'),
+        ('m=/abs/dir/a.py:/abs/w/run:2/ck.pth', '/abs/dir/a.py', '/abs/w/run:2/ck.pth'),  # ':' inside a POSIX path
+        ('m=configs/a.py:none', 'configs/a.py', None),
+        ('m=real_esrgan/x.py', 'real_esrgan/x.py', None),
+        ('m=bicubic', 'bicubic', None),
+    ],
+)
 def test_parse_model_forms(text, config, ckpt):
     spec = parse_model(text)
     assert (spec.name, spec.config, spec.checkpoint) == ('m', config, ckpt)
@@ -192,6 +231,7 @@ def test_mmagic_scope_config_without_checkpoint_builds():
 def test_unsafe_load_reads_full_training_checkpoints(folders, tmp_path):
     """A training checkpoint with pickled objects needs --unsafe-load (named in the error), as in tools/infer.py."""
     import argparse
+
     lq_dir, _, cfg, out = folders
     torch.manual_seed(0)
     model = build(f'rrdb={cfg}', True).model
@@ -201,8 +241,18 @@ def test_unsafe_load_reads_full_training_checkpoints(folders, tmp_path):
         build(f'rrdb={cfg}:{full}')
     lq = torch.rand(1, 3, 8, 12)
     assert torch.equal(build(f'rrdb={cfg}:{full}', allow_pickle=True)(lq), sr_function(model)(lq))
-    argv = ['--input', lq_dir, '--out', out, '--model', f'rrdb={cfg}:{full}', '--metrics', 'niqe',
-            '--max-input-size', '16']
+    argv = [
+        '--input',
+        lq_dir,
+        '--out',
+        out,
+        '--model',
+        f'rrdb={cfg}:{full}',
+        '--metrics',
+        'niqe',
+        '--max-input-size',
+        '16',
+    ]
     assert '--unsafe-load' in error_line(run_tool('compare_sr', *argv))
     done = run_tool('compare_sr', *argv, '--unsafe-load')
     assert done.returncode == 0, done.stderr[-3000:]
@@ -214,9 +264,9 @@ def test_read_image_kinds(folders):
     gray16 = read_image(str(lq_dir / 'img1.png'))
     assert gray16.shape == (3, 24, 48) and torch.equal(gray16[0], gray16[2])
     raw = cv2.imread(str(lq_dir / 'img1.png'), cv2.IMREAD_UNCHANGED)
-    assert gray16[0].numpy() == pytest.approx(raw / 65535., abs=1e-6)
+    assert gray16[0].numpy() == pytest.approx(raw / 65535.0, abs=1e-6)
     rgba = read_image(str(lq_dir / 'img2.png'))  # opaque alpha: the colour itself
-    assert rgba.shape == (3, 24, 48) and rgba.max().item() == pytest.approx(100 / 255.)
+    assert rgba.shape == (3, 24, 48) and rgba.max().item() == pytest.approx(100 / 255.0)
 
 
 def test_checkpoint_round_trip_and_mismatch(folders, tmp_path):
@@ -260,9 +310,13 @@ def test_mmagic_models_come_back_in_rgb(tmp_path):
             return F.interpolate(x, scale_factor=4, mode='nearest') + 0 * self.dummy
 
     cfg = tmp_path / 'nearest.py'
-    cfg.write_text(TINY_RRDB.replace("generator=dict(type='RRDBNet', in_channels=3, out_channels=3, mid_channels=8, "
-                                     "num_blocks=1,\n                            growth_channels=4, upscale_factor=4)",
-                                     "generator=dict(type='NearestX4ForTest')"))
+    cfg.write_text(
+        TINY_RRDB.replace(
+            "generator=dict(type='RRDBNet', in_channels=3, out_channels=3, mid_channels=8, "
+            'num_blocks=1,\n                            growth_channels=4, upscale_factor=4)',
+            "generator=dict(type='NearestX4ForTest')",
+        )
+    )
     assert 'NearestX4ForTest' in cfg.read_text()
     fn = build(f'near={cfg}', True)
     lq = torch.zeros(1, 3, 4, 5)

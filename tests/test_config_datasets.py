@@ -1,5 +1,6 @@
 """Every shipped config's datasets build: the merged keys fit the dataset class (constructed with lazy_init, so
 no data is needed; a wrong key is a TypeError at once, as a user would meet it at the first run)."""
+
 import glob
 import os.path as osp
 
@@ -8,8 +9,11 @@ import pytest
 from iter_mm.utils.config import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-                 if '_base_' not in p)
+CONFIGS = sorted(
+    osp.relpath(p, ROOT)
+    for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in p
+)
 
 
 def _datasets(cfg):
@@ -33,8 +37,9 @@ def _lazy(ds: dict) -> dict:
 
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_datasets_construct(path):
-    from mmagic.registry import DATASETS
     import iter_mm  # noqa: F401  (registers the datasets)
+    from mmagic.registry import DATASETS
+
     cfg = load_config(osp.join(ROOT, path))
     built = 0
     for key, ds in _datasets(cfg):

@@ -1,4 +1,5 @@
 """iter_mm.engine.config_format: a config text is formatted once per process, with the same result."""
+
 import mmengine.config.config as config_module
 from mmengine.config import Config
 

@@ -1,4 +1,5 @@
 """Config helpers shared by the tools: zoo configs, AMP switch, training-only parts."""
+
 import os.path as osp
 
 import pytest
@@ -12,8 +13,10 @@ REALESRGAN = 'mmagic::real_esrgan/realesrgan_c64b23g32_4xb12-lr1e-4-400k_df2k-os
 
 def test_mmagic_gan_config_builds_for_inference_offline():
     """Real-ESRGAN's perceptual loss would download VGG19: for inference it and the discriminator are dropped."""
-    from mmagic.registry import MODELS
     from mmengine.registry import init_default_scope
+
+    from mmagic.registry import MODELS
+
     init_default_scope('mmagic')
     cfg = load_config(REALESRGAN)
     assert set(training_only_keys(cfg.model)) == {'discriminator', 'perceptual_loss', 'gan_loss'}
@@ -25,9 +28,15 @@ def test_mmagic_gan_config_builds_for_inference_offline():
 
 
 def test_iter_models_drop_losses_and_stage1_file():
-    cfg = dict(type='ITERModel', generator=dict(type='ITERNet'), pixel_loss=dict(type='L1Loss'),
-               perceptual_loss=dict(type='LPIPSLoss'), stage1_checkpoint='stage1.pth', init_from='ITER_x2.pth',
-               vqgan_ckpt='stage1.pth')
+    cfg = dict(
+        type='ITERModel',
+        generator=dict(type='ITERNet'),
+        pixel_loss=dict(type='L1Loss'),
+        perceptual_loss=dict(type='LPIPSLoss'),
+        stage1_checkpoint='stage1.pth',
+        init_from='ITER_x2.pth',
+        vqgan_ckpt='stage1.pth',
+    )
     out = inference_model_cfg(cfg)
     assert out.pixel_loss is None and out.perceptual_loss is None
     assert out.stage1_checkpoint is None and out.init_from is None and out.vqgan_ckpt is None
@@ -44,10 +53,15 @@ def test_enable_amp_single_and_per_module_wrappers(device, expected):
         assert single.optim_wrapper.loss_scale == 'dynamic'
     else:
         assert single.optim_wrapper.dtype == 'bfloat16'
-    multi = Config(dict(optim_wrapper=dict(
-        constructor='MultiOptimWrapperConstructor',
-        generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4)),
-        discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=4e-4)))))
+    multi = Config(
+        dict(
+            optim_wrapper=dict(
+                constructor='MultiOptimWrapperConstructor',
+                generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4)),
+                discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=4e-4)),
+            )
+        )
+    )
     enable_amp(multi, device=device)
     assert multi.optim_wrapper.generator.type == multi.optim_wrapper.discriminator.type == expected
     with pytest.raises(ValueError, match='OptimWrapper only'):
@@ -57,11 +71,14 @@ def test_enable_amp_single_and_per_module_wrappers(device, expected):
 def test_autocast_optim_wrapper_runs_bf16_on_cpu():
     """The CPU --amp wrapper computes the forward in bf16, keeps fp32 parameters/grads, and steps."""
     import torch
+
     import iter_mm  # noqa: F401
     from mmagic.registry import OPTIM_WRAPPERS
+
     net = torch.nn.Linear(4, 3)
-    wrapper = OPTIM_WRAPPERS.build(dict(type='AutocastOptimWrapper', device_type='cpu',
-                                        optimizer=torch.optim.SGD(net.parameters(), lr=0.1)))
+    wrapper = OPTIM_WRAPPERS.build(
+        dict(type='AutocastOptimWrapper', device_type='cpu', optimizer=torch.optim.SGD(net.parameters(), lr=0.1))
+    )
     before = net.weight.detach().clone()
     with wrapper.optim_context(net):
         out = net(torch.randn(2, 4))
@@ -69,8 +86,9 @@ def test_autocast_optim_wrapper_runs_bf16_on_cpu():
     wrapper.update_params(out.float().square().mean())
     assert net.weight.dtype == torch.float32 and not torch.equal(net.weight, before)
     with pytest.raises(ValueError, match='dtype'):
-        OPTIM_WRAPPERS.build(dict(type='AutocastOptimWrapper', dtype='int8',
-                                  optimizer=torch.optim.SGD(net.parameters(), lr=0.1)))
+        OPTIM_WRAPPERS.build(
+            dict(type='AutocastOptimWrapper', dtype='int8', optimizer=torch.optim.SGD(net.parameters(), lr=0.1))
+        )
 
 
 def test_missing_config_file_is_named(tmp_path):
@@ -81,6 +99,7 @@ def test_missing_config_file_is_named(tmp_path):
 def test_x2_config_tests_on_x2_real_world_folders():
     """The x2 model reads RealSR's and DRealSR's x2 LR folders; sets without scales are shared with x4."""
     from pathlib import Path
+
     root = Path(__file__).resolve().parents[1] / 'configs' / 'iter'
     x2, x4 = (load_config(str(root / f'iter_x{s}_realsr.py')) for s in (2, 4))
     realsr = x2.test_dataloader[0].dataset
@@ -96,10 +115,15 @@ def test_top_level_folder_variable_override_is_refused(key):
     """``--cfg-options data_root=DIR`` used to be merged and ignored (the loaders had read the variable at parse
     time), so training ran on the config's own folders; it now stops with the keys that do work."""
     with pytest.raises(ValueError, match=rf'{key}: a top-level variable.*train_dataloader.dataset.data_root=DIR'):
-        load_config(osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py') if key == 'data_root' else
-                    osp.join(ROOT, 'configs', 'iter', 'iter_x4_realsr.py'), {key: '/my/photos'})
-    cfg = load_config(osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py'),
-                      {'train_dataloader.dataset.data_root': '/my/photos'})
+        load_config(
+            osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py')
+            if key == 'data_root'
+            else osp.join(ROOT, 'configs', 'iter', 'iter_x4_realsr.py'),
+            {key: '/my/photos'},
+        )
+    cfg = load_config(
+        osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py'), {'train_dataloader.dataset.data_root': '/my/photos'}
+    )
     assert cfg.train_dataloader.dataset.data_root == '/my/photos'
 
 
@@ -111,19 +135,31 @@ def test_override_next_to_a_similar_key_warns():
         cfg = load_config(tiny, {'model.stage1_checkpont': 'mine.pth'})
     assert cfg.model.stage1_checkpont == 'mine.pth' and cfg.model.stage1_checkpoint != 'mine.pth'
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # a genuinely new option or a correct key: no warning
-        load_config(tiny, {'model.stage1_checkpoint': 'mine.pth', 'train_cfg.max_iters': 3,
-                           'model.brand_new_option': 1})
+        load_config(
+            tiny, {'model.stage1_checkpoint': 'mine.pth', 'train_cfg.max_iters': 3, 'model.brand_new_option': 1}
+        )
 
 
-@pytest.mark.parametrize('path', ['configs/iter/swinvqgan_df2k-ost.py', 'configs/iter/swinvqgan_tiny.py',
-                                  'configs/iter/swinvqgan_demo.py', 'configs/iter/iter_x4_realsr.py',
-                                  'configs/iter/iter_x2_realsr.py', 'configs/iter/iter_x4_tiny.py',
-                                  'configs/iter/iter_x4_demo.py', 'configs/compare/realesrnet_x4_demo.py'])
+@pytest.mark.parametrize(
+    'path',
+    [
+        'configs/iter/swinvqgan_df2k-ost.py',
+        'configs/iter/swinvqgan_tiny.py',
+        'configs/iter/swinvqgan_demo.py',
+        'configs/iter/iter_x4_realsr.py',
+        'configs/iter/iter_x2_realsr.py',
+        'configs/iter/iter_x4_tiny.py',
+        'configs/iter/iter_x4_demo.py',
+        'configs/compare/realesrnet_x4_demo.py',
+    ],
+)
 def test_training_configs_take_auto_scale_lr(path):
     """``tools/train.py --auto-scale-lr`` works with every shipped training config (it stopped on all but two)."""
     from iter_mm.engine.launch import prepare_training
+
     cfg = load_config(osp.join(ROOT, path))
     prepare_training(cfg, path, auto_scale_lr=True)
     assert cfg.auto_scale_lr.enable and cfg.auto_scale_lr.base_batch_size >= cfg.train_dataloader.batch_size
@@ -131,14 +167,21 @@ def test_training_configs_take_auto_scale_lr(path):
 
 def test_missing_data_folder_stops_before_the_runner(tmp_path):
     from iter_mm.engine.launch import check_data_folders
-    cfg = load_config(osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py'),
-                      {'val_dataloader.dataset.data_root': str(tmp_path / 'nope')})
+
+    cfg = load_config(
+        osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py'),
+        {'val_dataloader.dataset.data_root': str(tmp_path / 'nope')},
+    )
     from iter_mm.errors import MissingDataError
-    with pytest.raises(MissingDataError, match=r'val_dataloader.dataset.data_root: folder not found: .*nope.*set the '
-                                               r'config key val_dataloader.dataset.data_root') as info:
+
+    with pytest.raises(
+        MissingDataError,
+        match=r'val_dataloader.dataset.data_root: folder not found: .*nope.*set the '
+        r'config key val_dataloader.dataset.data_root',
+    ) as info:
         check_data_folders(cfg)
     assert info.value.arguments == ('cfg_options',) and '--' not in str(info.value)  # a tool adds its flag
     check_data_folders(load_config(osp.join(ROOT, 'configs', 'iter', 'swinvqgan_tiny.py')))  # None: scikit-image
     realsr = load_config(osp.join(ROOT, 'configs', 'iter', 'iter_x4_realsr.py'))
     with pytest.raises(MissingDataError, match=r'test_dataloader.dataset.data_root: folder not found'):
-        check_data_folders(realsr, ('test_dataloader', ))  # the real-world sets, inside a ConcatDataset too
+        check_data_folders(realsr, ('test_dataloader',))  # the real-world sets, inside a ConcatDataset too

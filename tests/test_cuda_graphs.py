@@ -1,16 +1,16 @@
 """CUDA-graph replay of the networks (iter_mm.models.cuda_graphs): the bookkeeping, with a CPU stand-in for the
 capture, and on a CUDA machine the real capture. A replay must give what the eager call gives for the *current*
 inputs and weights, capture once per signature, and keep alive what the graph reads."""
+
 import pytest
 import torch
+from test_speed_paths import tiny_iter
 
 from iter_mm.models import cuda_graphs as G
 from iter_mm.models import sampling as S
 from iter_mm.models.archs import fast_ops
 from iter_mm.models.archs.swin import reorder_index
 from iter_mm.models.inference import restore_image
-
-from test_speed_paths import tiny_iter
 
 
 def stand_in_capture(fn, inputs):
@@ -23,12 +23,21 @@ def stand_in_capture(fn, inputs):
     def replay():
         with fast_ops.call_cache():
             output.copy_(fn(*inputs))
-    return G.Captured(replay, inputs, output, (tuple(retained), ))
+
+    return G.Captured(replay, inputs, output, (tuple(retained),))
 
 
 def refine(net, lq, runner=None, **kw):
-    args = dict(alpha=0.9, steps=4, token_temperature=1.0, mask_temperature=1.0, schedule='linear',
-                generator=None, seed=5, return_intermediates=False)
+    args = dict(
+        alpha=0.9,
+        steps=4,
+        token_temperature=1.0,
+        mask_temperature=1.0,
+        schedule='linear',
+        generator=None,
+        seed=5,
+        return_intermediates=False,
+    )
     args.update(kw)
     with torch.no_grad(), fast_ops.call_cache():
         return S._adaptive_refine(net, lq, *args.values(), runner)
@@ -91,6 +100,7 @@ def test_capture_keeps_the_module_level_cached_tensors_it_reads():
         entry = stand_in_capture(fn, inputs)
         held.append(entry.keep_alive[0])
         return entry
+
     runner = G.GraphRunner(capture=capture)
     tokens = torch.randint(0, 64, (1, 12, 12))  # 12x12: not the blocks' reference grid, so the mask is computed
     with torch.no_grad():

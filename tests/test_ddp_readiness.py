@@ -1,5 +1,6 @@
 """The shipped configs' training steps use every trainable parameter (DDP's find_unused_parameters=False holds),
 the launch adapts configs to CPU-only machines, and ``--amp`` trains both stages on CPU under bf16 autocast."""
+
 import json
 import sys
 from pathlib import Path
@@ -24,8 +25,9 @@ CONFIGS = ROOT / 'configs' / 'iter'
 def _params_without_grad(model, step) -> list:
     """Names of trainable parameters that receive no gradient in ``step()`` (what DDP calls unused)."""
     seen = set()
-    handles = [p.register_post_accumulate_grad_hook(lambda p: seen.add(id(p)))
-               for p in model.parameters() if p.requires_grad]
+    handles = [
+        p.register_post_accumulate_grad_hook(lambda p: seen.add(id(p))) for p in model.parameters() if p.requires_grad
+    ]
     try:
         step()
     finally:
@@ -59,15 +61,16 @@ def test_stage1_configs_use_every_parameter(config):
         cfg.model.perceptual_loss = dict(type='L1Loss', loss_weight=1.0)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
-    optim = OptimWrapperDict(generator=_no_update_optim(model.generator.parameters()),
-                             discriminator=_no_update_optim(model.discriminator.parameters()))
+    optim = OptimWrapperDict(
+        generator=_no_update_optim(model.generator.parameters()),
+        discriminator=_no_update_optim(model.discriminator.parameters()),
+    )
     data = _image_batch(1, 64)
     missing = _params_without_grad(model, lambda: model.train_step(data, optim))
     assert missing == []
 
 
-@pytest.mark.parametrize('config,scale', [('iter_x4_realsr.py', 4), ('iter_x2_realsr.py', 2),
-                                          ('iter_x4_tiny.py', 4)])
+@pytest.mark.parametrize('config,scale', [('iter_x4_realsr.py', 4), ('iter_x2_realsr.py', 2), ('iter_x4_tiny.py', 4)])
 def test_stage2_configs_use_every_trainable_parameter(config, scale):
     """One ITERModel step: E_l, phi_e and phi_r all get gradients (the frozen VQGAN none): one DDP wrapper
     with find_unused_parameters=False works. LPIPS is replaced by L1 as above (same decoded images)."""
@@ -100,8 +103,15 @@ def test_configure_launch_on_cpu_only_machine(monkeypatch):
     assert cfg.env_cfg.dist_cfg.backend == 'gloo' and started == [('pytorch',)]
     assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
     assert cfg.model_wrapper_cfg.device_ids is None and cfg.model_wrapper_cfg.find_unused_parameters is False
-    gan = Config(dict(optim_wrapper=dict(constructor='MultiOptimWrapperConstructor', generator=dict(
-        type='OptimWrapper', optimizer=dict(type='Adam')), discriminator=dict(type='OptimWrapper'))))
+    gan = Config(
+        dict(
+            optim_wrapper=dict(
+                constructor='MultiOptimWrapperConstructor',
+                generator=dict(type='OptimWrapper', optimizer=dict(type='Adam')),
+                discriminator=dict(type='OptimWrapper'),
+            )
+        )
+    )
     default_model_wrapper(gan)
     assert gan.model_wrapper_cfg.type == 'MMSeparateDistributedDataParallel'
     stage1 = load_config(str(CONFIGS / 'swinvqgan_tiny.py'))  # testing: one plain DDP (no discriminator then)
@@ -113,6 +123,7 @@ def test_configure_launch_on_cpu_only_machine(monkeypatch):
 
 def test_cpu_process_group_needs_launcher_environment(monkeypatch):
     from iter_mm.engine.launch import init_cpu_process_group
+
     for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(InvalidOptionError, match='tools/dist_train.sh'):
@@ -129,26 +140,42 @@ def test_amp_trains_both_stages_on_cpu(tmp_path, monkeypatch):
     """``tools/train.py CONFIG --amp`` on a CPU-only machine: bf16 autocast (AutocastOptimWrapper), 2 steps
     of stage I then of stages II+III on its checkpoint, finite losses, weights updated (run in this process)."""
     import runpy
+
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.chdir(ROOT)
-    common = ['--amp', '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
-              'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1',
-              'train_dataloader.batch_size=2',  # data: the configs' default, scikit-image's photos
-              'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']  # no validation: not what is tested
+    common = [
+        '--amp',
+        '--cfg-options',
+        'train_cfg.max_iters=2',
+        'train_cfg.val_interval=100',
+        'default_hooks.checkpoint.interval=1',
+        'default_hooks.logger.interval=1',
+        'train_dataloader.batch_size=2',  # data: the configs' default, scikit-image's photos
+        'val_cfg=None',
+        'val_dataloader=None',
+        'val_evaluator=None',
+    ]  # no validation: not what is tested
     stage1, stage2 = tmp_path / 's1', tmp_path / 's2'
-    for cfg, work, extra in (('swinvqgan_tiny.py', stage1, []),
-                             ('iter_x4_tiny.py', stage2, [f'model.stage1_checkpoint={stage1 / "iter_2.pth"}'])):
-        monkeypatch.setattr(sys, 'argv', ['tools/train.py', str(CONFIGS / cfg), '--work-dir', str(work),
-                                          *common, *extra])
+    for cfg, work, extra in (
+        ('swinvqgan_tiny.py', stage1, []),
+        ('iter_x4_tiny.py', stage2, [f'model.stage1_checkpoint={stage1 / "iter_2.pth"}']),
+    ):
+        monkeypatch.setattr(
+            sys, 'argv', ['tools/train.py', str(CONFIGS / cfg), '--work-dir', str(work), *common, *extra]
+        )
         runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
         dumped = Config.fromfile(str(next(work.glob('*/vis_data/config.py'))))
-        wrappers = [dumped.optim_wrapper] if 'optimizer' in dumped.optim_wrapper else [
-            dumped.optim_wrapper.generator, dumped.optim_wrapper.discriminator]
+        wrappers = (
+            [dumped.optim_wrapper]
+            if 'optimizer' in dumped.optim_wrapper
+            else [dumped.optim_wrapper.generator, dumped.optim_wrapper.discriminator]
+        )
         assert all(w.type == 'AutocastOptimWrapper' and w.dtype == 'bfloat16' for w in wrappers)
         rows = [{k: v for k, v in r.items() if k.startswith('loss')} for r in _scalars(work)]
         rows = [r for r in rows if r]
         assert len(rows) == 2 and all(len(r) >= 3 for r in rows), rows
         assert all(np.isfinite(v) for r in rows for v in r.values()), rows
-        first, second = (torch.load(work / f'iter_{i}.pth', map_location='cpu', weights_only=False)['state_dict']
-                         for i in (1, 2))
+        first, second = (
+            torch.load(work / f'iter_{i}.pth', map_location='cpu', weights_only=False)['state_dict'] for i in (1, 2)
+        )
         assert any(v.is_floating_point() and not torch.equal(v, second[k]) for k, v in first.items())

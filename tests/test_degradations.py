@@ -1,4 +1,5 @@
 """Degradation transforms and dataset configs: shapes, ranges, seeding, and each BSRGAN step measured."""
+
 import os.path as osp
 import random
 
@@ -9,9 +10,9 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import iter_mm  # noqa: F401  (registers the transforms and datasets)
+from iter_mm.datasets.checked_dataset import UnreadableImageError
 from iter_mm.datasets.transforms import bsrgan_ops as ops
 from iter_mm.datasets.transforms import sample_seed
-from iter_mm.datasets.checked_dataset import UnreadableImageError
 from mmagic.registry import DATASETS, TRANSFORMS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -31,7 +32,7 @@ def textured(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def hf_energy(img: np.ndarray) -> float:
     """Mean squared Laplacian: energy of the highest spatial frequencies."""
-    return float(np.mean(cv2.Laplacian(img.astype(np.float32), cv2.CV_32F)**2))
+    return float(np.mean(cv2.Laplacian(img.astype(np.float32), cv2.CV_32F) ** 2))
 
 
 def build(cfgs):
@@ -58,8 +59,7 @@ def test_gaussian_kernels_normalised_with_the_requested_covariance():
     ka = ops.anisotropic_gaussian_kernel(31, theta, l1, l2).astype(np.float64)
     r = np.arange(31) - 15
     xx, yy = np.meshgrid(r, r)
-    cov = np.array([[np.sum(ka * xx * xx), np.sum(ka * xx * yy)],
-                    [np.sum(ka * xx * yy), np.sum(ka * yy * yy)]])
+    cov = np.array([[np.sum(ka * xx * xx), np.sum(ka * xx * yy)], [np.sum(ka * xx * yy), np.sum(ka * yy * yy)]])
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     np.testing.assert_allclose(cov, rot @ np.diag([l1, l2]) @ rot.T, atol=2e-3)
 
@@ -81,7 +81,7 @@ def test_jpeg_lower_quality_removes_more_detail():
         return x - cv2.GaussianBlur(x, (0, 0), 1.5)
 
     # fraction of the original's fine detail still present (blocking artefacts do not count)
-    kept = {q: float(np.sum(high_pass(o) * high_pass(img)) / np.sum(high_pass(img)**2)) for q, o in out.items()}
+    kept = {q: float(np.sum(high_pass(o) * high_pass(img)) / np.sum(high_pass(img) ** 2)) for q, o in out.items()}
     png = {q: len(cv2.imencode('.png', np.round(o * 255).astype(np.uint8))[1]) for q, o in out.items()}
     err = {q: float(np.abs(o - img).mean()) for q, o in out.items()}
     assert kept[10] < kept[50] < kept[95] < 1 and kept[10] < 0.5 * kept[95]
@@ -110,8 +110,8 @@ def test_correlated_noise_has_the_drawn_covariance():
     flat = np.full((200, 200, 3), 0.5, np.float32)
     res = ops.add_gaussian_noise(flat, np.random.default_rng(4), 20, 'correlated') - flat
     cov = ops.noise_covariance(np.random.default_rng(4), 20)  # same first draws
-    np.testing.assert_allclose(np.cov(res.reshape(-1, 3).T), cov, atol=0.06 * (20 / 255)**2)
-    assert np.all(np.linalg.eigvalsh(cov) >= -1e-12) and np.trace(cov) <= 3 * (20 / 255)**2
+    np.testing.assert_allclose(np.cov(res.reshape(-1, 3).T), cov, atol=0.06 * (20 / 255) ** 2)
+    assert np.all(np.linalg.eigvalsh(cov) >= -1e-12) and np.trace(cov) <= 3 * (20 / 255) ** 2
 
 
 def test_shifted_gaussian_downsample_size_and_block_centre():
@@ -124,8 +124,9 @@ def test_shifted_gaussian_downsample_size_and_block_centre():
 
 
 def test_bsrgan_noise_step_raises_variance_by_the_drawn_level():
-    t = TRANSFORMS.build(dict(type='BSRGANDegradation', jpeg_prob=0.0, final_jpeg_quality=(100, 100),
-                              noise_level=(10, 20)))
+    t = TRANSFORMS.build(
+        dict(type='BSRGANDegradation', jpeg_prob=0.0, final_jpeg_quality=(100, 100), noise_level=(10, 20))
+    )
     flat = np.full((128, 128, 3), 0.5, np.float32)
     checked = 0
     for seed in range(150):  # seeds whose noise comes last (nothing after it but a q100 JPEG, whose
@@ -177,8 +178,7 @@ def test_bsrgan_transform_input_checks():
 
 
 # ----------------------------------------------------------------------------- Real-ESRGAN pipeline
-@pytest.mark.parametrize('cfg_name,scale', [('realesrgan_x4.py', 4), ('realesrgan_x2.py', 2),
-                                            ('bsrgan_x4.py', 4)])
+@pytest.mark.parametrize('cfg_name,scale', [('realesrgan_x4.py', 4), ('realesrgan_x2.py', 2), ('bsrgan_x4.py', 4)])
 def test_pipelines_give_lq_of_exactly_gt_over_scale(cfg_name, scale):
     cfg = load_cfg(cfg_name)
     assert cfg.scale == scale
@@ -199,14 +199,16 @@ def test_pipelines_give_lq_of_exactly_gt_over_scale(cfg_name, scale):
 
 def test_realesrgan_fixed_seed_reproduces_per_file_name():
     cfg = load_cfg('realesrgan_x4.py')
-    seeded = TRANSFORMS.build(dict(type='SeededDegradations', seed=5, key='gt_path',
-                                   transforms=cfg.realesrgan_degradations))
+    seeded = TRANSFORMS.build(
+        dict(type='SeededDegradations', seed=5, key='gt_path', transforms=cfg.realesrgan_degradations)
+    )
     gt = textured(64, 64)
     np.random.seed(11)
     random.seed(11)
     outside = (np.random.get_state()[1].copy(), random.getstate())
-    outs = [np.asarray(seeded(dict(gt=gt.copy(), gt_path=p, scale=4))['img'])
-            for p in ('x/a.png', 'y/b.png', 'z/a.png')]
+    outs = [
+        np.asarray(seeded(dict(gt=gt.copy(), gt_path=p, scale=4))['img']) for p in ('x/a.png', 'y/b.png', 'z/a.png')
+    ]
     assert np.array_equal(outs[0], outs[2])  # same file name, same seed, regardless of call history
     assert not np.array_equal(outs[0], outs[1])
     # the global RNGs (e.g. a training pipeline in the same process) are left where they were
@@ -216,12 +218,18 @@ def test_realesrgan_fixed_seed_reproduces_per_file_name():
 
 def test_random_order_degradations_depends_only_on_the_rng_state():
     cfg = dict(
-        type='RandomOrderDegradations', keys=['img'],
+        type='RandomOrderDegradations',
+        keys=['img'],
         degradations=[
             dict(type='RandomJPEGCompression', params=dict(quality=[10, 10])),
-            [dict(type='RelativeRandomResize', params=dict(ref_key='gt', ref_scale=2, resize_opt=['area'],
-                                                           resize_prob=[1]))],
-        ])
+            [
+                dict(
+                    type='RelativeRandomResize',
+                    params=dict(ref_key='gt', ref_scale=2, resize_opt=['area'], resize_prob=[1]),
+                )
+            ],
+        ],
+    )
     t = TRANSFORMS.build(cfg)
     TRANSFORMS.build(cfg)  # the config is not consumed by building
     gt = textured(32, 32)
@@ -237,12 +245,28 @@ def test_random_order_degradations_depends_only_on_the_rng_state():
 
 def test_relative_random_resize_sizes():
     gt = np.zeros((80, 120, 3), np.uint8)
-    exact = TRANSFORMS.build(dict(type='RelativeRandomResize', keys=['img'],
-                                  params=dict(ref_key='gt', ref_scale=4, resize_opt=['bicubic'], resize_prob=[1])))
+    exact = TRANSFORMS.build(
+        dict(
+            type='RelativeRandomResize',
+            keys=['img'],
+            params=dict(ref_key='gt', ref_scale=4, resize_opt=['bicubic'], resize_prob=[1]),
+        )
+    )
     assert exact(dict(gt=gt, img=np.zeros((33, 7, 3), np.float32)))['img'].shape == (20, 30, 3)
-    rand = TRANSFORMS.build(dict(type='RelativeRandomResize', keys=['img'], params=dict(
-        ref_key='gt', ref_scale=4, resize_mode_prob=[0.3, 0.4, 0.3], resize_scale=[0.3, 1.2],
-        resize_opt=['area'], resize_prob=[1])))
+    rand = TRANSFORMS.build(
+        dict(
+            type='RelativeRandomResize',
+            keys=['img'],
+            params=dict(
+                ref_key='gt',
+                ref_scale=4,
+                resize_mode_prob=[0.3, 0.4, 0.3],
+                resize_scale=[0.3, 1.2],
+                resize_opt=['area'],
+                resize_prob=[1],
+            ),
+        )
+    )
     np.random.seed(0)
     hs = {rand(dict(gt=gt, img=np.zeros((50, 50, 3), np.float32)))['img'].shape[0] for _ in range(40)}
     assert min(hs) >= int(20 * 0.3) and max(hs) <= int(20 * 1.2) and 20 in hs and len(hs) > 5
@@ -254,8 +278,15 @@ def test_poisson_noise_matches_realesrgan_strength():
     noise1 = cfg.realesrgan_degradations[4]['params']
     np.testing.assert_allclose(noise1['poisson_scale'], np.array([0.05, 3]) * 255**0.5)
     img = np.tile(np.arange(256, dtype=np.float32), (160, 1))[..., None].repeat(3, 2)  # 256 grey levels
-    t = TRANSFORMS.build(dict(type='RandomNoise', keys=['img'], params=dict(
-        noise_type=['poisson'], noise_prob=[1], poisson_scale=[255**0.5, 255**0.5], poisson_gray_noise_prob=0)))
+    t = TRANSFORMS.build(
+        dict(
+            type='RandomNoise',
+            keys=['img'],
+            params=dict(
+                noise_type=['poisson'], noise_prob=[1], poisson_scale=[255**0.5, 255**0.5], poisson_gray_noise_prob=0
+            ),
+        )
+    )
     np.random.seed(0)
     measured = float(np.var(t(dict(img=img.copy()))['img'] - img))
     # Real-ESRGAN, s = 1: noise = Poisson(x01 * vals) / vals - x01 with vals = 256, in 255 units
@@ -277,7 +308,10 @@ def test_realesrgan_x2_config_is_x4_with_scale_2():
 
 def test_relative_resize_needs_a_scale():
     from mmagic.registry import TRANSFORMS
-    t = TRANSFORMS.build(dict(type='RelativeRandomResize', keys=['img'], params=dict(ref_key='gt', resize_opt=['area'], resize_prob=[1])))
+
+    t = TRANSFORMS.build(
+        dict(type='RelativeRandomResize', keys=['img'], params=dict(ref_key='gt', resize_opt=['area'], resize_prob=[1]))
+    )
     gt = np.zeros((16, 8, 3), np.float32)
     assert t(dict(gt=gt, img=gt.copy(), scale=4))['img'].shape[:2] == (4, 2)
     with pytest.raises(KeyError, match='SetValues'):
@@ -287,6 +321,7 @@ def test_relative_resize_needs_a_scale():
 # ----------------------------------------------------------------------------- datasets
 def write_images(folder, names, size=(40, 36)):
     import os
+
     os.makedirs(folder, exist_ok=True)
     for i, n in enumerate(names):
         cv2.imwrite(osp.join(folder, n), textured(size[0], size[1], i))
@@ -319,6 +354,7 @@ def test_same_seed_and_worker_layout_give_the_same_batches(tmp_path):
 
     from mmengine.dataset import pseudo_collate, worker_init_fn
     from torch.utils.data import DataLoader
+
     write_images(tmp_path / 'hq', [f'{i}.png' for i in range(4)], size=(40, 40))
     cfg = load_cfg('bsrgan_x4.py').train_dataloader.dataset
     cfg.data_root = str(tmp_path / 'hq')
@@ -326,8 +362,13 @@ def test_same_seed_and_worker_layout_give_the_same_batches(tmp_path):
     ds = DATASETS.build(cfg)
 
     def epoch(seed):
-        loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=pseudo_collate,
-                            worker_init_fn=partial(worker_init_fn, num_workers=2, rank=0, seed=seed))
+        loader = DataLoader(
+            ds,
+            batch_size=2,
+            num_workers=2,
+            collate_fn=pseudo_collate,
+            worker_init_fn=partial(worker_init_fn, num_workers=2, rank=0, seed=seed),
+        )
         return [x.numpy() for batch in loader for x in batch['inputs']]
 
     first, again, other = epoch(123), epoch(123), epoch(124)
@@ -374,7 +415,7 @@ def test_unreadable_image_is_named(tmp_path):
     ``!_src.empty()`` deep in the pipeline); other pipeline errors pass through unchanged."""
     write_images(tmp_path / 'hq', ['good.png'], size=(40, 40))
     good = (tmp_path / 'hq' / 'good.png').read_bytes()
-    (tmp_path / 'hq' / 'truncated.png').write_bytes(good[:len(good) // 3])
+    (tmp_path / 'hq' / 'truncated.png').write_bytes(good[: len(good) // 3])
     (tmp_path / 'hq' / 'zero.png').write_bytes(b'')
     cfg = load_cfg('hq_only.py').train_dataloader.dataset
     cfg.data_root, cfg.data_prefix = str(tmp_path), dict(gt='hq')
@@ -414,8 +455,10 @@ def test_realworld_lq_sets_layouts(tmp_path):
 def test_training_bases_combine_with_the_realworld_test_base(tmp_path, train_base):
     """A model config can list a training dataset base and realworld_lq_niqe.py (no duplicate keys)."""
     child = tmp_path / 'model.py'
-    child.write_text(f"_base_ = ['{osp.join(REPO, 'configs', '_base_', 'default_runtime.py')}', "
-                     f"'{osp.join(CFG_DIR, train_base)}', '{osp.join(CFG_DIR, 'realworld_lq_niqe.py')}']\n")
+    child.write_text(
+        f"_base_ = ['{osp.join(REPO, 'configs', '_base_', 'default_runtime.py')}', "
+        f"'{osp.join(CFG_DIR, train_base)}', '{osp.join(CFG_DIR, 'realworld_lq_niqe.py')}']\n"
+    )
     cfg = Config.fromfile(str(child))
     assert cfg.train_dataloader.dataset.type == 'CheckedImageDataset' and len(cfg.test_dataloader) == 4
 
@@ -423,8 +466,10 @@ def test_training_bases_combine_with_the_realworld_test_base(tmp_path, train_bas
 def test_realworld_niqe_scores_lq_only_samples(tmp_path):
     """The test base's dataset + metric evaluate a GT-less sample (MMagic's NIQE metric alone cannot)."""
     import torch
+
     from mmagic.registry import METRICS
     from mmagic.structures import DataSample
+
     cfg = load_cfg('realworld_lq_niqe.py')
     write_images(tmp_path / 'RealSRSet', ['a.png'], size=(24, 48))
     ds_cfg = cfg.realworld_test_sets.RealSRSet
@@ -441,6 +486,7 @@ def test_realworld_niqe_scores_lq_only_samples(tmp_path):
 def test_narrow_even_kernels_stay_finite():
     """A near-zero width on an even-sized grid used to give 0/0 (NaN kernels, NaN images)."""
     from iter_mm.datasets.transforms.bsrgan_ops import anisotropic_gaussian_kernel, isotropic_gaussian_kernel
+
     for k in (isotropic_gaussian_kernel(6, 1e-6), anisotropic_gaussian_kernel(6, 0.3, 1e-6, 1e-6)):
         assert np.isfinite(k).all() and abs(float(k.sum()) - 1.0) < 1e-6
         assert np.isclose(k.max(), 0.25)  # mass split over the 2x2 centre pixels

@@ -1,5 +1,6 @@
 """Small-budget demo: scikit-image photo dataset, codebook initialisation / dead-code restarts, GAN schedule,
 demo configs."""
+
 import os
 import os.path as osp
 import socket
@@ -11,14 +12,13 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub
+from test_swinvqgan_model import _batch, _optims  # stage-I optimisers and a GT-only batch
 
 import iter_mm  # noqa: F401  (registers the plugin)
 from iter_mm.datasets import SKIMAGE_HELDOUT, SKIMAGE_TRAIN, SkimagePhotoDataset, skimage_data_dir
-from iter_mm.models.editors.codebook_maintenance import INFO_KEY, CodebookMaintenance, kmeans, sample_rows
+from iter_mm.models.editors.codebook_maintenance import INFO_KEY, kmeans, sample_rows
 from mmagic.registry import MODELS
 from mmagic.utils import register_all_modules
-
-from test_swinvqgan_model import _batch, _optims  # stage-I optimisers and a GT-only batch
 
 register_all_modules(init_default_scope=True)
 
@@ -45,8 +45,9 @@ def test_skimage_dataset_split_is_fixed_and_disjoint():
     infos = lambda ds: [ds.get_data_info(i) for i in range(len(ds))]  # noqa: E731
     assert [osp.basename(d['gt_path']) for d in infos(train)] == list(SKIMAGE_TRAIN)
     assert [d['key'] for d in infos(held)] == ['chelsea', 'coffee', 'rocket']
-    assert all(osp.isfile(d['gt_path']) and osp.dirname(d['gt_path']) == skimage_data_dir()
-               for d in infos(train) + infos(held))
+    assert all(
+        osp.isfile(d['gt_path']) and osp.dirname(d['gt_path']) == skimage_data_dir() for d in infos(train) + infos(held)
+    )
     assert len(SkimagePhotoDataset(split='all')) == len(SKIMAGE_TRAIN) + len(SKIMAGE_HELDOUT)
     colour = SkimagePhotoDataset(split='train_colour')
     names = [osp.basename(colour.get_data_info(i)['gt_path']) for i in range(len(colour))]
@@ -63,6 +64,7 @@ def test_skimage_dataset_split_is_fixed_and_disjoint():
 
 def test_skimage_dataset_other_folder_lists_it(tmp_path):
     import cv2
+
     for name in ('a.png', 'b.png'):
         cv2.imwrite(str(tmp_path / name), np.zeros((8, 8, 3), np.uint8))
     ds = SkimagePhotoDataset(data_root=str(tmp_path))  # a command-line data_root override: the whole folder
@@ -71,8 +73,10 @@ def test_skimage_dataset_other_folder_lists_it(tmp_path):
 
 def test_skimage_heldout_photo_loads_as_rgb():
     from mmagic.datasets.transforms import LoadImageFromFile
-    ds = SkimagePhotoDataset(split='heldout', test_mode=True,
-                             pipeline=[dict(type='LoadImageFromFile', key='gt', channel_order='rgb')])
+
+    ds = SkimagePhotoDataset(
+        split='heldout', test_mode=True, pipeline=[dict(type='LoadImageFromFile', key='gt', channel_order='rgb')]
+    )
     assert isinstance(ds.pipeline.transforms[0], LoadImageFromFile)
     img = ds[1]['gt']  # coffee: a colour photo
     assert img.shape == (400, 600, 3) and img.dtype == np.uint8
@@ -122,8 +126,9 @@ def test_kmeans_finds_cluster_centres():
 
 
 def test_dead_codes_are_restarted_and_counted():
-    model = _tiny_vqgan_model(codebook_maintenance=dict(restart_interval=2, restart_min_count=1),
-                              discriminator=None, gan_loss=None)
+    model = _tiny_vqgan_model(
+        codebook_maintenance=dict(restart_interval=2, restart_min_count=1), discriminator=None, gan_loss=None
+    )
     batch = _batch(n=2)
     hub = MessageHub.get_current_instance()
     gen = model.generator
@@ -179,8 +184,9 @@ def test_options_off_leave_training_unchanged():
     assert not paper.get('codebook_maintenance') and not paper.get('gan_schedule')
     batch = _batch(n=2)
     ref = _tiny_vqgan_model()
-    neutral = _tiny_vqgan_model(codebook_maintenance=dict(init=None, restart_interval=0),
-                                gan_schedule=dict(start_iter=0, warmup_iters=0))
+    neutral = _tiny_vqgan_model(
+        codebook_maintenance=dict(init=None, restart_interval=0), gan_schedule=dict(start_iter=0, warmup_iters=0)
+    )
     assert ref.codebook_maintenance is None and ref.gan_schedule is None
     torch.manual_seed(1)
     log_ref = ref.train_step(batch, _optims(ref))
@@ -222,12 +228,14 @@ def test_gan_schedule_ramps_the_generator_term_and_delays_d():
 # ----------------------------------------------------------------- two processes: identical codebooks
 def _dist_worker(rank, world, port, queue):
     import torch.distributed as tdist
+
     torch.set_num_threads(1)
     tdist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=world)
     try:
         MessageHub.get_instance(f'dist_{rank}')
-        model = _tiny_vqgan_model(codebook_maintenance=dict(init='kmeans', restart_interval=2),
-                                  discriminator=None, gan_loss=None)
+        model = _tiny_vqgan_model(
+            codebook_maintenance=dict(init='kmeans', restart_interval=2), discriminator=None, gan_loss=None
+        )
         vq = model.generator
         x = [torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(10 * rank + i)) for i in range(3)]
         logs = []
@@ -238,14 +246,21 @@ def _dist_worker(rank, world, port, queue):
                 idx = vq.encode_indices(x[it])
             logs.append(model.codebook_maintenance.after_step(vq, x[it], idx))
         # plain numbers, not tensors: a tensor is sent as a shared-memory handle, which fails once this worker exits
-        queue.put((rank, vq.quantize.embedding.weight.detach().numpy().copy(), logs,
-                   torch.as_tensor(model.codebook_maintenance.state['counts']).tolist()))
+        queue.put(
+            (
+                rank,
+                vq.quantize.embedding.weight.detach().numpy().copy(),
+                logs,
+                torch.as_tensor(model.codebook_maintenance.state['counts']).tolist(),
+            )
+        )
     finally:
         tdist.destroy_process_group()
 
 
 def test_two_processes_rewrite_identical_codebooks():
     import multiprocessing as mp
+
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
@@ -270,9 +285,11 @@ def test_demo_configs_share_the_vqgan_and_ship_no_shared_paths():
     s2 = Config.fromfile(CFG('iter_x4_demo.py'))
     assert s1.model.generator == s2.model.generator.vqgan
     from iter_mm.engine.stages import derived_stage1_checkpoint
+
     assert s2.model.stage1_checkpoint is None  # derived from stage1_config, not typed by hand
     assert derived_stage1_checkpoint(s2, CFG('iter_x4_demo.py')) == osp.join(
-        'work_dirs', 'swinvqgan_demo', f'iter_{s1.train_cfg.max_iters}.pth')
+        'work_dirs', 'swinvqgan_demo', f'iter_{s1.train_cfg.max_iters}.pth'
+    )
     for cfg in (s1, s2):
         assert cfg.train_dataloader.dataset.type == 'SkimagePhotoDataset'
         assert cfg.train_dataloader.dataset.split == 'train_colour' and cfg.val_dataloader.dataset.split == 'heldout'
@@ -288,8 +305,19 @@ def test_demo_configs_share_the_vqgan_and_ship_no_shared_paths():
 # ----------------------------------------------------------------- GroupNorm groups of narrow networks
 def test_norm_groups_changes_no_state_dict_entry():
     from iter_mm.models.archs import LQEncoder, SwinVQGAN
-    small = dict(nf=32, ch_mult=(1, 2), num_res_blocks=1, codebook_size=16, embed_dim=8, swin_dim=16,
-                 swin_window=4, swin_depth=2, swin_num_rstb=1, swin_heads=2)
+
+    small = dict(
+        nf=32,
+        ch_mult=(1, 2),
+        num_res_blocks=1,
+        codebook_size=16,
+        embed_dim=8,
+        swin_dim=16,
+        swin_window=4,
+        swin_depth=2,
+        swin_num_rstb=1,
+        swin_heads=2,
+    )
     released, fewer = SwinVQGAN(**small), SwinVQGAN(**small, norm_groups=8)
     sd_a, sd_b = released.state_dict(), fewer.state_dict()
     assert list(sd_a) == list(sd_b) and all(sd_a[k].shape == sd_b[k].shape for k in sd_a)
@@ -298,8 +326,17 @@ def test_norm_groups_changes_no_state_dict_entry():
     assert groups(released.encoder.blocks[1]) == {32}  # 32 channels in 32 groups: instance normalisation
     assert groups(fewer.encoder.blocks[1]) == {8}
     assert groups(SwinVQGAN(**small, norm_groups=32)) == groups(released)  # 32 = the released default
-    el = dict(scale=4, base_channels=16, feat_dim=32, codebook_size=16, swin_dim=16, swin_num_rstb=1, swin_depth=2,
-              swin_window=4, swin_heads=2)
+    el = dict(
+        scale=4,
+        base_channels=16,
+        feat_dim=32,
+        codebook_size=16,
+        swin_dim=16,
+        swin_num_rstb=1,
+        swin_depth=2,
+        swin_window=4,
+        swin_heads=2,
+    )
     assert list(LQEncoder(**el).state_dict()) == list(LQEncoder(**el, norm_groups=8).state_dict())
     assert groups(LQEncoder(**el, norm_groups=8)) == {8}
 
@@ -308,6 +345,7 @@ def test_instance_norm_removes_mean_colour_that_fewer_groups_keep():
     """The colour-cast mechanism of the narrow configs: with one channel per group the normalised features of an
     image and of the same image with a colour offset are equal, so no later layer can tell the colours apart."""
     from iter_mm.models.archs.vqgan import normalize
+
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 32, 1)  # a first layer with a bias
     x = torch.rand(1, 3, 16, 16)
@@ -318,14 +356,25 @@ def test_instance_norm_removes_mean_colour_that_fewer_groups_keep():
         assert not torch.allclose(grouped(conv(x)), grouped(conv(shifted)), atol=1e-2)
 
 
-@pytest.mark.parametrize('name', ['swinvqgan_demo.py', 'swinvqgan_tiny.py', 'swinvqgan_df2k-ost.py', 'iter_x4_demo.py',
-                                  'iter_x4_tiny.py', 'iter_x2_realsr.py'])
+@pytest.mark.parametrize(
+    'name',
+    [
+        'swinvqgan_demo.py',
+        'swinvqgan_tiny.py',
+        'swinvqgan_df2k-ost.py',
+        'iter_x4_demo.py',
+        'iter_x4_tiny.py',
+        'iter_x2_realsr.py',
+    ],
+)
 def test_val_predictions_reach_the_metrics_in_the_gt_channel_order(name):
     """The input `img` carries its channel order, so an exact prediction is exactly the GT the metrics receive
     (before, the RGB input was taken for BGR and PSNR(Y) was computed on a channel-swapped prediction)."""
     from mmengine.registry import DefaultScope
-    from mmagic.registry import DATASETS
+
     from iter_mm.utils.config import inference_model_cfg
+    from mmagic.registry import DATASETS
+
     cfg = Config.fromfile(CFG(name))
     DefaultScope.get_instance(f'chk_{name}', scope_name='mmagic')
     ds_cfg = deepcopy(cfg.val_dataloader.dataset)

@@ -6,9 +6,9 @@ records what each rank did. Stage I (``SwinVQGANModel``: generator and discrimin
 trains first; stages II+III (``ITERModel``) train on its checkpoint. ``find_unused_parameters`` stays False
 as in the shipped configs, so an unused parameter would stop these runs with DDP's error.
 """
+
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -31,15 +31,20 @@ def _free_port() -> int:
 
 
 def _env() -> dict:
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1',
-               PYTHONHASHSEED='0', PYTHONPATH=f'{TESTS}{os.pathsep}{os.environ.get("PYTHONPATH", "")}')
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=str(_free_port()),
+        OMP_NUM_THREADS='1',
+        PYTHONHASHSEED='0',
+        PYTHONPATH=f'{TESTS}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
+    )
     env.pop('CUDA_VISIBLE_DEVICES', None)
     return env
 
 
 def _run(cmd, check=True, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT,
-                          **kwargs)
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}')
     return proc
@@ -49,9 +54,23 @@ def _test_in_process(cfg: Path, ckpt: Path, work: Path, out: Path, monkeypatch) 
     """``tools/test.py CONFIG CKPT`` with one process, run in this interpreter (no probe hook), with one thread
     as the launched processes (OMP_NUM_THREADS=1): float32 reductions, and so pyiqa's NIQE, depend on it."""
     import runpy
+
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, 'argv', ['tools/test.py', str(cfg), str(ckpt), '--work-dir', str(work), '--out', str(out),
-                                      '--cfg-options', 'custom_hooks=[]'])
+    monkeypatch.setattr(
+        sys,
+        'argv',
+        [
+            'tools/test.py',
+            str(cfg),
+            str(ckpt),
+            '--work-dir',
+            str(work),
+            '--out',
+            str(out),
+            '--cfg-options',
+            'custom_hooks=[]',
+        ],
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -79,9 +98,10 @@ def _write_images(folder: Path, count: int, size: tuple, seed: int) -> None:
 
 
 def _write_config(path: Path, base: str, body: str) -> Path:
-    path.write_text(f"_base_ = ['{ROOT / base}']\n"
-                    "custom_imports = dict(imports=['iter_mm', 'dist_probe'], allow_failed_imports=False)\n"
-                    + body)
+    path.write_text(
+        f"_base_ = ['{ROOT / base}']\n"
+        "custom_imports = dict(imports=['iter_mm', 'dist_probe'], allow_failed_imports=False)\n" + body
+    )
     return path
 
 
@@ -95,8 +115,10 @@ def data(tmp_path_factory) -> Path:
 
 
 def _val_body(data: Path) -> str:
-    return (f"val_dataloader = dict(num_workers=0, dataset=dict(data_root='{data / 'val'}', indices=None))\n"
-            "test_dataloader = val_dataloader\n")
+    return (
+        f"val_dataloader = dict(num_workers=0, dataset=dict(data_root='{data / 'val'}', indices=None))\n"
+        'test_dataloader = val_dataloader\n'
+    )
 
 
 @pytest.fixture(scope='module')
@@ -105,37 +127,49 @@ def stage1(data, tmp_path_factory) -> dict:
     EMA generator (MMagic's EMA under separate DDP wrappers), which validation and test use."""
     root = tmp_path_factory.mktemp('stage1')
     probe = root / 'probe'
-    cfg = _write_config(root / 'cfg_stage1.py', 'configs/iter/swinvqgan_tiny.py', (
-        f"train_dataloader = dict(batch_size=2, dataset=dict(data_root='{data / 'train'}'))\n"
-        + _val_body(data) +
-        "train_cfg = dict(max_iters=4, val_interval=4)\n"
-        "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))\n"
-        "model = dict(is_use_ema=True)  # EMA generator, updated by the wrapper-aware hook, used for validation\n"
-        f"custom_hooks = [dict(type='DistProbeHook', out_dir='{probe}'), dict(type='WrapperAwareEMAHook',"
-        " module_keys=('generator_ema',), interval=1, interp_cfg=dict(momentum=0.5))]\n"
-        "test_evaluator = dict(type='Evaluator', metrics=[dict(type='PSNR', crop_border=4, convert_to='Y'),"
-        " dict(type='SSIM', crop_border=4, convert_to='Y'), dict(type='CodebookUsage', codebook_size=128)])\n"
-        "val_evaluator = test_evaluator\n"))
+    cfg = _write_config(
+        root / 'cfg_stage1.py',
+        'configs/iter/swinvqgan_tiny.py',
+        (
+            f"train_dataloader = dict(batch_size=2, dataset=dict(data_root='{data / 'train'}'))\n"
+            + _val_body(data)
+            + 'train_cfg = dict(max_iters=4, val_interval=4)\n'
+            'default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))\n'
+            'model = dict(is_use_ema=True)  # EMA generator, updated by the wrapper-aware hook, used for validation\n'
+            f"custom_hooks = [dict(type='DistProbeHook', out_dir='{probe}'), dict(type='WrapperAwareEMAHook',"
+            " module_keys=('generator_ema',), interval=1, interp_cfg=dict(momentum=0.5))]\n"
+            "test_evaluator = dict(type='Evaluator', metrics=[dict(type='PSNR', crop_border=4, convert_to='Y'),"
+            " dict(type='SSIM', crop_border=4, convert_to='Y'), dict(type='CodebookUsage', codebook_size=128)])\n"
+            'val_evaluator = test_evaluator\n'
+        ),
+    )
     work = root / 'work'
     proc = _run(['bash', 'tools/dist_train.sh', str(cfg), '2', '--work-dir', str(work)])
     return dict(cfg=cfg, work=work, probe=probe, log=proc.stdout + proc.stderr)
 
 
 def _stage2_config(root: Path, data: Path, vqgan_ckpt: Path, probe: Path) -> Path:
-    metrics = ("[dict(type='PSNR', crop_border=4, convert_to='Y'), dict(type='SSIM', crop_border=4, convert_to='Y'),"
-               " dict(type='NIQE', input_order='CHW', convert_to='Y', crop_border=0),"
-               " dict(type='PyIQAMetric', metric_name='niqe', prefix='pyiqa'),"
-               " dict(type='TokenAccuracy'), dict(type='EvaluatorPrecisionRecall', alpha=0.7),"
-               " dict(type='CodebookUsage', codebook_size=128)]")
-    return _write_config(root / 'cfg_stage2.py', 'configs/iter/iter_x4_tiny.py', (
-        f"model = dict(stage1_checkpoint='{vqgan_ckpt}', val_cfg=dict(alpha=0.7, schedule='linear'))\n"
-        f"train_dataloader = dict(batch_size=2, dataset=dict(data_root='{data / 'train'}'))\n"
-        + _val_body(data) +
-        "train_cfg = dict(max_iters=6, val_interval=6)\n"
-        "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))\n"
-        f"custom_hooks = [dict(type='DistProbeHook', out_dir='{probe}', kill_after_iter=3)]\n"
-        f"val_evaluator = dict(type='Evaluator', metrics={metrics})\n"
-        "test_evaluator = val_evaluator\n"))
+    metrics = (
+        "[dict(type='PSNR', crop_border=4, convert_to='Y'), dict(type='SSIM', crop_border=4, convert_to='Y'),"
+        " dict(type='NIQE', input_order='CHW', convert_to='Y', crop_border=0),"
+        " dict(type='PyIQAMetric', metric_name='niqe', prefix='pyiqa'),"
+        " dict(type='TokenAccuracy'), dict(type='EvaluatorPrecisionRecall', alpha=0.7),"
+        " dict(type='CodebookUsage', codebook_size=128)]"
+    )
+    return _write_config(
+        root / 'cfg_stage2.py',
+        'configs/iter/iter_x4_tiny.py',
+        (
+            f"model = dict(stage1_checkpoint='{vqgan_ckpt}', val_cfg=dict(alpha=0.7, schedule='linear'))\n"
+            f"train_dataloader = dict(batch_size=2, dataset=dict(data_root='{data / 'train'}'))\n"
+            + _val_body(data)
+            + 'train_cfg = dict(max_iters=6, val_interval=6)\n'
+            'default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))\n'
+            f"custom_hooks = [dict(type='DistProbeHook', out_dir='{probe}', kill_after_iter=3)]\n"
+            f"val_evaluator = dict(type='Evaluator', metrics={metrics})\n"
+            'test_evaluator = val_evaluator\n'
+        ),
+    )
 
 
 @pytest.fixture(scope='module')
@@ -146,8 +180,9 @@ def stage2(stage1, data, tmp_path_factory) -> dict:
     probe, work = root / 'probe', root / 'work'
     cfg = _stage2_config(root, data, stage1['work'] / 'iter_4.pth', probe)
     cmd = ['bash', 'tools/dist_train.sh', str(cfg), '2', '--work-dir', str(work)]
-    killed = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT,
-                            start_new_session=True)  # own process group: the probe kills torchrun + workers
+    killed = subprocess.run(
+        cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT, start_new_session=True
+    )  # own process group: the probe kills torchrun + workers
     first = {r: _records(probe, r) for r in (0, 1)}
     (probe / 'rank0.jsonl').rename(probe / 'killed_rank0.jsonl')
     (probe / 'rank1.jsonl').rename(probe / 'killed_rank1.jsonl')
@@ -164,7 +199,7 @@ def test_stage1_ranks_stay_bitwise_equal(stage1):
     unequal = [k for k in s0 if not torch.equal(s0[k], s1[k])]
     assert not unequal, unequal[:5]
     ema = [k for k in s0 if k.startswith('generator_ema.')]
-    assert ema and any(not torch.equal(s0[k], s0['generator.' + k[len('generator_ema.'):]]) for k in ema)
+    assert ema and any(not torch.equal(s0[k], s0['generator.' + k[len('generator_ema.') :]]) for k in ema)
     init = torch.load(stage1['work'] / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
     assert init.keys() == s0.keys()  # the 2-process checkpoint has the 1-process keys (no generator.module.*)
     changed = [k for k in init if k in s0 and s0[k].is_floating_point() and not torch.equal(init[k], s0[k])]
@@ -198,8 +233,9 @@ def test_stage1_validation_equals_single_process(stage1, tmp_path, monkeypatch):
     same checkpoint: PSNR, SSIM and the codebook histogram collected over ranks."""
     val = {r: _records(stage1['probe'], r, 'val')[0]['metrics'] for r in (0, 1)}
     assert val[0] == val[1]
-    single = _test_in_process(stage1['cfg'], stage1['work'] / 'iter_4.pth', tmp_path / 'w', tmp_path / 'single.json',
-                              monkeypatch)
+    single = _test_in_process(
+        stage1['cfg'], stage1['work'] / 'iter_4.pth', tmp_path / 'w', tmp_path / 'single.json', monkeypatch
+    )
     assert set(single) == set(val[0]) and len(single) == 4
     for key, value in single.items():
         assert val[0][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
@@ -215,9 +251,21 @@ def test_stage1_resume_restores_both_networks_on_every_rank(stage1, tmp_path):
     for name in ('iter_4.pth', 'last_checkpoint'):  # a copy: the stage-II fixture reads the original work dir
         (work / name).write_bytes((stage1['work'] / name).read_bytes())
     (work / 'last_checkpoint').write_text(str(work / 'iter_4.pth'))
-    proc = _run(['bash', 'tools/dist_train.sh', str(stage1['cfg']), '2', '--work-dir', str(work), '--resume',
-                 '--cfg-options', 'train_cfg.max_iters=5', 'train_cfg.val_interval=100',
-                 f'custom_hooks.0.out_dir={probe}'])
+    proc = _run(
+        [
+            'bash',
+            'tools/dist_train.sh',
+            str(stage1['cfg']),
+            '2',
+            '--work-dir',
+            str(work),
+            '--resume',
+            '--cfg-options',
+            'train_cfg.max_iters=5',
+            'train_cfg.val_interval=100',
+            f'custom_hooks.0.out_dir={probe}',
+        ]
+    )
     assert 'do not match' not in proc.stdout + proc.stderr
     ckpt = torch.load(work / 'iter_4.pth', map_location='cpu', weights_only=False)['state_dict']
     for rank in (0, 1):
@@ -262,8 +310,21 @@ def test_stage2_validation_and_dist_test_equal_single_process(stage2, tmp_path, 
     assert val[0] == val[1]
     ckpt = str(stage2['work'] / 'iter_6.pth')
     single_out, dist_out = tmp_path / 'single.json', tmp_path / 'dist.json'
-    _run(['bash', 'tools/dist_test.sh', str(stage2['cfg']), ckpt, '2', '--work-dir', str(tmp_path / 'w2'),
-          '--out', str(dist_out), '--cfg-options', 'custom_hooks=[]'])
+    _run(
+        [
+            'bash',
+            'tools/dist_test.sh',
+            str(stage2['cfg']),
+            ckpt,
+            '2',
+            '--work-dir',
+            str(tmp_path / 'w2'),
+            '--out',
+            str(dist_out),
+            '--cfg-options',
+            'custom_hooks=[]',
+        ]
+    )
     single = _test_in_process(stage2['cfg'], Path(ckpt), tmp_path / 'w1', single_out, monkeypatch)
     dist = json.loads(dist_out.read_text())
     assert len(single) >= 8 and set(single) == set(dist) == set(val[0])
@@ -278,6 +339,7 @@ def one_step(tmp_path_factory) -> Path:
     """tests/ddp_one_step.py once with 1 process (batch 4; in this process, on one thread as the launched ones)
     and once with 2 processes (batch 2 each)."""
     import ddp_one_step
+
     out = tmp_path_factory.mktemp('one_step')
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -285,8 +347,19 @@ def one_step(tmp_path_factory) -> Path:
         ddp_one_step.run(out)
     finally:
         torch.set_num_threads(threads)
-    _run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
-          _env()['PORT'], 'tests/ddp_one_step.py', str(out)])
+    _run(
+        [
+            sys.executable,
+            '-m',
+            'torch.distributed.run',
+            '--nproc_per_node',
+            '2',
+            '--master_port',
+            _env()['PORT'],
+            'tests/ddp_one_step.py',
+            str(out),
+        ]
+    )
     return out
 
 
@@ -318,15 +391,21 @@ def test_two_processes_equal_one_process_with_double_batch(one_step, stage, dtyp
             update = (ref - init[key]).abs().max().item()
             diff = (r0[key] - ref).abs().max().item()
             assert diff <= rel_tol * update + abs_tol, (key, diff, update)
-    groups = ('generator.', 'discriminator.') if stage == 'stage1' else (
-        'generator.lq_encoder.', 'generator.evaluator.', 'generator.refiner.')
+    groups = (
+        ('generator.', 'discriminator.')
+        if stage == 'stage1'
+        else ('generator.lq_encoder.', 'generator.evaluator.', 'generator.refiner.')
+    )
     for group in groups:  # every trainable network moved
-        assert any((single[k] - init[k]).abs().max() > 1e-4 for k in single
-                   if k.startswith(group) and single[k].is_floating_point()), group
+        assert any(
+            (single[k] - init[k]).abs().max() > 1e-4
+            for k in single
+            if k.startswith(group) and single[k].is_floating_point()
+        ), group
 
 
 # ------------------------------------------------------------------------------------------------------ Slurm
-FAKE_SRUN = r'''#!/usr/bin/env bash
+FAKE_SRUN = r"""#!/usr/bin/env bash
 # Stand-in for srun on one machine: records its arguments, then starts --ntasks copies of the command with
 # the variables Slurm gives each task.
 ntasks=1
@@ -347,7 +426,7 @@ done
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=$?; done
 exit $rc
-'''
+"""
 
 
 def test_slurm_test_script_runs_two_tasks(stage1, tmp_path):
@@ -359,13 +438,35 @@ def test_slurm_test_script_runs_two_tasks(stage1, tmp_path):
     (bin_dir / 'srun').write_text(FAKE_SRUN)
     (bin_dir / 'srun').chmod(0o755)
     env = _env()
-    env.update(PATH=f'{bin_dir}{os.pathsep}{env["PATH"]}', GPUS='2', FAKE_SRUN_LOG=str(tmp_path / 'srun.txt'),
-               MASTER_ADDR='127.0.0.1', MASTER_PORT=env['PORT'])
+    env.update(
+        PATH=f'{bin_dir}{os.pathsep}{env["PATH"]}',
+        GPUS='2',
+        FAKE_SRUN_LOG=str(tmp_path / 'srun.txt'),
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=env['PORT'],
+    )
     out = tmp_path / 'slurm.json'
-    proc = subprocess.run(['bash', 'tools/slurm_test.sh', 'gpu', 'iter-test', str(stage1['cfg']),
-                           str(stage1['work'] / 'iter_4.pth'), '--work-dir', str(tmp_path / 'w'), '--out', str(out),
-                           '--cfg-options', 'custom_hooks=[]'],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(
+        [
+            'bash',
+            'tools/slurm_test.sh',
+            'gpu',
+            'iter-test',
+            str(stage1['cfg']),
+            str(stage1['work'] / 'iter_4.pth'),
+            '--work-dir',
+            str(tmp_path / 'w'),
+            '--out',
+            str(out),
+            '--cfg-options',
+            'custom_hooks=[]',
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     srun_args = (tmp_path / 'srun.txt').read_text()
     assert '-p gpu --job-name=iter-test --gres=gpu:2 --ntasks=2 --ntasks-per-node=2' in srun_args

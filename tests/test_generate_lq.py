@@ -1,15 +1,16 @@
 """Paired GT/LQ generation (iter_mm.datasets.lq_pairs) and tools/generate_lq.py: layout, mod-crop, determinism
 across worker counts, no silent overwrite, errors."""
+
 import os
 import os.path as osp
 
 import cv2
 import numpy as np
 import pytest
+from tool_runner import run_tool
 
 from iter_mm.datasets.lq_pairs import generate_pairs
 from iter_mm.errors import MissingDataError
-from tool_runner import run_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -28,8 +29,11 @@ def read(path):
 
 
 def snapshot(out):
-    return {f'{d}/{f}': (os.stat(osp.join(out, d, f)).st_mtime_ns, read(osp.join(out, d, f)).tobytes())
-            for d in ('gt', 'lq') for f in sorted(os.listdir(osp.join(out, d)))}
+    return {
+        f'{d}/{f}': (os.stat(osp.join(out, d, f)).st_mtime_ns, read(osp.join(out, d, f)).tobytes())
+        for d in ('gt', 'lq')
+        for f in sorted(os.listdir(osp.join(out, d)))
+    }
 
 
 @pytest.mark.parametrize('degradation', ['realesrgan', 'bsrgan'])
@@ -61,8 +65,9 @@ def test_scale_2_and_rerun_leaves_files_untouched(tmp_path):
     report = generate_pairs(hq, out, 'bsrgan', 2)
     assert report.status == {'img_0.png': 'skipped', 'img_1.png': 'completed', 'img_2.png': 'skipped'}
     after = snapshot(out)
-    assert {k: v for k, v in after.items() if k != 'lq/img_1.png'} == \
-        {k: v for k, v in before.items() if k != 'lq/img_1.png'}  # nothing else touched (mtimes)
+    assert {k: v for k, v in after.items() if k != 'lq/img_1.png'} == {
+        k: v for k, v in before.items() if k != 'lq/img_1.png'
+    }  # nothing else touched (mtimes)
     assert after['lq/img_1.png'][1] == before['lq/img_1.png'][1]  # rebuilt identically
     assert generate_pairs(hq, out, 'bsrgan', 2, overwrite=True).done == 3
     rewritten = snapshot(out)
@@ -117,6 +122,7 @@ def test_output_is_readable_by_paired_folder_config(tmp_path):
     from mmengine.registry import init_default_scope
 
     from mmagic.registry import DATASETS
+
     init_default_scope('mmagic')
     hq = make_hq(str(tmp_path / 'hq'), sizes=((40, 40), (44, 48)))
     out = str(tmp_path / 'out')

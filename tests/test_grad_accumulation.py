@@ -9,17 +9,24 @@ weights its classes by the counts of its own batch, i.e. of each micro-batch und
 authors' code). Every other term is a mean over images and positions, so with equal class weights (beta = 0)
 the two updates agree; with the paper's beta = 0.9999 phi_e's update differs and E_l's and phi_r's do not.
 """
+
 import copy
 from typing import Dict, List
 
 import pytest
 import torch
 import torch.nn.functional as F
+from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, stage1_ckpt)
+    build,
+    down4,
+    one_thread,
+    samples,
+    stage1_ckpt,
+    textures,
+)
 from mmengine.optim import build_optim_wrapper
 
 from iter_mm.models.editors import iter_model as im
-from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, stage1_ckpt)
-    build, down4, one_thread, samples, stage1_ckpt, textures)
 
 ACCUM = 4
 MICRO = 2  # images per micro-batch
@@ -31,14 +38,21 @@ LR = 0.5
 def float64(monkeypatch):
     """Everything in float64: iter-mm casts some inputs with ``.float()`` (CE, Gumbel); keep those in float64 too,
     so that sums over differently grouped images agree to rounding (~1e-15) instead of float32's ~1e-7."""
-    monkeypatch.setattr(torch.Tensor, 'float', lambda self, memory_format=torch.preserve_format:
-                        self.to(torch.float64, memory_format=memory_format))
+    monkeypatch.setattr(
+        torch.Tensor,
+        'float',
+        lambda self, memory_format=torch.preserve_format: self.to(torch.float64, memory_format=memory_format),
+    )
 
 
 def make_model(stage1_ckpt, beta: float = 0.9999) -> im.ITERModel:
     """Tiny ITER with every loss term (L1 stands in for LPIPS), float64, trained-like VQGAN from ``stage1_ckpt``."""
-    model = build(str(stage1_ckpt), eval_lq_loss=dict(type='ClassBalancedCELoss', beta=beta),
-                  pixel_loss=dict(type='L1Loss'), perceptual_loss=dict(type='L1Loss'))
+    model = build(
+        str(stage1_ckpt),
+        eval_lq_loss=dict(type='ClassBalancedCELoss', beta=beta),
+        pixel_loss=dict(type='L1Loss'),
+        perceptual_loss=dict(type='L1Loss'),
+    )
     model.init_weights()
     model.double().train()
     return model
@@ -48,7 +62,7 @@ def micro_batches(seed: int = 0) -> List[dict]:
     gt = textures(ACCUM * MICRO, GT, seed=seed).double()
     data = []
     for k in range(ACCUM):
-        g = gt[k * MICRO:(k + 1) * MICRO]
+        g = gt[k * MICRO : (k + 1) * MICRO]
         data.append(dict(inputs=[x * 255 for x in down4(g)], data_samples=[samples(x * 255) for x in g]))
     return data
 
@@ -119,8 +133,9 @@ class FixedDraws:
         self.used = [0, 0]
 
     def joined(self) -> 'FixedDraws':
-        return FixedDraws(masks=[torch.cat(self.masks)],
-                          noise=[torch.cat(self.noise[0::2]), torch.cat(self.noise[1::2])])
+        return FixedDraws(
+            masks=[torch.cat(self.masks)], noise=[torch.cat(self.noise[0::2]), torch.cat(self.noise[1::2])]
+        )
 
     def mask(self, batch, h, w, generator=None, device=None):
         if not self.replay:

@@ -1,5 +1,6 @@
 """One image listing for every front end (iter_mm.utils.image_files): tools/infer.py and tools/compare_sr.py (and
 the data tools) take the same files, every listed format is one the reader decodes."""
+
 import ast
 import os.path as osp
 from pathlib import Path
@@ -13,8 +14,18 @@ from iter_mm.utils.image_files import IMAGE_EXTENSIONS, folder_images, is_image_
 from iter_mm.utils.image_io import read_picture
 
 ROOT = Path(__file__).resolve().parents[1]
-PIL_FORMATS = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.bmp': 'BMP', '.tif': 'TIFF', '.tiff': 'TIFF',
-               '.webp': 'WEBP', '.ppm': 'PPM', '.pgm': 'PPM', '.gif': 'GIF'}
+PIL_FORMATS = {
+    '.png': 'PNG',
+    '.jpg': 'JPEG',
+    '.jpeg': 'JPEG',
+    '.bmp': 'BMP',
+    '.tif': 'TIFF',
+    '.tiff': 'TIFF',
+    '.webp': 'WEBP',
+    '.ppm': 'PPM',
+    '.pgm': 'PPM',
+    '.gif': 'GIF',
+}
 
 
 @pytest.fixture()
@@ -45,13 +56,15 @@ def test_infer_and_compare_sr_take_the_same_files(every_kind, tmp_path):
     """The listing of tools/infer.py (inputs expanded by list_images) and of tools/compare_sr.py (SRComparison's
     folder) are the same files, .ppm and .gif included, and both read them."""
     from iter_mm.evaluation.sr_compare import SRComparison, read_image
+
     infer_files = [osp.basename(p) for p in list_images([str(every_kind)])]
     compare_files = SRComparison(str(every_kind), str(tmp_path / 'out')).files
     assert infer_files == compare_files and {'xppm.ppm', 'xgif.GIF', 'xpgm.pgm'} <= set(infer_files)
     for name in ('xppm.ppm', 'xgif.GIF'):
         lq = read_image(str(every_kind / name))
-        assert lq.shape == (3, 8, 10) and np.allclose(lq.permute(1, 2, 0).numpy(),
-                                                      read_picture(str(every_kind / name)).frames[0])
+        assert lq.shape == (3, 8, 10) and np.allclose(
+            lq.permute(1, 2, 0).numpy(), read_picture(str(every_kind / name)).frames[0]
+        )
 
 
 def test_tools_have_no_extension_list_of_their_own():

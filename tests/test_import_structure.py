@@ -1,6 +1,7 @@
 """The package's import graph (read from the source with ``ast``, nothing imported): no module imports its own
 package back (``import iter_mm`` inside ``iter_mm``), and no two modules import each other, directly or through a
 circle of others."""
+
 import ast
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def _imports(path: Path, modules: set) -> set:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ''
             if node.level:
-                anchor = package.split('.')[:len(package.split('.')) - node.level + 1]
+                anchor = package.split('.')[: len(package.split('.')) - node.level + 1]
                 base = '.'.join(anchor + ([base] if base else []))
             targets = [f'{base}.{alias.name}' for alias in node.names] + [base]
         else:
@@ -66,7 +67,7 @@ def test_no_import_circles():
         state[node] = 'open'
         for dep in sorted(graph.get(node, ())):
             if state.get(dep) == 'open':
-                circles.append(stack[stack.index(dep):] + [dep])
+                circles.append(stack[stack.index(dep) :] + [dep])
             elif dep not in state:
                 visit(dep, stack + [dep])
         state[node] = 'done'

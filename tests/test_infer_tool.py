@@ -1,5 +1,6 @@
 """Super-resolving files (iter_mm.apis.restore_files) and its command line tools/infer.py, end to end on a tiny
 ITER config (random weights saved to a checkpoint)."""
+
 import re
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tool_runner import error_line, run_tool
 
 from iter_mm.apis.model_loader import CheckpointMismatchError
 from iter_mm.apis.restore_files import load_restorer, plan_outputs, restore_file
@@ -14,7 +16,6 @@ from iter_mm.errors import InvalidOptionError, MissingDataError, OutputExistsErr
 from iter_mm.models.options import RestoreOptions
 from iter_mm.utils.image_files import list_images
 from iter_mm.utils.tiling import grid_tiles, planned_tiles
-from tool_runner import error_line, run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CFG = ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py'
@@ -25,9 +26,9 @@ def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('infer')
     cfg = TINY_CFG
     torch.manual_seed(0)
+    from iter_mm.utils.config import inference_model_cfg, load_config
     from mmagic.registry import MODELS
 
-    from iter_mm.utils.config import inference_model_cfg, load_config
     net = MODELS.build(inference_model_cfg(load_config(str(cfg)).model))
     ckpt = tmp / 'tiny.pth'
     torch.save({'state_dict': net.state_dict()}, ckpt)
@@ -49,8 +50,9 @@ def setup(tmp_path_factory):
 
 
 def _run(setup, out, *extra, inputs=None):
-    return run_tool('infer', inputs or setup['inp'], '-c', setup['cfg'], '-w', setup['ckpt'], '-o', out,
-                    '--device', 'cpu', *extra)
+    return run_tool(
+        'infer', inputs or setup['inp'], '-c', setup['cfg'], '-w', setup['ckpt'], '-o', out, '--device', 'cpu', *extra
+    )
 
 
 def test_infer_end_to_end(setup):
@@ -58,8 +60,13 @@ def test_infer_end_to_end(setup):
     done = _run(setup, out)
     assert done.returncode == 1  # the corrupt file fails, the others are written
     assert 'corrupt.png' in done.stderr and 'alpha' not in done.stderr and 'warning' not in done.stderr
-    shapes = {'rgb.png': (48, 36, 3), 'gray.png': (20, 28), 'rgba.png': (32, 32, 4), 'deep.png': (24, 24, 3),
-              'one.png': (4, 4, 3)}  # grey stays grey, alpha is kept (tests/test_photo_io.py: every kind)
+    shapes = {
+        'rgb.png': (48, 36, 3),
+        'gray.png': (20, 28),
+        'rgba.png': (32, 32, 4),
+        'deep.png': (24, 24, 3),
+        'one.png': (4, 4, 3),
+    }  # grey stays grey, alpha is kept (tests/test_photo_io.py: every kind)
     for name, shape in shapes.items():
         img = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
         assert img.shape == shape, name
@@ -87,8 +94,25 @@ def test_infer_end_to_end(setup):
     assert done.returncode == 1  # the corrupt file still fails
     assert (out / 'rgb.png').read_bytes() == before and cv2.imread(str(out / 'gray.png')).shape[:2] == (20, 28)
     assert '4 existing output(s) kept' in done.stderr
-    done = _run(setup, out, '--overwrite', '--seed', '3', '--alpha', '0.2', '--steps', '4', '--tile', '8',
-                '--tile-overlap', '8', '--color-correction', '--dtype', 'bf16', inputs=rgb)
+    done = _run(
+        setup,
+        out,
+        '--overwrite',
+        '--seed',
+        '3',
+        '--alpha',
+        '0.2',
+        '--steps',
+        '4',
+        '--tile',
+        '8',
+        '--tile-overlap',
+        '8',
+        '--color-correction',
+        '--dtype',
+        'bf16',
+        inputs=rgb,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / 'rgb.png').read_bytes() != before
     # the tiny network's LQ grid is 8 px: overlap 8 on 8-px tiles is capped to 0, and tiles under 4 cells (32 px)
@@ -101,8 +125,7 @@ def test_infer_end_to_end(setup):
 def test_plan_outputs_never_overwrites_silently(setup, tmp_path):
     inp = setup['inp']
     paths = list_images([str(inp)])
-    assert [Path(p).name for p in paths] == ['corrupt.png', 'deep.png', 'gray.png', 'one.png', 'rgb.png',
-                                             'rgba.png']
+    assert [Path(p).name for p in paths] == ['corrupt.png', 'deep.png', 'gray.png', 'one.png', 'rgb.png', 'rgba.png']
     plan = plan_outputs(paths, str(tmp_path), 'jpg')
     assert plan.kept == 0 and plan.todo[4] == (str(inp / 'rgb.png'), str(tmp_path / 'rgb.jpg'))
     (tmp_path / 'rgb.jpg').write_bytes(b'mine')
@@ -129,8 +152,9 @@ def test_infer_clear_errors(setup, tmp_path):
         load_restorer(setup['cfg'], str(tmp_path / 'none.pth'), torch.device('cpu'))
     with pytest.raises(MissingDataError, match='no such file'):
         list_images([str(tmp_path / 'nope.png')])
-    line = error_line(run_tool('infer', setup['inp'] / 'rgb.png', '-c', setup['cfg'], '-w', setup['bad'], '-o',
-                               tmp_path / 'o'))
+    line = error_line(
+        run_tool('infer', setup['inp'] / 'rgb.png', '-c', setup['cfg'], '-w', setup['bad'], '-o', tmp_path / 'o')
+    )
     assert 'missing' in line and not (tmp_path / 'o').exists()
 
 
@@ -138,9 +162,9 @@ def test_restore_file_writes_what_restore_returns(setup, tmp_path):
     model = load_restorer(setup['cfg'], setup['ckpt'], torch.device('cpu'))
     res = restore_file(model, str(setup['inp'] / 'gray.png'), str(tmp_path / 'g.png'), dict(seed=5, steps=2))
     assert res.in_size == (7, 5) and res.out_size == (28, 20) and res.read_notes == [] == res.write_notes
-    lq = torch.from_numpy(cv2.imread(str(setup['inp'] / 'gray.png'), cv2.IMREAD_GRAYSCALE) / 255.).float()
+    lq = torch.from_numpy(cv2.imread(str(setup['inp'] / 'gray.png'), cv2.IMREAD_GRAYSCALE) / 255.0).float()
     ref = model.restore(lq.expand(1, 3, 5, 7), seed=5, steps=2)[0].mean(0)
-    got = cv2.imread(str(tmp_path / 'g.png'), cv2.IMREAD_UNCHANGED) / 255.
+    got = cv2.imread(str(tmp_path / 'g.png'), cv2.IMREAD_UNCHANGED) / 255.0
     assert got.shape == (20, 28) and np.abs(got - ref.numpy()).max() <= 0.5 / 255 + 1e-3
     with pytest.raises(ValueError, match='not a readable image'):
         restore_file(model, str(setup['inp'] / 'corrupt.png'), str(tmp_path / 'c.png'))
@@ -150,13 +174,28 @@ def test_restore_file_writes_what_restore_returns(setup, tmp_path):
 def test_invalid_options_fail_at_parse_time(setup, tmp_path):
     """Bad restoration options: RestoreOptions' rules refuse them; the command line stops at parsing (exit 2),
     before any model loads (the checkpoint does not even exist)."""
-    for bad in (dict(alpha=1.5), dict(steps=0), dict(tile=0), dict(tile_overlap=-1), dict(max_pixels=-5),
-                dict(token_temperature=-1)):
+    for bad in (
+        dict(alpha=1.5),
+        dict(steps=0),
+        dict(tile=0),
+        dict(tile_overlap=-1),
+        dict(max_pixels=-5),
+        dict(token_temperature=-1),
+    ):
         with pytest.raises(ValueError):
             RestoreOptions(**bad)
     for bad in (['--alpha', '1.5'], ['--seed', 'abc']):
-        done = run_tool('infer', setup['inp'] / 'rgb.png', '-c', setup['cfg'], '-w', tmp_path / 'none.pth',
-                        '-o', tmp_path / 'o', *bad)
+        done = run_tool(
+            'infer',
+            setup['inp'] / 'rgb.png',
+            '-c',
+            setup['cfg'],
+            '-w',
+            tmp_path / 'none.pth',
+            '-o',
+            tmp_path / 'o',
+            *bad,
+        )
         assert done.returncode == 2 and 'Traceback' not in done.stderr, bad
     assert not (tmp_path / 'o').exists()
 
@@ -197,8 +236,10 @@ def test_quiet_tool_prints_surviving_warnings_as_one_line(capsys):
     """A warning the tools keep (e.g. the CPU memory tiling note) reads as their own ``warning:`` line, without
     Python's source file and line; the usual display is back afterwards."""
     import warnings
+
     from iter_mm.utils.quiet import quiet_tool
     from iter_mm.utils.tiling import MemoryTilingNote
+
     before = warnings.formatwarning
     with quiet_tool():  # (pytest records warnings instead of printing them: the format is checked directly)
         text = warnings.formatwarning('restored in tiles of 368x368', MemoryTilingNote, 'inference.py', 90)

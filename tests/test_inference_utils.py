@@ -1,16 +1,17 @@
 """Tests of padding, colour correction, tiling and restore_image (iter_mm.models.inference)."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+from stub_networks import StubITERNet
 
 from iter_mm.models.inference import restore_image
 from iter_mm.models.sampling import adaptive_refine
 from iter_mm.utils.color import color_correction
 from iter_mm.utils.padding import crop_to, pad_amount, pad_to_multiple, pad_to_size
 from iter_mm.utils.tiling import auto_tile_size, ramp_weight, tile_starts, tiled_apply
-from stub_networks import StubITERNet
 
 
 # ----------------------------------------------------------------------------- padding
@@ -35,7 +36,7 @@ def test_pad_matches_numpy_symmetric_and_round_trips(h, w, m):
 
 
 def test_pad_to_size_and_errors():
-    x = torch.arange(6.).view(1, 1, 2, 3)
+    x = torch.arange(6.0).view(1, 1, 2, 3)
     assert pad_to_size(x, (3, 5))[0, 0].tolist() == [[0, 1, 2, 2, 1], [3, 4, 5, 5, 4], [3, 4, 5, 5, 4]]
     with pytest.raises(ValueError):
         pad_to_size(x, (1, 3))
@@ -90,8 +91,9 @@ def test_tiled_apply_equals_whole_for_local_fn():
 
     whole = fn(x, None)
     calls = []
-    out = tiled_apply(lambda t, off: calls.append(t.shape[0]) or fn(t, off), x, 2, tile=10, overlap=3,
-                      tiles_per_batch=4)
+    out = tiled_apply(
+        lambda t, off: calls.append(t.shape[0]) or fn(t, off), x, 2, tile=10, overlap=3, tiles_per_batch=4
+    )
     assert torch.allclose(out, whole, atol=1e-6)
     n_tiles = 2 * len(tile_starts(23, 10, 3)) * len(tile_starts(37, 10, 3))
     assert sum(calls) == n_tiles and max(calls) == 4
@@ -128,7 +130,7 @@ def test_restore_image_shapes_and_crop(h, w):
     # the kept region is what adaptive_refine produces on the padded input
     padded, _ = pad_to_multiple(lq, net.lq_pad_multiple)
     full = adaptive_refine(net, padded, seed=0)
-    assert torch.equal(out, full.image[..., :4 * h, :4 * w])
+    assert torch.equal(out, full.image[..., : 4 * h, : 4 * w])
 
 
 def test_restore_image_batch_and_budget_invariance():
@@ -137,7 +139,7 @@ def test_restore_image_batch_and_budget_invariance():
     lq[1] = 0.9
     out = restore_image(net, lq, seed=5)
     for i in range(3):
-        assert torch.equal(out[i], restore_image(net, lq[i:i + 1], seed=5)[0])
+        assert torch.equal(out[i], restore_image(net, lq[i : i + 1], seed=5)[0])
     assert torch.equal(out, restore_image(net, lq, seed=5, max_pixels=12 * 10))  # one image per call
     g = restore_image(net, lq, generator=torch.Generator().manual_seed(1))
     assert torch.equal(g, restore_image(net, lq, generator=torch.Generator().manual_seed(1)))
@@ -173,18 +175,32 @@ def test_restore_image_options():
 # ----------------------------------------------------------------------------- real tiny ITERNet
 def _tiny_iternet():
     from iter_mm.models.archs import ITERNet
+
     torch.manual_seed(0)
     sw = dict(swin_window=4, swin_depth=2, swin_heads=2)
     return ITERNet(
         scale=4,
-        vqgan=dict(type='SwinVQGAN', nf=16, ch_mult=(1, 1, 1, 1), num_res_blocks=1, codebook_size=32,
-                   embed_dim=8, swin_dim=16, swin_num_rstb=1, **sw),
-        lq_encoder=dict(type='LQEncoder', base_channels=16, feat_dim=16, codebook_size=32, swin_dim=16,
-                        swin_num_rstb=1, **sw),
-        evaluator=dict(type='TokenEvaluationNet', codebook_size=32, mid_dim=16, num_rstb=1, depth=2,
-                       window_size=4, num_heads=2),
-        refiner=dict(type='TokenRefinementNet', codebook_size=32, mid_dim=16, num_rstb=1, depth=2,
-                     window_size=4, num_heads=2)).eval()
+        vqgan=dict(
+            type='SwinVQGAN',
+            nf=16,
+            ch_mult=(1, 1, 1, 1),
+            num_res_blocks=1,
+            codebook_size=32,
+            embed_dim=8,
+            swin_dim=16,
+            swin_num_rstb=1,
+            **sw,
+        ),
+        lq_encoder=dict(
+            type='LQEncoder', base_channels=16, feat_dim=16, codebook_size=32, swin_dim=16, swin_num_rstb=1, **sw
+        ),
+        evaluator=dict(
+            type='TokenEvaluationNet', codebook_size=32, mid_dim=16, num_rstb=1, depth=2, window_size=4, num_heads=2
+        ),
+        refiner=dict(
+            type='TokenRefinementNet', codebook_size=32, mid_dim=16, num_rstb=1, depth=2, window_size=4, num_heads=2
+        ),
+    ).eval()
 
 
 def test_real_tiny_iternet_restore():

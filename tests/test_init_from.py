@@ -3,20 +3,21 @@
 
 The authors' files are stood in for by random tensors under every key and shape of their manifests
 (tests/test_checkpoint_conversion.py builds them); those tests skip only where ``../shared`` is absent."""
+
 import os.path as osp
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from iter_model_helpers import build, one_thread  # noqa: F401  (fixture)
 from mmengine.config import Config
+from test_checkpoint_conversion import random_official  # the authors' files from their manifests (random values)
 
 import iter_mm  # noqa: F401  (registers everything)
 from iter_mm.errors import CheckpointMismatchError, InvalidOptionError, MissingDataError
 from iter_mm.utils.checkpoint import official_to_ours
 from iter_mm.utils.init_from import MIN_SHARE, init_from_checkpoint
-from iter_model_helpers import build, one_thread  # noqa: F401  (fixture)
-from test_checkpoint_conversion import random_official  # the authors' files from their manifests (random values)
 from mmagic.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,8 +89,11 @@ def test_file_of_another_network_is_refused(tmp_path):
     path = tmp_path / 'ITER_x2.pth'
     torch.save({'params': random_official('iter_x2')}, path)
     model = build()
-    with pytest.raises(CheckpointMismatchError, match=rf'match \(by name and shape\) only \d+\.\d% of the trainable '
-                                                      rf'parameters.* at least {MIN_SHARE:.0%}'):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=rf'match \(by name and shape\) only \d+\.\d% of the trainable '
+        rf'parameters.* at least {MIN_SHARE:.0%}',
+    ):
         init_from_checkpoint(model.generator, str(path))
 
 
@@ -111,6 +115,7 @@ def test_init_weights_applies_init_from_after_the_stage1_file(tmp_path):
 # ------------------------------------------------------------------ one name for the stage-I checkpoint
 def test_old_names_of_the_stage1_checkpoint_still_work_with_a_warning(tmp_path):
     from iter_mm.apis import init_model
+
     with pytest.warns(DeprecationWarning, match='vqgan_ckpt is deprecated'):
         model = build(vqgan_ckpt='stage1.pth')
     assert model.stage1_checkpoint == 'stage1.pth'
@@ -129,14 +134,20 @@ def test_inferencer_takes_the_stage1_checkpoint_under_both_names(tmp_path):
     """The Inferencer's loading parameter is ``stage1_checkpoint``; ``vqgan`` still works, with a warning."""
     from iter_mm.apis import MMagicInferencer, init_model
     from iter_mm.utils.checkpoint import ours_to_official
+
     tiny = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
     net = init_model(tiny, random_weights=True).generator
     official = ours_to_official(net.state_dict())
     novq, vq = tmp_path / 'ITER_x4.pth', tmp_path / 'ITER_swinvqgan.pth'
     torch.save({'params': {k: v for k, v in official.items() if not k.startswith('vqgan.')}}, novq)
     torch.save({'params_ema': ours_to_official(net.vqgan.state_dict())}, vq)
-    make = lambda **extra: MMagicInferencer('iter', model_config=tiny, model_ckpt=str(novq), device='cpu',  # noqa
-                                            extra_parameters=extra)
+    make = lambda **extra: MMagicInferencer(
+        'iter',
+        model_config=tiny,
+        model_ckpt=str(novq),
+        device='cpu',  # noqa
+        extra_parameters=extra,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter('error', DeprecationWarning)
         make(stage1_checkpoint=str(vq))
@@ -159,20 +170,29 @@ def test_stage1_checkpoint_is_derived_from_stage1_config_and_checked_once(tmp_pa
     Missing (derived or given) it is one MissingDataError, before any work, and the same type from ITERModel."""
     from iter_mm.engine.stages import derived_stage1_checkpoint, resolve_stage1_checkpoint
     from iter_mm.utils.config import load_config
-    for name, stage1, iters in (('iter_x4_realsr.py', 'swinvqgan_df2k-ost', 400_000),
-                                ('iter_x2_realsr.py', 'swinvqgan_df2k-ost', 400_000),
-                                ('iter_x4_tiny.py', 'swinvqgan_tiny', 300), ('iter_x4_demo.py', 'swinvqgan_demo', 800)):
+
+    for name, stage1, iters in (
+        ('iter_x4_realsr.py', 'swinvqgan_df2k-ost', 400_000),
+        ('iter_x2_realsr.py', 'swinvqgan_df2k-ost', 400_000),
+        ('iter_x4_tiny.py', 'swinvqgan_tiny', 300),
+        ('iter_x4_demo.py', 'swinvqgan_demo', 800),
+    ):
         path = str(ROOT / 'configs' / 'iter' / name)
         cfg = Config.fromfile(path)
         assert cfg.model.stage1_checkpoint is None and 'vqgan_ckpt' not in cfg.model, name
         assert derived_stage1_checkpoint(cfg, path) == osp.join('work_dirs', stage1, f'iter_{iters}.pth'), name
     tiny = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
-    (tmp_path / 'stage1.py').write_text(f"_base_ = ['{ROOT}/configs/iter/swinvqgan_tiny.py']\n"
-                                        f"work_dir = '{tmp_path / 's1'}'\ntrain_cfg = dict(max_iters=7)\n")
+    (tmp_path / 'stage1.py').write_text(
+        f"_base_ = ['{ROOT}/configs/iter/swinvqgan_tiny.py']\n"
+        f"work_dir = '{tmp_path / 's1'}'\ntrain_cfg = dict(max_iters=7)\n"
+    )
     cfg = load_config(tiny)
     cfg.stage1_config = str(tmp_path / 'stage1.py')
-    with pytest.raises(MissingDataError, match=rf"model.stage1_checkpoint='{tmp_path}/s1/iter_7.pth' \(the final "
-                                               rf'checkpoint of stage1_config {tmp_path}/stage1.py\)'):
+    with pytest.raises(
+        MissingDataError,
+        match=rf"model.stage1_checkpoint='{tmp_path}/s1/iter_7.pth' \(the final "
+        rf'checkpoint of stage1_config {tmp_path}/stage1.py\)',
+    ):
         resolve_stage1_checkpoint(cfg, tiny)
     (tmp_path / 's1').mkdir()
     (tmp_path / 's1' / 'iter_7.pth').write_bytes(b'')

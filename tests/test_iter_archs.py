@@ -1,4 +1,5 @@
 """LQ encoder, token evaluation/refinement nets and ITERNet (docs/faithfulness.md#lq-encoder, #token-networks)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,10 +9,28 @@ from iter_mm.models.archs.lq_encoder import LQResBlock
 
 N_CODES = 64
 TINY_NET = dict(mid_dim=32, num_rstb=1, depth=2, window_size=4, num_heads=4)
-TINY_LQ = dict(base_channels=16, feat_dim=32, codebook_size=N_CODES, swin_dim=32, swin_num_rstb=1, swin_depth=2,
-               swin_window=4, swin_heads=4)
-TINY_VQ = dict(type='SwinVQGAN', nf=16, ch_mult=(1, 1, 2, 2), num_res_blocks=1, codebook_size=N_CODES,
-               embed_dim=16, swin_dim=32, swin_window=4, swin_depth=2, swin_heads=4)
+TINY_LQ = dict(
+    base_channels=16,
+    feat_dim=32,
+    codebook_size=N_CODES,
+    swin_dim=32,
+    swin_num_rstb=1,
+    swin_depth=2,
+    swin_window=4,
+    swin_heads=4,
+)
+TINY_VQ = dict(
+    type='SwinVQGAN',
+    nf=16,
+    ch_mult=(1, 1, 2, 2),
+    num_res_blocks=1,
+    codebook_size=N_CODES,
+    embed_dim=16,
+    swin_dim=32,
+    swin_window=4,
+    swin_depth=2,
+    swin_heads=4,
+)
 
 
 def count(m):
@@ -19,9 +38,13 @@ def count(m):
 
 
 def tiny_iter(scale=4):
-    return ITERNet(scale=scale, vqgan=TINY_VQ, lq_encoder=dict(type='LQEncoder', **TINY_LQ),
-                   evaluator=dict(type='TokenEvaluationNet', codebook_size=N_CODES, **TINY_NET),
-                   refiner=dict(type='TokenRefinementNet', codebook_size=N_CODES, **TINY_NET))
+    return ITERNet(
+        scale=scale,
+        vqgan=TINY_VQ,
+        lq_encoder=dict(type='LQEncoder', **TINY_LQ),
+        evaluator=dict(type='TokenEvaluationNet', codebook_size=N_CODES, **TINY_NET),
+        refiner=dict(type='TokenRefinementNet', codebook_size=N_CODES, **TINY_NET),
+    )
 
 
 def test_full_size_parameter_counts():
@@ -54,10 +77,18 @@ def test_lq_resblock_uses_leaky_relu():
     blk = LQResBlock(32)
     x = torch.randn(1, 32, 5, 5)
     c = blk.conv
-    h = F.conv2d(F.leaky_relu(F.group_norm(x, 32, c[0].norm.weight, c[0].norm.bias, 1e-6), 0.2), c[2].weight,
-                 c[2].bias, padding=1)
-    h = F.conv2d(F.leaky_relu(F.group_norm(h, 32, c[3].norm.weight, c[3].norm.bias, 1e-6), 0.2), c[5].weight,
-                 c[5].bias, padding=1)
+    h = F.conv2d(
+        F.leaky_relu(F.group_norm(x, 32, c[0].norm.weight, c[0].norm.bias, 1e-6), 0.2),
+        c[2].weight,
+        c[2].bias,
+        padding=1,
+    )
+    h = F.conv2d(
+        F.leaky_relu(F.group_norm(h, 32, c[3].norm.weight, c[3].norm.bias, 1e-6), 0.2),
+        c[5].weight,
+        c[5].bias,
+        padding=1,
+    )
     torch.testing.assert_close(blk(x), x + h)
 
 
@@ -73,8 +104,9 @@ def test_embedding_lookup_equals_conv_on_onehot():
     x = torch.cat([onehot(tokens, N_CODES) * keep[:, None], (1 - keep)[:, None]], 1)  # 513-channel input
     ref = net.code_emb(x)
     assert torch.equal(net.embed(tokens, visible=keep, flag=1 - keep), ref)
-    assert torch.equal(net.embed(tokens), net.code_emb(torch.cat([onehot(tokens, N_CODES),
-                                                                  torch.zeros(2, 1, 4, 8)], 1)))
+    assert torch.equal(
+        net.embed(tokens), net.code_emb(torch.cat([onehot(tokens, N_CODES), torch.zeros(2, 1, 4, 8)], 1))
+    )
 
 
 def test_embedding_lookup_rounds_like_conv_under_autocast():
@@ -107,8 +139,11 @@ def test_evaluator_forward_order_of_inputs():
     torch.manual_seed(2)
     net = TokenEvaluationNet(codebook_size=N_CODES, **TINY_NET).eval()
     cand, cond = torch.randint(0, N_CODES, (2, 1, 8, 4))
-    ref = net.conv_out(net.swin_layers(net.combine(torch.cat(
-        [net.code_emb(onehot(cand, N_CODES)), net.code_emb(onehot(cond, N_CODES))], 1))))
+    ref = net.conv_out(
+        net.swin_layers(
+            net.combine(torch.cat([net.code_emb(onehot(cand, N_CODES)), net.code_emb(onehot(cond, N_CODES))], 1))
+        )
+    )
     out = net(cand, cond)
     assert out.shape == (1, 2, 8, 4)
     torch.testing.assert_close(out, ref)
@@ -138,8 +173,12 @@ def test_iternet_default_is_released_geometry_and_config_errors():
     with pytest.raises(ValueError, match='conflicts'):
         ITERNet(scale=2, lq_encoder=dict(type='LQEncoder', scale=4))
     with pytest.raises(ValueError, match='codes'):
-        ITERNet(scale=4, vqgan=TINY_VQ, lq_encoder=dict(type='LQEncoder', **dict(TINY_LQ, codebook_size=32)),
-                evaluator=dict(type='TokenEvaluationNet', codebook_size=N_CODES, **TINY_NET),
-                refiner=dict(type='TokenRefinementNet', codebook_size=N_CODES, **TINY_NET))
+        ITERNet(
+            scale=4,
+            vqgan=TINY_VQ,
+            lq_encoder=dict(type='LQEncoder', **dict(TINY_LQ, codebook_size=32)),
+            evaluator=dict(type='TokenEvaluationNet', codebook_size=N_CODES, **TINY_NET),
+            refiner=dict(type='TokenRefinementNet', codebook_size=N_CODES, **TINY_NET),
+        )
     with pytest.raises(TypeError, match='config dict'):
         ITERNet(vqgan='SwinVQGAN')

@@ -1,16 +1,28 @@
 """ITERModel training: stage hand-over, every training loss term and the E_l Gumbel option."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, ready, stage1_ckpt)
+    N_CODES,
+    ROOT,
+    TINY_NET,
+    TINY_VQGAN,
+    build,
+    down4,
+    one_thread,
+    ready,
+    samples,
+    stage1_ckpt,
+    textures,
+)
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
 from iter_mm.models.editors.iter_model import majority_accuracy, masked_fraction_ce
 from iter_mm.models.training_noise import TrainingNoise
-from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, ready, stage1_ckpt)
-    N_CODES, ROOT, TINY_NET, TINY_VQGAN, build, down4, one_thread, ready, samples, stage1_ckpt, textures)
 from mmagic.registry import MODELS
 
 
@@ -29,7 +41,8 @@ def test_init_weights_loads_and_freezes_vqgan(stage1_ckpt):
 def test_stage1_checkpoint_official_layout_and_full_iter_checkpoint(stage1_ckpt, tmp_path):
     """The authors' layout ({'params': ...} with generator.* aliases) and a full ITER checkpoint also work."""
     from iter_mm.utils.checkpoint import ours_to_official
-    ours = {k[len('generator.'):]: v for k, v in torch.load(stage1_ckpt, weights_only=True)['state_dict'].items()}
+
+    ours = {k[len('generator.') :]: v for k, v in torch.load(stage1_ckpt, weights_only=True)['state_dict'].items()}
     official = ours_to_official(ours)
     assert any(k.startswith('generator.') for k in official)  # the decoder alias of the authors' files
     torch.save({'params': official}, tmp_path / 'official.pth')
@@ -45,6 +58,7 @@ def test_stage1_checkpoint_official_layout_and_full_iter_checkpoint(stage1_ckpt,
 
 def test_missing_stage1_checkpoint_is_a_clear_error(tmp_path):
     from iter_mm.errors import MissingDataError
+
     missing = tmp_path / 'nope' / 'vqgan.pth'
     with pytest.raises(MissingDataError, match='stage-I checkpoint not found.*nope/vqgan.pth'):
         build(str(missing)).init_weights()
@@ -52,11 +66,15 @@ def test_missing_stage1_checkpoint_is_a_clear_error(tmp_path):
 
 def test_mismatched_stage1_checkpoint_is_a_clear_error(tmp_path):
     from iter_mm.errors import CheckpointMismatchError
+
     other = MODELS.build(dict(TINY_VQGAN, codebook_size=16))
     path = tmp_path / 'other.pth'
     torch.save({'state_dict': {'generator.' + k: v for k, v in other.state_dict().items()}}, path)
-    with pytest.raises(CheckpointMismatchError, match=r'cannot load stage1_checkpoint .*other.pth .*into the frozen '
-                       r'VQGAN: .*shape mismatch'):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r'cannot load stage1_checkpoint .*other.pth .*into the frozen '
+        r'VQGAN: .*shape mismatch',
+    ):
         build(str(path)).init_weights()
 
 
@@ -84,13 +102,20 @@ def test_tiny_config_loads_the_tiny_stage1_checkpoint(tmp_path):
     """iter_x4_tiny.py's VQGAN is swinvqgan_tiny.py's: an MMEngine checkpoint of that stage-I model (generator +
     discriminator, pickled log state as tools/train.py writes) is its stage1_checkpoint."""
     from mmengine.logging import HistoryBuffer
+
     cfg = Config.fromfile(str(ROOT / 'configs/iter/iter_x4_tiny.py'))
     stage1_cfg = Config.fromfile(str(ROOT / 'configs/iter/swinvqgan_tiny.py'))
     assert cfg.model.generator.vqgan.to_dict() == stage1_cfg.model.generator.to_dict()
     stage1 = MODELS.build(dict(stage1_cfg.model, data_preprocessor=None))  # (its preprocessor needs the scope)
     path = tmp_path / 'iter_300.pth'
-    torch.save({'meta': {'iter': 300}, 'state_dict': stage1.state_dict(),
-                'message_hub': {'log_scalars': {'train/loss': HistoryBuffer([1.0], [1])}}}, path)
+    torch.save(
+        {
+            'meta': {'iter': 300},
+            'state_dict': stage1.state_dict(),
+            'message_hub': {'log_scalars': {'train/loss': HistoryBuffer([1.0], [1])}},
+        },
+        path,
+    )
     model = MODELS.build(dict(cfg.model, stage1_checkpoint=str(path)))  # no LPIPS: builds without weight files
     model.init_weights()
     for k, v in model.generator.vqgan.state_dict().items():
@@ -106,11 +131,18 @@ def test_train_step_updates_token_nets_never_vqgan(ready):
     before = {k: v.clone() for k, v in model.generator.state_dict().items()}
     wrapper = OptimWrapper(torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99)))
     gt = textures(2, 32)
-    data = dict(inputs=[(x * 255).round() for x in down4(gt)],
-                data_samples=[samples((g * 255).round()) for g in gt])
+    data = dict(inputs=[(x * 255).round() for x in down4(gt)], data_samples=[samples((g * 255).round()) for g in gt])
     log = model.train_step(data, wrapper)
-    for key in ('loss_lq_ce', 'loss_eval_lq', 'loss_eval_refined_ce', 'loss_refine_ce', 'acc_lq', 'acc_refine',
-                'acc_eval', 'acc_majority'):
+    for key in (
+        'loss_lq_ce',
+        'loss_eval_lq',
+        'loss_eval_refined_ce',
+        'loss_refine_ce',
+        'acc_lq',
+        'acc_refine',
+        'acc_eval',
+        'acc_majority',
+    ):
         assert key in log and math.isfinite(float(log[key])), key
     after = model.generator.state_dict()
     for name, p in model.generator.named_parameters():
@@ -202,7 +234,8 @@ def test_loss_terms_match_hand_computation(ready, monkeypatch):
     # accuracies
     assert float(losses['acc_lq']) == pytest.approx(float((lq_tokens == gt_tokens).float().mean()))
     assert float(losses['acc_refine_masked']) == pytest.approx(
-        float(((ref_tok == gt_tokens).float() * mask).sum() / 16))
+        float(((ref_tok == gt_tokens).float() * mask).sum() / 16)
+    )
     counts = torch.bincount(gt_tokens.flatten())
     assert float(losses['acc_majority']) == pytest.approx(int(counts.max()) / 32)
 
@@ -211,7 +244,8 @@ def test_masked_fraction_ce_and_majority_helpers():
     logits = torch.zeros(1, 4, 1, 2)  # uniform: CE = log 4 everywhere
     mask = torch.tensor([[[1.0, 0.0]]])
     assert float(masked_fraction_ce(logits, torch.zeros(1, 1, 2, dtype=torch.long), mask)) == pytest.approx(
-        0.5 * math.log(4))
+        0.5 * math.log(4)
+    )
     assert float(majority_accuracy(torch.tensor([[1, 1, 2, 3]]))) == 0.5
 
 
@@ -231,9 +265,13 @@ def test_terms_switch_off(ready, monkeypatch):
 def test_el_gumbel_gradient_option(stage1_ckpt, fixed):
     """Fixed: the L1 / perceptual terms on E_l's Gumbel decode reach E_l. Official: they are constants."""
     torch.manual_seed(0)
-    model = build(str(stage1_ckpt), pixel_loss=dict(type='L1Loss', loss_weight=1.0),
-                  perceptual_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=fixed,
-                  compute_inert_terms=True)
+    model = build(
+        str(stage1_ckpt),
+        pixel_loss=dict(type='L1Loss', loss_weight=1.0),
+        perceptual_loss=dict(type='L1Loss', loss_weight=1.0),
+        el_gumbel_grad=fixed,
+        compute_inert_terms=True,
+    )
     model.init_weights()
     gt = textures(2, 32)
     torch.manual_seed(7)
@@ -248,8 +286,9 @@ def test_el_gumbel_gradient_option(stage1_ckpt, fixed):
         grads = torch.autograd.grad(losses['loss_perceptual'], el_params, allow_unused=True, retain_graph=True)
         assert all(g is None for g in grads)
     # the refined half of the perceptual term always trains phi_r
-    ref_grads = torch.autograd.grad(losses['loss_perceptual'], list(model.generator.refiner.parameters()),
-                                    allow_unused=True)
+    ref_grads = torch.autograd.grad(
+        losses['loss_perceptual'], list(model.generator.refiner.parameters()), allow_unused=True
+    )
     assert sum(float(g.abs().sum()) for g in ref_grads if g is not None) > 0
 
 
@@ -257,8 +296,12 @@ def test_el_gumbel_option_keeps_the_loss_value(stage1_ckpt):
     """Both modes compute the same numbers (same RNG): only the gradient differs."""
     values = []
     for fixed in (True, False):
-        model = build(str(stage1_ckpt), pixel_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=fixed,
-                      compute_inert_terms=True)
+        model = build(
+            str(stage1_ckpt),
+            pixel_loss=dict(type='L1Loss', loss_weight=1.0),
+            el_gumbel_grad=fixed,
+            compute_inert_terms=True,
+        )
         model.init_weights()
         gt = textures(2, 32)
         torch.manual_seed(11)
@@ -270,8 +313,11 @@ def test_inert_terms_are_skipped_with_the_same_gradients(stage1_ckpt):
     """el_gumbel_grad=False: E_l's decode yields constants. By default it is not made (one decode per iteration
     less), E_l's Gumbel noise is still drawn (the same phi_r sample), and every gradient is that of the authors'
     terms; the perceptual value loses only the constant half: 0.5 * mean(E_l part), here 0.25 * loss_pix."""
-    kwargs = dict(pixel_loss=dict(type='L1Loss', loss_weight=1.0), el_gumbel_grad=False,
-                  perceptual_loss=dict(type='L1Loss', loss_weight=0.5))
+    kwargs = dict(
+        pixel_loss=dict(type='L1Loss', loss_weight=1.0),
+        el_gumbel_grad=False,
+        perceptual_loss=dict(type='L1Loss', loss_weight=0.5),
+    )
     gt = textures(2, 32, seed=5)
     runs = []
     for inert in (True, False):
@@ -292,7 +338,8 @@ def test_inert_terms_are_skipped_with_the_same_gradients(stage1_ckpt):
     for k in ('loss_lq_ce', 'loss_eval_lq', 'loss_refine_ce', 'loss_eval_refined_ce'):
         assert torch.equal(full[k], skip[k]), k
     assert float(full['loss_perceptual'] - skip['loss_perceptual']) == pytest.approx(
-        0.25 * float(full['loss_pix']), rel=1e-5)
+        0.25 * float(full['loss_pix']), rel=1e-5
+    )
     for a, b in zip(g_full, g_skip):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     assert sum(float(g.abs().sum()) for g in g_skip) > 0

@@ -1,12 +1,24 @@
 """ITERModel inference: restore(), val/test data samples, mixed precision and the paper configs."""
+
 import pytest
 import torch
+from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, ready, stage1_ckpt)
+    N_CODES,
+    ROOT,
+    TINY_NET,
+    TINY_VQGAN,
+    build,
+    down4,
+    one_thread,
+    ready,
+    samples,
+    stage1_ckpt,
+    textures,
+)
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
 from iter_mm.models.editors import iter_model as im
-from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, ready, stage1_ckpt)
-    N_CODES, ROOT, TINY_NET, TINY_VQGAN, build, down4, one_thread, ready, samples, stage1_ckpt, textures)
 from mmagic.registry import MODELS
 from mmagic.structures import DataSample
 
@@ -36,8 +48,9 @@ def test_restore_options(ready):
 def test_val_and_test_fill_data_samples(ready, monkeypatch):
     seen = []
     orig = im.restore_image
-    monkeypatch.setattr(im, 'restore_image',
-                        lambda net, lq, options, **kw: seen.append(options.alpha) or orig(net, lq, options, **kw))
+    monkeypatch.setattr(
+        im, 'restore_image', lambda net, lq, options, **kw: seen.append(options.alpha) or orig(net, lq, options, **kw)
+    )
     gt = (textures(2, 44) * 255).round() / 255  # 11x11 LQ: a token grid that needs padding (ceil(44 / 8) = 6)
     lq = (down4(gt) * 255).round() / 255
     data = dict(inputs=[x * 255 for x in lq], data_samples=[samples(g * 255) for g in gt])
@@ -65,7 +78,7 @@ def test_val_and_test_fill_data_samples(ready, monkeypatch):
 
 def test_lq_only_test_has_no_gt_tokens(ready):
     data = dict(inputs=[torch.rand(3, 8, 12) * 255], data_samples=[DataSample(metainfo=dict(img_channel_order='rgb'))])
-    (ds, ) = ready.test_step(data)
+    (ds,) = ready.test_step(data)
     assert ds.output.pred_img.shape == (3, 32, 48)
     assert 'gt_tokens' not in ds.output and ds.output.lq_tokens.shape == (4, 6)
 
@@ -94,15 +107,19 @@ def test_bf16_autocast_training_forward(ready):
         assert losses[key].dtype == torch.float32 and torch.isfinite(losses[key]), key
 
 
-@pytest.mark.parametrize('name,scale,params,trainable', [
-    ('iter_x4_realsr', 4, 127_321_541, 56_217_698),
-    ('iter_x2_realsr', 2, 129_995_461, 58_891_618),
-])
+@pytest.mark.parametrize(
+    'name,scale,params,trainable',
+    [
+        ('iter_x4_realsr', 4, 127_321_541, 56_217_698),
+        ('iter_x2_realsr', 2, 129_995_461, 58_891_618),
+    ],
+)
 def test_realsr_configs(name, scale, params, trainable):
     """Paper-scale configs: released network sizes (docs/faithfulness.md#checkpoint-layout), paper training settings,
     restore() runs; the
     training model names the LPIPS file it lacks, testing needs none (inference_model_cfg)."""
     from iter_mm.utils.config import inference_model_cfg
+
     cfg = Config.fromfile(str(ROOT / f'configs/iter/{name}.py'))
     assert cfg.optim_wrapper.optimizer.lr == 1e-4 and tuple(cfg.optim_wrapper.optimizer.betas) == (0.9, 0.99)
     assert cfg.train_cfg.max_iters == 400_000 and cfg.param_scheduler is None

@@ -1,4 +1,5 @@
 """Losses: class-balanced CE (Eq. 9) by hand and under a split batch, SSIM vs pyiqa, LPIPS offline loading."""
+
 import math
 
 import pytest
@@ -31,7 +32,7 @@ def test_cb_ce_hand_computation():
     logits = torch.tensor([[[[2.0, -1.0], [0.5, 0.0]], [[-1.0, 1.5], [1.0, -2.0]]]])
     labels = torch.tensor([[[1, 0], [1, 1]]])
     num, den = 0.0, 0.0
-    for (i, j) in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+    for i, j in [(0, 0), (0, 1), (1, 0), (1, 1)]:
         z = [logits[0, c, i, j].item() for c in range(2)]
         y = labels[0, i, j].item()
         ce = -z[y] + math.log(sum(math.exp(v) for v in z))
@@ -57,11 +58,14 @@ def test_cb_ce_any_number_of_classes_and_grad():
     assert torch.isfinite(flat)
 
 
-@pytest.mark.parametrize('labels, err', [
-    (torch.zeros(2, 3, 3, dtype=torch.long), ValueError),   # wrong spatial size
-    (torch.full((2, 4, 4), 2), ValueError),                 # class index out of range (C = 2)
-    (torch.zeros(2, 4, 4), TypeError),                      # float labels
-])
+@pytest.mark.parametrize(
+    'labels, err',
+    [
+        (torch.zeros(2, 3, 3, dtype=torch.long), ValueError),  # wrong spatial size
+        (torch.full((2, 4, 4), 2), ValueError),  # class index out of range (C = 2)
+        (torch.zeros(2, 4, 4), TypeError),  # float labels
+    ],
+)
 def test_cb_ce_bad_labels(labels, err):
     with pytest.raises(err):
         ClassBalancedCELoss()(torch.zeros(2, 2, 4, 4), labels)
@@ -113,6 +117,7 @@ def test_cb_ce_synced_counts_make_split_invariant(monkeypatch):
 # ----------------------------------------------------------------- SSIM
 def test_ssim_loss_matches_pyiqa_ssimc():
     import pyiqa
+
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 24, 20, generator=g)
     y = (x + 0.1 * torch.randn(2, 3, 24, 20, generator=g)).clamp(0, 1)
@@ -173,12 +178,14 @@ def test_lpips_weight_zero_needs_nothing(empty_hub):
 def fake_weights(tmp_path_factory):
     """Random VGG16 features (torchvision layout) and random LPIPS heads, saved like the real files."""
     from torchvision.models.vgg import cfgs, make_layers
+
     tmp_path = tmp_path_factory.mktemp('weights')
     torch.manual_seed(0)
     feats = make_layers(cfgs['D'])
     vgg_file, lpips_file = tmp_path / 'vgg16.pth', tmp_path / 'lpips_vgg.pth'
-    torch.save({f'features.{k}': v for k, v in feats.state_dict().items()} | {'classifier.0.bias': torch.zeros(3)},
-               vgg_file)
+    torch.save(
+        {f'features.{k}': v for k, v in feats.state_dict().items()} | {'classifier.0.bias': torch.zeros(3)}, vgg_file
+    )
     chns = [64, 128, 256, 512, 512]
     heads = {f'lin{i}.model.1.weight': torch.rand(1, c, 1, 1) for i, c in enumerate(chns)}
     torch.save(heads, lpips_file)
@@ -187,14 +194,14 @@ def fake_weights(tmp_path_factory):
 
 def _lpips_by_hand(feats, heads, x, y):
     """LPIPS v0.1: scale to [-1, 1], ImageNet-ish shift/scale, 5 VGG relu taps, unit-normalise, weight, mean."""
-    shift = torch.tensor([-.030, -.088, -.188]).view(1, 3, 1, 1)
-    scale = torch.tensor([.458, .448, .450]).view(1, 3, 1, 1)
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
     taps = [3, 8, 15, 22, 29]  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
     total = 0
     fx, fy = (2 * x - 1 - shift) / scale, (2 * y - 1 - shift) / scale
     start = 0
     for i, t in enumerate(taps):
-        for layer in list(feats)[start:t + 1]:
+        for layer in list(feats)[start : t + 1]:
             fx, fy = layer(fx), layer(fy)
         start = t + 1
         nx = fx / (fx.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)

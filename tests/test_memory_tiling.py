@@ -1,20 +1,27 @@
 """CPU memory rule of tiling (iter_mm.utils.tiling.cpu_max_pixels): injected memory sizes, explicit settings win,
 no change of numerics for a given tile. No timing, no real memory pressure."""
+
 import argparse
 import warnings
 
 import pytest
 import torch
+from stub_networks import StubITERNet
 
 from iter_mm.models.inference import restore_image
 from iter_mm.models.options import DEFAULT_MAX_PIXELS, RestoreOptions, add_restore_arguments, given_options
 from iter_mm.utils import tiling
-from iter_mm.utils.tiling import (MemoryTilingNote, auto_tile_size, call_bytes_per_lq_pixel, cpu_max_pixels,
-                                  host_memory_bytes, memory_max_pixels, model_width_factor)
-from stub_networks import StubITERNet
+from iter_mm.utils.tiling import (
+    MemoryTilingNote,
+    auto_tile_size,
+    call_bytes_per_lq_pixel,
+    cpu_max_pixels,
+    host_memory_bytes,
+    memory_max_pixels,
+    model_width_factor,
+)
 
-
-GIB = 2 ** 30
+GIB = 2**30
 
 
 def test_per_pixel_model_by_hand():
@@ -22,16 +29,19 @@ def test_per_pixel_model_by_hand():
     assert call_bytes_per_lq_pixel(2) == 5120 * 4
     assert call_bytes_per_lq_pixel(4, width=0.25) == 20480
     # 16 GiB, one 1000x1000 x4 image: (8 GiB - 64 * 16 * 1e6) // 81920 = 7565934592 // 81920
-    assert memory_max_pixels(16 * GIB, 4, image_pixels=10 ** 6) == 92357
+    assert memory_max_pixels(16 * GIB, 4, image_pixels=10**6) == 92357
     assert memory_max_pixels(2 * GIB, 4) == 128 * 128  # 1 GiB / 80 KiB = 13107 < the 128x128 floor
 
 
-@pytest.mark.parametrize('memory_gib,h,w,expected,side', [
-    (16, 1000, 1000, 92357, 288),  # isqrt(92357) = 303 -> 288 on the 16-pixel grid
-    # 720x720 (whole by default): (16 GiB - 64 * 16 * 518400) // 81920 = 203235 -> tiles of 448 (isqrt 450)
-    (32, 720, 720, 203235, 448),
-    (2, 200, 300, 128 * 128, 128),  # floor
-])
+@pytest.mark.parametrize(
+    'memory_gib,h,w,expected,side',
+    [
+        (16, 1000, 1000, 92357, 288),  # isqrt(92357) = 303 -> 288 on the 16-pixel grid
+        # 720x720 (whole by default): (16 GiB - 64 * 16 * 518400) // 81920 = 203235 -> tiles of 448 (isqrt 450)
+        (32, 720, 720, 203235, 448),
+        (2, 200, 300, 128 * 128, 128),  # floor
+    ],
+)
 def test_cpu_default_is_lowered_to_fit_the_injected_memory(memory_gib, h, w, expected, side):
     with pytest.warns(MemoryTilingNote, match=f'tiles of {side}x{side} LQ pixels'):
         got = cpu_max_pixels(DEFAULT_MAX_PIXELS, None, 'cpu', 4, 1, h, w, multiple=16, memory=memory_gib * GIB)
@@ -54,8 +64,10 @@ def test_explicit_settings_gpu_and_unknown_memory_keep_max_pixels():
     assert cpu_max_pixels(DEFAULT_MAX_PIXELS, 512, 'cpu', 4, 1, 900, 900, 16, **mem) is DEFAULT_MAX_PIXELS
     assert cpu_max_pixels(None, None, 'cpu', 4, 1, 900, 900, 16, **mem) is None
     assert cpu_max_pixels(DEFAULT_MAX_PIXELS, None, 'cuda', 4, 1, 900, 900, 16, **mem) is DEFAULT_MAX_PIXELS
-    assert cpu_max_pixels(DEFAULT_MAX_PIXELS, None, torch.device('cuda', 0), 4, 1, 900, 900, 16,
-                          **mem) is DEFAULT_MAX_PIXELS
+    assert (
+        cpu_max_pixels(DEFAULT_MAX_PIXELS, None, torch.device('cuda', 0), 4, 1, 900, 900, 16, **mem)
+        is DEFAULT_MAX_PIXELS
+    )
     assert cpu_max_pixels(DEFAULT_MAX_PIXELS, None, 'cpu', 4, 1, 900, 900, 16, memory=0) is DEFAULT_MAX_PIXELS
 
 
@@ -80,8 +92,10 @@ def test_model_width_factor():
         def __init__(self, nf):
             super().__init__()
             self.vqgan = torch.nn.Module()
-            self.vqgan.decoder = VQGANDecoder(nf=nf, ch_mult=(1, 1), embed_dim=8, swin_dim=8, swin_depth=1,
-                                              swin_heads=1, swin_window=4, norm_groups=4)
+            self.vqgan.decoder = VQGANDecoder(
+                nf=nf, ch_mult=(1, 1), embed_dim=8, swin_dim=8, swin_depth=1, swin_heads=1, swin_window=4, norm_groups=4
+            )
+
     assert model_width_factor(Net(32)) == 0.25 and model_width_factor(Net(128)) == 1.0
     assert model_width_factor(StubITERNet()) == 1.0  # unreadable: the paper model's
 

@@ -1,6 +1,7 @@
 """The one model loader (iter_mm.apis.init_model) and every front end that uses it: the CLI (tools/infer.py and its
 library, iter_mm.apis.restore_files), MMagic's Inferencer and the SR comparison (tools/compare_sr.py,
 iter_mm.evaluation.sr_compare) accept the same files and refuse the wrong ones with the same error."""
+
 import os
 import subprocess
 import sys
@@ -10,15 +11,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tool_runner import error_line, run_tool
 
 from iter_mm.apis.model_loader import CheckpointMismatchError, init_model
 from iter_mm.utils.checkpoint import ours_to_official
-from tool_runner import error_line, run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
 X2 = {'model.generator.scale': 2, 'model.generator.lq_encoder.scale': 2}
-
 
 
 @pytest.fixture(scope='module')
@@ -29,10 +29,19 @@ def files(tmp_path_factory):
     net = model.generator.state_dict()
     vq = model.generator.vqgan.state_dict()
     official = ours_to_official(net)
-    f = dict(ours=tmp / 'ours.pth', official=tmp / 'ITER_x4.pth', official_novq=tmp / 'ITER_x4_novq.pth',
-             official_vq=tmp / 'ITER_swinvqgan.pth', vqgan_only=tmp / 'stage1.pth', x2=tmp / 'x2.pth',
-             random=tmp / 'random.pth', training=tmp / 'training.pth', bare=tmp / 'bare.pth',
-             truncated=tmp / 'truncated.pth', text=tmp / 'text.pth')
+    f = dict(
+        ours=tmp / 'ours.pth',
+        official=tmp / 'ITER_x4.pth',
+        official_novq=tmp / 'ITER_x4_novq.pth',
+        official_vq=tmp / 'ITER_swinvqgan.pth',
+        vqgan_only=tmp / 'stage1.pth',
+        x2=tmp / 'x2.pth',
+        random=tmp / 'random.pth',
+        training=tmp / 'training.pth',
+        bare=tmp / 'bare.pth',
+        truncated=tmp / 'truncated.pth',
+        text=tmp / 'text.pth',
+    )
     torch.save({'meta': {}, 'state_dict': model.state_dict()}, f['ours'])
     torch.save(net, f['bare'])
     torch.save({'params': official}, f['official'])
@@ -42,6 +51,7 @@ def files(tmp_path_factory):
     torch.save({'state_dict': init_model(TINY, random_weights=True, cfg_options=dict(X2)).state_dict()}, f['x2'])
     torch.save({'state_dict': {'backbone.weight': torch.zeros(3, 3)}}, f['random'])
     from mmengine.logging import HistoryBuffer
+
     torch.save({'state_dict': model.state_dict(), 'message_hub': {'log': HistoryBuffer()}}, f['training'])
     f['truncated'].write_bytes(f['ours'].read_bytes()[:100_000])
     f['text'].write_text('not a checkpoint\n')
@@ -62,9 +72,13 @@ def loader_error(path, **kw):
 # ------------------------------------------------------------------ the loader itself
 def test_loader_accepts_every_layout_with_equal_weights(files):
     ref = files['model'].state_dict()
-    for key, kw in (('ours', {}), ('bare', {}), ('official', {}),
-                    ('official_novq', dict(stage1_checkpoint=files['official_vq'])),
-                    ('training', dict(allow_pickle=True))):
+    for key, kw in (
+        ('ours', {}),
+        ('bare', {}),
+        ('official', {}),
+        ('official_novq', dict(stage1_checkpoint=files['official_vq'])),
+        ('training', dict(allow_pickle=True)),
+    ):
         model = init_model(TINY, files[key], **kw)
         assert model.vqgan_loaded and not model.training, key
         got = model.state_dict()
@@ -88,8 +102,9 @@ def test_loader_refuses_wrong_files_with_clear_errors(files):
             init_model(TINY, files[name])
         assert info.value.arguments == (argument,)
     # a stage-I file with a file that holds its own VQGAN would silently replace those weights
-    assert 'holds its own VQGAN weights (vqgan.*)' in loader_error(files['official'],
-                                                                   stage1_checkpoint=files['official_vq'])
+    assert 'holds its own VQGAN weights (vqgan.*)' in loader_error(
+        files['official'], stage1_checkpoint=files['official_vq']
+    )
     with pytest.raises(ValueError, match='no checkpoint given'):
         init_model(TINY)
     with pytest.raises(FileNotFoundError, match='not found'):
@@ -120,6 +135,7 @@ def test_loader_refuses_missing_and_misshapen_tensors(files):
 def run_cli(files, ckpt, out, vqgan=None):
     """What tools/infer.py does with each file: the strict loader, then restore_file (iter_mm.apis.restore_files)."""
     from iter_mm.apis.restore_files import load_restorer, restore_file
+
     model = load_restorer(TINY, ckpt, torch.device('cpu'), vqgan=vqgan)
     os.makedirs(out, exist_ok=True)
     restore_file(model, str(files['inp'] / 'a.png'), str(Path(out) / 'a.png'), dict(steps=2))
@@ -127,8 +143,10 @@ def run_cli(files, ckpt, out, vqgan=None):
 
 def run_inferencer(files, ckpt, out, **extra):
     from iter_mm.apis import MMagicInferencer
-    sr = MMagicInferencer('iter', model_config=TINY, model_ckpt=ckpt, device='cpu',
-                          extra_parameters=dict(steps=2, **extra))
+
+    sr = MMagicInferencer(
+        'iter', model_config=TINY, model_ckpt=ckpt, device='cpu', extra_parameters=dict(steps=2, **extra)
+    )
     sr.infer(img=str(files['inp'] / 'a.png'), result_out_dir=str(Path(out) / 'a.png'))
 
 
@@ -136,9 +154,11 @@ def run_compare(files, ckpt, out):
     """What tools/compare_sr.py does: build_sr_function, then SRComparison."""
     from iter_mm.apis.mmagic_models import build_sr_function
     from iter_mm.evaluation.sr_compare import SRComparison, build_metrics
+
     fn = build_sr_function('iter', TINY, ckpt, 4, restore_opts=dict(steps=2))
-    SRComparison(str(files['inp']), str(out), save_images=True).run(dict(iter=fn), build_metrics(['niqe'], 0, {},
-                                                                                                  False))
+    SRComparison(str(files['inp']), str(out), save_images=True).run(
+        dict(iter=fn), build_metrics(['niqe'], 0, {}, False)
+    )
 
 
 FRONT_ENDS = dict(cli=run_cli, inferencer=run_inferencer, compare=run_compare)
@@ -158,8 +178,19 @@ def test_command_lines_end_with_the_loaders_error(files, tmp_path):
     """tools/infer.py and tools/compare_sr.py print the loader's message as their one error line, write nothing."""
     expected = loader_error(files['x2'])
     infer = run_tool('infer', files['inp'], '-c', TINY, '-w', files['x2'], '-o', tmp_path / 'cli', '--device', 'cpu')
-    compare = run_tool('compare_sr', '--input', files['inp'], '--out', tmp_path / 'compare', '--model',
-                       f'iter={TINY}:{files["x2"]}', '--metrics', 'niqe', '--device', 'cpu')
+    compare = run_tool(
+        'compare_sr',
+        '--input',
+        files['inp'],
+        '--out',
+        tmp_path / 'compare',
+        '--model',
+        f'iter={TINY}:{files["x2"]}',
+        '--metrics',
+        'niqe',
+        '--device',
+        'cpu',
+    )
     for proc in (infer, compare):
         assert expected in error_line(proc)
     assert not list(tmp_path.glob('**/*.png'))
@@ -171,8 +202,22 @@ def test_front_ends_accept_the_authors_file(files, tmp_path):
     run_cli(files, files['ours'], tmp_path / 'ours')
     ref = cv2.imread(str(tmp_path / 'ours' / 'a.png'))
     run_cli(files, files['official'], tmp_path / 'cli')
-    done = run_tool('infer', files['inp'], '-c', TINY, '-w', files['official_novq'], '--vqgan', files['official_vq'],
-                    '-o', tmp_path / 'cli_vq', '--device', 'cpu', '--steps', '2')
+    done = run_tool(
+        'infer',
+        files['inp'],
+        '-c',
+        TINY,
+        '-w',
+        files['official_novq'],
+        '--vqgan',
+        files['official_vq'],
+        '-o',
+        tmp_path / 'cli_vq',
+        '--device',
+        'cpu',
+        '--steps',
+        '2',
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run_inferencer(files, files['official'], tmp_path / 'inferencer')
     run_inferencer(files, files['official_novq'], tmp_path / 'inferencer_vq', vqgan=files['official_vq'])
@@ -208,8 +253,7 @@ for name in ('iter_x4_realsr.py', 'iter_x2_realsr.py'):
 print(built)
 """
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, cwd=ROOT,
-                         timeout=600)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     built = out.stdout.strip().splitlines()[-1]
     for name in ('swinvqgan_tiny.py', 'iter_x4_tiny.py', 'iter_x4_realsr.py:x4', 'iter_x2_realsr.py:x2'):

@@ -3,6 +3,7 @@
 were before (the suite's conftest installs the config-formatting reuse, so each check runs in a fresh
 interpreter). Importing ``iter_mm.apis``' Inferencer leaves MMagic's classes alone too; its ``MMagicInferencer``
 is a subclass that knows 'iter'."""
+
 import subprocess
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """RestoreOptions: the sampling / restoration defaults are written once and every consumer derives from them."""
+
 import argparse
 import dataclasses
 import inspect
@@ -9,8 +10,7 @@ import pytest
 import torch
 
 from iter_mm.models import sampling
-from iter_mm.models.options import (DEFAULTS, VALIDATION_OVERRIDES, RestoreOptions, add_restore_arguments,
-                                    given_options)
+from iter_mm.models.options import DEFAULTS, VALIDATION_OVERRIDES, RestoreOptions, add_restore_arguments, given_options
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
@@ -24,8 +24,15 @@ def test_defaults_are_the_authors_and_checked():
     assert RestoreOptions.validation(alpha=0.3).alpha == 0.3
     with pytest.raises(TypeError, match=r"unknown sampling option\(s\) \['alpah'\]"):
         DEFAULTS.replace(alpah=0.5)
-    for bad in (dict(alpha=1.5), dict(steps=0), dict(schedule='cubic'), dict(tile=0), dict(max_pixels=0),
-                dict(tile_overlap=-1), dict(dtype='int8')):
+    for bad in (
+        dict(alpha=1.5),
+        dict(steps=0),
+        dict(schedule='cubic'),
+        dict(tile=0),
+        dict(max_pixels=0),
+        dict(tile_overlap=-1),
+        dict(dtype='int8'),
+    ):
         with pytest.raises(ValueError):
             DEFAULTS.replace(**bad)
 
@@ -38,6 +45,7 @@ def test_adaptive_refine_defaults_come_from_the_options():
 
 def test_model_cfgs_are_the_options():
     from iter_mm.apis import init_model
+
     model = init_model(TINY, random_weights=True)
     assert model.test_cfg == DEFAULTS.as_dict()
     assert model.val_cfg == RestoreOptions.validation().as_dict()
@@ -46,6 +54,7 @@ def test_model_cfgs_are_the_options():
 
 def test_inferencer_parameters_are_the_options():
     from iter_mm.apis import ITERInferencer
+
     assert set(RestoreOptions.names()) <= set(ITERInferencer.extra_parameters)
     assert all(ITERInferencer.extra_parameters[k] is None for k in RestoreOptions.names())
 
@@ -55,10 +64,24 @@ def test_cli_flags_are_the_options():
     add_restore_arguments(p)
     flags = {a.dest for a in p._actions if a.dest != 'help'}
     assert flags == set(RestoreOptions.names())
-    args = p.parse_args(['--alpha', '0.3', '--tile-overlap', '8', '--max-pixels', '0', '--color-correction',
-                         '--dtype', 'bf16', '--seed', '4'])
-    assert given_options(args) == dict(alpha=0.3, tile_overlap=8, max_pixels=None, color_correction=True,
-                                       dtype='bf16', seed=4)
+    args = p.parse_args(
+        [
+            '--alpha',
+            '0.3',
+            '--tile-overlap',
+            '8',
+            '--max-pixels',
+            '0',
+            '--color-correction',
+            '--dtype',
+            'bf16',
+            '--seed',
+            '4',
+        ]
+    )
+    assert given_options(args) == dict(
+        alpha=0.3, tile_overlap=8, max_pixels=None, color_correction=True, dtype='bf16', seed=4
+    )
     assert given_options(p.parse_args([])) == {}  # nothing given: the config's test_cfg decides
     with pytest.raises(SystemExit):
         p.parse_args(['--schedule', 'cubic'])
@@ -71,6 +94,7 @@ def test_cli_applies_dtype_once_through_the_options(tmp_path):
     import numpy as np
 
     from iter_mm.apis.restore_files import restore_file
+
     seen = []
 
     class Model(torch.nn.Module):
@@ -94,6 +118,7 @@ def test_hook_shows_the_restoration_of_its_loop(monkeypatch):
     from iter_mm.apis import init_model
     from iter_mm.engine.hooks import RefinementVisualizationHook
     from mmagic.structures import DataSample
+
     torch.manual_seed(0)
     model = init_model(TINY, random_weights=True)
     calls, added = [], []
@@ -105,8 +130,9 @@ def test_hook_shows_the_restoration_of_its_loop(monkeypatch):
         return res
 
     monkeypatch.setattr(model, 'restore', spy)
-    runner = SimpleNamespace(model=model, iter=0, visualizer=SimpleNamespace(
-        add_image=lambda name, image, step: added.append(image)))
+    runner = SimpleNamespace(
+        model=model, iter=0, visualizer=SimpleNamespace(add_image=lambda name, image, step: added.append(image))
+    )
     batch = dict(inputs=[torch.randint(0, 256, (3, 9, 7), dtype=torch.uint8)], data_samples=[DataSample()])
     hook = RefinementVisualizationHook(sampling=dict(steps=3))
     hook.after_val_iter(runner, 0, batch)
@@ -125,6 +151,7 @@ def test_hook_shows_the_restoration_of_its_loop(monkeypatch):
 
 def test_restore_returns_intermediates_cropped_to_the_input():
     from iter_mm.apis import init_model
+
     torch.manual_seed(0)
     model = init_model(TINY, random_weights=True)
     lq = torch.rand(2, 3, 9, 7)

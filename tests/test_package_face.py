@@ -3,13 +3,13 @@ inferencer stack, diffusers or torchvision; pure-torch modules import without MM
 nothing is patched: tests/test_no_import_patches.py.)
 
 Every check needs a fresh interpreter; the module's subprocesses run two at a time (tests/side_by_side.py)."""
+
 import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
-
 from side_by_side import run_side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,9 @@ def runs(tmp_path_factory) -> dict:
     import cv2
     import numpy as np
     import torch
+
     from iter_mm.apis import init_model
+
     tmp = tmp_path_factory.mktemp('face')
     ckpt = tmp / 'tiny.pth'
     torch.save({'state_dict': init_model(TINY, random_weights=True).state_dict()}, ckpt)
@@ -75,19 +77,36 @@ def runs(tmp_path_factory) -> dict:
     env.pop('ITER_MM_VERBOSE', None)
 
     def cli(out, *extra):
-        return [sys.executable, str(ROOT / 'tools' / 'infer.py'), str(tmp / 'a.png'), '-c', TINY, '-w', str(ckpt),
-                '-o', str(out), '--steps', '2', '--device', 'cpu', *extra]
+        return [
+            sys.executable,
+            str(ROOT / 'tools' / 'infer.py'),
+            str(tmp / 'a.png'),
+            '-c',
+            TINY,
+            '-w',
+            str(ckpt),
+            '-o',
+            str(out),
+            '--steps',
+            '2',
+            '--device',
+            'cpu',
+            *extra,
+        ]
 
-    inferencer = (f"from iter_mm.apis import MMagicInferencer\n"
-                  f"sr = MMagicInferencer('iter', model_config={TINY!r}, model_ckpt={str(ckpt)!r}, device='cpu',"
-                  f" extra_parameters=dict(steps=2))\n"
-                  f"print(sr.infer(img={str(tmp / 'a.png')!r}, result_out_dir={str(tmp / 'i.png')!r})[1].shape)")
+    inferencer = (
+        f'from iter_mm.apis import MMagicInferencer\n'
+        f"sr = MMagicInferencer('iter', model_config={TINY!r}, model_ckpt={str(ckpt)!r}, device='cpu',"
+        f' extra_parameters=dict(steps=2))\n'
+        f'print(sr.infer(img={str(tmp / "a.png")!r}, result_out_dir={str(tmp / "i.png")!r})[1].shape)'
+    )
     jobs = dict(  # longest first
         light=dict(args=[sys.executable, '-c', LIGHT_IMPORT], cwd=ROOT, env=env),
         cli=dict(args=cli(tmp / 'out'), env=env),
         inferencer=dict(args=[sys.executable, '-c', inferencer], env=env, cwd=tmp),
         verbose=dict(args=cli(tmp / 'out_verbose', '--verbose'), env=env),
-        pure=dict(args=[sys.executable, '-c', PURE_TORCH], cwd=ROOT, env=env))
+        pure=dict(args=[sys.executable, '-c', PURE_TORCH], cwd=ROOT, env=env),
+    )
     results = run_side_by_side(jobs)
     results['out'] = tmp / 'out'
     return results
@@ -123,7 +142,7 @@ def test_cli_and_inferencer_print_results_only(runs):
     assert out.returncode == 0 and out.stderr == '', out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()  # redirected: one line per image, then the total
     assert len(lines) == 2 and re.fullmatch(r'\[1/1\] .*a\.png: 10x12 -> 40x48, [0-9.]+ s', lines[0]), lines
-    assert lines[1] == f"1/1 image(s) written to {runs['out']}"
+    assert lines[1] == f'1/1 image(s) written to {runs["out"]}'
     out = runs['inferencer']
     assert out.returncode == 0 and out.stderr == '', out.stderr[-2000:]
     assert out.stdout.strip() == '(48, 40, 3)'

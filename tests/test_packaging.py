@@ -1,5 +1,6 @@
 """A wheel built from the repository carries the configs (``iter_mm/.mim/configs``) and the key mappings; installed
 outside the repository, config names, ``configs/...`` paths and ``MMagicInferencer('iter')`` resolve from it."""
+
 import os
 import shutil
 import subprocess
@@ -22,8 +23,23 @@ def wheel(tmp_path_factory) -> Path:
     for name in ('iter_mm', 'configs', 'requirements'):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
     out = tmp_path_factory.mktemp('dist')
-    proc = subprocess.run([sys.executable, '-m', 'pip', 'wheel', str(src), '--no-deps', '--no-build-isolation',
-                           '--no-index', '-q', '-w', str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'pip',
+            'wheel',
+            str(src),
+            '--no-deps',
+            '--no-build-isolation',
+            '--no-index',
+            '-q',
+            '-w',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     wheels = list(out.glob('iter_mm-*.whl'))
     assert len(wheels) == 1
@@ -44,8 +60,11 @@ def test_wheel_carries_model_index_and_metafile(wheel):
 
     zf = zipfile.ZipFile(wheel)
     names = set(zf.namelist())
-    assert {'iter_mm/.mim/model-index.yml', 'iter_mm/.mim/configs/iter/metafile.yml',
-            'iter_mm/.mim/configs/iter/README.md'} <= names
+    assert {
+        'iter_mm/.mim/model-index.yml',
+        'iter_mm/.mim/configs/iter/metafile.yml',
+        'iter_mm/.mim/configs/iter/README.md',
+    } <= names
     index = yaml.safe_load(zf.read('iter_mm/.mim/model-index.yml'))
     for imported in index['Import']:
         assert f'iter_mm/.mim/{imported}' in names, imported
@@ -58,10 +77,13 @@ def test_wheel_carries_model_index_and_metafile(wheel):
 
 def test_installed_package_resolves_configs_outside_the_repository(wheel, tmp_path):
     site = tmp_path / 'site'
-    proc = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-index', '-q', '--target',
-                           str(site), str(wheel)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-index', '-q', '--target', str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    script = '''
+    script = """
 import os.path as osp, sys
 import iter_mm
 from iter_mm.utils.config import load_config
@@ -78,8 +100,9 @@ from iter_mm.apis import MMagicInferencer
 cfg = MMagicInferencer.iter_models_cfg['iter']['settings'][0]['Config']
 assert cfg.startswith(site) and osp.isfile(cfg), cfg
 print('OK')
-'''
+"""
     env = dict(os.environ, PYTHONPATH=str(site), OMP_NUM_THREADS='1')
-    run = subprocess.run([sys.executable, '-c', script, str(site)], cwd=tmp_path, env=env, capture_output=True,
-                         text=True)
+    run = subprocess.run(
+        [sys.executable, '-c', script, str(site)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert run.returncode == 0 and run.stdout.strip().endswith('OK'), run.stderr[-3000:]

@@ -1,4 +1,5 @@
 """padded_apply: the one pad-run-crop (VQGAN reconstruction, ITER restoration, GT tokens)."""
+
 from dataclasses import dataclass
 from typing import Optional
 

@@ -4,6 +4,7 @@ Reader/writer units on generated files, then tools/infer.py and MMagicInferencer
 kind with a tiny random ITER model: output size, channels, bit depth, orientation, alpha, profile bytes, EXIF,
 and the two giving the same files.
 """
+
 import warnings
 from pathlib import Path
 
@@ -13,12 +14,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
+from tool_runner import error_line, run_tool  # noqa: E402
 
-from iter_mm.utils.image_io import (ImageReadError, Picture, picture_from_array, read_picture,  # noqa: E402
-                                   srgb_profile)
+from iter_mm.utils.image_io import (
+    ImageReadError,
+    Picture,
+    picture_from_array,
+    read_picture,  # noqa: E402
+    srgb_profile,
+)
 from iter_mm.utils.image_write import exif_for_output, output_arrays, png_bytes, write_picture  # noqa: E402
 from iter_mm.utils.photo_sr import super_resolve_picture, upscale_alpha  # noqa: E402
-from tool_runner import error_line, run_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs' / 'iter' / 'iter_x4_tiny.py')
@@ -34,7 +40,7 @@ def gamma18_profile() -> bytes:
     """sRGB's profile with the tone curves' gamma changed from 2.4 to 1.8: a valid, different RGB profile."""
     icc = srgb_profile()
     i = icc.index(b'para\x00\x00\x00\x00\x00\x03') + 12
-    return icc[:i] + bytes.fromhex('0001cccc') + icc[i + 4:]
+    return icc[:i] + bytes.fromhex('0001cccc') + icc[i + 4 :]
 
 
 def exif_bytes(orientation: int) -> bytes:
@@ -66,7 +72,7 @@ def make_inputs(folder: Path) -> Path:
     frames[0].save(folder / 'anim.gif', save_all=True, append_images=frames[1:], duration=[40, 60, 80], loop=0)
     Image.fromarray(rgb[:1, :1]).save(folder / 'one.png')
     data = (folder / 'icc.jpg').read_bytes()
-    (folder / 'truncated.jpg').write_bytes(data[:len(data) // 2])
+    (folder / 'truncated.jpg').write_bytes(data[: len(data) // 2])
     (folder / 'empty.png').write_bytes(b'')
     (folder / 'corrupt.png').write_bytes(b'\x89PNG not really')
     return folder
@@ -106,8 +112,13 @@ def test_reader_records_each_kind(inputs, name):
     mode, channels, alpha, depth, n, note = KINDS[name]
     pic = read_picture(str(inputs / name))
     info = pic.info
-    assert (info.mode, info.channels, info.has_alpha, info.bit_depth, len(pic.frames)) == \
-        (mode, channels, alpha, depth, n)
+    assert (info.mode, info.channels, info.has_alpha, info.bit_depth, len(pic.frames)) == (
+        mode,
+        channels,
+        alpha,
+        depth,
+        n,
+    )
     assert pic.frames[0].dtype == np.float32 and pic.frames[0].shape[2] == 3
     assert (pic.alpha is not None) == alpha
     assert note is None or any(note in x for x in info.notes), info.notes
@@ -118,8 +129,12 @@ def test_reader_records_each_kind(inputs, name):
 
 
 def test_unreadable_files_raise_naming_the_file(inputs):
-    for name, why in (('truncated.jpg', 'not a readable image'), ('empty.png', 'empty file'),
-                      ('corrupt.png', 'not a readable image'), ('missing.png', 'no such file')):
+    for name, why in (
+        ('truncated.jpg', 'not a readable image'),
+        ('empty.png', 'empty file'),
+        ('corrupt.png', 'not a readable image'),
+        ('missing.png', 'no such file'),
+    ):
         with pytest.raises(ImageReadError, match=why) as err:
             read_picture(str(inputs / name))
         assert name in str(err.value)
@@ -213,10 +228,11 @@ def test_picture_from_array_takes_only_unambiguous_pixels():
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory, inputs):
-    from mmagic.registry import MODELS
     from mmengine.registry import init_default_scope
 
     from iter_mm.utils.config import inference_model_cfg, load_config
+    from mmagic.registry import MODELS
+
     init_default_scope('mmagic')
     tmp = tmp_path_factory.mktemp('photo_sr')
     torch.manual_seed(0)
@@ -228,16 +244,37 @@ def tiny(tmp_path_factory, inputs):
 
 def run_cli(tiny, inputs, out, *extra):
     """``python tools/infer.py`` on ``inputs`` -> the finished process."""
-    return run_tool('infer', inputs, '-c', TINY, '-w', tiny['ckpt'], '-o', out, '--device', 'cpu', '--seed', '0',
-                    '--steps', '2', *extra)
+    return run_tool(
+        'infer',
+        inputs,
+        '-c',
+        TINY,
+        '-w',
+        tiny['ckpt'],
+        '-o',
+        out,
+        '--device',
+        'cpu',
+        '--seed',
+        '0',
+        '--steps',
+        '2',
+        *extra,
+    )
 
 
 def run_inferencer(tiny, path, out, **params):
     from iter_mm.apis import MMagicInferencer
+
     key = tuple(sorted(params.items()))
     if key not in tiny['inferencers']:  # one per option set: building it is the slow part
-        tiny['inferencers'][key] = MMagicInferencer('iter', model_config=TINY, model_ckpt=tiny['ckpt'],
-                                                    device='cpu', extra_parameters=dict(seed=0, steps=2, **params))
+        tiny['inferencers'][key] = MMagicInferencer(
+            'iter',
+            model_config=TINY,
+            model_ckpt=tiny['ckpt'],
+            device='cpu',
+            extra_parameters=dict(seed=0, steps=2, **params),
+        )
     sr = tiny['inferencers'][key]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -258,12 +295,20 @@ def decoded(path: Path):
 
 # file: (output size (h, w), Pillow mode of the output, uint16?)
 EXPECTED = {
-    'exif3.jpg': ((24, 40), 'RGB', False), 'exif6.jpg': ((40, 24), 'RGB', False),
-    'exif8.jpg': ((40, 24), 'RGB', False), 'rgba.png': ((24, 40), 'RGBA', False),
-    'la.png': ((24, 40), 'LA', False), 'grey.png': ((24, 40), 'L', False), 'grey16.png': ((24, 40), 'I;16', True),
-    'rgb16.png': ((24, 40), 'RGB', True), 'palette.png': ((24, 40), 'RGB', False),
-    'cmyk.jpg': ((24, 40), 'RGB', False), 'icc.png': ((24, 40), 'RGB', False), 'icc.jpg': ((24, 40), 'RGB', False),
-    'anim.gif': ((24, 40), 'P', False), 'one.png': ((4, 4), 'RGB', False),
+    'exif3.jpg': ((24, 40), 'RGB', False),
+    'exif6.jpg': ((40, 24), 'RGB', False),
+    'exif8.jpg': ((40, 24), 'RGB', False),
+    'rgba.png': ((24, 40), 'RGBA', False),
+    'la.png': ((24, 40), 'LA', False),
+    'grey.png': ((24, 40), 'L', False),
+    'grey16.png': ((24, 40), 'I;16', True),
+    'rgb16.png': ((24, 40), 'RGB', True),
+    'palette.png': ((24, 40), 'RGB', False),
+    'cmyk.jpg': ((24, 40), 'RGB', False),
+    'icc.png': ((24, 40), 'RGB', False),
+    'icc.jpg': ((24, 40), 'RGB', False),
+    'anim.gif': ((24, 40), 'P', False),
+    'one.png': ((4, 4), 'RGB', False),
 }
 
 
@@ -313,14 +358,23 @@ def test_cli_options_and_inferencer_agree(tiny, inputs):
     for name in ('rgba.png', 'anim.gif'):
         (sub / name).write_bytes((inputs / name).read_bytes())
     out = tiny['tmp'] / 'opts'
-    assert run_cli(tiny, sub, out, '--ext', 'webp', '--quality', '100', '--frames', 'all',
-                   '--alpha-upscale', 'iter').returncode == 0
+    assert (
+        run_cli(
+            tiny, sub, out, '--ext', 'webp', '--quality', '100', '--frames', 'all', '--alpha-upscale', 'iter'
+        ).returncode
+        == 0
+    )
     for name, frames in (('rgba', 1), ('anim', 3)):
         cli = read_picture(str(out / f'{name}.webp'), frames='all')
         assert len(cli.frames) == frames and cli.frames[0].shape == (24, 40, 3)
-        img, _ = run_inferencer(tiny, sub / f'{name}.{"png" if name == "rgba" else "gif"}',
-                                tiny['tmp'] / 'opts_api' / f'{name}.webp', quality=100, frames='all',
-                                alpha_upscale='iter')
+        img, _ = run_inferencer(
+            tiny,
+            sub / f'{name}.{"png" if name == "rgba" else "gif"}',
+            tiny['tmp'] / 'opts_api' / f'{name}.webp',
+            quality=100,
+            frames='all',
+            alpha_upscale='iter',
+        )
         api = read_picture(str(tiny['tmp'] / 'opts_api' / f'{name}.webp'), frames='all')
         assert all(np.array_equal(a, b) for a, b in zip(cli.frames, api.frames)), name
     # ITER on alpha: the network's output on the alpha replicated to three channels (lossless WebP)
@@ -342,6 +396,7 @@ def test_compare_sr_and_generate_lq_read_alike(inputs, tmp_path):
     """The data tools use the same reader: upright first frame, RGB (alpha ignored), the same pixels."""
     from iter_mm.datasets.lq_pairs import read_rgb, write_png
     from iter_mm.evaluation.sr_compare import read_image
+
     for name in ('exif6.jpg', 'rgba.png', 'grey16.png', 'cmyk.jpg', 'anim.gif'):
         ref = read_picture(str(inputs / name)).frames[0]
         cmp = read_image(str(inputs / name)).permute(1, 2, 0).numpy()

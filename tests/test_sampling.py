@@ -1,11 +1,12 @@
 """Tests of iter_mm.models.sampling: schedules, adaptive start, counter-based sampling, Algorithm 2."""
+
 import math
 
 import pytest
 import torch
+from stub_networks import CODES, StubITERNet  # stand-in networks, shared with the inference tests
 
 from iter_mm.models import sampling as S
-from stub_networks import CODES, StubITERNet  # stand-in networks, shared with the inference tests
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -50,8 +51,9 @@ def _py_mix32(x):
 
 
 def test_mix32_matches_python_integers():
-    xs = [0, 1, 2 ** 31, 2 ** 32 - 1, 123456789, 0xDEADBEEF]
+    xs = [0, 1, 2**31, 2**32 - 1, 123456789, 0xDEADBEEF]
     from iter_mm.models.counter_noise import _mix32
+
     got = _mix32(torch.tensor(xs, dtype=torch.int64)).tolist()
     assert got == [_py_mix32(x) for x in xs]
 
@@ -66,8 +68,11 @@ def test_hash_uniform_moments_and_reproducibility():
     assert abs(u[0].var().item() - 1 / 12) < 2e-3
     # equal seeds -> equal noise; other seed / step / kind -> uncorrelated noise
     assert torch.equal(u[0], u[1])
-    others = [u[2], S.hash_uniform(seeds[:1], 4, S.DRAW_TOKEN, (64, 32, 32))[0],
-              S.hash_uniform(seeds[:1], 3, S.DRAW_KEEP, (64, 32, 32))[0]]
+    others = [
+        u[2],
+        S.hash_uniform(seeds[:1], 4, S.DRAW_TOKEN, (64, 32, 32))[0],
+        S.hash_uniform(seeds[:1], 3, S.DRAW_KEEP, (64, 32, 32))[0],
+    ]
     for v in others:
         corr = torch.corrcoef(torch.stack([u[0].flatten(), v.flatten()]))[0, 1]
         assert abs(corr) < 0.02
@@ -125,7 +130,7 @@ def test_sample_keep_mask_counts_and_no_repick():
     new_b = S.sample_keep_mask(logits, keep, torch.tensor([5, 40, 40, 64]), 1.0, 5, step=3)
     assert (new_b - keep).sum(dim=(1, 2)).tolist() == [5, 30, 10, 1]
     for i in range(b):
-        one = S.sample_keep_mask(logits[i:i + 1], keep[i:i + 1], target, 1.0, 5, step=3)
+        one = S.sample_keep_mask(logits[i : i + 1], keep[i : i + 1], target, 1.0, 5, step=3)
         assert torch.equal(one[0], new[i])
 
 
@@ -156,7 +161,7 @@ def test_sample_training_mask_counts():
 # ----------------------------------------------------------------------------- Algorithm 2
 def _good_map(frac, h=40, w=40):
     m = torch.zeros(h * w)
-    m[:round(frac * h * w)] = 1
+    m[: round(frac * h * w)] = 1
     return m[torch.randperm(h * w, generator=torch.Generator().manual_seed(0))].view(1, h, w)
 
 
@@ -214,7 +219,7 @@ def test_adaptive_refine_batch_matches_single_images():
     res = S.adaptive_refine(net, lq, alpha=0.6, seed=11, return_intermediates=True)
     assert len(set(res.start_step.tolist())) == 3, res.start_step
     for i in range(3):
-        one = S.adaptive_refine(net, lq[i:i + 1], alpha=0.6, seed=11, return_intermediates=True)
+        one = S.adaptive_refine(net, lq[i : i + 1], alpha=0.6, seed=11, return_intermediates=True)
         for name in ('image', 'tokens', 'lq_tokens', 'good_prob', 'start_step', 'step_tokens', 'step_keep'):
             assert torch.equal(getattr(res, name)[i], getattr(one, name)[0]), name
     gen = S.adaptive_refine(net, lq, seed=None, generator=torch.Generator().manual_seed(4))

@@ -1,5 +1,6 @@
 """tools/setup_env.sh's plan on a GPU node, run as ``--dry-run`` against a stand-in venv whose ``torch`` reports two
 visible GPUs (none when CUDA_VISIBLE_DEVICES is empty): what it would build and install, with which environment."""
+
 import os
 import shlex
 import subprocess
@@ -11,14 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'tools' / 'setup_env.sh'
 PYTAG = f'cp{sys.version_info[0]}{sys.version_info[1]}'
-FAKE_TORCH = '''
+FAKE_TORCH = """
 import os, types
 __version__ = {version!r}
 version = types.SimpleNamespace(cuda={cuda!r}, hip=None)
 def _count():
     return 0 if os.environ.get('CUDA_VISIBLE_DEVICES') == '' else int(os.environ.get('FAKE_GPUS', '2'))
 cuda = types.SimpleNamespace(is_available=lambda: _count() > 0, device_count=_count)
-'''
+"""
 
 
 def _executable(path: Path, text: str) -> None:
@@ -40,8 +41,10 @@ def node(tmp_path):
     (site / 'torchvision-0.29.1.dist-info' / 'METADATA').write_text('Name: torchvision\nVersion: 0.29.1\n')
     venv = tmp_path / 'venv'
     path = f'{shlex.quote(str(site))}${{PYTHONPATH:+:$PYTHONPATH}}'
-    _executable(venv / 'bin' / 'python',
-                f'#!/bin/sh\nPYTHONSAFEPATH=1 PYTHONPATH={path} exec {shlex.quote(sys.executable)} "$@"\n')
+    _executable(
+        venv / 'bin' / 'python',
+        f'#!/bin/sh\nPYTHONSAFEPATH=1 PYTHONPATH={path} exec {shlex.quote(sys.executable)} "$@"\n',
+    )
     (tmp_path / 'bin').mkdir()
     return tmp_path
 
@@ -49,11 +52,13 @@ def node(tmp_path):
 def plan(node: Path, **env: str) -> str:
     """Run the script's dry run on ``node`` and return its output."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(('ITER_MM_', 'CUDA_', 'FORCE_'))}
-    full.update(PATH=f'{node / "bin"}:{full["PATH"]}', ITER_MM_VENV=str(node / 'venv'),
-                ITER_MM_CACHE=str(node / 'cache'))
+    full.update(
+        PATH=f'{node / "bin"}:{full["PATH"]}', ITER_MM_VENV=str(node / 'venv'), ITER_MM_CACHE=str(node / 'cache')
+    )
     full.update(env)
-    proc = subprocess.run(['bash', str(SCRIPT), '--dry-run'], check=False, cwd=ROOT, env=full, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        ['bash', str(SCRIPT), '--dry-run'], check=False, cwd=ROOT, env=full, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -104,8 +109,11 @@ def test_torch_keep_installs_no_torch(node):
 
     default = plan(node)
     assert command_lines(default, '-r requirements/torch.txt')
-    named = plan(node, ITER_MM_TORCH='torch==2.14.1+cu126 torchvision==0.29.1+cu126',
-                 ITER_MM_TORCH_INDEX='https://download.pytorch.org/whl/cu126')
+    named = plan(
+        node,
+        ITER_MM_TORCH='torch==2.14.1+cu126 torchvision==0.29.1+cu126',
+        ITER_MM_TORCH_INDEX='https://download.pytorch.org/whl/cu126',
+    )
     (line,) = command_lines(named, 'torch==2.14.1+cu126')
     assert 'torchvision==0.29.1+cu126' in line and '--index-url https://download.pytorch.org/whl/cu126' in line
     assert not command_lines(named, 'requirements/torch.txt')
@@ -142,12 +150,15 @@ def test_cached_wheel_only_for_same_kind_and_torch(node):
 
 @pytest.mark.parametrize('driver, too_old', [('535.104.05', True), ('580.159.04', False)])
 def test_driver_too_old_for_torch_build(node, driver, too_old):
-    _executable(node / 'bin' / 'nvidia-smi', '#!/bin/sh\n'
-                f'case "$*" in *driver_version*) echo {driver};; *) echo "GPU 0: H100"; echo "GPU 1: H100";; esac\n')
+    _executable(
+        node / 'bin' / 'nvidia-smi',
+        f'#!/bin/sh\ncase "$*" in *driver_version*) echo {driver};; *) echo "GPU 0: H100"; echo "GPU 1: H100";; esac\n',
+    )
     out = plan(node, ITER_MM_TORCH='keep')
     assert f'NVIDIA driver {driver} | GPUs listed by nvidia-smi: 2' in out
-    assert ('DRIVER TOO OLD: torch 2.14.1+cu130 is built for CUDA 13.0, which needs NVIDIA driver >= 580.65.06;'
-            in out) == too_old
+    assert (
+        'DRIVER TOO OLD: torch 2.14.1+cu130 is built for CUDA 13.0, which needs NVIDIA driver >= 580.65.06;' in out
+    ) == too_old
 
 
 def test_browser_step_is_separate_and_skippable(node, tmp_path):
@@ -166,8 +177,15 @@ def test_device_train_check_plan(node, gpus):
         (node / 'site' / module / '__init__.py').write_text('')
     env = {k: v for k, v in os.environ.items() if not k.startswith(('CUDA_', 'DEVICE_CHECK'))}
     env.update(PYTHON=str(node / 'venv' / 'bin' / 'python'), FAKE_GPUS=gpus, ITERS='3')
-    proc = subprocess.run(['bash', str(ROOT / 'tools' / 'device_train_check.sh'), '--dry-run'], check=False,
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ['bash', str(ROOT / 'tools' / 'device_train_check.sh'), '--dry-run'],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = dict(line.split(None, 1) for line in proc.stdout.split('== summary')[1].splitlines()[1:] if line)
     assert summary['stack'].startswith('PASS')

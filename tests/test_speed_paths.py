@@ -1,6 +1,7 @@
 """The fast inference paths keep the outputs: fused oneDNN kernels, window-order token stream, lookups, subpixel
 upsampling, channels_last GroupNorm, chunked token sampling and the caches, each against the reference (plain
 PyTorch ops, ``reference_kernels``) or an independent formula; tokens identical, images within 1e-4."""
+
 import json
 import os
 
@@ -9,20 +10,45 @@ import torch
 import torch.nn.functional as F
 
 from iter_mm.models import sampling as S
-from iter_mm.models.archs import ITERNet, LQEncoder, SwinVQGAN, TokenEvaluationNet, TokenRefinementNet
-from iter_mm.models.archs import fast_ops
+from iter_mm.models.archs import ITERNet, LQEncoder, SwinVQGAN, TokenEvaluationNet, TokenRefinementNet, fast_ops
 from iter_mm.models.archs.fast_ops import call_cache, reference_kernels
-from iter_mm.models.archs.swin import (GatedMlp, SwinLayers, WindowAttention, reorder, shift_attention_mask,
-                                       window_order, window_partition)
+from iter_mm.models.archs.swin import (
+    GatedMlp,
+    SwinLayers,
+    WindowAttention,
+    reorder,
+    shift_attention_mask,
+    window_order,
+    window_partition,
+)
 from iter_mm.models.archs.vqgan import Upsample, VQGANResBlock
 from iter_mm.models.inference import restore_image
 
 CODES = 64
 NET = dict(mid_dim=32, num_rstb=1, depth=2, window_size=4, num_heads=4)
-LQ = dict(base_channels=16, feat_dim=32, codebook_size=CODES, swin_dim=32, swin_num_rstb=1, swin_depth=2,
-          swin_window=4, swin_heads=4, norm_groups=8)
-VQ = dict(nf=16, ch_mult=(1, 2, 2, 2), num_res_blocks=1, codebook_size=CODES, embed_dim=16, swin_dim=32,
-          swin_window=4, swin_depth=2, swin_heads=4, norm_groups=8)
+LQ = dict(
+    base_channels=16,
+    feat_dim=32,
+    codebook_size=CODES,
+    swin_dim=32,
+    swin_num_rstb=1,
+    swin_depth=2,
+    swin_window=4,
+    swin_heads=4,
+    norm_groups=8,
+)
+VQ = dict(
+    nf=16,
+    ch_mult=(1, 2, 2, 2),
+    num_res_blocks=1,
+    codebook_size=CODES,
+    embed_dim=16,
+    swin_dim=32,
+    swin_window=4,
+    swin_depth=2,
+    swin_heads=4,
+    norm_groups=8,
+)
 FUSED = fast_ops._MKLDNN  # the oneDNN kernels exist in this torch build
 
 
@@ -53,9 +79,13 @@ def tiny_iter(seed: int = 0) -> ITERNet:
     vqgan = SwinVQGAN(**VQ)
     with torch.no_grad():  # codes far enough apart that decoding a different token shows
         vqgan.quantize.embedding.weight.normal_()
-    net = ITERNet(scale=4, vqgan=vqgan, lq_encoder=LQEncoder(scale=4, **LQ),
-                  evaluator=TokenEvaluationNet(codebook_size=CODES, **NET),
-                  refiner=TokenRefinementNet(codebook_size=CODES, **NET))
+    net = ITERNet(
+        scale=4,
+        vqgan=vqgan,
+        lq_encoder=LQEncoder(scale=4, **LQ),
+        evaluator=TokenEvaluationNet(codebook_size=CODES, **NET),
+        refiner=TokenRefinementNet(codebook_size=CODES, **NET),
+    )
     return randomize(net, seed)
 
 
@@ -66,8 +96,10 @@ def test_window_order_is_roll_then_partition(h, w, ws, s):
     grid = x.view(2, h, w, 5)
     ref = window_partition(torch.roll(grid, (-s, -s), (1, 2)) if s else grid, ws).reshape(2, h * w, 5)
     assert torch.equal(reorder(x, h, w, None, (ws, s)), ref)
-    assert torch.equal(window_order(h, w, ws, s), reorder(torch.arange(h * w)[None, :, None].float(), h, w, None,
-                                                            (ws, s))[0, :, 0].long())
+    assert torch.equal(
+        window_order(h, w, ws, s),
+        reorder(torch.arange(h * w)[None, :, None].float(), h, w, None, (ws, s))[0, :, 0].long(),
+    )
     assert torch.equal(reorder(ref, h, w, (ws, s), None), x)  # inverse: window reverse, then roll back
     other = (ws, ws // 2 if s == 0 else 0)  # block to block: one gather equals back to spatial and forward again
     assert torch.equal(reorder(ref, h, w, (ws, s), other), reorder(x, h, w, None, other))
@@ -133,8 +165,7 @@ def test_mlp_fused_gate_and_batched_path_equal_reference():
 @pytest.mark.parametrize('grid', [(8, 8), (8, 12)])  # reference grid (stored mask) and another one
 def test_swin_layers_fast_equals_reference_and_keeps_input(grid):
     torch.manual_seed(3)
-    layers = randomize(SwinLayers(8, 16, num_rstb=2, depth=2, window_size=4, num_heads=2, input_resolution=(8, 8)),
-                       3)
+    layers = randomize(SwinLayers(8, 16, num_rstb=2, depth=2, window_size=4, num_heads=2, input_resolution=(8, 8)), 3)
     x = torch.randn(2, 8, *grid)
     keep = x.clone()
     fast, ref = both(lambda: layers(x))
@@ -194,7 +225,8 @@ def test_channels_last_group_norm_is_stable(shift):
     torch.nn.init.normal_(gn.weight)
     torch.nn.init.normal_(gn.bias)
     x = (torch.randn(2, 16, 9, 11) * 0.05 + shift * torch.randn(1, 16, 1, 1)).contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
     exact = F.group_norm(x.double(), 4, gn.weight.double(), gn.bias.double(), 1e-6)
     with torch.no_grad():
         fast = fast_ops.group_norm_act(x, gn)
@@ -299,7 +331,9 @@ def test_bf16_restore_runs_e_l_in_fp32():
     def record(name):
         def hook(module, inputs):
             seen.setdefault(name, []).append((torch.is_autocast_enabled('cpu'), inputs[0].dtype))
+
         return hook
+
     handles = [getattr(net, n).register_forward_pre_hook(record(n)) for n in ('lq_encoder', 'refiner')]
     try:
         fp32 = restore_image(net, lq, steps=2, alpha=1.0, return_result=True)
@@ -316,6 +350,7 @@ def test_bf16_restore_runs_e_l_in_fp32():
 # ----------------------------------------------------------------------------- benchmark FLOP count
 def test_flop_count_sees_the_fused_kernels():
     from iter_mm.evaluation import benchmark as bench
+
     torch.manual_seed(14)
     layers = SwinLayers(8, 16, num_rstb=1, depth=2, window_size=4, num_heads=2, input_resolution=(8, 8)).eval()
     x = torch.randn(1, 8, 8, 8)
@@ -351,6 +386,7 @@ def test_benchmark_batches_images_of_one_size(one_thread):
     """``batch=N``: one restore of N images per timed call; the result gives the batch latency and images/s."""
     from iter_mm.errors import InvalidOptionError
     from iter_mm.evaluation.inference_benchmark import InferenceBenchSettings, benchmark_inference
+
     cfg = os.path.join(os.path.dirname(__file__), '..', 'configs', 'iter', 'iter_x4_tiny.py')
     common = dict(iter_config=cfg, size=16, models=['iter'], repeats=1, warmup=0, flops=False, steps=2, alpha=1.0)
     out = json.loads(json.dumps(benchmark_inference(InferenceBenchSettings(batch=3, profile=5, **common))))
@@ -369,6 +405,7 @@ def test_benchmark_runs_iter_with_pytorch_only(tmp_path):
     table and the benchmark times the paper-scale ITERNet; SwinIR and RRDBNet (MMagic's) give a clear error."""
     import subprocess
     import sys
+
     tool = os.path.join(os.path.dirname(__file__), '..', 'tools', 'benchmark_inference.py')
     code = f"""
 import sys
@@ -378,29 +415,63 @@ sys.argv = ['benchmark_inference.py'] + sys.argv[1:]
 import runpy
 runpy.run_path({tool!r}, run_name='__main__')
 """
-    common = ['--size', '16', '--steps', '2', '--alpha', '1.0', '--repeats', '1', '--warmup', '0', '--no-flops',
-              '--threads', '1']
+    common = [
+        '--size',
+        '16',
+        '--steps',
+        '2',
+        '--alpha',
+        '1.0',
+        '--repeats',
+        '1',
+        '--warmup',
+        '0',
+        '--no-flops',
+        '--threads',
+        '1',
+    ]
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    done = subprocess.run([sys.executable, '-c', code, *common, '--models', 'iter', '--batch', '2', '--out', 'b.json'],
-                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, '-c', code, *common, '--models', 'iter', '--batch', '2', '--out', 'b.json'],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)  # stdout holds the JSON object, also written to --out
     assert json.loads((tmp_path / 'b.json').read_text()) == out
     it = out['models']['iter']
     assert out['batch'] == 2 and it['params'] == 127321541  # the paper-scale x4 network
     assert it['calls'] == dict(E_l=1, phi_e=2, phi_r=2, decoder=1)
-    bad = subprocess.run([sys.executable, '-c', code, *common, '--models', 'iter', 'swinir'],
-                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    bad = subprocess.run(
+        [sys.executable, '-c', code, *common, '--models', 'iter', 'swinir'],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert bad.returncode != 0 and 'SwinIR and RRDBNet come from MMagic' in bad.stderr
 
 
 def test_name_table_builds_networks_and_names_the_known_ones():
     """The registry the networks fall back to without MMagic: builds by type name, clear error otherwise."""
     from iter_mm.models.archs.registry import NameTable
+
     table = NameTable()
     table.register_module()(SwinLayers)
-    layer = table.build(dict(type='SwinLayers', in_dim=8, swin_dim=16, num_rstb=1, depth=1, window_size=4,
-                             num_heads=2, input_resolution=(4, 4)))
+    layer = table.build(
+        dict(
+            type='SwinLayers',
+            in_dim=8,
+            swin_dim=16,
+            num_rstb=1,
+            depth=1,
+            window_size=4,
+            num_heads=2,
+            input_resolution=(4, 4),
+        )
+    )
     assert isinstance(layer, SwinLayers)
     with pytest.raises(KeyError, match=r"'Nope' is not an ITER network .*only these build: \['SwinLayers'\]"):
         table.build(dict(type='Nope'))

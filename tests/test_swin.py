@@ -1,4 +1,5 @@
 """Swin blocks against independent formulas and a naive reference (docs/faithfulness.md#swin-blocks)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,7 @@ def naive_shift_mask(h, w, ws, s):
     out = torch.zeros(nwy * nwx, ws * ws, ws * ws)
     for wy in range(nwy):
         for wx in range(nwx):
-            labels = [(region(wy * ws + t // ws, h, ws, s), region(wx * ws + t % ws, w, ws, s))
-                      for t in range(ws * ws)]
+            labels = [(region(wy * ws + t // ws, h, ws, s), region(wx * ws + t % ws, w, ws, s)) for t in range(ws * ws)]
             for i in range(ws * ws):
                 for j in range(ws * ws):
                     out[wy * nwx + wx, i, j] = 0.0 if labels[i] == labels[j] else -100.0
@@ -108,8 +108,16 @@ def test_sdpa_matches_plain_attention(with_mask):
 def test_gated_mlp_global_gate_and_key_order():
     torch.manual_seed(0)
     mlp = GatedMlp(8, 32)
-    assert list(mlp.state_dict()) == ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias', 'attn.0.weight',
-                                      'attn.0.bias', 'attn.2.weight', 'attn.2.bias']
+    assert list(mlp.state_dict()) == [
+        'fc1.weight',
+        'fc1.bias',
+        'fc2.weight',
+        'fc2.bias',
+        'attn.0.weight',
+        'attn.0.bias',
+        'attn.2.weight',
+        'attn.2.bias',
+    ]
     x = torch.randn(2, 20, 8)
     a = F.gelu(x @ mlp.fc1.weight.t() + mlp.fc1.bias)  # exact erf GELU
     g = a.mean(1, keepdim=True) @ mlp.attn[0].weight.t() + mlp.attn[0].bias
@@ -143,10 +151,11 @@ def naive_block(blk: SwinBlock, x, h, w):
     for bi in range(b):
         for wy in range(h // ws):
             for wx in range(w // ws):
-                win = y[bi, wy * ws:(wy + 1) * ws, wx * ws:(wx + 1) * ws].reshape(1, ws * ws, c)
-                m = None if mask_all is None else mask_all[wy * (w // ws) + wx:wy * (w // ws) + wx + 1]
-                out[bi, wy * ws:(wy + 1) * ws, wx * ws:(wx + 1) * ws] = plain_attention(blk.attn, win, m).view(
-                    ws, ws, c)
+                win = y[bi, wy * ws : (wy + 1) * ws, wx * ws : (wx + 1) * ws].reshape(1, ws * ws, c)
+                m = None if mask_all is None else mask_all[wy * (w // ws) + wx : wy * (w // ws) + wx + 1]
+                out[bi, wy * ws : (wy + 1) * ws, wx * ws : (wx + 1) * ws] = plain_attention(blk.attn, win, m).view(
+                    ws, ws, c
+                )
     if s:
         out = torch.roll(out, (s, s), (1, 2))
     x = x + out.view(b, h * w, c)
@@ -176,8 +185,13 @@ def test_stored_mask_is_used_on_reference_grid_only():
 def test_swin_layers_residual_shapes_and_grid_error():
     torch.manual_seed(0)
     layers = SwinLayers(8, 16, num_rstb=1, depth=2, window_size=4, num_heads=2)
-    assert list(layers.state_dict())[:5] == ['conv_in.weight', 'conv_in.bias', 'conv_out.weight', 'conv_out.bias',
-                                             'swin_blks.0.residual_group.blocks.0.norm1.weight']  # official order
+    assert list(layers.state_dict())[:5] == [
+        'conv_in.weight',
+        'conv_in.bias',
+        'conv_out.weight',
+        'conv_out.bias',
+        'swin_blks.0.residual_group.blocks.0.norm1.weight',
+    ]  # official order
     x = torch.randn(2, 8, 8, 12)
     assert layers(x).shape == x.shape
     torch.nn.init.zeros_(layers.conv_out.weight)

@@ -1,4 +1,5 @@
 """Stage-I model (SwinVQGANModel), CodebookUsage metric and the tiny stage-I config end to end."""
+
 import json
 import math
 import os.path as osp
@@ -90,8 +91,9 @@ def test_generator_and_discriminator_losses_by_hand():
     log = only_l1.train_step(_batch(), _optims(only_l1))
     assert set(log) == {'loss_pix'}
     with pytest.raises(RuntimeError, match='every generator loss is off'):
-        MODELS.build(_tiny_model_cfg(discriminator=None, gan_loss=None, ssim_loss=None, vq_loss_weight=0,
-                                     pixel_loss=None)).g_step((rec, vq), gt)
+        MODELS.build(
+            _tiny_model_cfg(discriminator=None, gan_loss=None, ssim_loss=None, vq_loss_weight=0, pixel_loss=None)
+        ).g_step((rec, vq), gt)
 
 
 def test_val_step_any_size_writes_pred_img_and_tokens():
@@ -109,6 +111,7 @@ def test_val_step_any_size_writes_pred_img_and_tokens():
     assert 0 <= tokens.min() and tokens.max() < 128
     # tokens are those of the (mirror-padded) image; pred_img is its decoding, on the 0..255 scale
     from iter_mm.utils.padding import pad_to_multiple
+
     padded, _ = pad_to_multiple(img[None] / 255, 32)
     with torch.no_grad():
         rec, _, idx = model.generator(padded)
@@ -136,6 +139,7 @@ def test_ema_generator_is_used_for_test():
 
 def test_inference_cfg_needs_no_loss_weights():
     from iter_mm.utils.config import inference_model_cfg
+
     cfg = _tiny_model_cfg(perceptual_loss=dict(type='LPIPSLoss', lpips_path='/missing/lpips.pth'))
     with pytest.raises(FileNotFoundError, match='lpips.pth'):
         MODELS.build(cfg)
@@ -166,8 +170,13 @@ def test_codebook_stats_by_hand():
 
 def test_codebook_usage_metric_over_samples():
     metric = CodebookUsage(codebook_size=4)
-    metric.process(None, [dict(output=dict(pred_tokens=torch.tensor([[0, 0], [1, 0]]))),
-                          dict(output=dict(pred_tokens=torch.tensor([[2, 1]])))])
+    metric.process(
+        None,
+        [
+            dict(output=dict(pred_tokens=torch.tensor([[0, 0], [1, 0]]))),
+            dict(output=dict(pred_tokens=torch.tensor([[2, 1]]))),
+        ],
+    )
     res = metric.compute_metrics(metric.results)  # counts: [3, 2, 1, 0]
     assert res['CodebookUsage'] == pytest.approx(0.75)
     p = np.array([3, 2, 1]) / 6
@@ -181,6 +190,7 @@ def test_codebook_usage_metric_over_samples():
 # ----------------------------------------------------------------- tiny config end to end
 def _scalars(work_dir):
     import glob
+
     files = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
     assert files, f'no scalars.json under {work_dir}'
     return [json.loads(line) for line in open(files[0])]
@@ -188,6 +198,7 @@ def _scalars(work_dir):
 
 def test_tiny_config_trains_through_tools_train(tmp_path, monkeypatch):
     import cv2
+
     data = tmp_path / 'hq'
     data.mkdir()
     yy, xx = np.mgrid[0:48, 0:48]
@@ -196,13 +207,24 @@ def test_tiny_config_trains_through_tools_train(tmp_path, monkeypatch):
         cv2.imwrite(str(data / f'img_{i}.png'), img.astype(np.uint8))
     work = tmp_path / 'work'
     iters = 30
-    argv = ['tools/train.py', TINY, '--work-dir', str(work), '--cfg-options',
-            f'train_dataloader.dataset.data_root={data}', f'val_dataloader.dataset.data_root={data}',
-            f'test_dataloader.dataset.data_root={data}',
-            'train_dataloader.dataset.pipeline.1.crop_size=(32,32)', f'train_cfg.max_iters={iters}',
-            f'train_cfg.val_interval={iters}', f'default_hooks.checkpoint.interval={iters}',
-            'default_hooks.checkpoint.out_dir=None',  # checkpoints in the work dir, not under ./work_dirs
-            'default_hooks.logger.interval=1', 'log_processor.window_size=1', 'randomness.seed=0']
+    argv = [
+        'tools/train.py',
+        TINY,
+        '--work-dir',
+        str(work),
+        '--cfg-options',
+        f'train_dataloader.dataset.data_root={data}',
+        f'val_dataloader.dataset.data_root={data}',
+        f'test_dataloader.dataset.data_root={data}',
+        'train_dataloader.dataset.pipeline.1.crop_size=(32,32)',
+        f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={iters}',
+        f'default_hooks.checkpoint.interval={iters}',
+        'default_hooks.checkpoint.out_dir=None',  # checkpoints in the work dir, not under ./work_dirs
+        'default_hooks.logger.interval=1',
+        'log_processor.window_size=1',
+        'randomness.seed=0',
+    ]
     monkeypatch.setattr(sys, 'argv', argv)
     monkeypatch.chdir(ROOT)
     runpy.run_path(osp.join(ROOT, 'tools', 'train.py'), run_name='__main__')

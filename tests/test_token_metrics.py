@@ -1,4 +1,5 @@
 """Token diagnostics against hand-computed counts."""
+
 import math
 
 import pytest
@@ -11,14 +12,22 @@ from mmagic.structures import DataSample
 
 def samples():
     """Two images of different token-grid sizes (2x2 and 1x3), as dicts (MMagic's evaluator) and DataSample."""
-    a = dict(output=dict(gt_tokens=torch.tensor([[1, 2], [3, 4]]),
-                         lq_tokens=torch.tensor([[1, 0], [3, 0]]),        # 2 / 4 correct
-                         pred_tokens=torch.tensor([[1, 2], [3, 0]]),      # 3 / 4 correct
-                         good_prob=torch.tensor([[0.9, 0.8], [0.3, 0.1]])))
-    b = DataSample(output=DataSample(gt_tokens=torch.tensor([[5, 5, 5]]),
-                                     lq_tokens=torch.tensor([[[5, 5, 0]]]),  # (1, h, w) is accepted: 2 / 3
-                                     pred_tokens=torch.tensor([[5, 5, 5]]),  # 3 / 3
-                                     good_prob=torch.tensor([[0.7, 0.2, 0.95]])))
+    a = dict(
+        output=dict(
+            gt_tokens=torch.tensor([[1, 2], [3, 4]]),
+            lq_tokens=torch.tensor([[1, 0], [3, 0]]),  # 2 / 4 correct
+            pred_tokens=torch.tensor([[1, 2], [3, 0]]),  # 3 / 4 correct
+            good_prob=torch.tensor([[0.9, 0.8], [0.3, 0.1]]),
+        )
+    )
+    b = DataSample(
+        output=DataSample(
+            gt_tokens=torch.tensor([[5, 5, 5]]),
+            lq_tokens=torch.tensor([[[5, 5, 0]]]),  # (1, h, w) is accepted: 2 / 3
+            pred_tokens=torch.tensor([[5, 5, 5]]),  # 3 / 3
+            good_prob=torch.tensor([[0.7, 0.2, 0.95]]),
+        )
+    )
     return [a, b]
 
 
@@ -48,7 +57,7 @@ def test_precision_recall_by_hand():
     assert res['ev/EvalRecall@0.25'] == pytest.approx(0.75)
     assert res['ev/EvalF1@0.25'] == pytest.approx(2 * 0.6 * 0.75 / 1.35)
     # alpha 1.0: nothing predicted good -> precision undefined (NaN), recall 0
-    assert math.isnan(res['ev/EvalPrecision@1']) and res['ev/EvalRecall@1'] == 0.
+    assert math.isnan(res['ev/EvalPrecision@1']) and res['ev/EvalRecall@1'] == 0.0
 
 
 def test_single_alpha_keys_have_no_suffix():
@@ -75,16 +84,20 @@ def test_shape_mismatch_and_bad_alpha():
 def test_metrics_read_what_iter_model_writes():
     """The contract: ITERModel's test_step fills output.{lq,pred,gt}_tokens and good_prob for these metrics."""
     import os.path as osp
+
     from mmengine.registry import init_default_scope
+
     from iter_mm.utils.config import inference_model_cfg, load_config
+
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     cfg = load_config(osp.join(root, 'configs', 'iter', 'iter_x4_tiny.py'))
     init_default_scope('mmagic')
     torch.manual_seed(0)
     from mmagic.registry import MODELS
+
     model = MODELS.build(inference_model_cfg(cfg.model)).eval()
     g = torch.Generator().manual_seed(0)
-    gt = torch.rand(3, 64, 64, generator=g) * 255.
+    gt = torch.rand(3, 64, 64, generator=g) * 255.0
     lq = torch.nn.functional.avg_pool2d(gt[None], 4)[0]
     out = model.test_step(dict(inputs=[lq], data_samples=[DataSample(gt_img=gt)]))
     sample = out[0].to_dict()
@@ -95,5 +108,6 @@ def test_metrics_read_what_iter_model_writes():
     truth = o.lq_tokens == o.gt_tokens
     assert acc.compute_metrics(acc.results)['TokenAcc_lq'] == pytest.approx(truth.float().mean().item())
     assert acc.compute_metrics(acc.results)['TokenAcc_pred'] == pytest.approx(
-        (o.pred_tokens == o.gt_tokens).float().mean().item())
+        (o.pred_tokens == o.gt_tokens).float().mean().item()
+    )
     assert pr.compute_metrics(pr.results)['PredGoodRate'] == pytest.approx((o.good_prob >= 0.5).float().mean().item())

@@ -4,6 +4,7 @@ skipped and an interrupted stage resumes. tools/train.py refuses an ITER config 
 The tools run in this process (``runpy``, as ``python tools/...`` runs them), on one thread: a fresh interpreter
 would spend ~10 s importing MMagic per run; tests/test_tools_train.py and tests/test_distributed.py run the
 training tools in their own processes."""
+
 import contextlib
 import io
 import json
@@ -57,11 +58,25 @@ def _pipeline_args(photos: Path, work: Path) -> list:
     data = []
     for split, folder in (('train_dataloader', 'train'), ('val_dataloader', 'val'), ('test_dataloader', 'val')):
         data.append(f'{split}.dataset.data_root={photos / folder}')
-    micro = ['train_cfg.max_iters=2', 'train_cfg.val_interval=100', 'default_hooks.checkpoint.interval=1',
-             'train_dataloader.batch_size=2']
-    return ['tools/train_pipeline.py', TINY, '--work-dir', str(work),
-            '--cfg-options', *data, *micro, 'model.test_cfg.steps=2',
-            '--stage1-cfg-options', *data, *micro]
+    micro = [
+        'train_cfg.max_iters=2',
+        'train_cfg.val_interval=100',
+        'default_hooks.checkpoint.interval=1',
+        'train_dataloader.batch_size=2',
+    ]
+    return [
+        'tools/train_pipeline.py',
+        TINY,
+        '--work-dir',
+        str(work),
+        '--cfg-options',
+        *data,
+        *micro,
+        'model.test_cfg.steps=2',
+        '--stage1-cfg-options',
+        *data,
+        *micro,
+    ]
 
 
 @pytest.fixture(scope='module')
@@ -98,8 +113,22 @@ def test_final_model_super_resolves(pipeline, photos, tmp_path):
     cv2.imwrite(str(lq / 'small.png'), cv2.imread(str(photos / 'val' / '0.png'))[:20, :28])
     out = tmp_path / 'out'
     from tool_runner import run_tool
-    done = run_tool('infer', lq, '-c', TINY, '-w', pipeline['work'] / 'iter_x4_tiny' / 'weights.pth', '-o', out,
-                    '--steps', '2', '--device', 'cpu', cwd=ROOT)
+
+    done = run_tool(
+        'infer',
+        lq,
+        '-c',
+        TINY,
+        '-w',
+        pipeline['work'] / 'iter_x4_tiny' / 'weights.pth',
+        '-o',
+        out,
+        '--steps',
+        '2',
+        '--device',
+        'cpu',
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert cv2.imread(str(out / 'small.png')).shape == (80, 112, 3)
 
@@ -129,23 +158,34 @@ def test_rerun_with_other_data_or_stage1_stops(pipeline, photos, tmp_path):
     skipping stage I; a longer stage I resumes, and then stages II+III (trained on the old stage-I file) stop;
     a stage-I checkpoint given in the ITER options must exist."""
     import shutil
+
     work = tmp_path / 'work'
     shutil.copytree(pipeline['work'], work)
     args = _pipeline_args(photos, work) + ['--skip-test']
-    other_data = _replace_option(args, f'train_dataloader.dataset.data_root={photos / "train"}',
-                                 f'train_dataloader.dataset.data_root={photos / "val"}')
+    other_data = _replace_option(
+        args,
+        f'train_dataloader.dataset.data_root={photos / "train"}',
+        f'train_dataloader.dataset.data_root={photos / "val"}',
+    )
     with pytest.raises(SystemExit, match=r'stage I in .*swinvqgan_tiny was trained with other training data'):
         _run_tool(other_data)
-    stage1_args = args[args.index('--stage1-cfg-options'):]
-    longer = args[:args.index('--stage1-cfg-options')] + _replace_option(stage1_args, 'train_cfg.max_iters=2',
-                                                                           'train_cfg.max_iters=3')
-    with pytest.raises(SystemExit, match=r'stages II\+III in .*iter_x4_tiny was trained with another stage-I '
-                                         r'checkpoint'):
+    stage1_args = args[args.index('--stage1-cfg-options') :]
+    longer = args[: args.index('--stage1-cfg-options')] + _replace_option(
+        stage1_args, 'train_cfg.max_iters=2', 'train_cfg.max_iters=3'
+    )
+    with pytest.raises(
+        SystemExit,
+        match=r'stages II\+III in .*iter_x4_tiny was trained with another stage-I '
+        r'checkpoint',
+    ):
         _run_tool(longer)
     assert (work / 'swinvqgan_tiny' / 'iter_3.pth').is_file()  # stage I did continue
-    own = args[:args.index('--stage1-cfg-options')] + ['model.stage1_checkpoint=mine.pth'] + stage1_args
-    with pytest.raises(SystemExit, match=r"error: stage-I checkpoint not found: model.stage1_checkpoint='mine.pth' "
-                                         r'\(given\)'):
+    own = args[: args.index('--stage1-cfg-options')] + ['model.stage1_checkpoint=mine.pth'] + stage1_args
+    with pytest.raises(
+        SystemExit,
+        match=r"error: stage-I checkpoint not found: model.stage1_checkpoint='mine.pth' "
+        r'\(given\)',
+    ):
         _run_tool(own)
 
 
@@ -153,10 +193,18 @@ def test_record_without_checkpoint_does_not_block(tmp_path):
     """A first start that failed before its first checkpoint (a mistyped folder, missing weights) left only the
     record: the corrected rerun trains (the record is rewritten) instead of being refused."""
     from mmengine.config import Config
+
     from iter_mm.engine.stages import STAGE_RECORD, check_stage_record, write_stage_record
     from iter_mm.errors import OutputExistsError
-    cfg = Config(dict(work_dir=str(tmp_path / 'w'), train_cfg=dict(max_iters=2), model=dict(type='M'),
-                      train_dataloader=dict(dataset=dict(data_root='typo'))))
+
+    cfg = Config(
+        dict(
+            work_dir=str(tmp_path / 'w'),
+            train_cfg=dict(max_iters=2),
+            model=dict(type='M'),
+            train_dataloader=dict(dataset=dict(data_root='typo')),
+        )
+    )
     write_stage_record(cfg)
     cfg.train_dataloader.dataset.data_root = 'photos'
     check_stage_record(cfg, 'stage I')  # no checkpoint: nothing to protect
@@ -170,12 +218,22 @@ def test_train_refuses_missing_stage1_and_names_the_command(tmp_path, monkeypatc
     """tools/train.py (run in this process) stops before building anything when the stage-I checkpoint it is given
     does not exist, and says how to make or give one."""
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, 'argv', ['tools/train.py', TINY, '--work-dir', str(tmp_path / 'w'),
-                                      '--stage1-checkpoint', str(tmp_path / 'missing.pth')])
+    monkeypatch.setattr(
+        sys,
+        'argv',
+        [
+            'tools/train.py',
+            TINY,
+            '--work-dir',
+            str(tmp_path / 'w'),
+            '--stage1-checkpoint',
+            str(tmp_path / 'missing.pth'),
+        ],
+    )
     with pytest.raises(SystemExit) as exc:
         runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
     message = str(exc.value.code)
-    assert message.startswith(f'error: stage-I checkpoint not found: model.stage1_checkpoint=\'{tmp_path}')
+    assert message.startswith(f"error: stage-I checkpoint not found: model.stage1_checkpoint='{tmp_path}")
     assert 'tools/train_pipeline.py' in message and 'ITER_swinvqgan.pth' in message
     assert not (tmp_path / 'w').exists()  # stopped before the Runner made anything
 
@@ -185,10 +243,12 @@ def _official_tiny_files(tmp: Path) -> dict:
     ({'params_ema' / 'params': ...}, token_refine_net.*, generator.* decoder aliases)."""
     from iter_mm.apis import init_model
     from iter_mm.utils.checkpoint import ours_to_official
+
     torch.manual_seed(1)
     vq = init_model(TINY, random_weights=True).generator.vqgan.state_dict()
-    x2 = init_model(TINY, random_weights=True, cfg_options={'model.generator.scale': 2,
-                                                            'model.generator.lq_encoder.scale': 2}).generator
+    x2 = init_model(
+        TINY, random_weights=True, cfg_options={'model.generator.scale': 2, 'model.generator.lq_encoder.scale': 2}
+    ).generator
     files = dict(vq=tmp / 'ITER_swinvqgan.pth', x2=tmp / 'ITER_x2.pth')
     torch.save({'params_ema': ours_to_official(vq)}, files['vq'])
     x2_official = ours_to_official(x2.state_dict())
@@ -203,8 +263,13 @@ def test_pipeline_with_a_released_stage1_skips_stage1_and_starts_from_x2(photos,
     files = _official_tiny_files(tmp_path)
     work = tmp_path / 'work'
     args = _pipeline_args(photos, work)
-    args = args[:args.index('--stage1-cfg-options')] + ['--skip-test', '--stage1-checkpoint', str(files['vq']),
-                                                         '--init-from', str(files['x2'])]
+    args = args[: args.index('--stage1-cfg-options')] + [
+        '--skip-test',
+        '--stage1-checkpoint',
+        str(files['vq']),
+        '--init-from',
+        str(files['x2']),
+    ]
     log = _run_tool(args)
     stages = _summary(work)['stages']
     assert [s['state'] for s in stages] == ['given', 'fresh']
@@ -229,6 +294,7 @@ def test_pipeline_with_a_released_stage1_skips_stage1_and_starts_from_x2(photos,
 def test_demo_colour_error_by_hand(tmp_path):
     """tools/demo.py's colour error: mean over images of the mean |per-channel mean difference| (0-255)."""
     from iter_mm.evaluation import demo_report as demo
+
     (tmp_path / 'gt').mkdir()
     (tmp_path / 'pred').mkdir()
     gt = np.full((8, 8, 3), 100, np.uint8)

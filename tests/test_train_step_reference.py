@@ -6,18 +6,19 @@ losses and gradients that the authors' training code computed. One ``train_step`
 must give the same losses and the gradient of every trainable parameter within 1e-9 relative; stage I also the
 spectral-norm vectors after the step. The recipe is the bundle's README.
 """
+
 import copy
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from iter_model_helpers import NoStepOptimWrapper
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import init_default_scope
 
 import iter_mm  # noqa: F401  (registers the plugin)
 from iter_mm.models.training_noise import ReplayNoise
-from iter_model_helpers import NoStepOptimWrapper
 from mmagic.registry import MODELS
 from mmagic.structures import DataSample
 
@@ -67,16 +68,19 @@ def _optim(params) -> OptimWrapper:
 def _float_is_double(monkeypatch) -> None:
     """``Tensor.float()`` returns float64, as when the reference was computed: both codes cast to float32 in places
     (iter-mm's CEs, token embeddings and Gumbel inputs; pyiqa's SSIM window, outside iter-mm), ~1e-7 otherwise."""
-    monkeypatch.setattr(torch.Tensor, 'float',
-                        lambda self, memory_format=torch.preserve_format: self.to(torch.float64,
-                                                                                   memory_format=memory_format))
+    monkeypatch.setattr(
+        torch.Tensor,
+        'float',
+        lambda self, memory_format=torch.preserve_format: self.to(torch.float64, memory_format=memory_format),
+    )
 
 
 def _replay(model, draws: dict) -> ReplayNoise:
     """The stored draws as the model's training noise: the mask rate and the mask uniforms go through iter-mm's
     own masking rule, the Exp(1) samples to the two Gumbel decodes (E_l's, then phi_r's)."""
-    model.train_noise = ReplayNoise(draws['mask_rate_r'], draws['mask_uniforms'],
-                                    [draws['gumbel_exp_el'], draws['gumbel_exp_ref']])
+    model.train_noise = ReplayNoise(
+        draws['mask_rate_r'], draws['mask_uniforms'], [draws['gumbel_exp_el'], draws['gumbel_exp_ref']]
+    )
     return model.train_noise
 
 
@@ -88,8 +92,10 @@ def _check_grads(model, b: dict) -> None:
     grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
     assert set(grads) == set(b['grads'])
     assert set(b['grads']) <= set(b['trainable'])
-    group_max = {g: max(float(v.norm()) for k, v in b['grads'].items() if k.startswith(prefix))
-                 for g, prefix in b['grad_groups'].items()}
+    group_max = {
+        g: max(float(v.norm()) for k, v in b['grads'].items() if k.startswith(prefix))
+        for g, prefix in b['grad_groups'].items()
+    }
     worst = {}
     for name, ref in b['grads'].items():
         assert grads[name].dtype == torch.float64, name
@@ -110,8 +116,10 @@ def _check_losses(log_vars: dict, losses: dict) -> None:
 
 def _data(b: dict, inputs_key: str) -> dict:
     meta = dict(gt_channel_order='rgb', img_channel_order='rgb')
-    return dict(inputs=[x.double() for x in b['batch'][inputs_key]],
-                data_samples=[DataSample(gt_img=x.double(), metainfo=meta) for x in b['batch']['gt']])
+    return dict(
+        inputs=[x.double() for x in b['batch'][inputs_key]],
+        data_samples=[DataSample(gt_img=x.double(), metainfo=meta) for x in b['batch']['gt']],
+    )
 
 
 def test_stage2_step_matches_the_authors(monkeypatch):
@@ -137,8 +145,9 @@ def test_stage1_step_matches_the_authors(monkeypatch):
     assert not b['draws']
     model = _build(b)
     data = _data(b, 'gt')
-    optim = OptimWrapperDict(generator=_optim(model.generator.parameters()),
-                             discriminator=_optim(model.discriminator.parameters()))
+    optim = OptimWrapperDict(
+        generator=_optim(model.generator.parameters()), discriminator=_optim(model.discriminator.parameters())
+    )
     _float_is_double(monkeypatch)
     log_vars = model.train_step(data, optim)
     monkeypatch.undo()

@@ -1,19 +1,34 @@
 """The training randomness seam: ITERModel takes every draw of a step from one TrainingNoise."""
+
 import copy
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, stage1_ckpt)
+    N_CODES,
+    NoStepOptimWrapper,
+    build,
+    down4,
+    one_thread,
+    samples,
+    stage1_ckpt,
+    textures,
+)
 
 from iter_mm.errors import InvalidInputError
-from iter_mm.models.training_noise import (ReplayNoise, TrainingNoise, mask_from_draws, sample_training_mask,
-                                           straight_through_gumbel)
-from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, stage1_ckpt)
-    N_CODES, NoStepOptimWrapper, build, down4, one_thread, samples, stage1_ckpt, textures)
+from iter_mm.models.training_noise import (
+    ReplayNoise,
+    TrainingNoise,
+    mask_from_draws,
+    sample_training_mask,
+    straight_through_gumbel,
+)
 
-IMAGE_LOSSES = dict(pixel_loss=dict(type='L1Loss', loss_weight=1.0),
-                    perceptual_loss=dict(type='L1Loss', loss_weight=1.0))
+IMAGE_LOSSES = dict(
+    pixel_loss=dict(type='L1Loss', loss_weight=1.0), perceptual_loss=dict(type='L1Loss', loss_weight=1.0)
+)
 
 
 @pytest.fixture
@@ -69,7 +84,7 @@ def test_default_noise_draws_from_the_global_rng_as_torch_does():
     k = torch.floor(torch.cos(r * math.pi / 2) * 20).long().clamp(min=1)
     expect = torch.zeros(3, 20)
     for b in range(3):
-        expect[b, u[b].argsort(descending=True)[:k[b]]] = 1
+        expect[b, u[b].argsort(descending=True)[: k[b]]] = 1
     assert torch.equal(mask, expect.view(3, 4, 5))
     assert torch.equal(e, torch.empty(2, 6, 3, 3).exponential_())
     # the straight-through decode with the default source is F.gumbel_softmax, bit for bit
@@ -79,10 +94,13 @@ def test_default_noise_draws_from_the_global_rng_as_torch_does():
     torch.manual_seed(12)
     theirs = F.gumbel_softmax(logits, tau=1.0, hard=True, dim=1)
     assert torch.equal(ours, theirs)
-    assert torch.equal(*(torch.autograd.grad((y * torch.arange(6.).view(1, 6, 1, 1)).sum(), logits)[0]
-                         for y in (ours, theirs)))
-    assert torch.equal(sample_training_mask(2, 3, 3, generator=torch.Generator().manual_seed(1)),
-                       TrainingNoise.seeded(1).training_mask(2, 3, 3))
+    assert torch.equal(
+        *(torch.autograd.grad((y * torch.arange(6.0).view(1, 6, 1, 1)).sum(), logits)[0] for y in (ours, theirs))
+    )
+    assert torch.equal(
+        sample_training_mask(2, 3, 3, generator=torch.Generator().manual_seed(1)),
+        TrainingNoise.seeded(1).training_mask(2, 3, 3),
+    )
 
 
 def test_replayed_draws_give_the_mask_and_decodes_they_select(model):
@@ -120,7 +138,7 @@ def test_replayed_draws_give_the_mask_and_decodes_they_select(model):
 
 def test_mask_from_draws_rule_and_replay_refusals():
     rate = torch.tensor([0.0, 0.5], dtype=torch.float64)
-    u = torch.arange(8.).flip(0).repeat(2, 1)
+    u = torch.arange(8.0).flip(0).repeat(2, 1)
     mask = mask_from_draws(rate, u, 2, 4)
     assert mask.dtype == torch.float32 and mask.shape == (2, 2, 4)
     assert mask[0].sum() == 8 and mask[1].sum() == math.floor(math.cos(math.pi / 4) * 8)

@@ -1,12 +1,22 @@
 """Swin-VQGAN: quantizer, value ranges, decoding paths, padding (docs/faithfulness.md#swin-vqgan)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from iter_mm.models.archs.vqgan import Downsample, SwinVQGAN, VectorQuantizer
 
-TINY = dict(nf=16, ch_mult=(1, 1, 2, 2), num_res_blocks=1, codebook_size=64, embed_dim=16, swin_dim=32,
-            swin_window=4, swin_depth=2, swin_heads=4)
+TINY = dict(
+    nf=16,
+    ch_mult=(1, 1, 2, 2),
+    num_res_blocks=1,
+    codebook_size=64,
+    embed_dim=16,
+    swin_dim=32,
+    swin_window=4,
+    swin_depth=2,
+    swin_heads=4,
+)
 
 
 @pytest.fixture(scope='module')
@@ -24,13 +34,13 @@ def test_tiny_geometry(tiny):
 
 def test_quantizer_argmin_first_minimum():
     vq = VectorQuantizer(6, 3)
-    codes = torch.tensor([[0., 0, 0], [1, 0, 0], [0, 2, 0], [1, 0, 0], [-1, -1, -1], [0, 0, 3]])
+    codes = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 2, 0], [1, 0, 0], [-1, -1, -1], [0, 0, 3]])
     vq.embedding.weight.data.copy_(codes)
     z = torch.randn(2, 3, 4, 5) * 2
     flat = z.permute(0, 2, 3, 1).reshape(-1, 3)
     ref = torch.cdist(flat.double(), codes.double()).argmin(1).view(2, 4, 5)
     assert torch.equal(vq.indices(z), ref)
-    tie = torch.tensor([1., 0, 0]).view(1, 3, 1, 1)  # equals codes 1 and 3 -> first one
+    tie = torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1)  # equals codes 1 and 3 -> first one
     assert vq.indices(tie).item() == 1
 
 

@@ -4,6 +4,7 @@ The browser test serves the page of a tiny random ITER model on a free local por
 through Selenium with the system's chromedriver (``bash tools/setup_browser.sh`` installs both). The screenshot it
 takes is kept in ``$ITER_MM_TEST_ARTIFACTS`` when set, else in pytest's temporary folder.
 """
+
 import importlib.util
 import json
 import os
@@ -28,9 +29,9 @@ WAIT = 90  # seconds for any one thing to appear in the page
 
 
 def _tiny_net():
+    from iter_mm.utils.config import inference_model_cfg, load_config
     from mmagic.registry import MODELS
 
-    from iter_mm.utils.config import inference_model_cfg, load_config
     torch.manual_seed(0)
     return MODELS.build(inference_model_cfg(load_config(str(TINY_CFG)).model))
 
@@ -57,6 +58,7 @@ def test_progress_counts_every_step_of_every_tile():
     """restore_image's progress: (done, total) after each step of each network call, total known from the start;
     the output is the same with and without the callback."""
     from iter_mm.models.inference import restore_image
+
     net = _tiny_net().generator.eval()
     lq = torch.rand(1, 3, 16, 32, generator=torch.Generator().manual_seed(1))
     calls = []
@@ -79,6 +81,7 @@ def test_upload_limits_and_offline_page(tmp_path):
     from iter_mm.apis.web_demo import OfflinePage
     from iter_mm.apis.web_restore import WebSettings, read_upload
     from iter_mm.errors import InvalidInputError
+
     _photo(tmp_path / 'p.png')
     with pytest.raises(InvalidInputError, match=r'^photo\.png: 28x20 pixels is larger than this demo accepts'):
         read_upload(str(tmp_path / 'p.png'), 'photo.png', WebSettings(max_input_pixels=100))
@@ -87,13 +90,20 @@ def test_upload_limits_and_offline_page(tmp_path):
     with pytest.raises(InvalidInputError, match=r'^mine\.png: not a readable image'):
         read_upload(str(tmp_path / 'bad.png'), 'mine.png', WebSettings())
 
-    page = (b'<head><link href="https://fonts.example/css" rel="stylesheet"><link rel="preconnect" '
-            b'href="//cdn.example"><script src="https://cdn.example/x.js"></script><script src="./assets/a.js">'
-            b'</script><link href="./assets/b.css" rel="stylesheet"></head>')
+    page = (
+        b'<head><link href="https://fonts.example/css" rel="stylesheet"><link rel="preconnect" '
+        b'href="//cdn.example"><script src="https://cdn.example/x.js"></script><script src="./assets/a.js">'
+        b'</script><link href="./assets/b.css" rel="stylesheet"></head>'
+    )
 
     async def app(scope, receive, send):
-        await send({'type': 'http.response.start', 'status': 200,
-                    'headers': [(b'content-type', b'text/html'), (b'content-length', str(len(page)).encode())]})
+        await send(
+            {
+                'type': 'http.response.start',
+                'status': 200,
+                'headers': [(b'content-type', b'text/html'), (b'content-length', str(len(page)).encode())],
+            }
+        )
         await send({'type': 'http.response.body', 'body': page})
 
     sent = []
@@ -113,6 +123,7 @@ def served(tmp_path_factory):
         pytest.skip('gradio is missing (it is in requirements/pinned.txt)')
     from iter_mm.apis.model_loader import init_model
     from iter_mm.apis.web_demo import build_demo, serve
+
     tmp = tmp_path_factory.mktemp('web')
     ckpt = tmp / 'tiny.pth'
     torch.save({'state_dict': _tiny_net().state_dict()}, ckpt)
@@ -128,16 +139,25 @@ def browser(served):
         pytest.skip('needs chromium and chromedriver on PATH (bash tools/setup_browser.sh installs them)')
     webdriver = pytest.importorskip('selenium.webdriver', reason='selenium is in requirements/pinned.txt')
     from selenium.webdriver.chrome.service import Service
+
     downloads = served['tmp'] / 'downloads'
     downloads.mkdir()
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu',
-                '--window-size=1400,1700', '--no-first-run', '--disable-background-networking'):
+    for arg in (
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-dev-shm-usage',
+        '--disable-gpu',
+        '--window-size=1400,1700',
+        '--no-first-run',
+        '--disable-background-networking',
+    ):
         opts.add_argument(arg)
     opts.set_capability('goog:loggingPrefs', {'performance': 'ALL', 'browser': 'ALL'})
-    opts.add_experimental_option('prefs', {'download.default_directory': str(downloads),
-                                           'download.prompt_for_download': False})
+    opts.add_experimental_option(
+        'prefs', {'download.default_directory': str(downloads), 'download.prompt_for_download': False}
+    )
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)  # the system's driver: nothing downloaded
     driver.execute_cdp_cmd('Page.setDownloadBehavior', {'behavior': 'allow', 'downloadPath': str(downloads)})
     yield driver, downloads
@@ -151,6 +171,7 @@ def test_web_demo_in_browser(served, browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     from iter_mm.utils.image_io import read_picture
+
     driver, downloads = browser
     tmp = served['tmp']
     photo, corrupt = tmp / 'photo.png', tmp / 'corrupt.png'
@@ -159,9 +180,26 @@ def test_web_demo_in_browser(served, browser, tmp_path):
     # what tools/infer.py writes for the same photo and options, computed while the browser works
     infer_out = tmp / 'infer_out'
     infer = subprocess.Popen(
-        [sys.executable, str(ROOT / 'tools' / 'infer.py'), str(photo), '-c', str(TINY_CFG), '-w', str(served['ckpt']),
-         '-o', str(infer_out), '--device', 'cpu', '--alpha', '0.4'],
-        env={**os.environ, 'OMP_NUM_THREADS': '1'}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            str(ROOT / 'tools' / 'infer.py'),
+            str(photo),
+            '-c',
+            str(TINY_CFG),
+            '-w',
+            str(served['ckpt']),
+            '-o',
+            str(infer_out),
+            '--device',
+            'cpu',
+            '--alpha',
+            '0.4',
+        ],
+        env={**os.environ, 'OMP_NUM_THREADS': '1'},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
     status = lambda: driver.find_element(By.ID, 'status').text  # noqa: E731
 
@@ -239,7 +277,10 @@ def test_web_demo_in_browser(served, browser, tmp_path):
         elif msg['method'] == 'Network.webSocketCreated':
             urls.add(msg['params']['url'])
     host = served['url'].split('//', 1)[1]
-    foreign = sorted(u for u in urls if u.split('//', 1)[-1].split('/', 1)[0] != host.rstrip('/')
-                     and not u.startswith(('data:', 'blob:')))
+    foreign = sorted(
+        u
+        for u in urls
+        if u.split('//', 1)[-1].split('/', 1)[0] != host.rstrip('/') and not u.startswith(('data:', 'blob:'))
+    )
     assert not foreign, foreign
     assert any(u.startswith('ws://') for u in urls)  # the queue's websocket was seen

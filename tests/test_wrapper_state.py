@@ -1,19 +1,19 @@
 """Stage-I checkpoints under MMEngine's separate DDP wrapper (one process, gloo): the keys are plain, and they load
 into the wrapped model through MMEngine's loader (``--resume``, ``load_from``) and torch's, from plain and from
 older ``.module.`` checkpoints; the weights arrive, not only the key names."""
+
 import socket
 
 import pytest
 import torch
 import torch.distributed as dist
+from iter_model_helpers import one_thread  # noqa: F401  (autouse: tiny networks on one thread)
 from mmengine.model import MMSeparateDistributedDataParallel
 from mmengine.runner.checkpoint import load_state_dict as mmengine_load_state_dict
+from test_swinvqgan_model import _tiny_model_cfg
 
 import iter_mm  # noqa: F401  (registers the plugin)
 from mmagic.registry import MODELS
-
-from test_swinvqgan_model import _tiny_model_cfg
-from iter_model_helpers import one_thread  # noqa: F401  (autouse: tiny networks on one thread)
 
 
 @pytest.fixture(scope='module')
@@ -65,8 +65,12 @@ def test_mmengine_loader_fills_the_wrapped_networks(gloo_world, legacy):
     Before the fix every generator/discriminator key was 'unexpected' and the networks kept their initial weights."""
     source = _plain_state(1)
     if legacy:  # checkpoints of older versions held the wrapper's key names
-        source = {k.replace('generator.', 'generator.module.', 1).replace('discriminator.', 'discriminator.module.', 1)
-                  if k.split('.')[0] in ('generator', 'discriminator') else k: v for k, v in source.items()}
+        source = {
+            k.replace('generator.', 'generator.module.', 1).replace('discriminator.', 'discriminator.module.', 1)
+            if k.split('.')[0] in ('generator', 'discriminator')
+            else k: v
+            for k, v in source.items()
+        }
     wrapped = _wrapped(0)
     messages = []
     mmengine_load_state_dict(wrapped.module, source, strict=False, logger=messages.append)
@@ -83,8 +87,10 @@ def test_torch_loader_fills_the_wrapped_networks(gloo_world):
 
 def test_unwrapped_model_loads_module_keys(gloo_world):
     """A checkpoint with ``generator.module.*`` keys loads into a single-process model (test, inference)."""
-    source = {(k.replace('generator.', 'generator.module.', 1) if k.startswith('generator.') else k): v
-              for k, v in _plain_state(1).items()}
+    source = {
+        (k.replace('generator.', 'generator.module.', 1) if k.startswith('generator.') else k): v
+        for k, v in _plain_state(1).items()
+    }
     model = _model(0)
     result = model.load_state_dict(source, strict=True)
     assert not result.missing_keys and not result.unexpected_keys

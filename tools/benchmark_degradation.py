@@ -5,6 +5,7 @@ single-threaded) for GT patches of --size (default 256), printed as JSON.
 
 A data loader with N workers produces about N times the per-core rate.
 """
+
 import argparse
 import json
 import os
@@ -26,6 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     from iter_mm.datasets.lq_pairs import degradation_throughput
     from iter_mm.errors import ITERError
+
     try:
         print(json.dumps(degradation_throughput(args.size, args.images, args.image), indent=2))
     except ITERError as err:

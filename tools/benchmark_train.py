@@ -13,6 +13,7 @@ an L1 loss of its weight in its place. ``--amp``: fp16 ``AmpOptimWrapper`` on CU
 ``--iters`` iterations after ``--warmup``, a per-part breakdown (networks, losses, backward / step / zero_grad)
 and ``cpu_median_s`` (process CPU time). Prints ONE JSON object (``iter_mm.evaluation.train_benchmark``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,15 +37,30 @@ DEFAULTS = TrainBenchSettings()
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--stages', nargs='+', default=DEFAULTS.stages, choices=STAGES,
-                   help="'1': Swin-VQGAN G + D step; '23': ITERModel (E_l, phi_e, phi_r); 'authors23': the "
-                        "authors' stage II+III calls on our networks (comparison)")
+    p.add_argument(
+        '--stages',
+        nargs='+',
+        default=DEFAULTS.stages,
+        choices=STAGES,
+        help="'1': Swin-VQGAN G + D step; '23': ITERModel (E_l, phi_e, phi_r); 'authors23': the "
+        "authors' stage II+III calls on our networks (comparison)",
+    )
     p.add_argument('--stage1-config', default=DEFAULTS.stage1_config)
     p.add_argument('--iter-config', default=DEFAULTS.iter_config)
-    p.add_argument('--stage1-options', nargs='+', action=DictAction, default={},
-                   help='KEY=VALUE overrides of the stage-I config (as --cfg-options)')
-    p.add_argument('--iter-options', nargs='+', action=DictAction, default={},
-                   help='KEY=VALUE overrides of the ITER config (stages 23 and authors23)')
+    p.add_argument(
+        '--stage1-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='KEY=VALUE overrides of the stage-I config (as --cfg-options)',
+    )
+    p.add_argument(
+        '--iter-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='KEY=VALUE overrides of the ITER config (stages 23 and authors23)',
+    )
     p.add_argument('--gt-size', type=int, default=DEFAULTS.gt_size, help='GT crop side (the authors: 320)')
     p.add_argument('--batch', type=int, default=DEFAULTS.batch, help='images per iteration (the authors: 4 per GPU)')
     p.add_argument('--iters', type=int, default=DEFAULTS.iters, help='timed iterations (median reported)')
@@ -52,10 +68,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = leave as is)')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     p.add_argument('--amp', action='store_true', help='CUDA: fp16 AmpOptimWrapper; CPU: bf16 autocast')
-    p.add_argument('--perceptual', default='none', choices=('none', 'l1'),
-                   help='replacement of the LPIPS-VGG loss (needs pretrained weights): none, or L1 of its weight')
-    p.add_argument('--interleave', action='store_true',
-                   help='build every stage first and alternate their iterations (fairer ratios on a busy machine)')
+    p.add_argument(
+        '--perceptual',
+        default='none',
+        choices=('none', 'l1'),
+        help='replacement of the LPIPS-VGG loss (needs pretrained weights): none, or L1 of its weight',
+    )
+    p.add_argument(
+        '--interleave',
+        action='store_true',
+        help='build every stage first and alternate their iterations (fairer ratios on a busy machine)',
+    )
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', help='also write the JSON here')
     args = p.parse_args(argv)
@@ -82,6 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         from iter_mm.errors import ITERError
         from iter_mm.evaluation.train_benchmark import benchmark_train
+
         try:
             result = benchmark_train(settings, log)
         except ITERError as err:

@@ -26,6 +26,7 @@ Metric names are pyiqa's (``niqe``, ``pi``, ``lpips``, ``musiq``, ...) plus ``ni
 suffix ``@Y`` / ``@gray`` scores that luma (docs/niqe.md). Weights of learned metrics come from local files only
 (``--weight-file NAME=PATH``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,33 +51,64 @@ def _model(text: str):
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument('--input', required=True, help='folder of LQ images')
     p.add_argument('--gt', help='folder of GT images (same file stems); enables full-reference metrics')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--model', action='append', type=_model, required=True, metavar='NAME=CONFIG[:CKPT]')
     p.add_argument('--scale', type=int, default=4)
-    p.add_argument('--metrics', nargs='+', default=None,
-                   help="pyiqa names and/or 'niqe_mmagic'; '@Y' / '@gray' scores that luma "
-                        '(default: niqe niqe_mmagic@Y [+ psnr ssim with --gt])')
+    p.add_argument(
+        '--metrics',
+        nargs='+',
+        default=None,
+        help="pyiqa names and/or 'niqe_mmagic'; '@Y' / '@gray' scores that luma "
+        '(default: niqe niqe_mmagic@Y [+ psnr ssim with --gt])',
+    )
     p.add_argument('--crop-border', type=int, default=0, help='pixels ignored on each side by the metrics')
-    p.add_argument('--weight-file', action='append', default=[], metavar='FILE=PATH',
-                   help='local file for a pretrained file a metric asks for (e.g. LPIPS_v0.1_alex-df73285e.pth)')
+    p.add_argument(
+        '--weight-file',
+        action='append',
+        default=[],
+        metavar='FILE=PATH',
+        help='local file for a pretrained file a metric asks for (e.g. LPIPS_v0.1_alex-df73285e.pth)',
+    )
     p.add_argument('--random-init', action='store_true', help='allow models without checkpoint (random weights)')
-    p.add_argument('--unsafe-load', action='store_true',
-                   help='allow pickled objects in the checkpoints (full MMEngine training checkpoints); '
-                        'only for files you trust')
-    p.add_argument('--cfg-options', nargs='+', default=[], metavar='NAME:KEY=VALUE',
-                   help='override a model config key, e.g. rrdb:model.generator.num_blocks=2')
-    p.add_argument('--iter-opts', nargs='+', default=[], metavar='KEY=VALUE',
-                   help='overrides for model.restore (alpha, steps, seed, tile, ...)')
-    p.add_argument('--max-input-size', type=int, default=0,
-                   help='centre-crop inputs to at most this many LQ pixels per side (0 = whole image)')
+    p.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='allow pickled objects in the checkpoints (full MMEngine training checkpoints); only for files you trust',
+    )
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='NAME:KEY=VALUE',
+        help='override a model config key, e.g. rrdb:model.generator.num_blocks=2',
+    )
+    p.add_argument(
+        '--iter-opts',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='overrides for model.restore (alpha, steps, seed, tile, ...)',
+    )
+    p.add_argument(
+        '--max-input-size',
+        type=int,
+        default=0,
+        help='centre-crop inputs to at most this many LQ pixels per side (0 = whole image)',
+    )
     p.add_argument('--crop-images', nargs='*', default=None, help='images for side-by-side crops (default: first 2)')
     p.add_argument('--crop-size', type=int, default=128, help='side of the crops in output pixels')
-    p.add_argument('--crop-box', action='append', default=[], metavar='IMAGE:X,Y',
-                   help='top-left corner (output pixels) of the crop of IMAGE (default: centre)')
+    p.add_argument(
+        '--crop-box',
+        action='append',
+        default=[],
+        metavar='IMAGE:X,Y',
+        help='top-left corner (output pixels) of the crop of IMAGE (default: centre)',
+    )
     p.add_argument('--save-images', action='store_true')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--overwrite', action='store_true', help='replace earlier results in --out')
@@ -118,21 +150,44 @@ def run(args: argparse.Namespace) -> int:
 
     from iter_mm.apis.mmagic_models import build_sr_function
     from iter_mm.evaluation.sr_compare import SRComparison, build_metrics
+
     try:
-        comparison = SRComparison(args.input, args.out, args.scale, args.gt, args.overwrite, args.max_input_size,
-                                  args.crop_images, args.crop_size, args.crop_boxes, args.save_images)
+        comparison = SRComparison(
+            args.input,
+            args.out,
+            args.scale,
+            args.gt,
+            args.overwrite,
+            args.max_input_size,
+            args.crop_images,
+            args.crop_size,
+            args.crop_boxes,
+            args.save_images,
+        )
     except OutputExistsError as err:
         raise SystemExit(f'error: {err}; pass --overwrite or choose another --out') from None
     metrics = build_metrics(args.metrics, args.crop_border, args.weight_files, bool(args.gt))
     models = {}
     for spec in args.model:
         if spec.checkpoint is None and not args.random_init and spec.config != 'bicubic':
-            raise SystemExit(f"error: model '{spec.name}' has no checkpoint: give NAME=CONFIG:CHECKPOINT, or "
-                             '--random-init to run it with random weights (a demo, not a result)')
-        models[spec.name] = build_sr_function(spec.name, spec.config, spec.checkpoint, args.scale, args.device,
-                                              args.random_init, args.iter_opts, spec.cfg_options, args.unsafe_load)
-    bar = tqdm(total=len(comparison.files) * len(models), desc='compare_sr', unit='img', file=sys.stderr,
-               disable=None)  # a bar on terminals only
+            raise SystemExit(
+                f"error: model '{spec.name}' has no checkpoint: give NAME=CONFIG:CHECKPOINT, or "
+                '--random-init to run it with random weights (a demo, not a result)'
+            )
+        models[spec.name] = build_sr_function(
+            spec.name,
+            spec.config,
+            spec.checkpoint,
+            args.scale,
+            args.device,
+            args.random_init,
+            args.iter_opts,
+            spec.cfg_options,
+            args.unsafe_load,
+        )
+    bar = tqdm(
+        total=len(comparison.files) * len(models), desc='compare_sr', unit='img', file=sys.stderr, disable=None
+    )  # a bar on terminals only
     note = '; models without checkpoint have RANDOM weights' if args.random_init else ''
     summary = comparison.run(models, metrics, args.device, note, progress=lambda: bar.update(1))
     bar.close()
@@ -141,15 +196,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 #: this tool's option for each library argument a refusal may name
-FLAGS = dict(gt='--gt', metrics='--metrics', allow_pickle='--unsafe-load', random_weights='--random-init',
-             checkpoint='--model NAME=CONFIG:CKPT', cfg_options='--cfg-options')
+FLAGS = dict(
+    gt='--gt',
+    metrics='--metrics',
+    allow_pickle='--unsafe-load',
+    random_weights='--random-init',
+    checkpoint='--model NAME=CONFIG:CKPT',
+    cfg_options='--cfg-options',
+)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    from iter_mm.errors import ITERError, cli_message
+    from iter_mm.errors import cli_message
     from iter_mm.evaluation.metrics.pyiqa_metric import MissingWeightsError
     from iter_mm.utils.quiet import quiet_tool
+
     with quiet_tool(args.verbose):  # results and real problems only, as 'error: ...' (exit status 1)
         try:
             return run(args)

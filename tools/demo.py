@@ -18,6 +18,7 @@ scikit-image, then held-out photos super-resolved next to bicubic.
 Everything lands in ``--work-dir`` (default ``work_dirs/demo``); the table is printed and written to
 ``demo_summary.md`` there.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -41,8 +42,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--config', default=CONFIG, help='ITER config of the demo (names its stage-I config)')
     p.add_argument('--real', help='folder of real low-quality photos to super-resolve (NIQE)')
     p.add_argument('--amp', action='store_true', help='train under mixed precision (bf16 on CPU)')
-    p.add_argument('--stage1-checkpoint', help='stage-I checkpoint of the demo\'s Swin-VQGAN (ours or in the authors\' '
-                   'format): stage I is not trained')
+    p.add_argument(
+        '--stage1-checkpoint',
+        help="stage-I checkpoint of the demo's Swin-VQGAN (ours or in the authors' format): stage I is not trained",
+    )
     p.add_argument('--cfg-options', nargs='+', default=[], help='overrides of the ITER config')
     p.add_argument('--stage1-cfg-options', nargs='+', default=[], help='overrides of the stage-I config')
     return p.parse_args()
@@ -55,6 +58,7 @@ def run(args: List[str]) -> None:
 
 def heldout_pairs(work: str) -> str:
     from iter_mm.datasets.skimage_photos import SKIMAGE_HELDOUT, skimage_data_dir
+
     hq = osp.join(work, 'heldout_hq')
     os.makedirs(hq, exist_ok=True)
     for name in SKIMAGE_HELDOUT:
@@ -63,8 +67,21 @@ def heldout_pairs(work: str) -> str:
             img = cv2.imread(osp.join(skimage_data_dir(), name), cv2.IMREAD_COLOR)
             cv2.imwrite(target, img)
     pairs = osp.join(work, 'heldout_x4')
-    run(['tools/generate_lq.py', hq, pairs, '--degradation', 'realesrgan', '--scale', '4', '--seed', '0',
-         '--workers', '1'])
+    run(
+        [
+            'tools/generate_lq.py',
+            hq,
+            pairs,
+            '--degradation',
+            'realesrgan',
+            '--scale',
+            '4',
+            '--seed',
+            '0',
+            '--workers',
+            '1',
+        ]
+    )
     return pairs
 
 
@@ -85,16 +102,45 @@ def main() -> None:
     compare = osp.join(work, 'compare')
     models = ['--model', 'bicubic=bicubic', '--model', f'iter={args.config}:{ckpt}']
     iter_opts = [o for o in args.cfg_options if o.startswith('model.test_cfg.')]
-    iter_opts = ['--iter-opts', *[o[len('model.test_cfg.'):] for o in iter_opts]] if iter_opts else []
-    run(['tools/compare_sr.py', '--input', osp.join(pairs, 'lq'), '--gt', osp.join(pairs, 'gt'), '--out', compare,
-         *models, *iter_opts, '--metrics', *FR_METRICS, '--crop-border', '4', '--save-images', '--overwrite'])
+    iter_opts = ['--iter-opts', *[o[len('model.test_cfg.') :] for o in iter_opts]] if iter_opts else []
+    run(
+        [
+            'tools/compare_sr.py',
+            '--input',
+            osp.join(pairs, 'lq'),
+            '--gt',
+            osp.join(pairs, 'gt'),
+            '--out',
+            compare,
+            *models,
+            *iter_opts,
+            '--metrics',
+            *FR_METRICS,
+            '--crop-border',
+            '4',
+            '--save-images',
+            '--overwrite',
+        ]
+    )
     means = mean_rows(osp.join(compare, 'results.csv'))
     for model in means:
         means[model]['colour_error'] = colour_error(osp.join(compare, 'images', model), osp.join(pairs, 'gt'))
     if args.real:
         real = osp.join(work, 'compare_real')
-        run(['tools/compare_sr.py', '--input', args.real, '--out', real, *models, *iter_opts,
-             '--metrics', 'niqe_mmagic@Y', '--overwrite'])
+        run(
+            [
+                'tools/compare_sr.py',
+                '--input',
+                args.real,
+                '--out',
+                real,
+                *models,
+                *iter_opts,
+                '--metrics',
+                'niqe_mmagic@Y',
+                '--overwrite',
+            ]
+        )
         for model, cols in mean_rows(osp.join(real, 'results.csv')).items():
             means.setdefault(model, {})['real NIQE'] = cols.get('niqe_mmagic@Y', float('nan'))
     write_summary(work, means, ckpt, compare)

@@ -8,6 +8,7 @@ the held-out HQ photos. ``--iter CONFIG CKPT``: ITER and bicubic on the config's
 colour bias, NIQE) and token diagnostics. Prints the means as JSON; ``--out`` also writes the per-image rows.
 The measures and their definitions: ``iter_mm.evaluation.demo_metrics``.
 """
+
 import argparse
 import ast
 import json
@@ -20,25 +21,32 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--stage1', nargs=2, metavar=('CONFIG', 'CKPT'), help='stage-I config and checkpoint')
     parser.add_argument('--iter', nargs=2, metavar=('CONFIG', 'CKPT'), help='ITER config and checkpoint')
-    parser.add_argument('--sampling', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='sampling options over the ITER test_cfg, e.g. token_temperature=0 alpha=0.5')
+    parser.add_argument(
+        '--sampling',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='sampling options over the ITER test_cfg, e.g. token_temperature=0 alpha=0.5',
+    )
     parser.add_argument('--out', help='write the results as JSON here')
     parser.add_argument('--threads', type=int, default=1)
     args = parser.parse_args(argv)
     if not args.stage1 and not args.iter:
         parser.error('give --stage1 and/or --iter')
     from iter_mm.evaluation.demo_metrics import eval_sr, eval_stage1, sampling_defaults
+
     torch.set_num_threads(args.threads)
     results = {}
     if args.stage1:
         results['stage1'] = eval_stage1(*args.stage1)
     if args.iter:
-        overrides = {k: ast.literal_eval(v) if v[:1].isdigit() or v[:1] in '-.' else v
-                     for k, v in (kv.split('=', 1) for kv in args.sampling)}
+        overrides = {
+            k: ast.literal_eval(v) if v[:1].isdigit() or v[:1] in '-.' else v
+            for k, v in (kv.split('=', 1) for kv in args.sampling)
+        }
         results['sr'] = eval_sr(*args.iter, overrides=overrides)
         results['sr']['sampling'] = {**sampling_defaults(args.iter[0]), **overrides}
-    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != 'per_image'} for k, v in results.items()},
-                     indent=1))
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != 'per_image'} for k, v in results.items()}, indent=1))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=1)

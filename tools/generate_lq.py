@@ -10,6 +10,7 @@ The degradation is the `<degradation>_degradations` list of configs/_base_/datas
 (seed, file name), so the output does not depend on --workers. Existing files are left untouched
 unless --overwrite (``iter_mm.datasets.lq_pairs``).
 """
+
 import argparse
 import os
 import os.path as osp
@@ -27,11 +28,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--degradation', choices=['realesrgan', 'bsrgan'], default='realesrgan')
     parser.add_argument('--scale', type=int, default=4, choices=[2, 4])
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 1) - 1),
-                        help='worker processes (0 or 1: run in this process)')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=max(1, (os.cpu_count() or 1) - 1),
+        help='worker processes (0 or 1: run in this process)',
+    )
     parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
-    parser.add_argument('--config', help='dataset config holding `<degradation>_degradations` '
-                        '(default: configs/_base_/datasets/<degradation>_x<scale>.py)')
+    parser.add_argument(
+        '--config',
+        help='dataset config holding `<degradation>_degradations` '
+        '(default: configs/_base_/datasets/<degradation>_x<scale>.py)',
+    )
     return parser.parse_args(argv)
 
 
@@ -41,6 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from iter_mm.datasets.lq_pairs import generate_pairs
     from iter_mm.errors import ITERError
+
     bars = []
 
     def progress(total: int):
@@ -48,16 +57,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         return lambda: bars[0].update(1)
 
     try:
-        report = generate_pairs(args.hq_dir, args.out_dir, args.degradation, args.scale, args.seed, args.workers,
-                                args.overwrite, args.config, progress)
+        report = generate_pairs(
+            args.hq_dir,
+            args.out_dir,
+            args.degradation,
+            args.scale,
+            args.seed,
+            args.workers,
+            args.overwrite,
+            args.config,
+            progress,
+        )
     except ITERError as e:
         print(f'generate_lq.py: error: {e}', file=sys.stderr)
         return 2
     finally:
         for bar in bars:
             bar.close()
-    print(f'{report.done} pair(s) written to {args.out_dir} in {report.seconds:.1f} s '
-          f'({args.workers} worker(s), seed {args.seed})')
+    print(
+        f'{report.done} pair(s) written to {args.out_dir} in {report.seconds:.1f} s '
+        f'({args.workers} worker(s), seed {args.seed})'
+    )
     if report.skipped:
         print(f'{report.skipped} pair(s) already existed and were left untouched (use --overwrite to replace)')
     for name, state in sorted(report.errors.items()):

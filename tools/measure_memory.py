@@ -12,6 +12,7 @@ call raised the peak, which tells where the peak is. Prints one JSON line per si
 peak RSS, peak minus the RSS after the build, and that difference per LQ pixel (the figure used by
 ``iter_mm.utils.tiling.memory_max_pixels``). No MMagic / MMEngine needed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,12 +37,26 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.one:
         from iter_mm.evaluation.inference_benchmark import measure_restore_memory
+
         print(json.dumps(measure_restore_memory(args.sizes[0], args.scale, args.steps, args.dtype, args.threads)))
         return 0
     rows = []
     for size in args.sizes:
-        cmd = [sys.executable, os.path.abspath(__file__), '--one', '--sizes', str(size), '--scale', str(args.scale),
-               '--steps', str(args.steps), '--dtype', args.dtype, '--threads', str(args.threads)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            '--one',
+            '--sizes',
+            str(size),
+            '--scale',
+            str(args.scale),
+            '--steps',
+            str(args.steps),
+            '--dtype',
+            args.dtype,
+            '--threads',
+            str(args.threads),
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             print(res.stderr, file=sys.stderr)
@@ -55,9 +70,11 @@ def main(argv=None) -> int:
     print('| LQ size | steps | dtype | peak RSS | after build | call | per LQ pixel |')
     print('|---|---|---|---|---|---|---|')
     for r in rows:
-        print(f"| {r['size']}x{r['size']} | {r['steps']} | {r['dtype']} | {r['peak_rss_mb'] / 1024:.2f} GiB | "
-              f"{r['rss_after_build_mb'] / 1024:.2f} GiB | {r['call_mb'] / 1024:.2f} GiB | "
-              f"{r['call_kb_per_lq_pixel']:.0f} KiB |")
+        print(
+            f'| {r["size"]}x{r["size"]} | {r["steps"]} | {r["dtype"]} | {r["peak_rss_mb"] / 1024:.2f} GiB | '
+            f'{r["rss_after_build_mb"] / 1024:.2f} GiB | {r["call_mb"] / 1024:.2f} GiB | '
+            f'{r["call_kb_per_lq_pixel"]:.0f} KiB |'
+        )
     return 0
 
 

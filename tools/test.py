@@ -8,6 +8,7 @@ Prints the metrics of the config's test evaluator (PSNR/SSIM/NIQE/...) and write
 For ITER's models the training-only parts of the model config (losses, discriminator, stage-I file) are
 dropped, so testing needs no LPIPS/VGG or stage-I weights.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -28,13 +29,13 @@ FLAGS = dict(cfg_options='--cfg-options', launcher='--launcher', work_dir='--wor
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test an MMagic / iter-mm model')
-    parser.add_argument('config', help='config file, or mmagic::<path> for a config of MMagic\'s zoo')
+    parser.add_argument('config', help="config file, or mmagic::<path> for a config of MMagic's zoo")
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='directory for logs and metric files')
     parser.add_argument('--out', help='dump the metrics to this JSON file')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. model.test_cfg.alpha=0.5')
+        '--cfg-options', nargs='+', action=DictAction, help='override config entries, e.g. model.test_cfg.alpha=0.5'
+    )
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -49,7 +50,7 @@ def main() -> None:
     cfg = load_config(args.config, args.cfg_options)
     if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
         raise SystemExit(f'{args.config} defines no test_dataloader / test_evaluator to test on')
-    check_data_folders(cfg, ('test_dataloader', ))
+    check_data_folders(cfg, ('test_dataloader',))
     configure_launch(cfg, args.launcher, testing=True)  # gloo + CPU processes when there is no GPU
     ignored = training_only_keys(cfg.model)  # the checkpoint may hold them (discriminator), the test model not
     cfg.model = inference_model_cfg(cfg.model)
@@ -74,6 +75,7 @@ def main() -> None:
     metrics = runner.test() or kept.metrics.get('test', {})  # MMagic's MultiTestLoop returns nothing
     if args.out and runner.rank == 0:  # every rank holds the collected metrics; one writes them
         from mmengine.fileio import dump
+
         dump(metrics, args.out)
         print(f'metrics written to {args.out}')
 

@@ -10,39 +10,65 @@ Options follow MMagic's own tools/train.py: --work-dir, --resume [CKPT], --amp, 
 checkpoint of the config's stage1_config) and --init-from (docs/finetuning.md). Without a GPU, distributed runs use
 CPU processes and gloo, and --amp trains under bf16 autocast.
 """
+
 import argparse
 import os
 
 from mmengine.config import DictAction
 
 from iter_mm.engine.launch import check_data_folders, prepare_training, refuse_overwriting_checkpoints
-from iter_mm.engine.stages import resolve_stage1_checkpoint, set_initialisation
 from iter_mm.engine.runner import ITERRunner
+from iter_mm.engine.stages import resolve_stage1_checkpoint, set_initialisation
 from iter_mm.errors import ITERError, cli_message
 from iter_mm.utils.config import load_config
 
 #: this tool's option for each library argument a refusal may name
-FLAGS = {'resume': '--resume', 'work_dir': '--work-dir', 'cfg_options': '--cfg-options', 'amp': '--amp',
-         'auto_scale_lr': '--auto-scale-lr', 'launcher': '--launcher', 'stage1_checkpoint': '--stage1-checkpoint',
-         'model.stage1_checkpoint': '--stage1-checkpoint', 'init_from': '--init-from', 'model.init_from': '--init-from'}
+FLAGS = {
+    'resume': '--resume',
+    'work_dir': '--work-dir',
+    'cfg_options': '--cfg-options',
+    'amp': '--amp',
+    'auto_scale_lr': '--auto-scale-lr',
+    'launcher': '--launcher',
+    'stage1_checkpoint': '--stage1-checkpoint',
+    'model.stage1_checkpoint': '--stage1-checkpoint',
+    'init_from': '--init-from',
+    'model.init_from': '--init-from',
+}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train an MMagic / iter-mm model')
-    parser.add_argument('config', help='config file, or mmagic::<path> for a config of MMagic\'s zoo')
+    parser.add_argument('config', help="config file, or mmagic::<path> for a config of MMagic's zoo")
     parser.add_argument('--work-dir', help='directory for logs and checkpoints')
     parser.add_argument(
-        '--resume', nargs='?', const='auto', default=None, metavar='CKPT',
-        help='resume from CKPT, or (no value) from the latest checkpoint in the work dir')
-    parser.add_argument('--stage1-checkpoint', metavar='CKPT', help='ITER: the frozen stage-I checkpoint (ours or the '
-                        'authors\' ITER_swinvqgan.pth); default: the final checkpoint of the config\'s stage1_config')
-    parser.add_argument('--init-from', metavar='CKPT', help='ITER: checkpoint (ITER_x2.pth, ITER_x4.pth, ours) whose '
-                        'tensors of matching name and shape initialise E_l, phi_e and phi_r')
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        metavar='CKPT',
+        help='resume from CKPT, or (no value) from the latest checkpoint in the work dir',
+    )
+    parser.add_argument(
+        '--stage1-checkpoint',
+        metavar='CKPT',
+        help='ITER: the frozen stage-I checkpoint (ours or the '
+        "authors' ITER_swinvqgan.pth); default: the final checkpoint of the config's stage1_config",
+    )
+    parser.add_argument(
+        '--init-from',
+        metavar='CKPT',
+        help='ITER: checkpoint (ITER_x2.pth, ITER_x4.pth, ours) whose '
+        'tensors of matching name and shape initialise E_l, phi_e and phi_r',
+    )
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision training')
     parser.add_argument('--auto-scale-lr', action='store_true', help='scale the LR by the actual batch size')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. train_cfg.max_iters=1000 model.stage1_checkpoint=path.pth')
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. train_cfg.max_iters=1000 model.stage1_checkpoint=path.pth',
+    )
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -53,8 +79,15 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
-    prepare_training(cfg, args.config, launcher=args.launcher, work_dir=args.work_dir, amp=args.amp,
-                     auto_scale_lr=args.auto_scale_lr, resume=args.resume)
+    prepare_training(
+        cfg,
+        args.config,
+        launcher=args.launcher,
+        work_dir=args.work_dir,
+        amp=args.amp,
+        auto_scale_lr=args.auto_scale_lr,
+        resume=args.resume,
+    )
     set_initialisation(cfg, args.stage1_checkpoint, args.init_from)
     check_data_folders(cfg)  # a wrong folder stops here, not after the Runner's config dump
     refuse_overwriting_checkpoints(cfg)  # a fresh run never mixes its checkpoints with an earlier run's

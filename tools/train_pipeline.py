@@ -15,6 +15,7 @@ instead of reusing the old result. The final ITER weights are also written weigh
 ``<ITER work dir>/weights.pth`` (tools/infer.py, compare_sr, the Inferencer); the summary is printed and written to
 ``<ITER work dir>/pipeline_summary.json``.
 """
+
 import argparse
 import os
 
@@ -25,18 +26,31 @@ from iter_mm.engine.pipeline import format_summary, run_pipeline
 from iter_mm.errors import ITERError, cli_message
 
 #: this tool's option for each library argument a refusal may name
-FLAGS = dict(cfg_options='--cfg-options / --stage1-cfg-options', work_dir='--work-dir', amp='--amp',
-             launcher='--launcher', stage1_checkpoint='--stage1-checkpoint', init_from='--init-from')
+FLAGS = dict(
+    cfg_options='--cfg-options / --stage1-cfg-options',
+    work_dir='--work-dir',
+    amp='--amp',
+    launcher='--launcher',
+    stage1_checkpoint='--stage1-checkpoint',
+    init_from='--init-from',
+)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train ITER stage I, then stages II+III, then test')
     parser.add_argument('config', help='ITER config (names its stage-I config as `stage1_config`)')
     parser.add_argument('--work-dir', help='root folder: stage I in WORK_DIR/<stage-I name>, ITER in WORK_DIR/<name>')
-    parser.add_argument('--stage1-checkpoint', metavar='CKPT',
-                        help='stage-I checkpoint (ours, or the authors\' ITER_swinvqgan.pth): stage I is not trained')
-    parser.add_argument('--init-from', metavar='CKPT', help='ITER checkpoint (ITER_x2.pth, ITER_x4.pth, ours) whose '
-                        'tensors of matching name and shape initialise stages II+III (docs/finetuning.md)')
+    parser.add_argument(
+        '--stage1-checkpoint',
+        metavar='CKPT',
+        help="stage-I checkpoint (ours, or the authors' ITER_swinvqgan.pth): stage I is not trained",
+    )
+    parser.add_argument(
+        '--init-from',
+        metavar='CKPT',
+        help='ITER checkpoint (ITER_x2.pth, ITER_x4.pth, ours) whose '
+        'tensors of matching name and shape initialise stages II+III (docs/finetuning.md)',
+    )
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA fp16, CPU bf16) in both stages')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='overrides of the ITER config')
     parser.add_argument('--stage1-cfg-options', nargs='+', action=DictAction, help='overrides of the stage-I config')
@@ -50,9 +64,17 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    summary = run_pipeline(args.config, args.work_dir, cfg_options=args.cfg_options,
-                           stage1_cfg_options=args.stage1_cfg_options, stage1_checkpoint=args.stage1_checkpoint,
-                           init_from=args.init_from, amp=args.amp, launcher=args.launcher, skip_test=args.skip_test)
+    summary = run_pipeline(
+        args.config,
+        args.work_dir,
+        cfg_options=args.cfg_options,
+        stage1_cfg_options=args.stage1_cfg_options,
+        stage1_checkpoint=args.stage1_checkpoint,
+        init_from=args.init_from,
+        amp=args.amp,
+        launcher=args.launcher,
+        skip_test=args.skip_test,
+    )
     if get_rank() == 0:
         print(format_summary(summary))
 

@@ -12,6 +12,7 @@ are the page's defaults (alpha, steps, seed, colour correction, tile) or fixed f
 given: the config's model.test_cfg. The result file is written as tools/infer.py writes it (--ext, --quality,
 --alpha-upscale, --frames, --to-srgb). Uploads above --max-input-pixels are refused. Ctrl+C stops the server.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ if __package__ in (None, ''):  # run as a script from anywhere
 
 if '--verbose' in sys.argv[1:]:  # before iter_mm (and MMEngine) import
     import os
+
     os.environ['ITER_MM_VERBOSE'] = '1'
 from iter_mm.apis.web_restore import MAX_INPUT_PIXELS  # noqa: E402
 from iter_mm.models.options import RestoreOptions, add_restore_arguments, given_options  # noqa: E402
@@ -35,25 +37,49 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='ITER web demo (Gradio)')
     p.add_argument('config', help='model config (e.g. configs/iter/iter_x4_realsr.py)')
     p.add_argument('checkpoint', help='iter-mm or official ITER checkpoint')
-    p.add_argument('--host', default='127.0.0.1',
-                   help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)')
+    p.add_argument(
+        '--host',
+        default='127.0.0.1',
+        help='address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)',
+    )
     p.add_argument('--port', type=int, default=7860, help='port (default 7860)')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                   help='cpu or cuda (default: cuda when available)')
+    p.add_argument(
+        '--device',
+        default='cuda' if torch.cuda.is_available() else 'cpu',
+        help='cpu or cuda (default: cuda when available)',
+    )
     p.add_argument('--vqgan', help='official ITER_swinvqgan.pth, for official ITER checkpoints without vqgan.*')
-    p.add_argument('--unsafe-load', action='store_true',
-                   help='allow pickled objects in the checkpoint (full MMEngine training checkpoints); '
-                        'only for files you trust')
-    p.add_argument('--ext', choices=('png', 'jpg', 'webp', 'same'), default='same',
-                   help="result file format ('same': the upload's; default)")
+    p.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='allow pickled objects in the checkpoint (full MMEngine training checkpoints); only for files you trust',
+    )
+    p.add_argument(
+        '--ext',
+        choices=('png', 'jpg', 'webp', 'same'),
+        default='same',
+        help="result file format ('same': the upload's; default)",
+    )
     p.add_argument('--quality', type=int, help='JPEG/WebP quality 1-100 (default 95; WebP 100 = lossless)')
-    p.add_argument('--alpha-upscale', choices=('bicubic', 'iter'), default='bicubic',
-                   help='how the alpha channel is upscaled (default bicubic)')
-    p.add_argument('--frames', choices=('first', 'all'), default='first',
-                   help='animated / multi-page uploads: the first frame (default) or every frame')
+    p.add_argument(
+        '--alpha-upscale',
+        choices=('bicubic', 'iter'),
+        default='bicubic',
+        help='how the alpha channel is upscaled (default bicubic)',
+    )
+    p.add_argument(
+        '--frames',
+        choices=('first', 'all'),
+        default='first',
+        help='animated / multi-page uploads: the first frame (default) or every frame',
+    )
     p.add_argument('--to-srgb', action='store_true', help='convert pixels from an embedded ICC profile to sRGB')
-    p.add_argument('--max-input-pixels', type=int, default=MAX_INPUT_PIXELS,
-                   help=f'larger uploads are refused (default {MAX_INPUT_PIXELS}, 1024x1024)')
+    p.add_argument(
+        '--max-input-pixels',
+        type=int,
+        default=MAX_INPUT_PIXELS,
+        help=f'larger uploads are refused (default {MAX_INPUT_PIXELS}, 1024x1024)',
+    )
     p.add_argument('--verbose', action='store_true', help='also show library notes and warnings')
     add_restore_arguments(p)
     args = p.parse_args(argv)
@@ -82,18 +108,19 @@ def run(args: argparse.Namespace) -> int:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: CUDA is not available; use --device cpu')
     try:
-        model = init_model(args.config, args.checkpoint, device=device, vqgan=args.vqgan,
-                           allow_pickle=args.unsafe_load)
+        model = init_model(args.config, args.checkpoint, device=device, vqgan=args.vqgan, allow_pickle=args.unsafe_load)
         if not callable(getattr(model, 'restore', None)):
             raise SystemExit(f'{args.config}: model {type(model).__name__} has no restore(); use an ITER config')
-        settings = WebSettings(args.ext, args.quality, args.alpha_upscale, args.frames, args.to_srgb,
-                               args.max_input_pixels)
+        settings = WebSettings(
+            args.ext, args.quality, args.alpha_upscale, args.frames, args.to_srgb, args.max_input_pixels
+        )
         server = serve(build_demo(model, given_options(args), settings), args.host, args.port)
     except (FileNotFoundError, RuntimeError, ValueError) as err:  # ITERError: missing file, checkpoint, port
         raise SystemExit(f'error: {err}') from err
     if args.host not in ('127.0.0.1', 'localhost', '::1'):
-        print(f'warning: listening on {args.host}: whoever reaches port {args.port} can use this model',
-              file=sys.stderr)
+        print(
+            f'warning: listening on {args.host}: whoever reaches port {args.port} can use this model', file=sys.stderr
+        )
     print(f'ITER web demo on {server.url} (Ctrl+C stops it)', flush=True)
     server.wait()
     return 0
@@ -102,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     from iter_mm.utils.quiet import quiet_tool, refusals_as_errors
+
     with quiet_tool(args.verbose), refusals_as_errors():  # results and real problems only, as 'error: ...'
         return run(args)
 

@@ -9,11 +9,8 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     # Keep the last checkpoints (plus the best one) so that `--resume` after a crash or a kill loses little.
     checkpoint=dict(
-        type='CheckpointHook',
-        interval=5000,
-        by_epoch=False,
-        max_keep_ckpts=5,
-        save_last=True),  # no out_dir: checkpoints go to the work dir, where --resume looks
+        type='CheckpointHook', interval=5000, by_epoch=False, max_keep_ckpts=5, save_last=True
+    ),  # no out_dir: checkpoints go to the work dir, where --resume looks
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 
@@ -36,5 +33,6 @@ visualizer = dict(
     vis_backends=vis_backends,
     fn_key='gt_path',
     img_keys=['gt_img', 'input', 'pred_img'],
-    bgr2rgb=True)
+    bgr2rgb=True,
+)
 custom_hooks = [dict(type='BasicVisualizationHook', interval=1)]

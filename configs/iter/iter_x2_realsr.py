@@ -15,10 +15,14 @@ model = dict(generator=dict(scale=scale, lq_encoder=dict(scale=scale)))
 
 # The Real-ESRGAN degradations read the sample's `scale`: only the SetValues step of each pipeline changes.
 _set_scale = dict(type='SetValues', dictionary=dict(scale=scale))
-train_pipeline = [_set_scale if step['type'] == 'SetValues' and 'scale' in step['dictionary'] else step
-                  for step in _base_.train_pipeline]
-val_pipeline = [_set_scale if step['type'] == 'SetValues' and 'scale' in step['dictionary'] else step
-                for step in _base_.val_pipeline]
+train_pipeline = [
+    _set_scale if step['type'] == 'SetValues' and 'scale' in step['dictionary'] else step
+    for step in _base_.train_pipeline
+]
+val_pipeline = [
+    _set_scale if step['type'] == 'SetValues' and 'scale' in step['dictionary'] else step
+    for step in _base_.val_pipeline
+]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 
@@ -26,10 +30,15 @@ val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 _realsr_x4 = _base_.realworld_test_sets['RealSR']
 _realworld_x2_sets = dict(
     _base_.realworld_test_sets,
-    RealSR=dict(_realsr_x4, datasets=[
-        dict(d, data_prefix=dict(img=f'RealSR/{camera}/Test/2'), filename_tmpl=dict(img='{}_LR2'))
-        for d, camera in zip(_realsr_x4['datasets'], ('Canon', 'Nikon'))]),
-    DRealSR=dict(_base_.realworld_test_sets['DRealSR'], data_prefix=dict(img='DRealSR/Test_x2/test_LR')))
+    RealSR=dict(
+        _realsr_x4,
+        datasets=[
+            dict(d, data_prefix=dict(img=f'RealSR/{camera}/Test/2'), filename_tmpl=dict(img='{}_LR2'))
+            for d, camera in zip(_realsr_x4['datasets'], ('Canon', 'Nikon'))
+        ],
+    ),
+    DRealSR=dict(_base_.realworld_test_sets['DRealSR'], data_prefix=dict(img='DRealSR/Test_x2/test_LR')),
+)
 test_dataloader = [
     dict(_loader, dataset=_realworld_x2_sets[name])
     for _loader, name in zip(_base_.test_dataloader, _base_.realworld_sets)

@@ -20,8 +20,19 @@ max_iters = 3000
 
 # Must equal the generator of configs/iter/swinvqgan_demo.py (tests/test_demo.py checks it).
 demo_vqgan = dict(
-    type='SwinVQGAN', nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, codebook_size=codebook_size, embed_dim=32,
-    swin_dim=32, swin_window=window, swin_depth=2, swin_num_rstb=1, swin_heads=4, norm_groups=1)
+    type='SwinVQGAN',
+    nf=32,
+    ch_mult=(1, 2, 2, 2),
+    num_res_blocks=1,
+    codebook_size=codebook_size,
+    embed_dim=32,
+    swin_dim=32,
+    swin_window=window,
+    swin_depth=2,
+    swin_num_rstb=1,
+    swin_heads=4,
+    norm_groups=1,
+)
 
 model = dict(
     type='ITERModel',
@@ -30,14 +41,37 @@ model = dict(
         scale=scale,
         vqgan=demo_vqgan,
         lq_encoder=dict(
-            type='LQEncoder', scale=scale, base_channels=16, feat_dim=32, codebook_size=codebook_size, swin_dim=32,
-            swin_num_rstb=1, swin_depth=2, swin_window=window, swin_heads=4, norm_groups=8),
+            type='LQEncoder',
+            scale=scale,
+            base_channels=16,
+            feat_dim=32,
+            codebook_size=codebook_size,
+            swin_dim=32,
+            swin_num_rstb=1,
+            swin_depth=2,
+            swin_window=window,
+            swin_heads=4,
+            norm_groups=8,
+        ),
         evaluator=dict(
-            type='TokenEvaluationNet', codebook_size=codebook_size, mid_dim=32, num_rstb=1, depth=2,
-            window_size=window, num_heads=4),
+            type='TokenEvaluationNet',
+            codebook_size=codebook_size,
+            mid_dim=32,
+            num_rstb=1,
+            depth=2,
+            window_size=window,
+            num_heads=4,
+        ),
         refiner=dict(
-            type='TokenRefinementNet', codebook_size=codebook_size, mid_dim=32, num_rstb=1, depth=2,
-            window_size=window, num_heads=4)),
+            type='TokenRefinementNet',
+            codebook_size=codebook_size,
+            mid_dim=32,
+            num_rstb=1,
+            depth=2,
+            window_size=window,
+            num_heads=4,
+        ),
+    ),
     stage1_checkpoint=None,  # None: the final checkpoint of stage1_config's run
     lq_ce_weight=1.0,
     eval_lq_loss=dict(type='ClassBalancedCELoss', beta=0.9999, loss_weight=1.0),
@@ -48,10 +82,12 @@ model = dict(
     el_gumbel_grad=True,
     # argmax tokens (token_temperature 0): at this budget phi_r's distributions are flat, and sampling them at
     # temperature 1 (the paper) draws near-random tokens (16.5 dB against 20.5 with argmax, README)
-    # + colour correction (Eq. 10): held-out colour error 15.7 -> 1.4, PSNR(Y) 21.5 -> 23.4 dB, NIQE equal (docs/demo.md)
+    # + colour correction (Eq. 10): held-out colour error 15.7 -> 1.4, PSNR(Y) 21.5 -> 23.4 dB, NIQE equal
+    # (docs/demo.md)
     test_cfg=dict(alpha=0.7, steps=8, schedule='linear', seed=0, token_temperature=0.0, color_correction=True),
     val_cfg=dict(alpha=0.5, steps=8, schedule='cosine', seed=0, token_temperature=0.0),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+    data_preprocessor=dict(type='DataPreprocessor', mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0]),
+)
 
 # the base's pipeline with the demo's crop (the LQ's channel order is recorded by the base's `rgb_lq`)
 train_pipeline = [
@@ -62,7 +98,8 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='train_colour', pipeline=train_pipeline))
+    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='train_colour', pipeline=train_pipeline),
+)
 heldout_dataset = dict(type='SkimagePhotoDataset', split='heldout', test_mode=True, pipeline=val_pipeline)
 val_dataloader = dict(_base_.val_dataloader, num_workers=0, dataset=dict(_delete_=True, **heldout_dataset))
 val_evaluator = dict(
@@ -71,7 +108,8 @@ val_evaluator = dict(
         dict(type='PSNR', crop_border=4, convert_to='Y'),
         dict(type='SSIM', crop_border=4, convert_to='Y'),
         dict(type='TolerantNIQE', input_order='CHW', convert_to='Y', crop_border=0),  # NaN, not a crash, if flat
-    ])
+    ],
+)
 # (the base has no test_dataloader to merge into, so this one is written without `_delete_`)
 test_dataloader = dict(_base_.val_dataloader, num_workers=0, dataset=heldout_dataset)
 test_evaluator = val_evaluator
@@ -83,8 +121,7 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, b
 # warm-up, then cosine decay to 5% (MMEngine's schedulers), as the demo stage I
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, end_factor=1.0, begin=0, end=100, by_epoch=False),
-    dict(type='CosineAnnealingLR', eta_min_ratio=0.05, begin=100, end=max_iters, T_max=max_iters - 100,
-         by_epoch=False),
+    dict(type='CosineAnnealingLR', eta_min_ratio=0.05, begin=100, end=max_iters, T_max=max_iters - 100, by_epoch=False),
 ]
 
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_iters // 3))

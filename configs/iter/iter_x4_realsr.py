@@ -11,7 +11,9 @@
 #   from their x2 model (every tensor whose name and shape match; docs/finetuning.md):
 #   --stage1-checkpoint ITER_swinvqgan.pth --init-from ITER_x2.pth
 _base_ = [
-    '../_base_/default_runtime.py', '../_base_/datasets/realesrgan_x4.py', '../_base_/datasets/realworld_lq_niqe.py'
+    '../_base_/default_runtime.py',
+    '../_base_/datasets/realesrgan_x4.py',
+    '../_base_/datasets/realworld_lq_niqe.py',
 ]
 
 experiment_name = 'iter_x4_realsr'
@@ -44,7 +46,8 @@ model = dict(
         vqgan=dict(type='SwinVQGAN'),  # released configuration (docs/faithfulness.md#swin-vqgan)
         lq_encoder=dict(type='LQEncoder', scale=scale),
         evaluator=dict(type='TokenEvaluationNet'),
-        refiner=dict(type='TokenRefinementNet')),
+        refiner=dict(type='TokenRefinementNet'),
+    ),
     stage1_checkpoint=None,  # None: derived from stage1_config (above)
     init_from=None,  # an ITER checkpoint (e.g. the authors' ITER_x2.pth) initialising E_l / phi_e / phi_r
     lq_ce_weight=1.0,  # E_l token CE (Eq. 2)
@@ -63,9 +66,12 @@ model = dict(
     # RestoreOptions.validation() (alpha 0.5, cosine: the authors' training-time validation). Write only changes.
     test_cfg=dict(),
     val_cfg=dict(),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+    data_preprocessor=dict(type='DataPreprocessor', mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0]),
+)
 
-_crop = dict(type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True, is_pad_zeros=True)  # small: padded
+_crop = dict(
+    type='Crop', keys=['gt'], crop_size=(gt_crop, gt_crop), random_crop=True, is_pad_zeros=True
+)  # small: padded
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
     dict(type='SetValues', dictionary=dict(scale=scale)),
@@ -80,20 +86,30 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=4,  # per GPU; 4 GPUs -> 16
     num_workers=4,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(data_root=data_root, pipeline=train_pipeline),
+)
 
 # validation: the first 10 DIV2K-valid images (as the authors), PSNR/SSIM on Y with crop 4, LPIPS (AlexNet)
 val_dataloader = dict(dataset=dict(data_root=val_data_root, indices=10))
 # (MMagic's preprocessor hands metrics pred_img and gt_img in BGR order, 0-255: channel_order='bgr')
-_lpips_metric = [dict(type='PyIQAMetric', metric_name='lpips', prefix='LPIPS', channel_order='bgr',
-                      weight_files={'LPIPS_v0.1_alex-df73285e.pth': lpips_alex_path}, backbone_path=alexnet_path)]
+_lpips_metric = [
+    dict(
+        type='PyIQAMetric',
+        metric_name='lpips',
+        prefix='LPIPS',
+        channel_order='bgr',
+        weight_files={'LPIPS_v0.1_alex-df73285e.pth': lpips_alex_path},
+        backbone_path=alexnet_path,
+    )
+]
 val_evaluator = dict(
     type='Evaluator',
     metrics=[
         dict(type='PSNR', crop_border=4, convert_to='Y'),
         dict(type='SSIM', crop_border=4, convert_to='Y'),
         *(_lpips_metric if use_lpips_metric else []),
-    ])
+    ],
+)
 
 # test: real-world LQ without GT, no-reference NIQE (MMagic's pristine model, Y channel, crop 0); pred_img reaches
 # metrics in BGR order (MMagic's DataPreprocessor.destruct), hence channel_order='bgr'
@@ -104,7 +120,9 @@ test_dataloader = [
         persistent_workers=False,
         drop_last=False,
         sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=_base_.realworld_test_sets[name]) for name in realworld_sets
+        dataset=_base_.realworld_test_sets[name],
+    )
+    for name in realworld_sets
 ]
 test_evaluator = [
     dict(type='Evaluator', metrics=[dict(_base_.realworld_niqe_metric, prefix=name, channel_order='bgr')])
@@ -114,9 +132,15 @@ test_evaluator = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=400_000, val_interval=5000)
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99), weight_decay=0,  # E_l + phi_e + phi_r
-                   fused=True),  # one fused kernel per step: the same update to fp32 rounding, ~2.7x faster
-    accumulative_counts=1)
+    optimizer=dict(
+        type='Adam',
+        lr=1e-4,
+        betas=(0.9, 0.99),
+        weight_decay=0,  # E_l + phi_e + phi_r
+        fused=True,
+    ),  # one fused kernel per step: the same update to fp32 rounding, ~2.7x faster
+    accumulative_counts=1,
+)
 param_scheduler = None  # constant LR (the authors' MultiStepLR has gamma 1)
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 

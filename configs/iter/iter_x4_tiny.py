@@ -21,8 +21,18 @@ window = 4
 
 # Must equal the generator of configs/iter/swinvqgan_tiny.py (tests/test_iter_model.py checks it).
 tiny_vqgan = dict(
-    type='SwinVQGAN', nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, codebook_size=codebook_size, embed_dim=16,
-    swin_dim=32, swin_window=window, swin_depth=2, swin_num_rstb=1, swin_heads=4)
+    type='SwinVQGAN',
+    nf=32,
+    ch_mult=(1, 2, 2, 2),
+    num_res_blocks=1,
+    codebook_size=codebook_size,
+    embed_dim=16,
+    swin_dim=32,
+    swin_window=window,
+    swin_depth=2,
+    swin_num_rstb=1,
+    swin_heads=4,
+)
 
 model = dict(
     type='ITERModel',
@@ -31,14 +41,36 @@ model = dict(
         scale=scale,
         vqgan=tiny_vqgan,
         lq_encoder=dict(
-            type='LQEncoder', scale=scale, base_channels=16, feat_dim=32, codebook_size=codebook_size, swin_dim=32,
-            swin_num_rstb=1, swin_depth=2, swin_window=window, swin_heads=4),
+            type='LQEncoder',
+            scale=scale,
+            base_channels=16,
+            feat_dim=32,
+            codebook_size=codebook_size,
+            swin_dim=32,
+            swin_num_rstb=1,
+            swin_depth=2,
+            swin_window=window,
+            swin_heads=4,
+        ),
         evaluator=dict(
-            type='TokenEvaluationNet', codebook_size=codebook_size, mid_dim=32, num_rstb=1, depth=2,
-            window_size=window, num_heads=4),
+            type='TokenEvaluationNet',
+            codebook_size=codebook_size,
+            mid_dim=32,
+            num_rstb=1,
+            depth=2,
+            window_size=window,
+            num_heads=4,
+        ),
         refiner=dict(
-            type='TokenRefinementNet', codebook_size=codebook_size, mid_dim=32, num_rstb=1, depth=2,
-            window_size=window, num_heads=4)),
+            type='TokenRefinementNet',
+            codebook_size=codebook_size,
+            mid_dim=32,
+            num_rstb=1,
+            depth=2,
+            window_size=window,
+            num_heads=4,
+        ),
+    ),
     stage1_checkpoint=None,  # None: the final checkpoint of stage1_config's run
     lq_ce_weight=1.0,
     eval_lq_loss=dict(type='ClassBalancedCELoss', beta=0.9999, loss_weight=1.0),
@@ -49,7 +81,8 @@ model = dict(
     el_gumbel_grad=True,
     test_cfg=dict(),  # RestoreOptions defaults (iter_mm/models/options.py); val_cfg: RestoreOptions.validation()
     val_cfg=dict(),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+    data_preprocessor=dict(type='DataPreprocessor', mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0]),
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', channel_order='rgb'),
@@ -66,17 +99,21 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(type='SkimagePhotoDataset', split='train', data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(type='SkimagePhotoDataset', split='train', data_root=data_root, pipeline=train_pipeline),
+)
 val_dataloader = dict(
-    _base_.val_dataloader, num_workers=0,
-    dataset=dict(_base_.val_dataloader.dataset, type='SkimagePhotoDataset', split='heldout', data_root=val_data_root))
+    _base_.val_dataloader,
+    num_workers=0,
+    dataset=dict(_base_.val_dataloader.dataset, type='SkimagePhotoDataset', split='heldout', data_root=val_data_root),
+)
 val_evaluator = dict(
     type='Evaluator',
     metrics=[
         dict(type='PSNR', crop_border=4, convert_to='Y'),
         dict(type='SSIM', crop_border=4, convert_to='Y'),
         dict(type='TolerantNIQE', input_order='CHW', convert_to='Y', crop_border=0),  # NaN, not a crash, if flat
-    ])
+    ],
+)
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 test_cfg = dict(type='MultiTestLoop')

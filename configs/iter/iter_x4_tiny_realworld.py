@@ -7,8 +7,16 @@ _base_ = ['./iter_x4_tiny.py']
 
 realworld_lq_root = 'data/realworld_lq'  # a folder you create; a missing one is named at build time
 # As configs/_base_/datasets/realworld_lq_niqe.py (metrics receive pred_img in BGR order from MMagic's preprocessor).
-niqe_metric = dict(type='PyIQAMetric', metric_name='niqe', niqe_impl='mmagic', convert_to='Y', channel_order='bgr',
-                   crop_border=0, metric_key='NIQE', prefix='RealWorldLQ')
+niqe_metric = dict(
+    type='PyIQAMetric',
+    metric_name='niqe',
+    niqe_impl='mmagic',
+    convert_to='Y',
+    channel_order='bgr',
+    crop_border=0,
+    metric_key='NIQE',
+    prefix='RealWorldLQ',
+)
 
 test_dataloader = dict(
     num_workers=0,
@@ -23,7 +31,9 @@ test_dataloader = dict(
         data_root=realworld_lq_root,
         data_prefix=dict(img=''),
         pipeline=[dict(type='LoadImageFromFile', key='img', channel_order='rgb'), dict(type='PackInputs')],
-        test_mode=True))
+        test_mode=True,
+    ),
+)
 test_evaluator = dict(type='Evaluator', metrics=[niqe_metric])
 # LQ-only samples have no gt_path: name visualisations after the input.
 visualizer = dict(fn_key='img_path', img_keys=['input', 'pred_img'])

@@ -19,8 +19,19 @@ max_iters = 800
 
 # Must equal the VQGAN of configs/iter/iter_x4_demo.py (tests/test_demo.py checks it).
 demo_vqgan = dict(
-    type='SwinVQGAN', nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, codebook_size=codebook_size, embed_dim=32,
-    swin_dim=32, swin_window=4, swin_depth=2, swin_num_rstb=1, swin_heads=4, norm_groups=1)
+    type='SwinVQGAN',
+    nf=32,
+    ch_mult=(1, 2, 2, 2),
+    num_res_blocks=1,
+    codebook_size=codebook_size,
+    embed_dim=32,
+    swin_dim=32,
+    swin_window=4,
+    swin_depth=2,
+    swin_num_rstb=1,
+    swin_heads=4,
+    norm_groups=1,
+)
 
 model = dict(
     type='SwinVQGANModel',
@@ -35,11 +46,19 @@ model = dict(
     # wins over the reconstruction gradient and the latents collapse onto a few codes: 0.25 keeps them spread.
     vq_loss_weight=0.25,
     codebook_maintenance=dict(
-        init='kmeans', init_iter=0, kmeans_iters=10, restart_interval=25, restart_min_count=1,
-        restart_until=0.8, restart_noise=0.01, seed=0),
+        init='kmeans',
+        init_iter=0,
+        kmeans_iters=10,
+        restart_interval=25,
+        restart_min_count=1,
+        restart_until=0.8,
+        restart_noise=0.01,
+        seed=0,
+    ),
     train_cfg=dict(),
     test_cfg=dict(),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+    data_preprocessor=dict(type='DataPreprocessor', mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0]),
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', color_type='color', channel_order='rgb'),
@@ -53,11 +72,14 @@ train_pipeline = [
 train_dataloader = dict(
     num_workers=0,
     batch_size=4,
-    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='train_colour', pipeline=train_pipeline))
+    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='train_colour', pipeline=train_pipeline),
+)
 val_dataloader = dict(
     num_workers=0,
-    dataset=dict(_delete_=True, type='SkimagePhotoDataset', split='heldout', test_mode=True,
-                 pipeline=_base_.val_pipeline))
+    dataset=dict(
+        _delete_=True, type='SkimagePhotoDataset', split='heldout', test_mode=True, pipeline=_base_.val_pipeline
+    ),
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(
     type='Evaluator',
@@ -65,20 +87,21 @@ val_evaluator = dict(
         dict(type='PSNR', crop_border=4, convert_to='Y'),
         dict(type='SSIM', crop_border=4, convert_to='Y'),
         dict(type='CodebookUsage', codebook_size=codebook_size),
-    ])
+    ],
+)
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters // 3)
 auto_scale_lr = dict(enable=False, base_batch_size=4)  # --auto-scale-lr: LRs set for one process x batch 4
 optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',
-    generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99), fused=True)))
+    generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.99), fused=True)),
+)
 # MMEngine's schedulers: linear warm-up over the first 100 iterations, then cosine decay to 5% (a short run ends
 # on settled weights instead of the oscillations of a constant 1e-3)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, end_factor=1.0, begin=0, end=100, by_epoch=False),
-    dict(type='CosineAnnealingLR', eta_min_ratio=0.05, begin=100, end=max_iters, T_max=max_iters - 100,
-         by_epoch=False),
+    dict(type='CosineAnnealingLR', eta_min_ratio=0.05, begin=100, end=max_iters, T_max=max_iters - 100, by_epoch=False),
 ]
 
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_iters // 3))

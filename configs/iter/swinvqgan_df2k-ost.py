@@ -18,8 +18,7 @@ model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel')  # separate D
 model = dict(
     type='SwinVQGANModel',
     generator=dict(type='SwinVQGAN'),  # released configuration (512 codes x 128, nf 128, Swin 256)
-    discriminator=dict(
-        type='UNetDiscriminatorWithSpectralNorm', in_channels=3, mid_channels=64, skip_connection=True),
+    discriminator=dict(type='UNetDiscriminatorWithSpectralNorm', in_channels=3, mid_channels=64, skip_connection=True),
     gan_loss=dict(type='GANLoss', gan_type='hinge', loss_weight=0.1),  # weight applies to G only
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
     ssim_loss=dict(type='SSIMLoss', loss_weight=1.0),
@@ -28,7 +27,8 @@ model = dict(
     is_use_ema=False,  # the authors keep no EMA; to enable, set True and add the hook below
     train_cfg=dict(),
     test_cfg=dict(official_padding=False),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+    data_preprocessor=dict(type='DataPreprocessor', mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0]),
+)
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=400_000, val_interval=5000)
 auto_scale_lr = dict(enable=False, base_batch_size=32)  # --auto-scale-lr: the paper's LRs are for 8 x 4 GPUs
@@ -36,7 +36,8 @@ auto_scale_lr = dict(enable=False, base_batch_size=32)  # --auto-scale-lr: the p
 optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',
     generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99), fused=True)),
-    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=4e-4, betas=(0.9, 0.99), fused=True)))
+    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=4e-4, betas=(0.9, 0.99), fused=True)),
+)
 param_scheduler = None  # constant LR (the authors' MultiStepLR has gamma 1)
 
 default_hooks = dict(logger=dict(interval=100), checkpoint=dict(interval=5000))

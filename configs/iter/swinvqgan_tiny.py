@@ -22,10 +22,19 @@ model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel')
 model = dict(
     type='SwinVQGANModel',
     generator=dict(
-        type='SwinVQGAN', nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, codebook_size=codebook_size,
-        embed_dim=16, swin_dim=32, swin_window=4, swin_depth=2, swin_num_rstb=1, swin_heads=4),
-    discriminator=dict(
-        type='UNetDiscriminatorWithSpectralNorm', in_channels=3, mid_channels=16, skip_connection=True),
+        type='SwinVQGAN',
+        nf=32,
+        ch_mult=(1, 2, 2, 2),
+        num_res_blocks=1,
+        codebook_size=codebook_size,
+        embed_dim=16,
+        swin_dim=32,
+        swin_window=4,
+        swin_depth=2,
+        swin_num_rstb=1,
+        swin_heads=4,
+    ),
+    discriminator=dict(type='UNetDiscriminatorWithSpectralNorm', in_channels=3, mid_channels=16, skip_connection=True),
     gan_loss=dict(type='GANLoss', gan_type='hinge', loss_weight=0.1),
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
     ssim_loss=dict(type='SSIMLoss', loss_weight=1.0),
@@ -33,12 +42,12 @@ model = dict(
     vq_loss_weight=1.0,
     train_cfg=dict(),
     test_cfg=dict(),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+    data_preprocessor=dict(type='DataPreprocessor', mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0]),
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', color_type='color', channel_order='rgb'),
-    dict(type='Crop', keys=['gt'], crop_size=(gt_crop_size, gt_crop_size), random_crop=True,
-         is_pad_zeros=True),
+    dict(type='Crop', keys=['gt'], crop_size=(gt_crop_size, gt_crop_size), random_crop=True, is_pad_zeros=True),
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
@@ -48,12 +57,16 @@ train_pipeline = [
 train_dataloader = dict(
     num_workers=0,
     batch_size=4,
-    dataset=dict(type='SkimagePhotoDataset', split='train', data_root=data_root, data_prefix=dict(gt=''),
-                 pipeline=train_pipeline))
+    dataset=dict(
+        type='SkimagePhotoDataset', split='train', data_root=data_root, data_prefix=dict(gt=''), pipeline=train_pipeline
+    ),
+)
 val_dataloader = dict(
     num_workers=0,
-    dataset=dict(type='SkimagePhotoDataset', split='heldout', data_root=data_root, data_prefix=dict(gt=''),
-                 indices=None))
+    dataset=dict(
+        type='SkimagePhotoDataset', split='heldout', data_root=data_root, data_prefix=dict(gt=''), indices=None
+    ),
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(
     type='Evaluator',
@@ -61,7 +74,8 @@ val_evaluator = dict(
         dict(type='PSNR', crop_border=4, convert_to='Y'),
         dict(type='SSIM', crop_border=4, convert_to='Y'),
         dict(type='CodebookUsage', codebook_size=codebook_size),
-    ])
+    ],
+)
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
@@ -70,7 +84,8 @@ auto_scale_lr = dict(enable=False, base_batch_size=4)  # --auto-scale-lr: LRs se
 optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',
     generator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=5e-4, betas=(0.9, 0.99), fused=True)),
-    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99), fused=True)))
+    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.99), fused=True)),
+)
 param_scheduler = None
 
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=300))

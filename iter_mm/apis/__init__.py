@@ -7,6 +7,7 @@ nothing of MMagic is changed::
     from iter_mm.apis import MMagicInferencer    # a subclass of MMagic's that also knows 'iter'
     from iter_mm.apis import ITERInferencer      # or ITER's inferencer directly
 """
+
 from ..errors import CheckpointMismatchError
 from .model_loader import init_model, load_model_weights
 
@@ -18,5 +19,6 @@ __all__ = ['CheckpointMismatchError', 'init_model', 'load_model_weights', *_INFE
 def __getattr__(name: str):
     if name in _INFERENCER_NAMES:
         from . import inferencer  # imports MMagic's inferencer stack quietly
+
         return getattr(inferencer, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

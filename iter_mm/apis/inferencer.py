@@ -12,6 +12,7 @@ subclass with its own model table). Files are read and
 written exactly as ``tools/infer.py`` does (EXIF orientation, alpha, grey, 16 bit, ICC profile, EXIF, frames:
 ``iter_mm.utils.image_io``), so both give the same output for the same input and options.
 """
+
 import os.path as osp
 import warnings
 from typing import Dict, List, Optional, Tuple
@@ -24,17 +25,18 @@ from ..utils.quiet import quiet_imports, quiet_mmengine, verbose_requested
 with quiet_imports():  # MMagic's inferencer stack imports diffusers, timm, clip, ... with their warnings
     from mmagic.apis.inferencers import ImageSuperResolutionInferencer, Inferencers
     from mmagic.apis.mmagic_inferencer import MMagicInferencer as _MMagicInferencer
-from mmagic.structures import DataSample
 from mmengine.registry import init_default_scope
 
+from mmagic.structures import DataSample
+
 from ..errors import InvalidOptionError
+from ..models.options import RestoreOptions
+from ..utils.checkpoint import stage1_aliases
 from ..utils.config import load_config
 from ..utils.config_paths import configs_root
 from ..utils.image_io import Picture, picture_from_array, read_picture
 from ..utils.image_write import output_arrays, write_picture
 from ..utils.photo_sr import super_resolve_picture
-from ..models.options import RestoreOptions
-from ..utils.checkpoint import stage1_aliases
 from .model_loader import init_model
 
 #: The task name under which ITER is known to ``MMagicInferencer``.
@@ -61,14 +63,28 @@ class ITERInferencer(ImageSuperResolutionInferencer):
     """
 
     #: every ``RestoreOptions`` field (None: the config's ``test_cfg``), the file and the loading options
-    extra_parameters = dict(dict.fromkeys(RestoreOptions.names()), alpha_upscale='bicubic', frames='first',
-                            to_srgb=False, quality=None, stage1_checkpoint=None, allow_pickle=False,
-                            vqgan=None)
+    extra_parameters = dict(
+        dict.fromkeys(RestoreOptions.names()),
+        alpha_upscale='bicubic',
+        frames='first',
+        to_srgb=False,
+        quality=None,
+        stage1_checkpoint=None,
+        allow_pickle=False,
+        vqgan=None,
+    )
     io_parameters = ('alpha_upscale', 'frames', 'to_srgb', 'quality')
     load_parameters = ('stage1_checkpoint', 'allow_pickle', 'vqgan')
 
-    def __init__(self, config, ckpt: Optional[str], device=None, extra_parameters: Optional[Dict] = None,
-                 seed: int = 2022, **kwargs) -> None:
+    def __init__(
+        self,
+        config,
+        ckpt: Optional[str],
+        device=None,
+        extra_parameters: Optional[Dict] = None,
+        seed: int = 2022,
+        **kwargs,
+    ) -> None:
         # Instance copy: the class-level dict must not carry one user's settings into another instance.
         self.extra_parameters = dict(type(self).extra_parameters)
         self._check_parameters(extra_parameters)
@@ -85,9 +101,11 @@ class ITERInferencer(ImageSuperResolutionInferencer):
             return
         unknown = sorted(set(given) - set(self.extra_parameters))
         if unknown:
-            raise InvalidOptionError(f'unknown extra_parameters {unknown}; valid: restoration options '
-                            f'{list(RestoreOptions.names())}, file options {list(self.io_parameters)}, loading '
-                            f'options {list(self.load_parameters)}')
+            raise InvalidOptionError(
+                f'unknown extra_parameters {unknown}; valid: restoration options '
+                f'{list(RestoreOptions.names())}, file options {list(self.io_parameters)}, loading '
+                f'options {list(self.load_parameters)}'
+            )
         RestoreOptions(**{k: v for k, v in given.items() if k in RestoreOptions.names() and v is not None})
 
     def _update_extra_parameters(self, **kwargs) -> None:
@@ -97,8 +115,9 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         self._check_parameters(given)
         changed = [k for k in self.load_parameters if k in given and given[k] != self._load[k]]
         if changed:
-            raise InvalidOptionError(f'extra_parameters {changed} apply when the model is loaded: pass them when the '
-                             'inferencer is created')
+            raise InvalidOptionError(
+                f'extra_parameters {changed} apply when the model is loaded: pass them when the inferencer is created'
+            )
         super()._update_extra_parameters(**kwargs)
 
     def _init_model(self, cfg, ckpt: Optional[str], device) -> torch.nn.Module:
@@ -115,8 +134,9 @@ class ITERInferencer(ImageSuperResolutionInferencer):
     def preprocess(self, img, ref=None) -> Dict:
         """Read one image file (or take an array: grey, RGB or RGBA; uint8, uint16 or float in [0, 1])."""
         if isinstance(img, str):
-            pic = read_picture(img, frames=self.extra_parameters['frames'],
-                               to_srgb=bool(self.extra_parameters['to_srgb']))
+            pic = read_picture(
+                img, frames=self.extra_parameters['frames'], to_srgb=bool(self.extra_parameters['to_srgb'])
+            )
         else:
             pic = picture_from_array(img)
         for note in pic.info.notes:
@@ -130,8 +150,9 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         def restore(lq: torch.Tensor) -> torch.Tensor:
             return self.model.restore(lq.to(device), **params)
 
-        picture = inputs['picture'] if 'picture' in inputs else picture_from_array(
-            inputs['lq'][0].permute(1, 2, 0).numpy())
+        picture = (
+            inputs['picture'] if 'picture' in inputs else picture_from_array(inputs['lq'][0].permute(1, 2, 0).numpy())
+        )
         sr = super_resolve_picture(picture, restore, self.extra_parameters['alpha_upscale'])
         sample = DataSample()
         # MMagic's predictions are BGR 0-255 (DataPreprocessor.destruct); its visualize() relies on that.
@@ -152,8 +173,13 @@ class ITERInferencer(ImageSuperResolutionInferencer):
             warnings.warn(f'{result_out_dir}: {note}')
         return written
 
-    def postprocess(self, preds: List[DataSample], imgs: Optional[np.ndarray] = None, is_batch: bool = False,
-                    get_datasample: bool = False) -> Tuple:
+    def postprocess(
+        self,
+        preds: List[DataSample],
+        imgs: Optional[np.ndarray] = None,
+        is_batch: bool = False,
+        get_datasample: bool = False,
+    ) -> Tuple:
         for pred in preds:  # the Picture is not part of MMagic's result dict
             if 'sr_picture' in pred:
                 del pred.sr_picture
@@ -170,9 +196,10 @@ def _zoo_default_config(config: str) -> str:
     given (it looks for the config inside mmagic's package); any other path is returned unchanged, so a path that
     does not exist is reported by ``load_config`` instead of being replaced."""
     from .mmagic_models import zoo_config_candidates
+
     for name in ITER_MODEL_NAMES:
         ours = _default_config(name)
-        rel = ours[ours.find('configs'):]  # as MMagicInferencer._get_inferencer_kwargs cuts it
+        rel = ours[ours.find('configs') :]  # as MMagicInferencer._get_inferencer_kwargs cuts it
         for zoo in zoo_config_candidates(rel):
             if osp.normpath(config) == osp.normpath(zoo):
                 return ours
@@ -182,8 +209,15 @@ def _zoo_default_config(config: str) -> str:
 class _Inferencers(Inferencers):
     """MMagic's task dispatcher, knowing ITER's task too; every other task goes to MMagic unchanged."""
 
-    def __init__(self, task: Optional[str] = None, config=None, ckpt: Optional[str] = None, device=None,
-                 extra_parameters: Optional[Dict] = None, seed: int = 2022) -> None:
+    def __init__(
+        self,
+        task: Optional[str] = None,
+        config=None,
+        ckpt: Optional[str] = None,
+        device=None,
+        extra_parameters: Optional[Dict] = None,
+        seed: int = 2022,
+    ) -> None:
         if task != ITER_TASK:
             super().__init__(task, config, ckpt, device, extra_parameters, seed)
             return
@@ -205,20 +239,32 @@ class MMagicInferencer(_MMagicInferencer):
 
     inference_supported_models = [*_MMagicInferencer.inference_supported_models, *ITER_MODEL_NAMES]
     #: ITER's entries; MMagic's own are read from its metafiles on first use (``get_model_config``)
-    iter_models_cfg = {name: dict(task=ITER_TASK, settings=[dict(Name=osp.basename(cfg)[:-3], Config=cfg)])
-                       for name, cfg in ((n, _default_config(n)) for n in ITER_MODEL_NAMES)}
+    iter_models_cfg = {
+        name: dict(task=ITER_TASK, settings=[dict(Name=osp.basename(cfg)[:-3], Config=cfg)])
+        for name, cfg in ((n, _default_config(n)) for n in ITER_MODEL_NAMES)
+    }
 
-    def __init__(self, model_name: Optional[str] = None, model_setting: Optional[int] = None,
-                 config_name: Optional[str] = None, model_config: Optional[str] = None,
-                 model_ckpt: Optional[str] = None, device=None, extra_parameters: Optional[Dict] = None,
-                 seed: int = 2022, **kwargs) -> None:
+    def __init__(
+        self,
+        model_name: Optional[str] = None,
+        model_setting: Optional[int] = None,
+        config_name: Optional[str] = None,
+        model_config: Optional[str] = None,
+        model_ckpt: Optional[str] = None,
+        device=None,
+        extra_parameters: Optional[Dict] = None,
+        seed: int = 2022,
+        **kwargs,
+    ) -> None:
         init_default_scope('mmagic')
         with warnings.catch_warnings():
             if model_name in ITER_MODEL_NAMES and not verbose_requested():  # ITER always takes model_config
-                warnings.filterwarnings('ignore', message=r"iter(_x[24])?'s default config is overridden",
-                                        category=UserWarning)
-            inferencer_kwargs = self._get_inferencer_kwargs(model_name, model_setting, config_name, model_config,
-                                                            model_ckpt, extra_parameters)
+                warnings.filterwarnings(
+                    'ignore', message=r"iter(_x[24])?'s default config is overridden", category=UserWarning
+                )
+            inferencer_kwargs = self._get_inferencer_kwargs(
+                model_name, model_setting, config_name, model_config, model_ckpt, extra_parameters
+            )
         self.inferencer = _Inferencers(device=device, seed=seed, **inferencer_kwargs)
 
     def get_model_config(self, model_name: str) -> Dict:

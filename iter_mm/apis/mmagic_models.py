@@ -5,6 +5,7 @@ through its test path: preprocessor, forward, destruct, channel order); :func:`b
 config through the one loader; :func:`resolve_config` finds a config in the current folder, among iter-mm's
 configs or in MMagic's model zoo (``mmagic/.mim/configs``).
 """
+
 from __future__ import annotations
 
 import os.path as osp
@@ -16,14 +17,14 @@ from torch import Tensor
 
 from ..errors import InvalidOptionError, ITERError, MissingDataError
 
-__all__ = ['zoo_root', 'zoo_config_candidates', 'resolve_config', 'zoo_generator', 'sr_function',
-           'build_sr_function']
+__all__ = ['zoo_root', 'zoo_config_candidates', 'resolve_config', 'zoo_generator', 'sr_function', 'build_sr_function']
 
 SRFunction = Callable[[Tensor], Tensor]
 
 
 def _mmagic_dir() -> str:
     import mmagic
+
     return osp.dirname(mmagic.__file__)
 
 
@@ -48,6 +49,7 @@ def resolve_config(path: str) -> str:
     if osp.isfile(path) or '::' in path:
         return path
     from ..utils.config_paths import resolve_config_path
+
     try:
         return resolve_config_path(path)
     except FileNotFoundError:
@@ -55,14 +57,15 @@ def resolve_config(path: str) -> str:
     root = zoo_root()
     if osp.isfile(osp.join(root, path)):
         return osp.join(root, path)
-    raise MissingDataError(f"config '{path}' is neither a file nor a config of MMagic's model zoo (looked in "
-                           f'{root})')
+    raise MissingDataError(f"config '{path}' is neither a file nor a config of MMagic's model zoo (looked in {root})")
 
 
 def zoo_generator(rel: str, **overrides) -> torch.nn.Module:
     """The generator of the zoo config ``rel`` (random weights), with ``overrides`` of its arguments."""
     from mmengine.config import Config
+
     from mmagic.registry import MODELS
+
     path = osp.join(zoo_root(), rel)
     if not osp.isfile(path):
         raise MissingDataError(f'MMagic config {rel} not found under {zoo_root()}')
@@ -78,8 +81,10 @@ def sr_function(model: torch.nn.Module, restore_opts: Optional[Dict[str, object]
     (``test_step``: its preprocessor, forward and destruct), told that the input is RGB. ``fn.model`` is the model.
     """
     if hasattr(model, 'restore'):  # ITER: the documented inference API
+
         def restore(lq: Tensor) -> Tensor:
             return model.restore(lq, **(restore_opts or {}))
+
         restore.model = model
         return restore
     from mmagic.structures import DataSample
@@ -87,20 +92,28 @@ def sr_function(model: torch.nn.Module, restore_opts: Optional[Dict[str, object]
     from ..utils.quiet import quiet_mmengine
 
     def run(lq: Tensor) -> Tensor:  # MMagic's test path: preprocessor -> forward(predict) -> destruct
-        data = dict(inputs=[lq[0] * 255.], data_samples=[DataSample(metainfo=dict(img_channel_order='rgb'))])
+        data = dict(inputs=[lq[0] * 255.0], data_samples=[DataSample(metainfo=dict(img_channel_order='rgb'))])
         with quiet_mmengine():
             out = model.test_step(data)[0].output.pred_img
         out = out.data if hasattr(out, 'data') else out
         # MMagic's preprocessor destructs predictions to BGR when it knows the input order (given above as RGB)
-        return (torch.as_tensor(out).float().flip(0)[None] / 255.).clamp(0, 1)
+        return (torch.as_tensor(out).float().flip(0)[None] / 255.0).clamp(0, 1)
 
     run.model = model
     return run
 
 
-def build_sr_function(name: str, config: str, checkpoint: Optional[str], scale: int, device: str = 'cpu',
-                      random_weights: bool = False, restore_opts: Optional[Dict[str, object]] = None,
-                      cfg_options: Optional[dict] = None, allow_pickle: bool = False) -> SRFunction:
+def build_sr_function(
+    name: str,
+    config: str,
+    checkpoint: Optional[str],
+    scale: int,
+    device: str = 'cpu',
+    random_weights: bool = False,
+    restore_opts: Optional[Dict[str, object]] = None,
+    cfg_options: Optional[dict] = None,
+    allow_pickle: bool = False,
+) -> SRFunction:
     """:func:`sr_function` of the model of ``config`` with ``checkpoint`` ('bicubic': bicubic upscaling).
 
     Models load through the one loader (``iter_mm.apis.init_model``: strict; ``allow_pickle`` for trusted full
@@ -127,13 +140,22 @@ def build_sr_function(name: str, config: str, checkpoint: Optional[str], scale: 
         return lambda lq: F.interpolate(lq, scale_factor=scale, mode='bicubic', align_corners=False).clamp(0, 1)
     from ..evaluation.metrics.pyiqa_metric import offline_weights
     from .model_loader import init_model
+
     if checkpoint is None and not random_weights:
-        raise InvalidOptionError(f"model '{name}' has no checkpoint: give NAME=CONFIG:CHECKPOINT, or allow "
-                                 'random weights (a demo, not a result)')
+        raise InvalidOptionError(
+            f"model '{name}' has no checkpoint: give NAME=CONFIG:CHECKPOINT, or allow "
+            'random weights (a demo, not a result)'
+        )
     with offline_weights(f"model '{name}'"):  # nothing may download
         try:
-            model = init_model(resolve_config(config), checkpoint, device=device, cfg_options=cfg_options or None,
-                               random_weights=random_weights, allow_pickle=allow_pickle)
+            model = init_model(
+                resolve_config(config),
+                checkpoint,
+                device=device,
+                cfg_options=cfg_options or None,
+                random_weights=random_weights,
+                allow_pickle=allow_pickle,
+            )
         except ValueError as err:
             kind = type(err) if isinstance(err, ITERError) else InvalidOptionError
             raise kind(f"model '{name}': {err}") from None

@@ -18,6 +18,7 @@ parts may be left over. A Swin-VQGAN-only file for an ITER config, an x2 file fo
 config, or a file of another model is refused with a :class:`CheckpointMismatchError` that says what the file is
 and what the config needs (:mod:`iter_mm.errors`; also importable from here).
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,15 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointMismatchError, InvalidOptionError, MissingDataError
-from ..utils.checkpoint import (detect_kind, extract_state_dict, load_checkpoint_file, load_state_dict_strict,
-                                stage1_aliases, to_our_layout, unwrap_model_state)
+from ..utils.checkpoint import (
+    detect_kind,
+    extract_state_dict,
+    load_checkpoint_file,
+    load_state_dict_strict,
+    stage1_aliases,
+    to_our_layout,
+    unwrap_model_state,
+)
 
 __all__ = ['CheckpointMismatchError', 'checked_weights', 'init_model', 'load_model_weights']
 
@@ -71,16 +79,20 @@ def check_kind(model: nn.Module, kind, source: str) -> None:
         if kind.family == 'swinvqgan':
             raise CheckpointMismatchError(
                 f'{source}: {kind.name} checkpoint (stage I only: no LQ encoder, phi_e or phi_r); the config '
-                f'builds an ITER x{scale} model, which needs a full ITER checkpoint (the authors\' ITER_x{scale}.pth '
+                f"builds an ITER x{scale} model, which needs a full ITER checkpoint (the authors' ITER_x{scale}.pth "
                 'or a stage II+III checkpoint). A Swin-VQGAN file is the stage-I checkpoint (stage1_checkpoint): '
-                'with the authors\' ITER files without vqgan.*, or model.stage1_checkpoint for training.')
+                "with the authors' ITER files without vqgan.*, or model.stage1_checkpoint for training."
+            )
         if kind.scale != scale:
             raise CheckpointMismatchError(
                 f'{source}: {kind.name} checkpoint, but the config builds an ITER x{scale} model; use an '
-                f'x{kind.scale} config (configs/iter/iter_x{kind.scale}_realsr.py) or an x{scale} checkpoint')
+                f'x{kind.scale} config (configs/iter/iter_x{kind.scale}_realsr.py) or an x{scale} checkpoint'
+            )
     elif _is_swinvqgan(model) and kind.family != 'swinvqgan':
-        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; the config builds a Swin-VQGAN '
-                                      '(stage-I) model: use an ITER config, or a Swin-VQGAN checkpoint')
+        raise CheckpointMismatchError(
+            f'{source}: {kind.name} checkpoint; the config builds a Swin-VQGAN '
+            '(stage-I) model: use an ITER config, or a Swin-VQGAN checkpoint'
+        )
 
 
 def _network_state(model: nn.Module, sd: Mapping[str, Tensor], stage1, allow_pickle: bool, source: str) -> dict:
@@ -89,21 +101,34 @@ def _network_state(model: nn.Module, sd: Mapping[str, Tensor], stage1, allow_pic
     try:
         kind = detect_kind(net_sd)
     except ValueError as err:
-        raise CheckpointMismatchError(f'{source}: not an ITER or Swin-VQGAN checkpoint ({err}); the config builds '
-                                      f'{_describe(model)}') from None
+        raise CheckpointMismatchError(
+            f'{source}: not an ITER or Swin-VQGAN checkpoint ({err}); the config builds {_describe(model)}'
+        ) from None
     check_kind(model, kind, source)
     net_sd, _ = to_our_layout(net_sd, stage1, allow_pickle, source)
     full = {GENERATOR + k: v for k, v in net_sd.items()}
     own = model.state_dict()
     if _is_swinvqgan(model) and kind.layout == 'official':  # the EMA copy of the generator has the same weights
-        full.update({k: full[GENERATOR + k[len('generator_ema.'):]] for k in own
-                     if k.startswith('generator_ema.') and GENERATOR + k[len('generator_ema.'):] in full})
+        full.update(
+            {
+                k: full[GENERATOR + k[len('generator_ema.') :]]
+                for k in own
+                if k.startswith('generator_ema.') and GENERATOR + k[len('generator_ema.') :] in full
+            }
+        )
     full.update(rest)
     return full
 
 
-def load_model_weights(model: nn.Module, checkpoint: Union[str, Mapping], *, stage1_checkpoint=None,
-                       allow_pickle: bool = False, ignored: Sequence[str] = (), vqgan=None) -> None:
+def load_model_weights(
+    model: nn.Module,
+    checkpoint: Union[str, Mapping],
+    *,
+    stage1_checkpoint=None,
+    allow_pickle: bool = False,
+    ignored: Sequence[str] = (),
+    vqgan=None,
+) -> None:
     """Strictly load ``checkpoint`` (a file or a loaded dict) into ``model`` (see the module docstring).
 
     Args:
@@ -130,12 +155,20 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, Mapping], *, sta
         sd = _network_state(model, sd, stage1_checkpoint, allow_pickle, source)
     elif stage1_checkpoint is not None:
         raise CheckpointMismatchError(f'stage1_checkpoint is only for ITER models, not {_describe(model)}')
-    load_state_dict_strict(model, sd, source, target=f'the config\'s model ({_describe(model)})', ignored=ignored)
+    load_state_dict_strict(model, sd, source, target=f"the config's model ({_describe(model)})", ignored=ignored)
 
 
-def init_model(config, checkpoint: Optional[Union[str, Mapping]] = None, *, device: Union[str, torch.device] = 'cpu',
-               stage1_checkpoint=None, allow_pickle: bool = False, cfg_options: Optional[dict] = None,
-               random_weights: bool = False, vqgan=None) -> nn.Module:
+def init_model(
+    config,
+    checkpoint: Optional[Union[str, Mapping]] = None,
+    *,
+    device: Union[str, torch.device] = 'cpu',
+    stage1_checkpoint=None,
+    allow_pickle: bool = False,
+    cfg_options: Optional[dict] = None,
+    random_weights: bool = False,
+    vqgan=None,
+) -> nn.Module:
     """Build the model of ``config`` for inference and load ``checkpoint`` strictly; returns it in eval mode.
 
     Args:
@@ -152,9 +185,10 @@ def init_model(config, checkpoint: Optional[Union[str, Mapping]] = None, *, devi
         MissingDataError: a config or checkpoint file does not exist.
         CheckpointMismatchError: the checkpoint is not the model's (message: what it is, what is needed).
     """
+    from mmagic.registry import MODELS
+
     from ..utils.config import inference_model_cfg, load_config, training_only_keys
     from ..utils.quiet import quiet_mmengine
-    from mmagic.registry import MODELS
 
     if isinstance(config, (str, os.PathLike)):
         cfg = load_config(str(config), cfg_options)
@@ -163,19 +197,22 @@ def init_model(config, checkpoint: Optional[Union[str, Mapping]] = None, *, devi
         if cfg_options:
             cfg.merge_from_dict(cfg_options)
         from mmengine.registry import init_default_scope
+
         init_default_scope(cfg.get('default_scope', None) or 'mmagic')
     stage1_checkpoint = stage1_aliases(stage1_checkpoint, vqgan=vqgan)
     if checkpoint is None and not random_weights:
-        raise InvalidOptionError('no checkpoint given: pass the model\'s checkpoint, or random_weights=True for a '
-                                 'demo with random weights')
+        raise InvalidOptionError(
+            "no checkpoint given: pass the model's checkpoint, or random_weights=True for a demo with random weights"
+        )
     if isinstance(checkpoint, (str, os.PathLike)) and not osp.isfile(checkpoint):
         raise MissingDataError(f'checkpoint file not found: {checkpoint}')
     ignored = training_only_keys(cfg.model)
     with quiet_mmengine():
         model = MODELS.build(inference_model_cfg(cfg.model))
     if checkpoint is not None:
-        load_model_weights(model, checkpoint, stage1_checkpoint=stage1_checkpoint, allow_pickle=allow_pickle,
-                           ignored=ignored)
+        load_model_weights(
+            model, checkpoint, stage1_checkpoint=stage1_checkpoint, allow_pickle=allow_pickle, ignored=ignored
+        )
     else:
         try:
             with quiet_mmengine():
@@ -198,7 +235,9 @@ def checked_weights(model_cfg: dict, checkpoint: str, ignored: Sequence[str] = (
         CheckpointMismatchError: the file is not the model's (what it is, what the config needs).
     """
     from mmagic.registry import MODELS
+
     from ..utils.quiet import quiet_mmengine
+
     with quiet_mmengine():
         model = MODELS.build(model_cfg)
     load_model_weights(model, checkpoint, allow_pickle=True, ignored=ignored)

@@ -5,6 +5,7 @@ S_l at the start, the tokens kept there (P(good) >= alpha), the first step whose
 every executed step the decoded tokens and the keep-mask (white: kept from the previous step, black: re-sampled).
 Pure NumPy/OpenCV; no Gradio.
 """
+
 from __future__ import annotations
 
 import base64
@@ -65,8 +66,7 @@ def step_count(res: RefineResult, index: int = 0) -> tuple[int, int]:
 
 def _figure(cls: str, caption: str, *pictures: np.ndarray, step: Optional[int] = None) -> str:
     data = f' data-step="{step}"' if step is not None else ''
-    imgs = ''.join(f'<img src="{png_data_url(p)}" width="{p.shape[1]}" height="{p.shape[0]}" alt="">'
-                   for p in pictures)
+    imgs = ''.join(f'<img src="{png_data_url(p)}" width="{p.shape[1]}" height="{p.shape[0]}" alt="">' for p in pictures)
     return f'<figure class="{cls}"{data}><div class="iter-pics">{imgs}</div><figcaption>{caption}</figcaption></figure>'
 
 
@@ -81,17 +81,33 @@ def strip_html(res: Optional[RefineResult], alpha: float, note: str = '') -> str
     kept = int((prob >= alpha).sum())
     size = _thumb_size(*res.step_images.shape[-2:])
     ran = steps - first
-    head = (f'<p class="iter-summary">alpha {alpha:.2f}: phi_e keeps {kept} of {n} tokens ({100 * kept / n:.0f}%) '
-            f'of the LQ image; refinement starts at step {first + 1} of {steps}, so '
-            f'<b class="iter-ran">{ran} step{"s" if ran != 1 else ""} ran</b>'
-            + (' (every token was kept: the result is the decoded LQ tokens)' if ran == 0 else '') + '.</p>')
-    figures: List[str] = [_figure('iter-start', "phi_e's confidence P(good) at the start | kept (white) at "
-                                  f'alpha {alpha:.2f}', confidence_map(prob, size), _mask(prob >= alpha, size))]
+    head = (
+        f'<p class="iter-summary">alpha {alpha:.2f}: phi_e keeps {kept} of {n} tokens ({100 * kept / n:.0f}%) '
+        f'of the LQ image; refinement starts at step {first + 1} of {steps}, so '
+        f'<b class="iter-ran">{ran} step{"s" if ran != 1 else ""} ran</b>'
+        + (' (every token was kept: the result is the decoded LQ tokens)' if ran == 0 else '')
+        + '.</p>'
+    )
+    figures: List[str] = [
+        _figure(
+            'iter-start',
+            f"phi_e's confidence P(good) at the start | kept (white) at alpha {alpha:.2f}",
+            confidence_map(prob, size),
+            _mask(prob >= alpha, size),
+        )
+    ]
     for i in range(first, steps):
         keep = res.step_keep[0, i]
         k = int((keep > 0.5).sum())
-        figures.append(_figure('iter-step', f'step {i + 1}/{steps}: decoded tokens | keep-mask ({k} kept, {n - k} '
-                               're-sampled)', _image(res.step_images[0, i], size), _mask(keep, size), step=i + 1))
+        figures.append(
+            _figure(
+                'iter-step',
+                f'step {i + 1}/{steps}: decoded tokens | keep-mask ({k} kept, {n - k} re-sampled)',
+                _image(res.step_images[0, i], size),
+                _mask(keep, size),
+                step=i + 1,
+            )
+        )
     return f'<div class="iter-strip">{head}<div class="iter-figures">{"".join(figures)}</div></div>'
 
 
@@ -99,13 +115,17 @@ def compare_html(before_url: str, after_url: str, width: int, height: int) -> st
     """A before/after slider at full resolution: the input (scaled without smoothing) under the result, both
     ``width`` x ``height`` screen pixels in a scrolling box; the range input moves the border between them."""
     size = f'width:{width}px;height:{height}px'
-    move = ("this.parentNode.querySelector('.iter-after').style.clipPath='inset(0 0 0 '+this.value+'%)';"
-            "this.parentNode.querySelector('.iter-line').style.left=this.value+'%'")
-    return (f'<div class="iter-compare"><input type="range" class="iter-split" min="0" max="100" value="50" '
-            f'step="0.5" oninput="{html.escape(move)}" aria-label="before / after border">'
-            f'<div class="iter-view"><div class="iter-layers" style="{size}">'
-            f'<img class="iter-before" src="{html.escape(before_url)}" style="{size}" alt="input">'
-            f'<img class="iter-after" src="{html.escape(after_url)}" style="{size};clip-path:inset(0 0 0 50%)" '
-            f'alt="result"><div class="iter-line" style="left:50%"></div></div></div>'
-            '<p class="iter-note">left: input (each pixel enlarged), right: result, 1:1; drag the slider to move '
-            'the border, scroll to pan</p></div>')
+    move = (
+        "this.parentNode.querySelector('.iter-after').style.clipPath='inset(0 0 0 '+this.value+'%)';"
+        "this.parentNode.querySelector('.iter-line').style.left=this.value+'%'"
+    )
+    return (
+        f'<div class="iter-compare"><input type="range" class="iter-split" min="0" max="100" value="50" '
+        f'step="0.5" oninput="{html.escape(move)}" aria-label="before / after border">'
+        f'<div class="iter-view"><div class="iter-layers" style="{size}">'
+        f'<img class="iter-before" src="{html.escape(before_url)}" style="{size}" alt="input">'
+        f'<img class="iter-after" src="{html.escape(after_url)}" style="{size};clip-path:inset(0 0 0 50%)" '
+        f'alt="result"><div class="iter-line" style="left:50%"></div></div></div>'
+        '<p class="iter-note">left: input (each pixel enlarged), right: result, 1:1; drag the slider to move '
+        'the border, scroll to pan</p></div>'
+    )

@@ -4,6 +4,7 @@
 (:func:`iter_mm.utils.image_files.list_images`), plans the outputs (:func:`plan_outputs`), loads the model
 (:func:`load_restorer`) and restores each file (:func:`restore_file`), printing what they return.
 """
+
 from __future__ import annotations
 
 import os.path as osp
@@ -21,12 +22,14 @@ __all__ = ['OutputPlan', 'plan_outputs', 'resolve_device', 'load_restorer', 'res
 @dataclass
 class OutputPlan:
     """Inputs to restore with their output paths, and how many outputs were kept because they exist."""
+
     todo: List[Tuple[str, str]] = field(default_factory=list)
     kept: int = 0
 
 
-def plan_outputs(paths: Sequence[str], out_dir: str, ext: str = 'same', overwrite: bool = False,
-                 skip_existing: bool = False) -> OutputPlan:
+def plan_outputs(
+    paths: Sequence[str], out_dir: str, ext: str = 'same', overwrite: bool = False, skip_existing: bool = False
+) -> OutputPlan:
     """The output path of each input in ``out_dir`` (its file name, extension ``ext``: png|jpg|webp|same).
 
     Args:
@@ -41,11 +44,11 @@ def plan_outputs(paths: Sequence[str], out_dir: str, ext: str = 'same', overwrit
         OutputExistsError: Outputs exist and neither ``overwrite`` nor ``skip_existing`` is set.
     """
     from ..utils.photo_sr import output_name
+
     names = Counter(output_name(p, ext) for p in paths)
     dups = sorted(n for n, c in names.items() if c > 1)
     if dups:
-        raise InvalidOptionError(f'several inputs share the output name(s) {dups[:5]}; run them into separate '
-                                 'folders')
+        raise InvalidOptionError(f'several inputs share the output name(s) {dups[:5]}; run them into separate folders')
     outputs = [osp.join(out_dir, output_name(p, ext)) for p in paths]
     same = [p for p, o in zip(paths, outputs) if osp.abspath(p) == osp.abspath(o)]
     if same:
@@ -69,12 +72,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_restorer(config: str, checkpoint: str, device: torch.device, stage1_checkpoint: Optional[str] = None,
-                  allow_pickle: bool = False) -> torch.nn.Module:
+def load_restorer(
+    config: str,
+    checkpoint: str,
+    device: torch.device,
+    stage1_checkpoint: Optional[str] = None,
+    allow_pickle: bool = False,
+) -> torch.nn.Module:
     """The model of ``config`` with ``checkpoint`` loaded strictly (``iter_mm.apis.init_model``); it must have
     ``restore`` (an ITER config)."""
     from .model_loader import init_model
-    model = init_model(config, checkpoint, device=device, stage1_checkpoint=stage1_checkpoint, allow_pickle=allow_pickle)
+
+    model = init_model(
+        config, checkpoint, device=device, stage1_checkpoint=stage1_checkpoint, allow_pickle=allow_pickle
+    )
     if not callable(getattr(model, 'restore', None)):
         raise InvalidOptionError(f'{config}: model {type(model).__name__} has no restore(); use an ITER config')
     return model
@@ -83,15 +94,23 @@ def load_restorer(config: str, checkpoint: str, device: torch.device, stage1_che
 @dataclass
 class FileResult:
     """What :func:`restore_file` did: notes of the reader and of the writer, input and output size (w, h)."""
+
     read_notes: List[str]
     write_notes: List[str]
     in_size: Tuple[int, int]
     out_size: Tuple[int, int]
 
 
-def restore_file(model: torch.nn.Module, path: str, out_path: str, options: Optional[Dict[str, object]] = None,
-                 frames: str = 'first', to_srgb: bool = False, alpha_upscale: str = 'bicubic',
-                 quality: Optional[int] = None) -> FileResult:
+def restore_file(
+    model: torch.nn.Module,
+    path: str,
+    out_path: str,
+    options: Optional[Dict[str, object]] = None,
+    frames: str = 'first',
+    to_srgb: bool = False,
+    alpha_upscale: str = 'bicubic',
+    quality: Optional[int] = None,
+) -> FileResult:
     """Read ``path``, super-resolve every frame with ``model.restore(lq, **options)`` and write ``out_path`` alike
     (grey, 16 bit, alpha, ICC profile and EXIF as the input; :mod:`iter_mm.utils.image_io`).
 
@@ -100,6 +119,7 @@ def restore_file(model: torch.nn.Module, path: str, out_path: str, options: Opti
     """
     from ..utils.image_io import read_picture, write_picture
     from ..utils.photo_sr import super_resolve_picture
+
     device = next(model.parameters()).device
 
     def restore(lq: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import-time request for updated UI messages is answered offline (:func:`import_g
 
 Gradio is imported when a demo is built, not with :mod:`iter_mm.apis`.
 """
+
 from __future__ import annotations
 
 import html
@@ -60,8 +61,11 @@ CSS = """
 .iter-compare .iter-line {position: absolute; top: 0; bottom: 0; width: 2px; margin-left: -1px; background: #f0f;}
 """
 
-_EXTERNAL = re.compile(rb'<link\b[^>]*\bhref="(?:https?:)?//[^"]*"[^>]*>|'
-                       rb'<script\b[^>]*\bsrc="(?:https?:)?//[^"]*"[^>]*>\s*</script>', re.I)
+_EXTERNAL = re.compile(
+    rb'<link\b[^>]*\bhref="(?:https?:)?//[^"]*"[^>]*>|'
+    rb'<script\b[^>]*\bsrc="(?:https?:)?//[^"]*"[^>]*>\s*</script>',
+    re.I,
+)
 
 
 def _pydantic1_optionals(module) -> None:
@@ -69,11 +73,13 @@ def _pydantic1_optionals(module) -> None:
     pydantic 2 makes it required, and the page's requests (which leave out e.g. ``event_id``) would be refused.
     Give those fields of the module's models their pydantic-1 default."""
     from pydantic import BaseModel
+
     for model in vars(module).values():
         if not (isinstance(model, type) and issubclass(model, BaseModel) and model is not BaseModel):
             continue
-        fields = [f for f in model.model_fields.values()
-                  if f.is_required() and type(None) in typing.get_args(f.annotation)]
+        fields = [
+            f for f in model.model_fields.values() if f.is_required() and type(None) in typing.get_args(f.annotation)
+        ]
         for f in fields:
             f.default = None
         if fields:
@@ -107,6 +113,7 @@ def import_gradio():
             requests.get = real
     import gradio
     import gradio.data_classes
+
     _pydantic1_optionals(gradio.data_classes)
     return gradio
 
@@ -164,8 +171,9 @@ def _error(err: BaseException) -> str:
     return f'**error:** {html.escape(str(err))}'
 
 
-def build_demo(model, options: Optional[dict] = None, settings: Optional[WebSettings] = None,
-               work_dir: Optional[str] = None):
+def build_demo(
+    model, options: Optional[dict] = None, settings: Optional[WebSettings] = None, work_dir: Optional[str] = None
+):
     """The demo page (a ``gr.Blocks`` with its queue set) over ``model``.
 
     Args:
@@ -182,8 +190,8 @@ def build_demo(model, options: Optional[dict] = None, settings: Optional[WebSett
     device = next(model.parameters()).device
     root = work_dir or tempfile.mkdtemp(prefix='iter-web-')
     os.makedirs(root, exist_ok=True)
-    side = int(settings.max_input_pixels ** 0.5)
-    strip_side = int(STRIP_MAX_PIXELS ** 0.5)
+    side = int(settings.max_input_pixels**0.5)
+    strip_side = int(STRIP_MAX_PIXELS**0.5)
 
     def clear(status: str):
         return None, None, '', '', None, status
@@ -200,10 +208,10 @@ def build_demo(model, options: Optional[dict] = None, settings: Optional[WebSett
         info = pic.info
         kind = f'{"grey" if info.grey else "RGB"}{" + alpha" if info.has_alpha else ""}, {info.bit_depth}-bit'
         notes = ''.join(f'<br>{html.escape(n)}' for n in info.notes)
-        view = display_array(pic.frames[0] if pic.alpha is None else
-                             np.concatenate([pic.frames[0], pic.alpha[..., None]], axis=2))
-        return (view, None, '', '', None,
-                f'{html.escape(name)}: {w}x{h} px, {kind}. Press Run.{notes}')
+        view = display_array(
+            pic.frames[0] if pic.alpha is None else np.concatenate([pic.frames[0], pic.alpha[..., None]], axis=2)
+        )
+        return (view, None, '', '', None, f'{html.escape(name)}: {w}x{h} px, {kind}. Press Run.{notes}')
 
     def on_run(file, alpha, steps, seed, colour, tile, progress=gr.Progress()):
         if file is None:
@@ -212,13 +220,19 @@ def build_demo(model, options: Optional[dict] = None, settings: Optional[WebSett
         try:
             if seed is None or steps is None or tile is None:
                 raise InvalidOptionError('steps, seed and tile size need a number')
-            page = dict(alpha=float(alpha), steps=int(steps), seed=int(seed), color_correction=bool(colour),
-                        tile=int(tile) or None)
+            page = dict(
+                alpha=float(alpha),
+                steps=int(steps),
+                seed=int(seed),
+                color_correction=bool(colour),
+                tile=int(tile) or None,
+            )
             _prune(root, KEPT_JOBS - 1)
             job = tempfile.mkdtemp(dir=root)
             progress(0.0, desc='reading the photo')
-            res = restore_upload(model, file.name, name, job, {**options, **page}, settings,
-                                 lambda done, text: progress(done, desc=text))
+            res = restore_upload(
+                model, file.name, name, job, {**options, **page}, settings, lambda done, text: progress(done, desc=text)
+            )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             return None, '', '', None, _error('out of GPU memory: set a smaller tile size and run again')
@@ -232,13 +246,17 @@ def build_demo(model, options: Optional[dict] = None, settings: Optional[WebSett
             strip = strip_html(res.refinement, page['alpha'])
             ran = f'{total - first} of {total} refinement steps ran'
         else:
-            why = (f'the refinement strip is shown for images up to {STRIP_MAX_PIXELS} pixels (e.g. {strip_side}x'
-                   f'{strip_side}) restored whole; this one' + (f' has {h * w} pixels' if h * w > STRIP_MAX_PIXELS
-                                                                 else ' was tiled'))
+            why = (
+                f'the refinement strip is shown for images up to {STRIP_MAX_PIXELS} pixels (e.g. {strip_side}x'
+                f'{strip_side}) restored whole; this one'
+                + (f' has {h * w} pixels' if h * w > STRIP_MAX_PIXELS else ' was tiled')
+            )
             strip, ran = strip_html(None, page['alpha'], why), 'tiled or large: no strip'
         notes = ''.join(f'<br>{html.escape(n)}' for n in res.notes)
-        status = (f'Done in {res.seconds:.1f} s: {w}x{h} -> {sw}x{sh} px; {ran}. Result file: '
-                  f'{html.escape(osp.basename(res.path))}{notes}')
+        status = (
+            f'Done in {res.seconds:.1f} s: {w}x{h} -> {sw}x{sh} px; {ran}. Result file: '
+            f'{html.escape(osp.basename(res.path))}{notes}'
+        )
         return (res.sr_view, compare_html('file=' + before, 'file=' + after, sw, sh), strip, res.path, status)
 
     with gr.Blocks(title='ITER super-resolution', analytics_enabled=False, css=CSS) as demo:
@@ -246,19 +264,39 @@ def build_demo(model, options: Optional[dict] = None, settings: Optional[WebSett
             f'# ITER: iterative token evaluation and refinement\nModel: {html.escape(_describe(model, device))}. '
             f'Upload a photo of up to {settings.max_input_pixels} pixels (e.g. {side}x{side}); the result is '
             f'{int(model.generator.scale)}x larger. One photo is restored at a time: while another one runs, '
-            'yours waits in the queue and its place shows over the result.')
+            'yours waits in the queue and its place shows over the result.'
+        )
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label='Photo (PNG, JPEG, WebP, TIFF, BMP, GIF)', elem_id='upload')
-                alpha = gr.Slider(0, 1, value=float(defaults.alpha), step=0.01, elem_id='alpha',
-                                  label="alpha: phi_e's threshold; tokens with P(good) >= alpha are kept at the start")
-                steps = gr.Slider(1, max(16, int(defaults.steps)), value=int(defaults.steps), step=1,
-                                  label='refinement steps T', elem_id='steps')
+                alpha = gr.Slider(
+                    0,
+                    1,
+                    value=float(defaults.alpha),
+                    step=0.01,
+                    elem_id='alpha',
+                    label="alpha: phi_e's threshold; tokens with P(good) >= alpha are kept at the start",
+                )
+                steps = gr.Slider(
+                    1,
+                    max(16, int(defaults.steps)),
+                    value=int(defaults.steps),
+                    step=1,
+                    label='refinement steps T',
+                    elem_id='steps',
+                )
                 seed = gr.Number(value=int(defaults.seed or 0), precision=0, label='seed', elem_id='seed')
-                colour = gr.Checkbox(value=bool(defaults.color_correction), elem_id='colour',
-                                     label='colour correction (match the input colours, paper Eq. 10)')
-                tile = gr.Number(value=int(defaults.tile or 0), precision=0, elem_id='tile',
-                                 label=f'tile size in input pixels (0: tiles only above {defaults.max_pixels} pixels)')
+                colour = gr.Checkbox(
+                    value=bool(defaults.color_correction),
+                    elem_id='colour',
+                    label='colour correction (match the input colours, paper Eq. 10)',
+                )
+                tile = gr.Number(
+                    value=int(defaults.tile or 0),
+                    precision=0,
+                    elem_id='tile',
+                    label=f'tile size in input pixels (0: tiles only above {defaults.max_pixels} pixels)',
+                )
                 run = gr.Button('Run', variant='primary', elem_id='run')
             with gr.Column(scale=2):
                 status = gr.Markdown('Upload a photo to start.', elem_id='status')

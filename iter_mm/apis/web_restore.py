@@ -7,6 +7,7 @@ frame's restoration also keeps its refinement (per-step images and keep-masks, p
 image is small enough to be restored whole (:data:`STRIP_MAX_PIXELS`). No Gradio here: see
 :mod:`iter_mm.apis.web_demo`.
 """
+
 from __future__ import annotations
 
 import os.path as osp
@@ -24,8 +25,15 @@ from ..utils.image_io import Picture, read_picture
 from ..utils.image_write import write_picture
 from ..utils.photo_sr import output_name, super_resolve_picture
 
-__all__ = ['MAX_INPUT_PIXELS', 'STRIP_MAX_PIXELS', 'WebSettings', 'WebResult', 'read_upload', 'restore_upload',
-           'display_array']
+__all__ = [
+    'MAX_INPUT_PIXELS',
+    'STRIP_MAX_PIXELS',
+    'WebSettings',
+    'WebResult',
+    'read_upload',
+    'restore_upload',
+    'display_array',
+]
 
 #: input pixels the demo accepts by default (1024 x 1024: a x4 result of 16 megapixels); larger uploads are refused
 MAX_INPUT_PIXELS = 1024 * 1024
@@ -47,6 +55,7 @@ class WebSettings:
         to_srgb (bool): convert from an embedded ICC profile to sRGB on read. Default: False.
         max_input_pixels (int): larger uploads are refused. Default: :data:`MAX_INPUT_PIXELS`.
     """
+
     ext: str = 'same'
     quality: Optional[int] = None
     alpha_upscale: str = 'bicubic'
@@ -58,6 +67,7 @@ class WebSettings:
 @dataclass
 class WebResult:
     """A finished restoration: the written file, 8-bit views of input and result, the refinement (or None)."""
+
     path: str
     lq_view: np.ndarray
     sr_view: np.ndarray
@@ -98,17 +108,20 @@ def read_upload(path: str, name: str, settings: WebSettings) -> Picture:
     except Exception:  # noqa: BLE001 - read_picture below says what is wrong with the file
         w = h = 0
     if w * h > settings.max_input_pixels:
-        side = int(settings.max_input_pixels ** 0.5)
-        raise InvalidInputError(f'{name}: {w}x{h} pixels is larger than this demo accepts ({settings.max_input_pixels}'
-                                f' pixels, e.g. {side}x{side}); use tools/infer.py for large images, which tiles them')
+        side = int(settings.max_input_pixels**0.5)
+        raise InvalidInputError(
+            f'{name}: {w}x{h} pixels is larger than this demo accepts ({settings.max_input_pixels}'
+            f' pixels, e.g. {side}x{side}); use tools/infer.py for large images, which tiles them'
+        )
     try:
         return read_picture(path, frames=settings.frames, to_srgb=settings.to_srgb)
     except ValueError as err:  # ImageReadError: the message names the server's temporary copy
         raise InvalidInputError(str(err).replace(path, name)) from None
 
 
-def restore_upload(model, path: str, name: str, out_dir: str, options: dict, settings: WebSettings,
-                   progress: Optional[Progress] = None) -> WebResult:
+def restore_upload(
+    model, path: str, name: str, out_dir: str, options: dict, settings: WebSettings, progress: Optional[Progress] = None
+) -> WebResult:
     """Super-resolve the uploaded file ``path`` into ``out_dir`` under ``tools/infer.py``'s output name of ``name``.
 
     Args:
@@ -133,17 +146,21 @@ def restore_upload(model, path: str, name: str, out_dir: str, options: dict, set
     def tell(done: int, total: int) -> None:  # total: network calls (tiles) x steps
         if progress is not None:
             part, call, calls_in_all = calls[0] - 1, (done - 1) // steps + 1, total // steps
-            progress((part + done / total) / per_frame, f'refinement step {(done - 1) % steps + 1} of {steps}'
-                     + (f', tile {call} of {calls_in_all}' if calls_in_all > 1 else '')
-                     + (f' (image {part + 1} of {per_frame})' if per_frame > 1 else ''))
+            progress(
+                (part + done / total) / per_frame,
+                f'refinement step {(done - 1) % steps + 1} of {steps}'
+                + (f', tile {call} of {calls_in_all}' if calls_in_all > 1 else '')
+                + (f' (image {part + 1} of {per_frame})' if per_frame > 1 else ''),
+            )
 
     def restore(lq: torch.Tensor) -> torch.Tensor:
         calls[0] += 1
         strip = not kept and h * w <= STRIP_MAX_PIXELS
         with torch.no_grad():
             try:
-                res = model.restore(lq.to(device), return_result=True, return_intermediates=strip, progress=tell,
-                                    **options)
+                res = model.restore(
+                    lq.to(device), return_result=True, return_intermediates=strip, progress=tell, **options
+                )
             except ValueError:  # intermediates are kept for whole images only: this one is tiled
                 if not strip:
                     raise
@@ -157,5 +174,11 @@ def restore_upload(model, path: str, name: str, out_dir: str, options: dict, set
     out_path = osp.join(out_dir, output_name(name, settings.ext))
     written, notes = write_picture(out_path, sr, settings.quality)
     refinement = kept[0] if kept and kept[0].step_images is not None else None
-    return WebResult(out_path, _frame_view(pic), display_array(written), refinement, list(pic.info.notes) + notes,
-                     time.perf_counter() - t0)
+    return WebResult(
+        out_path,
+        _frame_view(pic),
+        display_array(written),
+        refinement,
+        list(pic.info.notes) + notes,
+        time.perf_counter() - t0,
+    )

@@ -5,13 +5,13 @@ of a paired set) fails at the first sample inside a dataloader worker, and an em
 an empty dataset that silently evaluates nothing. A file that cannot be decoded (corrupt, truncated,
 empty, not an image) ends its sample with an error that names it, not OpenCV's ``!_src.empty()``.
 """
+
 import os
 import os.path as osp
 from typing import Any, List
 
 import cv2
 import numpy as np
-
 from mmengine.fileio import LocalBackend
 
 from mmagic.datasets import BasicImageDataset
@@ -59,7 +59,8 @@ class CheckedImageDataset(BasicImageDataset):
             raise UnreadableImageError(
                 f'{self.__class__.__name__}: {bad[0]} is not a readable image (corrupt, truncated, empty or not an '
                 f'image file; {type(err).__name__} in the pipeline): remove or replace it, then rerun (training: '
-                'resume it)') from err
+                'resume it)'
+            ) from err
 
     def load_data_list(self) -> List[dict]:
         """MMagic's list of samples, checked (local files only) as the class docstring says.
@@ -76,29 +77,33 @@ class CheckedImageDataset(BasicImageDataset):
             for key, folder in self.data_prefix.items():
                 if not osp.isdir(folder):
                     raise MissingDataError(
-                        f'{name}: folder for {key!r} not found: {folder!r} '
-                        f'(data_root={self.data_root!r})')
+                        f'{name}: folder for {key!r} not found: {folder!r} (data_root={self.data_root!r})'
+                    )
             if self.use_ann_file and not osp.isfile(self.ann_file):
-                raise MissingDataError(f'{name}: annotation file not found: '
-                                        f'{self.ann_file!r}')
+                raise MissingDataError(f'{name}: annotation file not found: {self.ann_file!r}')
         data_list = super().load_data_list()
         if not data_list:
             folder = self.data_prefix[self.search_key]
             tmpl = self.filename_tmpl[self.search_key]
-            nested = (local and not self.use_ann_file and not getattr(self, 'recursive', False) and osp.isdir(folder)
-                      and any(e.is_dir() for e in os.scandir(folder)))
+            nested = (
+                local
+                and not self.use_ann_file
+                and not getattr(self, 'recursive', False)
+                and osp.isdir(folder)
+                and any(e.is_dir() for e in os.scandir(folder))
+            )
             raise MissingDataError(
                 f'{name}: no image matching {tmpl!r} with suffix in {self.img_suffix} in '
-                f'{folder!r}' + (f' (from {self.ann_file!r})' if self.use_ann_file else '')
-                + ('; its subfolders are not searched unless the dataset has recursive=True' if nested else ''))
+                f'{folder!r}'
+                + (f' (from {self.ann_file!r})' if self.use_ann_file else '')
+                + ('; its subfolders are not searched unless the dataset has recursive=True' if nested else '')
+            )
         if local:
             missing = [
-                d[f'{key}_path'] for d in data_list for key in self.data_prefix
-                if not osp.isfile(d[f'{key}_path'])
+                d[f'{key}_path'] for d in data_list for key in self.data_prefix if not osp.isfile(d[f'{key}_path'])
             ]
             if missing:
-                raise MissingDataError(
-                    f'{name}: {len(missing)} listed file(s) missing, e.g. {missing[:3]}')
+                raise MissingDataError(f'{name}: {len(missing)} listed file(s) missing, e.g. {missing[:3]}')
         return data_list
 
 

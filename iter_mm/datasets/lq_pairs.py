@@ -7,6 +7,7 @@ reads. The degradation is the ``<degradation>_degradations`` list of ``configs/_
 name), so the output does not depend on the number of worker processes. ``tools/generate_lq.py`` and
 ``tools/benchmark_degradation.py`` are the command lines.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -23,8 +24,19 @@ import numpy as np
 from ..errors import InvalidInputError, InvalidOptionError, MissingDataError
 from ..utils.image_files import folder_images
 
-__all__ = ['CONFIGS', 'build_degradations', 'build_pipeline', 'read_rgb', 'write_png', 'degrade_one',
-           'hq_images', 'PairReport', 'generate_pairs', 'benchmark_image', 'degradation_throughput']
+__all__ = [
+    'CONFIGS',
+    'build_degradations',
+    'build_pipeline',
+    'read_rgb',
+    'write_png',
+    'degrade_one',
+    'hq_images',
+    'PairReport',
+    'generate_pairs',
+    'benchmark_image',
+    'degradation_throughput',
+]
 
 CONFIGS = {
     ('realesrgan', 4): 'realesrgan_x4.py',
@@ -48,6 +60,7 @@ def build_degradations(degradation: str, scale: int, config: Optional[str] = Non
     from mmengine.config import Config
 
     from ..utils.config_paths import resolve_config_path
+
     if (degradation, scale) not in CONFIGS:
         raise InvalidOptionError(f'no {degradation} pipeline for scale {scale}; known: {sorted(CONFIGS)}')
     try:
@@ -70,10 +83,12 @@ def build_degradations(degradation: str, scale: int, config: Optional[str] = Non
 def build_pipeline(transform_cfgs: list, seed: int):
     """The ``SeededDegradations`` transform of ``transform_cfgs`` (cv2 single-threaded)."""
     cv2.setNumThreads(1)
-    from mmagic.registry import TRANSFORMS
     from mmengine.registry import init_default_scope
 
+    from mmagic.registry import TRANSFORMS
+
     from . import transforms  # noqa: F401  (registers SeededDegradations and the degradations)
+
     init_default_scope('mmagic')
     return TRANSFORMS.build(dict(type='SeededDegradations', transforms=transform_cfgs, seed=seed))
 
@@ -87,6 +102,7 @@ def read_rgb(path: str) -> np.ndarray:
     """8-bit RGB (H, W, 3), upright (EXIF orientation applied); grey, palette, CMYK, RGBA and 16-bit files are
     converted (``iter_mm.utils.image_io``: the first frame, alpha ignored)."""
     from ..utils.image_io import ImageReadError, read_image
+
     try:
         rgb, _ = read_image(path)
     except ImageReadError as err:
@@ -97,6 +113,7 @@ def read_rgb(path: str) -> np.ndarray:
 def write_png(path: str, rgb: np.ndarray) -> None:
     """Write 8-bit RGB as PNG atomically (temporary file + rename), so an interrupted run leaves no partial file."""
     from ..utils.image_io import write_image
+
     write_image(path, rgb.astype(np.float32) / 255.0)
 
 
@@ -146,6 +163,7 @@ def hq_images(hq_dir: str) -> List[str]:
 class PairReport:
     """What :func:`generate_pairs` did: the state of each image ('written', 'completed' (a missing half),
     'skipped' (both existed) or 'error: ...') and the seconds it took."""
+
     status: Dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -162,9 +180,17 @@ class PairReport:
         return len(self.status) - len(self.errors) - self.skipped
 
 
-def generate_pairs(hq_dir: str, out_dir: str, degradation: str = 'realesrgan', scale: int = 4, seed: int = 0,
-                   workers: int = 1, overwrite: bool = False, config: Optional[str] = None,
-                   progress: Optional[Callable[[int], Callable[[], None]]] = None) -> PairReport:
+def generate_pairs(
+    hq_dir: str,
+    out_dir: str,
+    degradation: str = 'realesrgan',
+    scale: int = 4,
+    seed: int = 0,
+    workers: int = 1,
+    overwrite: bool = False,
+    config: Optional[str] = None,
+    progress: Optional[Callable[[int], Callable[[], None]]] = None,
+) -> PairReport:
     """Write the GT/LQ pairs of every image of ``hq_dir`` into ``out_dir`` (see the module docstring).
 
     Existing files are left untouched unless ``overwrite``; an image whose two files exist is skipped without
@@ -183,10 +209,19 @@ def generate_pairs(hq_dir: str, out_dir: str, degradation: str = 'realesrgan', s
     gt_dir, lq_dir = osp.join(out_dir, 'gt'), osp.join(out_dir, 'lq')
     os.makedirs(gt_dir, exist_ok=True)
     os.makedirs(lq_dir, exist_ok=True)
-    jobs = [(osp.join(hq_dir, f), osp.join(gt_dir, osp.splitext(f)[0] + '.png'),
-             osp.join(lq_dir, osp.splitext(f)[0] + '.png'), scale, overwrite) for f in files]
-    report = PairReport({osp.basename(j[0]): 'skipped' for j in jobs
-                         if not overwrite and osp.exists(j[1]) and osp.exists(j[2])})
+    jobs = [
+        (
+            osp.join(hq_dir, f),
+            osp.join(gt_dir, osp.splitext(f)[0] + '.png'),
+            osp.join(lq_dir, osp.splitext(f)[0] + '.png'),
+            scale,
+            overwrite,
+        )
+        for f in files
+    ]
+    report = PairReport(
+        {osp.basename(j[0]): 'skipped' for j in jobs if not overwrite and osp.exists(j[1]) and osp.exists(j[2])}
+    )
     pending = [j for j in jobs if osp.basename(j[0]) not in report.status]
     start = time.time()
     if pending:
@@ -218,7 +253,7 @@ def benchmark_image(size: int, path: Optional[str] = None) -> np.ndarray:
         if min(img.shape[:2]) < size:
             raise InvalidInputError(f'{path} is smaller than {size}x{size}')
         y, x = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
-        return np.ascontiguousarray(img[y:y + size, x:x + size])
+        return np.ascontiguousarray(img[y : y + size, x : x + size])
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / size
     base = 0.5 + 0.25 * np.sin(12 * xx + 5 * yy)[..., None] * np.array([1.0, 0.7, 0.4])
@@ -226,9 +261,12 @@ def benchmark_image(size: int, path: Optional[str] = None) -> np.ndarray:
     return np.clip((base + 0.6 * texture) * 255, 0, 255).astype(np.uint8)
 
 
-def degradation_throughput(size: int = 256, images: int = 30, path: Optional[str] = None,
-                           pipelines: Tuple[Tuple[str, int], ...] = (('realesrgan', 4), ('realesrgan', 2),
-                                                                     ('bsrgan', 4))) -> dict:
+def degradation_throughput(
+    size: int = 256,
+    images: int = 30,
+    path: Optional[str] = None,
+    pipelines: Tuple[Tuple[str, int], ...] = (('realesrgan', 4), ('realesrgan', 2), ('bsrgan', 4)),
+) -> dict:
     """Images per second of each degradation pipeline in this process (one core when the caller limits BLAS and
     OpenMP threads) on GT patches of ``size`` (:func:`benchmark_image`), each image with its own seed."""
     gt = benchmark_image(size, path)
@@ -240,6 +278,7 @@ def degradation_throughput(size: int = 256, images: int = 30, path: Optional[str
         for i in range(images):  # a different seed per image: the average over random draws
             degrade_one(gt, f'img_{i}', pipeline, scale)
         elapsed = time.perf_counter() - start
-        report['pipelines'][f'{name}_x{scale}'] = dict(images_per_s_per_core=round(images / elapsed, 2),
-                                                       ms_per_image=round(1000 * elapsed / images, 1))
+        report['pipelines'][f'{name}_x{scale}'] = dict(
+            images_per_s_per_core=round(images / elapsed, 2), ms_per_image=round(1000 * elapsed / images, 1)
+        )
     return report

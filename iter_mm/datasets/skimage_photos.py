@@ -14,6 +14,7 @@ evaluates on held-out ones, so it needs no downloaded data. The split is fixed b
 
 Other synthetic images (chessboards, phantom, logo, text pages, tiny GIF/TIFF samples) are in no split.
 """
+
 import os.path as osp
 from typing import List, Optional, Sequence
 
@@ -23,15 +24,27 @@ from ..errors import InvalidOptionError, MissingDataError
 from .checked_dataset import CheckedImageDataset
 
 #: Training photos (file names in skimage/data).
-SKIMAGE_TRAIN = ('astronaut.png', 'motorcycle_left.png', 'motorcycle_right.png', 'ihc.png', 'retina.jpg',
-                 'hubble_deep_field.jpg', 'camera.png', 'brick.png', 'grass.png', 'gravel.png', 'coins.png',
-                 'moon.png')
+SKIMAGE_TRAIN = (
+    'astronaut.png',
+    'motorcycle_left.png',
+    'motorcycle_right.png',
+    'ihc.png',
+    'retina.jpg',
+    'hubble_deep_field.jpg',
+    'camera.png',
+    'brick.png',
+    'grass.png',
+    'gravel.png',
+    'coins.png',
+    'moon.png',
+)
 #: Held-out colour photos for evaluation (never in the training split).
 SKIMAGE_HELDOUT = ('chelsea.png', 'coffee.png', 'rocket.jpg')
 #: Colour training images of the demo: the colour photos of SKIMAGE_TRAIN and the colour wheel.
-SKIMAGE_TRAIN_COLOUR = SKIMAGE_TRAIN[:6] + ('color.png', )
-SKIMAGE_SPLITS = dict(train=SKIMAGE_TRAIN, train_colour=SKIMAGE_TRAIN_COLOUR, heldout=SKIMAGE_HELDOUT,
-                      all=SKIMAGE_TRAIN + SKIMAGE_HELDOUT)
+SKIMAGE_TRAIN_COLOUR = SKIMAGE_TRAIN[:6] + ('color.png',)
+SKIMAGE_SPLITS = dict(
+    train=SKIMAGE_TRAIN, train_colour=SKIMAGE_TRAIN_COLOUR, heldout=SKIMAGE_HELDOUT, all=SKIMAGE_TRAIN + SKIMAGE_HELDOUT
+)
 
 
 def skimage_data_dir() -> str:
@@ -72,26 +85,33 @@ class SkimagePhotoDataset(CheckedImageDataset):
         MissingDataError: a listed image is missing (or, for another folder, as :class:`CheckedImageDataset`).
     """
 
-    def __init__(self,
-                 split: str = 'train',
-                 names: Optional[Sequence[str]] = None,
-                 data_root: Optional[str] = None,
-                 data_prefix: Optional[dict] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        split: str = 'train',
+        names: Optional[Sequence[str]] = None,
+        data_root: Optional[str] = None,
+        data_prefix: Optional[dict] = None,
+        **kwargs,
+    ) -> None:
         if split not in SKIMAGE_SPLITS:
-            raise InvalidOptionError(f'SkimagePhotoDataset: unknown split {split!r}; use one of '
-                                     f'{sorted(SKIMAGE_SPLITS)}')
+            raise InvalidOptionError(
+                f'SkimagePhotoDataset: unknown split {split!r}; use one of {sorted(SKIMAGE_SPLITS)}'
+            )
         self.skimage_dir = skimage_data_dir()
-        self.list_folder = (names is None and data_root is not None
-                            and osp.realpath(data_root) != osp.realpath(self.skimage_dir))
+        self.list_folder = (
+            names is None and data_root is not None and osp.realpath(data_root) != osp.realpath(self.skimage_dir)
+        )
         if names is None:
             names = SKIMAGE_SPLITS[split]
         if not names:
             raise InvalidOptionError('SkimagePhotoDataset: empty list of names')
         self.split, self.names = split, tuple(names)
         kwargs.setdefault('metainfo', dict(dataset_type=f'skimage_{split}', task_name='real_sr'))
-        super().__init__(data_root=self.skimage_dir if data_root is None else data_root,
-                         data_prefix=dict(gt='') if data_prefix is None else data_prefix, **kwargs)
+        super().__init__(
+            data_root=self.skimage_dir if data_root is None else data_root,
+            data_prefix=dict(gt='') if data_prefix is None else data_prefix,
+            **kwargs,
+        )
 
     def load_data_list(self) -> List[dict]:
         """One sample per name (``key`` = the name without extension), or the folder's listing for another
@@ -114,6 +134,8 @@ class SkimagePhotoDataset(CheckedImageDataset):
             data_list.append(data)
         missing = [d[f'{k}_path'] for d in data_list for k in self.data_prefix if not osp.isfile(d[f'{k}_path'])]
         if missing:
-            raise MissingDataError(f'SkimagePhotoDataset: {len(missing)} image(s) missing, e.g. {missing[:3]} '
-                                   f'(data_root={self.data_root!r})')
+            raise MissingDataError(
+                f'SkimagePhotoDataset: {len(missing)} image(s) missing, e.g. {missing[:3]} '
+                f'(data_root={self.data_root!r})'
+            )
         return data_list

@@ -7,6 +7,7 @@ keeping the result for a text already formatted changes no output.
 Opt-in: nothing of iter-mm calls :func:`reuse_config_formatting` (``import iter_mm`` leaves MMEngine as it is); the
 test suite does (``tests/conftest.py``), and so may an application that runs many Runners in one process.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Tuple

@@ -6,6 +6,7 @@ initialises the process group itself with gloo (the Runner then skips its own ``
 wrap CPU modules, so ``tools/dist_train.sh CONFIG N`` runs N CPU processes with nothing else to pass. On GPUs
 nothing changes (nccl, one device per process).
 """
+
 import os
 import subprocess
 from datetime import timedelta
@@ -25,8 +26,10 @@ SEPARATE_WRAPPER = 'MMSeparateDistributedDataParallel'
 def _uses_multi_optimizers(cfg: Config) -> bool:
     wrapper = cfg.get('optim_wrapper') or {}
     return wrapper.get('constructor') == 'MultiOptimWrapperConstructor' or (
-        'type' not in wrapper and 'optimizer' not in wrapper and any(
-            isinstance(v, dict) and ('optimizer' in v or 'type' in v) for v in wrapper.values()))
+        'type' not in wrapper
+        and 'optimizer' not in wrapper
+        and any(isinstance(v, dict) and ('optimizer' in v or 'type' in v) for v in wrapper.values())
+    )
 
 
 def default_model_wrapper(cfg: Config) -> None:
@@ -54,11 +57,19 @@ def init_cpu_process_group(launcher: str, timeout_s: Optional[int] = None) -> No
         _slurm_env()
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
     if missing:
-        raise InvalidOptionError(f'launcher {launcher!r}: environment variables {missing} are not set; start the '
-                                 'processes with torchrun (tools/dist_train.sh) or srun', arguments=('launcher',))
+        raise InvalidOptionError(
+            f'launcher {launcher!r}: environment variables {missing} are not set; start the '
+            'processes with torchrun (tools/dist_train.sh) or srun',
+            arguments=('launcher',),
+        )
     kwargs = dict(timeout=timedelta(seconds=timeout_s)) if timeout_s else {}
-    torch_dist.init_process_group(backend='gloo', init_method='env://', rank=int(os.environ['RANK']),
-                                  world_size=int(os.environ['WORLD_SIZE']), **kwargs)
+    torch_dist.init_process_group(
+        backend='gloo',
+        init_method='env://',
+        rank=int(os.environ['RANK']),
+        world_size=int(os.environ['WORLD_SIZE']),
+        **kwargs,
+    )
 
 
 def configure_launch(cfg: Config, launcher: str, testing: bool = False) -> str:
@@ -80,8 +91,11 @@ def configure_launch(cfg: Config, launcher: str, testing: bool = False) -> str:
     if device == 'cuda':
         return device
     if launcher not in ('pytorch', 'slurm'):
-        raise InvalidOptionError(f'launcher {launcher!r} needs GPUs; on a CPU-only machine use pytorch (torchrun, '
-                                 'tools/dist_train.sh) or slurm', arguments=('launcher',))
+        raise InvalidOptionError(
+            f'launcher {launcher!r} needs GPUs; on a CPU-only machine use pytorch (torchrun, '
+            'tools/dist_train.sh) or slurm',
+            arguments=('launcher',),
+        )
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())
     dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
     dist_cfg['backend'] = 'gloo'
@@ -91,8 +105,11 @@ def configure_launch(cfg: Config, launcher: str, testing: bool = False) -> str:
     if wrapper is None:
         # The Runner's default is DDP with device_ids=[LOCAL_RANK], which DDP refuses for CPU modules.
         cfg.model_wrapper_cfg = ConfigDict(
-            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+        )
     elif _is_ddp_subclass(wrapper.get('type', 'MMDistributedDataParallel')):
         wrapper['device_ids'] = None  # (the separate wrapper passes no device_ids to its DDPs)
     return device
@@ -101,6 +118,7 @@ def configure_launch(cfg: Config, launcher: str, testing: bool = False) -> str:
 def _is_ddp_subclass(wrapper_type) -> bool:
     from mmengine.registry import MODEL_WRAPPERS
     from torch.nn.parallel import DistributedDataParallel
+
     cls = MODEL_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
     return isinstance(cls, type) and issubclass(cls, DistributedDataParallel)
 
@@ -114,6 +132,7 @@ def refuse_overwriting_checkpoints(cfg: Config) -> None:
     """
     import glob
     import os.path as osp
+
     if cfg.get('resume'):
         return
     work_dir = cfg.get('work_dir')
@@ -122,10 +141,12 @@ def refuse_overwriting_checkpoints(cfg: Config) -> None:
     if not found and not osp.isfile(last):
         return
     names = ', '.join(osp.basename(p) for p in found[:4]) + (f' and {len(found) - 4} more' if len(found) > 4 else '')
-    raise OutputExistsError(f'work dir {work_dir} already holds checkpoints of an earlier run '
-                            f'({names or "last_checkpoint"}); a fresh run would write over some of them and keep the '
-                            'others. Continue that run (resume), or train into another work_dir.',
-                            arguments=('resume', 'work_dir'))
+    raise OutputExistsError(
+        f'work dir {work_dir} already holds checkpoints of an earlier run '
+        f'({names or "last_checkpoint"}); a fresh run would write over some of them and keep the '
+        'others. Continue that run (resume), or train into another work_dir.',
+        arguments=('resume', 'work_dir'),
+    )
 
 
 def check_data_folders(cfg: Config, loaders: tuple = ('train_dataloader', 'val_dataloader')) -> None:
@@ -152,13 +173,23 @@ def check_data_folders(cfg: Config, loaders: tuple = ('train_dataloader', 'val_d
             for ds in datasets(loader.get('dataset')):
                 root = ds.get('data_root')
                 if isinstance(root, str) and '://' not in root and not osp.isdir(root):
-                    raise MissingDataError(f'{key}.dataset.data_root: folder not found: {root!r} '
-                                           f'({osp.abspath(root)}); set the config key {key}.dataset.data_root '
-                                           'to an existing folder', arguments=('cfg_options',))
+                    raise MissingDataError(
+                        f'{key}.dataset.data_root: folder not found: {root!r} '
+                        f'({osp.abspath(root)}); set the config key {key}.dataset.data_root '
+                        'to an existing folder',
+                        arguments=('cfg_options',),
+                    )
 
 
-def prepare_training(cfg: Config, cfg_path: str, launcher: str = 'none', work_dir: Optional[str] = None,
-                     amp: bool = False, auto_scale_lr: bool = False, resume: Optional[str] = None) -> Config:
+def prepare_training(
+    cfg: Config,
+    cfg_path: str,
+    launcher: str = 'none',
+    work_dir: Optional[str] = None,
+    amp: bool = False,
+    auto_scale_lr: bool = False,
+    resume: Optional[str] = None,
+) -> Config:
     """Apply the training options to ``cfg`` (in place) and return it.
 
     Args:
@@ -171,7 +202,9 @@ def prepare_training(cfg: Config, cfg_path: str, launcher: str = 'none', work_di
         MissingDataError: ``resume`` names a file that does not exist.
     """
     import os.path as osp
+
     from ..utils.config import enable_amp
+
     device = configure_launch(cfg, launcher)
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -181,15 +214,19 @@ def prepare_training(cfg: Config, cfg_path: str, launcher: str = 'none', work_di
         enable_amp(cfg, device=device)  # CUDA: fp16 + loss scaling; CPU: bf16 autocast
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise InvalidOptionError('auto_scale_lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config',
-                                     arguments=('auto_scale_lr',))
+            raise InvalidOptionError(
+                'auto_scale_lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config',
+                arguments=('auto_scale_lr',),
+            )
         cfg.auto_scale_lr.enable = True
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
         if not osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):  # MMEngine would log "resumed from None"
             import warnings
-            warnings.warn(f'resume: no checkpoint in {cfg.work_dir} yet: training starts from the beginning',
-                          stacklevel=2)
+
+            warnings.warn(
+                f'resume: no checkpoint in {cfg.work_dir} yet: training starts from the beginning', stacklevel=2
+            )
     elif resume is not None:
         if not osp.isfile(resume):
             raise MissingDataError(f'resume: checkpoint not found: {resume}', arguments=('resume',))

@@ -7,6 +7,7 @@ checkpoint. A stage's work dir records its model, training data, stage-I checkpo
 (:func:`iter_mm.engine.stages.stage_record`): a rerun with other ones is refused instead of reusing the old result.
 A given stage-I checkpoint (ours, or the authors' ``ITER_swinvqgan.pth`` as it is) counts as a finished stage I.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,8 +21,16 @@ from mmengine.dist import get_rank
 
 from ..errors import InvalidOptionError
 from .launch import check_data_folders, prepare_training
-from .stages import (check_stage_record, export_weights, final_checkpoint, resolve_stage1_checkpoint,
-                     set_initialisation, stage1_config_path, stage_state, write_stage_record)
+from .stages import (
+    check_stage_record,
+    export_weights,
+    final_checkpoint,
+    resolve_stage1_checkpoint,
+    set_initialisation,
+    stage1_config_path,
+    stage_state,
+    write_stage_record,
+)
 
 __all__ = ['run_pipeline', 'run_stage', 'run_test', 'format_summary', 'stage_work_dir']
 
@@ -33,8 +42,9 @@ def stage_work_dir(root: Optional[str], cfg_path: str) -> Optional[str]:
 
 def run_stage(cfg: Config, name: str) -> dict:
     """Train ``cfg`` unless finished; resume when interrupted. Returns the stage's summary."""
-    from .runner import ITERRunner
     from .hooks import MetricsRecorderHook
+    from .runner import ITERRunner
+
     state = stage_state(cfg)
     check_stage_record(cfg, name)  # a stage trained on other data / model / stage-I file is not reused
     summary = dict(stage=name, work_dir=cfg.work_dir, checkpoint=final_checkpoint(cfg), state=state)
@@ -55,17 +65,25 @@ def run_stage(cfg: Config, name: str) -> dict:
 
 def run_test(cfg: Config, checkpoint: str) -> dict:
     """The ITER config's test set on the final checkpoint (training-only parts dropped, as tools/test.py)."""
-    from .runner import ITERRunner
     from ..utils.config import inference_model_cfg
     from .hooks import MetricsRecorderHook
+    from .runner import ITERRunner
+
     if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
         return dict(stage='test', state='no test set in the config', minutes=0.0, metrics={})
     cfg = copy.deepcopy(cfg)
     cfg.model = inference_model_cfg(cfg.model)
     cfg.load_from, cfg.resume = checkpoint, False
     cfg.experiment_name = f'{cfg.get("experiment_name", "iter")}_test'
-    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler', 'val_dataloader', 'val_cfg',
-                'val_evaluator'):
+    for key in (
+        'train_dataloader',
+        'train_cfg',
+        'optim_wrapper',
+        'param_scheduler',
+        'val_dataloader',
+        'val_cfg',
+        'val_evaluator',
+    ):
         cfg[key] = None
     start = time.time()
     runner = ITERRunner.from_cfg(cfg)
@@ -75,10 +93,18 @@ def run_test(cfg: Config, checkpoint: str) -> dict:
     return dict(stage='test', state='ran', minutes=(time.time() - start) / 60, metrics=dict(metrics))
 
 
-def run_pipeline(config: str, work_root: Optional[str] = None, *, cfg_options: Optional[dict] = None,
-                 stage1_cfg_options: Optional[dict] = None, stage1_checkpoint: Optional[str] = None,
-                 init_from: Optional[str] = None, amp: bool = False, launcher: str = 'none',
-                 skip_test: bool = False) -> dict:
+def run_pipeline(
+    config: str,
+    work_root: Optional[str] = None,
+    *,
+    cfg_options: Optional[dict] = None,
+    stage1_cfg_options: Optional[dict] = None,
+    stage1_checkpoint: Optional[str] = None,
+    init_from: Optional[str] = None,
+    amp: bool = False,
+    launcher: str = 'none',
+    skip_test: bool = False,
+) -> dict:
     """Train (or skip) stage I, train stages II+III, test; returns the summary (also written as
     ``<ITER work dir>/pipeline_summary.json``; the final weights weights-only as ``<ITER work dir>/weights.pth``).
 
@@ -100,27 +126,28 @@ def run_pipeline(config: str, work_root: Optional[str] = None, *, cfg_options: O
         / 'done' / 'given', minutes, validation metrics) and ``summary`` (the JSON file).
     """
     from ..utils.config import load_config
+
     cfg = load_config(config, cfg_options)
     set_initialisation(cfg, stage1_checkpoint, init_from)
     given = (cfg.get('model') or {}).get('stage1_checkpoint') or (cfg.get('model') or {}).get('vqgan_ckpt')
     stage1_path = stage1_config_path(cfg, config)
     if stage1_path is None and given is None:
-        raise InvalidOptionError(f'{config} names no stage-I config and no stage-I checkpoint is given: add '
-                                 '`stage1_config = \'swinvqgan_xxx.py\'` (relative to the config\'s folder) or give '
-                                 'a stage-I checkpoint (stage1_checkpoint)')
+        raise InvalidOptionError(
+            f'{config} names no stage-I config and no stage-I checkpoint is given: add '
+            "`stage1_config = 'swinvqgan_xxx.py'` (relative to the config's folder) or give "
+            'a stage-I checkpoint (stage1_checkpoint)'
+        )
     check_data_folders(cfg)  # a wrong folder stops here, not after a Runner's config dump
     prepare_training(cfg, config, launcher=launcher, work_dir=stage_work_dir(work_root, config), amp=amp)
     if given is None:
         cfg1 = load_config(stage1_path, stage1_cfg_options)
         check_data_folders(cfg1)
-        prepare_training(cfg1, stage1_path, launcher=launcher, work_dir=stage_work_dir(work_root, stage1_path),
-                         amp=amp)
+        prepare_training(cfg1, stage1_path, launcher=launcher, work_dir=stage_work_dir(work_root, stage1_path), amp=amp)
         stages = [run_stage(cfg1, 'stage I')]
         cfg.model.stage1_checkpoint = final_checkpoint(cfg1)  # the frozen VQGAN of stages II+III
     else:
         resolve_stage1_checkpoint(cfg, config)  # the given file must exist
-        stages = [dict(stage='stage I', state='given', checkpoint=cfg.model.stage1_checkpoint, minutes=0.0,
-                       metrics={})]
+        stages = [dict(stage='stage I', state='given', checkpoint=cfg.model.stage1_checkpoint, minutes=0.0, metrics={})]
     stages.append(run_stage(cfg, 'stages II+III'))
     weights = osp.join(cfg.work_dir, 'weights.pth')  # weights only: tools/infer.py, compare_sr, Inferencer
     if get_rank() == 0:
@@ -128,8 +155,9 @@ def run_pipeline(config: str, work_root: Optional[str] = None, *, cfg_options: O
     stages[-1]['weights'] = weights
     if not skip_test:
         stages.append(run_test(cfg, final_checkpoint(cfg)))
-    summary = dict(config=config, stage1_config=stage1_path, stages=stages,
-                   summary=osp.join(cfg.work_dir, 'pipeline_summary.json'))
+    summary = dict(
+        config=config, stage1_config=stage1_path, stages=stages, summary=osp.join(cfg.work_dir, 'pipeline_summary.json')
+    )
     if get_rank() == 0:
         with open(summary['summary'], 'w') as f:
             json.dump({k: v for k, v in summary.items() if k != 'summary'}, f, indent=2)
@@ -139,8 +167,12 @@ def run_pipeline(config: str, work_root: Optional[str] = None, *, cfg_options: O
 def format_summary(summary: dict) -> str:
     """The pipeline's summary as a table: one line per stage (state, minutes, checkpoint), its metrics below."""
     lines = ['', '=' * 30 + ' ITER pipeline ' + '=' * 30]
-    states = {'done': 'finished earlier (skipped)', 'resume': 'resumed and finished', 'fresh': 'trained',
-              'given': 'given (not trained)'}
+    states = {
+        'done': 'finished earlier (skipped)',
+        'resume': 'resumed and finished',
+        'fresh': 'trained',
+        'given': 'given (not trained)',
+    }
     for s in summary['stages']:
         what = states.get(s['state'], s['state'])
         lines.append(f'{s["stage"]:<14} {what:<28} {s["minutes"]:6.1f} min   {s.get("checkpoint", "")}')

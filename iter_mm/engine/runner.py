@@ -8,14 +8,16 @@ the argument, so its Runner fails to ``resume`` or ``load_from`` its own checkpo
 of MMEngine is changed: the tools build this Runner explicitly (``ITERRunner.from_cfg(cfg)``), and a config may
 name it (``runner_type = 'ITERRunner'``) for MMagic's own ``tools/train.py``.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Union
 
-from mmagic.registry import RUNNERS
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+from mmagic.registry import RUNNERS
 
 from ..utils.checkpoint import load_checkpoint_file
 
@@ -30,8 +32,13 @@ class ITERRunner(Runner):
     Takes the arguments of :class:`~mmengine.runner.Runner`; build it with ``ITERRunner.from_cfg(cfg)``.
     """
 
-    def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu', strict: bool = False,
-                        revise_keys: list = [(r'^module.', '')]) -> dict:  # noqa: B006 (MMEngine's signature)
+    def load_checkpoint(
+        self,
+        filename: str,
+        map_location: Union[str, Callable] = 'cpu',
+        strict: bool = False,
+        revise_keys: list = [(r'^module.', '')],
+    ) -> dict:  # noqa: B006 (MMEngine's signature)
         """Load ``filename`` into the model, as MMEngine's method does (``after_load_checkpoint`` hooks, key
         revision, non-strict by default); a local file is read to CPU by iter-mm's loader.
 

@@ -8,6 +8,7 @@ the authors' ``ITER_swinvqgan.pth`` as it is), else the final checkpoint of that
 dir holds ``iter_<max_iters>.pth`` and interrupted when it holds any other checkpoint (``last_checkpoint`` written
 by MMEngine's CheckpointHook).
 """
+
 import os.path as osp
 from typing import Optional
 
@@ -55,13 +56,16 @@ def derived_stage1_checkpoint(cfg: Config, cfg_path: str) -> Optional[str]:
     """The final checkpoint of the stage-I config named by ``cfg.stage1_config`` (in its default work dir), or
     None when the config names none."""
     from ..utils.config import load_config
+
     stage1 = stage1_config_path(cfg, cfg_path)
     if stage1 is None:
         return None
     if '::' not in stage1 and not osp.isfile(stage1):
-        raise MissingDataError(f'stage1_config {cfg.stage1_config!r} of {cfg_path} not found ({stage1}; a path '
-                               'relative to that config\'s folder): name the stage-I config there, or give the '
-                               'stage-I checkpoint as model.stage1_checkpoint')
+        raise MissingDataError(
+            f'stage1_config {cfg.stage1_config!r} of {cfg_path} not found ({stage1}; a path '
+            "relative to that config's folder): name the stage-I config there, or give the "
+            'stage-I checkpoint as model.stage1_checkpoint'
+        )
     cfg1 = load_config(stage1)
     cfg1.work_dir = default_work_dir(cfg1, stage1)
     return osp.normpath(final_checkpoint(cfg1))
@@ -79,6 +83,7 @@ def resolve_stage1_checkpoint(cfg: Config, cfg_path: str) -> Optional[str]:
         MissingDataError: the stage-I checkpoint does not exist (the message says how to make or give one).
     """
     from ..utils.checkpoint import stage1_aliases
+
     model = cfg.get('model') or {}
     if model.get('type') not in STAGE2_MODELS:
         return None
@@ -91,18 +96,25 @@ def resolve_stage1_checkpoint(cfg: Config, cfg_path: str) -> Optional[str]:
         return ckpt
     stage1 = stage1_config_path(cfg, cfg_path)
     origin = 'given' if given is not None else f'the final checkpoint of stage1_config {stage1}'
-    make = (f'train stage I with {stage1} into {osp.dirname(ckpt) or "."}, ' if stage1 and given is None else
-            f'train stage I with {stage1} and give its final checkpoint, ' if stage1 else '')
+    make = (
+        f'train stage I with {stage1} into {osp.dirname(ckpt) or "."}, '
+        if stage1 and given is None
+        else f'train stage I with {stage1} and give its final checkpoint, '
+        if stage1
+        else ''
+    )
     raise MissingDataError(
         f'stage-I checkpoint not found: model.stage1_checkpoint={ckpt!r} ({origin}). To make it, {make}or train '
         'all stages with the pipeline (tools/train_pipeline.py); or give an existing stage-I checkpoint as '
-        'model.stage1_checkpoint (ours, or the authors\' ITER_swinvqgan.pth as it is).')
+        "model.stage1_checkpoint (ours, or the authors' ITER_swinvqgan.pth as it is)."
+    )
 
 
 def export_weights(checkpoint: str, target: str) -> str:
     """Write the model weights of a training checkpoint (ours, just written: trusted) as a weights-only file
     (``{'state_dict': ...}``) that inference tools load without unpickling; returns ``target``."""
     import torch
+
     state = torch.load(checkpoint, map_location='cpu', weights_only=False)
     torch.save(dict(state_dict=state['state_dict'], meta=dict(source=osp.basename(checkpoint))), target)
     return target
@@ -135,8 +147,10 @@ def stage_record(cfg: Config) -> dict:
     model_cfg = cfg.get('model') or {}
     model = {k: v for k, v in model_cfg.items() if k not in ('test_cfg', 'val_cfg') + files}
     loader = cfg.get('train_dataloader') or {}
-    record = dict(model=digest(model), training_data=digest(dict(dataset=loader.get('dataset'),
-                                                                batch_size=loader.get('batch_size'))))
+    record = dict(
+        model=digest(model),
+        training_data=digest(dict(dataset=loader.get('dataset'), batch_size=loader.get('batch_size'))),
+    )
     ckpt = model_cfg.get('stage1_checkpoint') or model_cfg.get('vqgan_ckpt')
     if ckpt is not None:
         record['stage1_checkpoint'] = file(ckpt)
@@ -151,6 +165,7 @@ def check_stage_record(cfg: Config, name: str) -> None:
     result. A record without a checkpoint (a first start that failed before saving one) is no result: nothing is
     checked."""
     import json
+
     path = osp.join(cfg.work_dir, STAGE_RECORD)
     if not osp.isfile(path) or stage_state(cfg) == 'fresh':
         return
@@ -159,18 +174,24 @@ def check_stage_record(cfg: Config, name: str) -> None:
     now = stage_record(cfg)
     differ = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
     if differ:
-        what = {'model': 'another model', 'training_data': 'other training data',
-                'stage1_checkpoint': 'another stage-I checkpoint', 'init_from': 'another initialisation'}
+        what = {
+            'model': 'another model',
+            'training_data': 'other training data',
+            'stage1_checkpoint': 'another stage-I checkpoint',
+            'init_from': 'another initialisation',
+        }
         raise OutputExistsError(
             f'{name} in {cfg.work_dir} was trained with {" and ".join(what.get(k, k) for k in differ)} than this '
-            'run\'s; the pipeline would skip or resume it unchanged. Train into another work dir '
-            f'(or delete {cfg.work_dir} to train {name} anew).')
+            "run's; the pipeline would skip or resume it unchanged. Train into another work dir "
+            f'(or delete {cfg.work_dir} to train {name} anew).'
+        )
 
 
 def write_stage_record(cfg: Config) -> None:
     """Record :func:`stage_record` in the work dir (when a stage starts fresh)."""
     import json
     import os
+
     os.makedirs(cfg.work_dir, exist_ok=True)
     with open(osp.join(cfg.work_dir, STAGE_RECORD), 'w') as f:
         json.dump(stage_record(cfg), f, indent=2)
@@ -187,8 +208,10 @@ def set_initialisation(cfg: Config, stage1_checkpoint: Optional[str] = None, ini
         return
     model = cfg.get('model') or {}
     if model.get('type') not in STAGE2_MODELS:
-        raise InvalidOptionError(f'stage1_checkpoint and init_from apply to ITER configs ({", ".join(STAGE2_MODELS)}),'
-                                 f' not to a {model.get("type")} model')
+        raise InvalidOptionError(
+            f'stage1_checkpoint and init_from apply to ITER configs ({", ".join(STAGE2_MODELS)}),'
+            f' not to a {model.get("type")} model'
+        )
     if stage1_checkpoint is not None:
         model.pop('vqgan_ckpt', None)  # the deprecated name would contradict the value given
         model['stage1_checkpoint'] = stage1_checkpoint

@@ -4,6 +4,7 @@ profiles and the facts of the machine.
 Used by :mod:`iter_mm.evaluation.inference_benchmark` and :mod:`iter_mm.evaluation.train_benchmark` (the
 command lines ``tools/benchmark_inference.py`` and ``tools/benchmark_train.py``). PyTorch only: no MMagic needed.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,17 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-__all__ = ['sync', 'submodule', 'time_calls', 'PartTimer', 'count_part_flops', 'matmul_peak', 'profile_call',
-           'machine_facts', 'rss_bytes']
+__all__ = [
+    'sync',
+    'submodule',
+    'time_calls',
+    'PartTimer',
+    'count_part_flops',
+    'matmul_peak',
+    'profile_call',
+    'machine_facts',
+    'rss_bytes',
+]
 
 
 def sync(device: torch.device) -> None:
@@ -117,6 +127,7 @@ def _register_flop_formulas() -> None:
     """FLOP formulas for the kernels torch's FlopCounterMode does not know: oneDNN's fused linear/conv (the
     default CPU inference path) and CPU flash attention. Raw arguments: the overloads differ in argument order."""
     from torch.utils import flop_counter as fc
+
     ops = torch.ops
 
     def linear_flops(*args, out_val=None, **kwargs) -> int:  # X (..., K) -> out (..., N)
@@ -129,10 +140,12 @@ def _register_flop_formulas() -> None:
     def sdpa_cpu_flops(q, k, v, *args, out_val=None, **kwargs) -> int:  # QK^T and PV
         return fc.sdpa_flop_count(q.shape, k.shape, v.shape)
 
-    for target, formula in ((getattr(ops.mkldnn, '_linear_pointwise', None), linear_flops),
-                            (getattr(ops.mkldnn, '_convolution_pointwise', None), conv_flops),
-                            (getattr(ops.mkldnn, '_convolution_pointwise_', None), conv_flops),
-                            (getattr(ops.aten, '_scaled_dot_product_flash_attention_for_cpu', None), sdpa_cpu_flops)):
+    for target, formula in (
+        (getattr(ops.mkldnn, '_linear_pointwise', None), linear_flops),
+        (getattr(ops.mkldnn, '_convolution_pointwise', None), conv_flops),
+        (getattr(ops.mkldnn, '_convolution_pointwise_', None), conv_flops),
+        (getattr(ops.aten, '_scaled_dot_product_flash_attention_for_cpu', None), sdpa_cpu_flops),
+    ):
         if target is not None and target not in fc.flop_registry:
             fc.register_flop_formula(target, get_raw=True)(formula)
 
@@ -141,18 +154,21 @@ def count_part_flops(fn: Callable[[], object], modules: Dict[str, torch.nn.Modul
     """FLOPs of one call of each named sub-module during ``fn()`` (mean over its calls), counted from the shapes
     of the matmuls, convolutions and attention it ran (``torch.utils.flop_counter``)."""
     from torch.utils.flop_counter import FlopCounterMode
+
     _register_flop_formulas()
     flops, calls, start, handles = defaultdict(int), defaultdict(int), {}, []
 
     def pre(name: str):
         def hook(module, inputs) -> None:
             start[name] = counter.get_total_flops()
+
         return hook
 
     def post(name: str):
         def hook(module, inputs, output) -> None:
             flops[name] += counter.get_total_flops() - start[name]
             calls[name] += 1
+
         return hook
 
     with FlopCounterMode(display=False) as counter:
@@ -189,6 +205,7 @@ def profile_call(fn: Callable[[], object], device: torch.device, top: int) -> di
     """One call of ``fn`` under torch.profiler: its wall time, the number of ops (and of CUDA kernel launches) and
     the ``top`` ops by self time (CUDA: device time), each with calls and milliseconds."""
     from torch.profiler import ProfilerActivity, profile
+
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     with profile(activities=activities) as prof:
         t0 = time.perf_counter()
@@ -203,14 +220,16 @@ def profile_call(fn: Callable[[], object], device: torch.device, top: int) -> di
 
     ranked = sorted(events, key=self_us, reverse=True)[:top]
     launches = sum(e.count for e in events if e.key in ('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC'))
-    return dict(wall_s=wall, time_kind='device' if on_gpu else 'cpu', ops=sum(e.count for e in events),
-                kernel_launches=launches if on_gpu else None,
-                top=[dict(op=e.key, calls=e.count, self_ms=self_us(e) / 1e3) for e in ranked])
+    return dict(
+        wall_s=wall,
+        time_kind='device' if on_gpu else 'cpu',
+        ops=sum(e.count for e in events),
+        kernel_launches=launches if on_gpu else None,
+        top=[dict(op=e.key, calls=e.count, self_ms=self_us(e) / 1e3) for e in ranked],
+    )
 
 
 def machine_facts(device: torch.device) -> dict:
     """Device name (the GPU's, or the CPU's), torch threads, CPU count and torch version of this run."""
-    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or
-                                                                            platform.machine())
-    return dict(device_name=name, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
-                torch=torch.__version__)
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or platform.machine())
+    return dict(device_name=name, threads=torch.get_num_threads(), cpu_count=os.cpu_count(), torch=torch.__version__)

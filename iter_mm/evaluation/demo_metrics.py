@@ -14,6 +14,7 @@ mean over images and channels of its absolute value (0 for a prediction without 
 std of the chroma (pixel minus its mean over R, G, B) of the prediction over that of the GT (1 = as colourful as
 the GT, 0 = grey).
 """
+
 import os.path as osp
 from typing import Dict, List
 
@@ -29,8 +30,10 @@ __all__ = ['eval_stage1', 'eval_sr', 'sampling_defaults', 'heldout_images']
 def _y_metrics(pred: np.ndarray, gt: np.ndarray, crop: int = 4) -> Dict[str, float]:
     from mmagic.evaluation.metrics.psnr import psnr
     from mmagic.evaluation.metrics.ssim import ssim
-    return dict(psnr_y=float(psnr(pred, gt, crop, 'HWC', 'Y', 'rgb')),
-                ssim_y=float(ssim(pred, gt, crop, 'HWC', 'Y', 'rgb')))
+
+    return dict(
+        psnr_y=float(psnr(pred, gt, crop, 'HWC', 'Y', 'rgb')), ssim_y=float(ssim(pred, gt, crop, 'HWC', 'Y', 'rgb'))
+    )
 
 
 def _bias(pred: np.ndarray, gt: np.ndarray) -> List[float]:
@@ -45,6 +48,7 @@ def _saturation(pred: np.ndarray, gt: np.ndarray) -> float:
 
 def _niqe(img: np.ndarray) -> float:
     from mmagic.evaluation.metrics.niqe import niqe
+
     return float(niqe(np.ascontiguousarray(img[..., ::-1]), crop_border=0, input_order='HWC', convert_to='y'))
 
 
@@ -77,12 +81,14 @@ def _build(config: str, ckpt: str):
     checkpoints pickle the message hub: trusted, as MMEngine's load_from)."""
     from ..apis import init_model
     from ..utils.config import load_config
+
     return load_config(config), init_model(config, ckpt, allow_pickle=True)
 
 
 def heldout_images(names=None):
     """(name, RGB uint8) of the held-out photos (default: ``SKIMAGE_HELDOUT``)."""
     from ..datasets.skimage_photos import SKIMAGE_HELDOUT, skimage_data_dir
+
     for name in names or SKIMAGE_HELDOUT:
         img = cv2.imread(osp.join(skimage_data_dir(), name), cv2.IMREAD_COLOR)
         yield name, np.ascontiguousarray(img[..., ::-1])  # RGB uint8
@@ -99,12 +105,14 @@ def eval_stage1(config: str, ckpt: str) -> dict:
         rec, tok = model.reconstruct(x)
         pred = _to_u8(rec[0])
         tokens.append(tok.flatten())
-        rows.append(dict(name=name, **_y_metrics(pred, gt), channel_bias=_bias(pred, gt),
-                         saturation=_saturation(pred, gt)))
+        rows.append(
+            dict(name=name, **_y_metrics(pred, gt), channel_bias=_bias(pred, gt), saturation=_saturation(pred, gt))
+        )
     stats = codebook_stats(torch.bincount(torch.cat(tokens).cpu(), minlength=k).numpy())
     res = _summary(rows)
-    res.update(codebook_usage=round(stats['usage'], 4), codebook_perplexity=round(stats['perplexity'], 2),
-               per_image=rows)
+    res.update(
+        codebook_usage=round(stats['usage'], 4), codebook_perplexity=round(stats['perplexity'], 2), per_image=rows
+    )
     return res
 
 
@@ -112,6 +120,7 @@ def eval_stage1(config: str, ckpt: str) -> dict:
 def eval_sr(config: str, ckpt: str, overrides: dict = None) -> dict:
     """ITER and bicubic on the config's validation set, with token diagnostics (see the module docstring)."""
     from mmagic.registry import DATASETS
+
     cfg, model = _build(config, ckpt)
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
     scale = model.generator.scale
@@ -130,25 +139,50 @@ def eval_sr(config: str, ckpt: str, overrides: dict = None) -> dict:
         bic = cv2.resize(lq_u8, (lq_u8.shape[1] * scale, lq_u8.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
         h, w = min(pred.shape[0], gt.shape[0]), min(pred.shape[1], gt.shape[1])
         pred, bic, gt = pred[:h, :w], bic[:h, :w], gt[:h, :w]
-        rows_sr.append(dict(name=name, **_y_metrics(pred, gt), channel_bias=_bias(pred, gt),
-                            saturation=_saturation(pred, gt), niqe=_niqe(pred)))
-        rows_bic.append(dict(name=name, **_y_metrics(bic, gt), channel_bias=_bias(bic, gt),
-                             saturation=_saturation(bic, gt), niqe=_niqe(bic)))
+        rows_sr.append(
+            dict(
+                name=name,
+                **_y_metrics(pred, gt),
+                channel_bias=_bias(pred, gt),
+                saturation=_saturation(pred, gt),
+                niqe=_niqe(pred),
+            )
+        )
+        rows_bic.append(
+            dict(
+                name=name,
+                **_y_metrics(bic, gt),
+                channel_bias=_bias(bic, gt),
+                saturation=_saturation(bic, gt),
+                niqe=_niqe(bic),
+            )
+        )
         # token diagnostics on the restored grid
         gt_img = torch.from_numpy(gt).permute(2, 0, 1)[None].float() / 255
         grid = result.tokens.shape[-2:]
         s_h = model.gt_tokens(gt_img, grid)[0]
         ceiling = _to_u8(vq.reconstruct(gt_img)[0])[:h, :w]  # the GT's tokens decoded (padded, cropped back)
-        stats.append(dict(name=name, acc_lq=float((result.lq_tokens[0] == s_h).float().mean()),
-                          acc_final=float((result.tokens[0] == s_h).float().mean()),
-                          ppl_gt=_perplexity(s_h, k), ppl_lq=_perplexity(result.lq_tokens[0], k),
-                          ppl_final=_perplexity(result.tokens[0], k),
-                          gt_tokens_psnr_y=_y_metrics(ceiling, gt)['psnr_y']))
-    return dict(iter=_summary(rows_sr), bicubic=_summary(rows_bic), tokens=_summary(stats),
-                per_image=dict(iter=rows_sr, bicubic=rows_bic, tokens=stats))
+        stats.append(
+            dict(
+                name=name,
+                acc_lq=float((result.lq_tokens[0] == s_h).float().mean()),
+                acc_final=float((result.tokens[0] == s_h).float().mean()),
+                ppl_gt=_perplexity(s_h, k),
+                ppl_lq=_perplexity(result.lq_tokens[0], k),
+                ppl_final=_perplexity(result.tokens[0], k),
+                gt_tokens_psnr_y=_y_metrics(ceiling, gt)['psnr_y'],
+            )
+        )
+    return dict(
+        iter=_summary(rows_sr),
+        bicubic=_summary(rows_bic),
+        tokens=_summary(stats),
+        per_image=dict(iter=rows_sr, bicubic=rows_bic, tokens=stats),
+    )
 
 
 def sampling_defaults(config: str) -> dict:
     """The ``model.test_cfg`` of ``config`` (the sampling options ``eval_sr`` starts from)."""
     from ..utils.config import load_config
+
     return dict(load_config(config).model.get('test_cfg') or {})

@@ -3,6 +3,7 @@
 The colour error of a folder of predictions against its GT folder is the mean over images of the mean absolute
 per-channel error of the image means (0-255): a colour cast shows here when PSNR barely moves.
 """
+
 from __future__ import annotations
 
 import csv

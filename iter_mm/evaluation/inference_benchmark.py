@@ -8,6 +8,7 @@ the matmul peak of the part's dominant size (:mod:`iter_mm.evaluation.benchmark`
 as the bare ``ITERNet`` through ``restore_image``. ``tools/benchmark_inference.py`` and
 ``tools/measure_memory.py`` are the command lines.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,11 +22,19 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from ..errors import InvalidOptionError
-from .benchmark import (PartTimer, count_part_flops, machine_facts, matmul_peak, profile_call, rss_bytes,
-                        submodule, sync)
+from .benchmark import PartTimer, count_part_flops, machine_facts, matmul_peak, profile_call, rss_bytes, submodule, sync
 
-__all__ = ['InferenceBenchSettings', 'benchmark_inference', 'agreement', 'mmagic_available', 'BareITER',
-           'build_iter', 'dominant_gemms', 'measure_restore_memory', 'ITER_PARTS']
+__all__ = [
+    'InferenceBenchSettings',
+    'benchmark_inference',
+    'agreement',
+    'mmagic_available',
+    'BareITER',
+    'build_iter',
+    'dominant_gemms',
+    'measure_restore_memory',
+    'ITER_PARTS',
+]
 
 SWINIR_CFG = 'swinir/swinir_gan-x{s}s64w8d6e180_8xb4-lr1e-4-600k_df2k-ost.py'
 RRDB_CFG = 'real_esrgan/realesrgan_c64b23g32_4xb12-lr1e-4-400k_df2k-ost.py'
@@ -35,23 +44,24 @@ ITER_PARTS = {'E_l': 'lq_encoder', 'phi_e': 'evaluator', 'phi_r': 'refiner', 'de
 @dataclass
 class InferenceBenchSettings:
     """What :func:`benchmark_inference` runs (the defaults of ``tools/benchmark_inference.py``)."""
-    size: int = 128                 # LQ side in pixels
+
+    size: int = 128  # LQ side in pixels
     scale: int = 4
-    batch: int = 1                  # images of one size per call
+    batch: int = 1  # images of one size per call
     steps: int = 8
     alpha: float = 0.7
     device: str = 'cpu'
-    dtype: str = 'fp32'             # ITER's precision (bf16 / fp16 under autocast)
-    baseline_dtype: str = 'fp32'    # SwinIR's and RRDBNet's
+    dtype: str = 'fp32'  # ITER's precision (bf16 / fp16 under autocast)
+    baseline_dtype: str = 'fp32'  # SwinIR's and RRDBNet's
     cuda_graphs: bool = False
     repeats: int = 3
     warmup: int = 1
     models: List[str] = field(default_factory=lambda: ['iter', 'swinir', 'rrdbnet'])
     iter_config: Optional[str] = None
     seed: int = 0
-    flops: bool = True              # count FLOPs and time the matmul peaks
-    profile: int = 0                # ops of one profiled ITER call to report (0: no profile)
-    interleave: bool = False        # alternate the models' timed calls
+    flops: bool = True  # count FLOPs and time the matmul peaks
+    profile: int = 0  # ops of one profiled ITER call to report (0: no profile)
+    interleave: bool = False  # alternate the models' timed calls
 
 
 def mmagic_available() -> bool:
@@ -75,6 +85,7 @@ class BareITER(torch.nn.Module):
     def restore(self, lq: torch.Tensor, **options) -> torch.Tensor:
         from ..models.inference import restore_image
         from ..models.options import RestoreOptions
+
         return restore_image(self.generator, lq, RestoreOptions(**options))
 
 
@@ -83,19 +94,30 @@ def build_iter(scale: int, config: Optional[str] = None) -> torch.nn.Module:
     ITERModel with the paper-scale ITERNet (without MMagic: the ``ITERNet`` in :class:`BareITER`)."""
     if not mmagic_available():
         if config:
-            raise InvalidOptionError('an ITER config needs MMagic / MMEngine; without them only the paper-scale '
-                                     'ITERNet runs')
+            raise InvalidOptionError(
+                'an ITER config needs MMagic / MMEngine; without them only the paper-scale ITERNet runs'
+            )
         from ..models.archs import ITERNet
+
         return BareITER(ITERNet(scale=scale))
     from mmengine.config import Config
 
     from ..apis import init_model
+
     if config:
         return init_model(config, random_weights=True)
     # every ITERNet default is the released configuration (docs/architecture.md)
-    cfg = Config(dict(default_scope='mmagic', model=dict(
-        type='ITERModel', generator=dict(type='ITERNet', scale=scale), eval_lq_loss=None,
-        data_preprocessor=dict(type='DataPreprocessor', mean=[0.] * 3, std=[255.] * 3))))
+    cfg = Config(
+        dict(
+            default_scope='mmagic',
+            model=dict(
+                type='ITERModel',
+                generator=dict(type='ITERNet', scale=scale),
+                eval_lq_loss=None,
+                data_preprocessor=dict(type='DataPreprocessor', mean=[0.0] * 3, std=[255.0] * 3),
+            ),
+        )
+    )
     return init_model(cfg, random_weights=True)
 
 
@@ -103,18 +125,30 @@ def dominant_gemms(net: torch.nn.Module, tokens: int) -> Dict[str, tuple]:
     """The part's largest matmul shape (M, K, N) for the matmul peak: the Swin MLP's fc1 of E_l, phi_e and phi_r
     (tokens x D x 4D); for the decoder the im2col GEMM of its 3x3 convs at a quarter of the output pixels
     (4 * tokens x 9 * C x C at C = twice the base width)."""
+
     def fc1(mod: torch.nn.Module) -> tuple:
         lin = next(m for name, m in mod.named_modules() if name.endswith('mlp.fc1'))
         return tokens, lin.in_features, lin.out_features
+
     c = 2 * net.vqgan.decoder.blocks[-1].in_channels
-    return {'E_l': fc1(net.lq_encoder), 'phi_e': fc1(net.evaluator), 'phi_r': fc1(net.refiner),
-            'decoder': (min(4 * tokens * 16, 16384), 9 * c, c)}
+    return {
+        'E_l': fc1(net.lq_encoder),
+        'phi_e': fc1(net.evaluator),
+        'phi_r': fc1(net.refiner),
+        'decoder': (min(4 * tokens * 16, 16384), 9 * c, c),
+    }
 
 
-def per_call_efficiency(fn: Callable[[], object], net: torch.nn.Module, seconds_per_call: Dict[str, float],
-                        s: InferenceBenchSettings, device: torch.device) -> Dict[str, dict]:
+def per_call_efficiency(
+    fn: Callable[[], object],
+    net: torch.nn.Module,
+    seconds_per_call: Dict[str, float],
+    s: InferenceBenchSettings,
+    device: torch.device,
+) -> Dict[str, dict]:
     """Per part: FLOPs of one call, GFLOP/s achieved, and the matmul peak of its dominant size in this run."""
     from ..models.inference import DTYPES
+
     flops = count_part_flops(fn, {k: submodule(net, v) for k, v in ITER_PARTS.items()})
     tokens = s.batch * (s.size * s.scale // net.vqgan.downscale) ** 2  # rows of the batched GEMMs
     dtype = DTYPES[s.dtype] or torch.float32
@@ -124,8 +158,12 @@ def per_call_efficiency(fn: Callable[[], object], net: torch.nn.Module, seconds_
             continue
         peak = matmul_peak(*gemm, dtype, device)
         achieved = flops[part] / seconds_per_call[part] / 1e9
-        out[part] = dict(gflop_per_call=flops[part] / 1e9, achieved_gflops=achieved, matmul=peak,
-                         fraction_of_peak=achieved / peak['peak_gflops'])
+        out[part] = dict(
+            gflop_per_call=flops[part] / 1e9,
+            achieved_gflops=achieved,
+            matmul=peak,
+            fraction_of_peak=achieved / peak['peak_gflops'],
+        )
     return out
 
 
@@ -148,6 +186,7 @@ def agreement(config: str, checkpoint: str, lq_dir: str, overrides: Optional[dic
     from ..models.archs.fast_ops import reference_kernels
     from ..utils.image_files import folder_images
     from ..utils.image_io import read_image
+
     overrides = overrides or {}
     files = folder_images(lq_dir, 'LQ folder')
     model = init_model(config, checkpoint, allow_pickle=True).eval()
@@ -164,56 +203,85 @@ def agreement(config: str, checkpoint: str, lq_dir: str, overrides: Optional[dic
         bf16 = model.restore(lq, return_result=True, dtype='bf16', **overrides)
         t3 = time.perf_counter()
         row = dict(
-            image=f, lq_size=list(lq.shape[-2:]), tokens=int(fp32.tokens.numel()),
+            image=f,
+            lq_size=list(lq.shape[-2:]),
+            tokens=int(fp32.tokens.numel()),
             bf16_tokens_equal=(bf16.tokens == fp32.tokens).float().mean().item(),
             bf16_lq_tokens_equal=(bf16.lq_tokens == fp32.lq_tokens).float().mean().item(),
             bf16_psnr_vs_fp32=_psnr(bf16.image, fp32.image),
-            fp32_vs_reference_tokens_identical=bool(torch.equal(fp32.tokens, ref.tokens)
-                                                    and torch.equal(fp32.lq_tokens, ref.lq_tokens)),
+            fp32_vs_reference_tokens_identical=bool(
+                torch.equal(fp32.tokens, ref.tokens) and torch.equal(fp32.lq_tokens, ref.lq_tokens)
+            ),
             fp32_vs_reference_max_abs=(fp32.image - ref.image).abs().max().item(),
-            seconds=dict(fp32=t1 - t0, reference=t2 - t1, bf16=t3 - t2))
+            seconds=dict(fp32=t1 - t0, reference=t2 - t1, bf16=t3 - t2),
+        )
         images.append(row)
         n = row['tokens']
         tot['tokens'] += n
         tot['equal'] += row['bf16_tokens_equal'] * n
         tot['lq_equal'] += row['bf16_lq_tokens_equal'] * n
     return dict(
-        mode='agreement', config=config, checkpoint=checkpoint, lq_dir=lq_dir, sampling=opts,
-        threads=torch.get_num_threads(), torch=torch.__version__,
-        bf16_tokens_equal=tot['equal'] / tot['tokens'], bf16_lq_tokens_equal=tot['lq_equal'] / tot['tokens'],
+        mode='agreement',
+        config=config,
+        checkpoint=checkpoint,
+        lq_dir=lq_dir,
+        sampling=opts,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        bf16_tokens_equal=tot['equal'] / tot['tokens'],
+        bf16_lq_tokens_equal=tot['lq_equal'] / tot['tokens'],
         bf16_psnr_vs_fp32_mean=statistics.mean(r['bf16_psnr_vs_fp32'] for r in images),
         fp32_vs_reference_tokens_identical=all(r['fp32_vs_reference_tokens_identical'] for r in images),
         fp32_vs_reference_max_abs=max(r['fp32_vs_reference_max_abs'] for r in images),
-        images=images)
+        images=images,
+    )
 
 
 class _ModelBench:
     """One model of the benchmark: its call, the timed runs and (ITER) the per-part hooks."""
 
-    def __init__(self, name: str, s: InferenceBenchSettings, device: torch.device, lq: torch.Tensor,
-                 log: Callable[[str], None]) -> None:
+    def __init__(
+        self, name: str, s: InferenceBenchSettings, device: torch.device, lq: torch.Tensor, log: Callable[[str], None]
+    ) -> None:
         from ..models.inference import autocast_context
+
         log(f'{name}: building')
-        self.name, self.s, self.device, self.is_iter, self.runs, self.log = name, s, device, name.startswith(
-            'iter'), [], log
+        self.name, self.s, self.device, self.is_iter, self.runs, self.log = (
+            name,
+            s,
+            device,
+            name.startswith('iter'),
+            [],
+            log,
+        )
         if self.is_iter:
             from ..models.archs.fast_ops import reference_kernels
+
             model = build_iter(s.scale, s.iter_config).to(device).eval()
-            opts = self.opts = dict(alpha=s.alpha, steps=s.steps, seed=s.seed, dtype=s.dtype,
-                                    cuda_graphs=s.cuda_graphs)
+            opts = self.opts = dict(alpha=s.alpha, steps=s.steps, seed=s.seed, dtype=s.dtype, cuda_graphs=s.cuda_graphs)
 
             def fn(ref: bool = name == 'iter-ref'):
                 with reference_kernels(ref):
                     return model.restore(lq, **opts)
+
             self.net = model.generator
         else:
             from ..apis.mmagic_models import zoo_generator
-            net = (zoo_generator(SWINIR_CFG.format(s=s.scale)) if name == 'swinir' else
-                   zoo_generator(RRDB_CFG, upscale_factor=s.scale)).to(device).eval()
+
+            net = (
+                (
+                    zoo_generator(SWINIR_CFG.format(s=s.scale))
+                    if name == 'swinir'
+                    else zoo_generator(RRDB_CFG, upscale_factor=s.scale)
+                )
+                .to(device)
+                .eval()
+            )
 
             def fn():
                 with torch.no_grad(), autocast_context(s.baseline_dtype, device):
                     return net(lq)
+
             self.net = net
         self.fn = fn
         self.params = sum(p.numel() for p in self.net.parameters())
@@ -231,8 +299,13 @@ class _ModelBench:
         t0 = time.perf_counter()
         self.fn()
         sync(self.device)
-        self.runs.append((dict(self.timer.seconds) if self.timer else {},
-                          dict(self.timer.calls) if self.timer else {}, time.perf_counter() - t0))
+        self.runs.append(
+            (
+                dict(self.timer.seconds) if self.timer else {},
+                dict(self.timer.calls) if self.timer else {},
+                time.perf_counter() - t0,
+            )
+        )
 
     def finish(self) -> dict:
         s = self.s
@@ -254,7 +327,7 @@ class _ModelBench:
             runs = self.runs
         self.timer.remove()
         med = statistics.median
-        breakdown = {k: med([r[0].get(k, 0.) for r in runs]) for k in ITER_PARTS}
+        breakdown = {k: med([r[0].get(k, 0.0) for r in runs]) for k in ITER_PARTS}
         breakdown['total'] = med([r[2] for r in runs])
         breakdown['other'] = breakdown['total'] - sum(breakdown[k] for k in ITER_PARTS)
         entry['breakdown_s'] = breakdown
@@ -279,42 +352,66 @@ def benchmark_inference(s: InferenceBenchSettings, log: Callable[[str], None] = 
     """
     if mmagic_available():
         from mmengine.registry import init_default_scope
+
         init_default_scope('mmagic')
     elif set(s.models) - {'iter', 'iter-ref'}:
-        raise InvalidOptionError(f'models {s.models}: SwinIR and RRDBNet come from MMagic, which is not '
-                                 'installed; only ITER runs with PyTorch alone')
+        raise InvalidOptionError(
+            f'models {s.models}: SwinIR and RRDBNet come from MMagic, which is not '
+            'installed; only ITER runs with PyTorch alone'
+        )
     if s.batch < 1 or s.size < 1 or s.profile < 0:
-        raise InvalidOptionError(f'batch and size must be >= 1 and profile >= 0, got {s.batch}, {s.size} and '
-                                 f'{s.profile}')
+        raise InvalidOptionError(
+            f'batch and size must be >= 1 and profile >= 0, got {s.batch}, {s.size} and {s.profile}'
+        )
     device = torch.device(s.device)
     torch.manual_seed(s.seed)
     lq = torch.rand(s.batch, 3, s.size, s.size, generator=torch.Generator().manual_seed(s.seed)).to(device)
     facts = machine_facts(device)
     result: dict = dict(
-        size=s.size, scale=s.scale, out_size=s.size * s.scale, batch=s.batch, device=s.device,
-        device_name=facts['device_name'], threads=facts['threads'], cpu_count=facts['cpu_count'], dtype=s.dtype,
-        baseline_dtype=s.baseline_dtype, autocast=s.dtype != 'fp32', torch=torch.__version__, warmup=s.warmup,
-        repeats=s.repeats, steps=s.steps, alpha=s.alpha, cuda_graphs=s.cuda_graphs, weights='random',
-        interleave=s.interleave, models={})
+        size=s.size,
+        scale=s.scale,
+        out_size=s.size * s.scale,
+        batch=s.batch,
+        device=s.device,
+        device_name=facts['device_name'],
+        threads=facts['threads'],
+        cpu_count=facts['cpu_count'],
+        dtype=s.dtype,
+        baseline_dtype=s.baseline_dtype,
+        autocast=s.dtype != 'fp32',
+        torch=torch.__version__,
+        warmup=s.warmup,
+        repeats=s.repeats,
+        steps=s.steps,
+        alpha=s.alpha,
+        cuda_graphs=s.cuda_graphs,
+        weights='random',
+        interleave=s.interleave,
+        models={},
+    )
     benches = [_ModelBench(name, s, device, lq, log) for name in s.models]
     for b in benches:  # warm-up, then the timed calls: model after model, or alternating with interleave
         log(f'{b.name}: {b.params / 1e6:.1f} M parameters, timing')
         for _ in range(s.warmup):
             b.fn()
         sync(device)
-    order = ([b for _ in range(s.repeats) for b in benches] if s.interleave else
-             [b for b in benches for _ in range(s.repeats)])
+    order = (
+        [b for _ in range(s.repeats) for b in benches]
+        if s.interleave
+        else [b for b in benches for _ in range(s.repeats)]
+    )
     for b in order:
         b.timed()
     models = result['models']
     for b in benches:
         models[b.name] = b.finish()
-        log(f"{b.name}: median {models[b.name]['median_s']:.3f} s")
+        log(f'{b.name}: median {models[b.name]["median_s"]:.3f} s')
     for it_name in ('iter', 'iter-ref'):
         for other in ('swinir', 'rrdbnet'):
             if it_name in models and other in models:
-                result[f"{it_name.replace('-', '_')}_over_{other}"] = \
+                result[f'{it_name.replace("-", "_")}_over_{other}'] = (
                     models[it_name]['median_s'] / models[other]['median_s']
+                )
     if 'iter' in models and 'iter-ref' in models:
         result['iter_ref_over_iter'] = models['iter-ref']['median_s'] / models['iter']['median_s']
     return result
@@ -325,8 +422,7 @@ def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure_restore_memory(size: int, scale: int = 4, steps: int = 1, dtype: str = 'fp32',
-                           threads: int = 0) -> dict:
+def measure_restore_memory(size: int, scale: int = 4, steps: int = 1, dtype: str = 'fp32', threads: int = 0) -> dict:
     """Peak host memory (RSS) of one CPU restoration of a random (1, 3, size, size) LQ without tiling by the
     paper-scale ``ITERNet(scale)`` (random weights, every step runs), in this process (``ru_maxrss`` only grows:
     run one size per fresh process).
@@ -337,6 +433,7 @@ def measure_restore_memory(size: int, scale: int = 4, steps: int = 1, dtype: str
     """
     from ..models.archs import ITERNet
     from ..models.inference import restore_image
+
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -354,8 +451,9 @@ def measure_restore_memory(size: int, scale: int = 4, steps: int = 1, dtype: str
         def post(_m, _a, _o):
             cur = rises.setdefault(name, dict(calls=0, max_rise_mb=0.0, rss_in_mb=0.0))
             cur['calls'] += 1
-            cur['max_rise_mb'] = max(cur['max_rise_mb'], (_maxrss() - state['before']) / 2 ** 20)
-            cur['rss_in_mb'] = max(cur['rss_in_mb'], state['rss'] / 2 ** 20)
+            cur['max_rise_mb'] = max(cur['max_rise_mb'], (_maxrss() - state['before']) / 2**20)
+            cur['rss_in_mb'] = max(cur['rss_in_mb'], state['rss'] / 2**20)
+
         module.register_forward_pre_hook(pre)
         module.register_forward_hook(post)
 
@@ -368,9 +466,18 @@ def measure_restore_memory(size: int, scale: int = 4, steps: int = 1, dtype: str
     with torch.no_grad():
         out = restore_image(net, lq, alpha=1.0, steps=steps, max_pixels=None, tile=None, dtype=dtype)
     wall, peak = time.perf_counter() - t0, _maxrss()
-    return dict(size=size, scale=scale, steps=steps, dtype=dtype, threads=torch.get_num_threads(),
-                out_shape=list(out.shape), wall_s=round(wall, 1), rss_after_build_mb=round(built / 2 ** 20),
-                peak_before_call_mb=round(built_peak / 2 ** 20), peak_rss_mb=round(peak / 2 ** 20),
-                call_mb=round((peak - built) / 2 ** 20),
-                call_kb_per_lq_pixel=round((peak - built) / size ** 2 / 1024, 1),
-                parts={k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in rises.items()})
+    return dict(
+        size=size,
+        scale=scale,
+        steps=steps,
+        dtype=dtype,
+        threads=torch.get_num_threads(),
+        out_shape=list(out.shape),
+        wall_s=round(wall, 1),
+        rss_after_build_mb=round(built / 2**20),
+        peak_before_call_mb=round(built_peak / 2**20),
+        peak_rss_mb=round(peak / 2**20),
+        call_mb=round((peak - built) / 2**20),
+        call_kb_per_lq_pixel=round((peak - built) / size**2 / 1024, 1),
+        parts={k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in rises.items()},
+    )

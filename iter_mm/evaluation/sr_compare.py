@@ -6,6 +6,7 @@ seconds per image, peak memory per model), ``crops/<image>.png`` (side-by-side c
 optionally ``images/<model>/<image>.png``. Outputs are rounded to 8 bit (as saved images) before the metrics.
 ``tools/compare_sr.py`` is its command line.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,9 +29,23 @@ from ..errors import InvalidInputError, InvalidOptionError, MissingDataError, Ou
 from ..utils.image_files import folder_images
 from .benchmark import rss_bytes
 
-__all__ = ['ModelSpec', 'parse_model', 'parse_literal', 'parse_restore_opts', 'read_image', 'center_crop',
-           'SRComparison', 'PeakMemory', 'build_metrics', 'score', 'match_gt', 'write_summary', 'to_uint8',
-           'side_by_side', 'OUT_FILES']
+__all__ = [
+    'ModelSpec',
+    'parse_model',
+    'parse_literal',
+    'parse_restore_opts',
+    'read_image',
+    'center_crop',
+    'SRComparison',
+    'PeakMemory',
+    'build_metrics',
+    'score',
+    'match_gt',
+    'write_summary',
+    'to_uint8',
+    'side_by_side',
+    'OUT_FILES',
+]
 
 #: what a comparison writes into its output folder
 OUT_FILES = ('results.csv', 'summary.md', 'crops', 'images')
@@ -39,6 +54,7 @@ OUT_FILES = ('results.csv', 'summary.md', 'crops', 'images')
 @dataclass
 class ModelSpec:
     """A model to compare: its name, config ('bicubic', a file or a zoo name), checkpoint, config overrides."""
+
     name: str
     config: str
     checkpoint: Optional[str] = None
@@ -58,7 +74,7 @@ def parse_model(text: str) -> ModelSpec:
     name, rest = text.split('=', 1)
     scope, body = re.match(r'([A-Za-z_]\w*::)?(.*)$', rest, re.S).groups()
     cut = body.find('.py:')
-    config, ckpt = (body[:cut + 3], body[cut + 4:]) if cut >= 0 else body.partition(':')[::2]
+    config, ckpt = (body[: cut + 3], body[cut + 4 :]) if cut >= 0 else body.partition(':')[::2]
     config = (scope or '') + config
     if not name or not config or config.endswith('::'):
         raise bad
@@ -80,6 +96,7 @@ def parse_restore_opts(items: Sequence[str]) -> Dict[str, object]:
         InvalidOptionError: Not KEY=VALUE, an unknown name or a value ``RestoreOptions`` refuses.
     """
     from ..models.options import RestoreOptions
+
     opts = {}
     for kv in items:
         if '=' not in kv:
@@ -97,6 +114,7 @@ def read_image(path: str) -> Tensor:
     """Any image file -> (3, H, W) float RGB in [0, 1], upright, first frame, alpha ignored
     (``iter_mm.utils.image_io``: grey replicated, 16 bit scaled, palette and CMYK converted)."""
     from ..utils.image_io import read_image as read_rgb
+
     img, _ = read_rgb(path)
     if min(img.shape[:2]) < 2:
         raise InvalidInputError(f'{path}: image of {img.shape[1]}x{img.shape[0]} pixels is too small to upscale')
@@ -108,7 +126,7 @@ def center_crop(img: Tensor, size: int, scale: int = 1, like: Optional[Tensor] =
     so that LQ and GT crops stay aligned."""
     h, w = (like if like is not None else img).shape[-2:]
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[..., top * scale:(top + size) * scale, left * scale:(left + size) * scale]
+    return img[..., top * scale : (top + size) * scale, left * scale : (left + size) * scale]
 
 
 class SRComparison:
@@ -132,10 +150,19 @@ class SRComparison:
         InvalidOptionError: A crop image is not in ``input_dir``.
     """
 
-    def __init__(self, input_dir: str, out_dir: str, scale: int = 4, gt_dir: Optional[str] = None,
-                 overwrite: bool = False, max_input_size: int = 0, crop_images: Optional[List[str]] = None,
-                 crop_size: int = 128, crop_boxes: Optional[Dict[str, Tuple[int, int]]] = None,
-                 save_images: bool = False) -> None:
+    def __init__(
+        self,
+        input_dir: str,
+        out_dir: str,
+        scale: int = 4,
+        gt_dir: Optional[str] = None,
+        overwrite: bool = False,
+        max_input_size: int = 0,
+        crop_images: Optional[List[str]] = None,
+        crop_size: int = 128,
+        crop_boxes: Optional[Dict[str, Tuple[int, int]]] = None,
+        save_images: bool = False,
+    ) -> None:
         if osp.isdir(out_dir) and any(osp.exists(osp.join(out_dir, f)) for f in OUT_FILES) and not overwrite:
             raise OutputExistsError(f'{out_dir} already holds results ({", ".join(OUT_FILES)})')
         if gt_dir and not osp.isdir(gt_dir):
@@ -177,8 +204,14 @@ class SRComparison:
             raise MissingDataError(f'no readable image in {self.input_dir}')
         return images
 
-    def run(self, models: Dict[str, Callable[[Tensor], Tensor]], metrics: dict, device: str = 'cpu',
-            note: str = '', progress: Optional[Callable[[], None]] = None) -> str:
+    def run(
+        self,
+        models: Dict[str, Callable[[Tensor], Tensor]],
+        metrics: dict,
+        device: str = 'cpu',
+        note: str = '',
+        progress: Optional[Callable[[], None]] = None,
+    ) -> str:
         """Run every model on every image, write the outputs, return the summary (Markdown).
 
         Args:
@@ -211,9 +244,14 @@ class SRComparison:
             writer = csv.DictWriter(fh, fieldnames=cols)
             writer.writeheader()
             writer.writerows(rows)
-        meta = (f'{len(images)} images from `{self.input_dir}`' + (f', GT `{self.gt_dir}`' if self.gt_dir else '') +
-                f', x{self.scale}, device {device}, {torch.get_num_threads()} threads' +
-                (f', inputs centre-cropped to {self.max_input_size} px' if self.max_input_size else '') + note + '.')
+        meta = (
+            f'{len(images)} images from `{self.input_dir}`'
+            + (f', GT `{self.gt_dir}`' if self.gt_dir else '')
+            + f', x{self.scale}, device {device}, {torch.get_num_threads()} threads'
+            + (f', inputs centre-cropped to {self.max_input_size} px' if self.max_input_size else '')
+            + note
+            + '.'
+        )
         path = osp.join(self.out_dir, 'summary.md')
         write_summary(path, rows, list(models), list(metrics), meta)
         with open(path) as f:
@@ -224,11 +262,13 @@ class SRComparison:
         probe = center_crop(lq, 32)[None].to(device)
         out = fn(probe)
         if tuple(out.shape[-2:]) != (probe.shape[-2] * self.scale, probe.shape[-1] * self.scale):
-            raise InvalidOptionError(f"model '{name}' turned {tuple(probe.shape[-2:])} into "
-                                     f'{tuple(out.shape[-2:])}, not x{self.scale}')
+            raise InvalidOptionError(
+                f"model '{name}' turned {tuple(probe.shape[-2:])} into {tuple(out.shape[-2:])}, not x{self.scale}"
+            )
 
-    def _one(self, mname: str, fn, f: str, lq: Tensor, gt: Optional[Tensor], metrics: dict,
-             device: str) -> Tuple[dict, Tensor]:
+    def _one(
+        self, mname: str, fn, f: str, lq: Tensor, gt: Optional[Tensor], metrics: dict, device: str
+    ) -> Tuple[dict, Tensor]:
         x = lq[None].to(device)
         with PeakMemory(device) as mem:
             t0 = time.perf_counter()
@@ -236,45 +276,65 @@ class SRComparison:
             if x.is_cuda:
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
-        sr = ((sr[0].float().cpu().clamp(0, 1) * 255.).round() / 255.)  # as a saved 8-bit image
-        row = {'model': mname, 'image': f, 'seconds': seconds, 'peak_mib': mem.peak_mib,
-               'width': sr.shape[-1], 'height': sr.shape[-2]}
-        sr_m, gt_m = (match_gt(sr, gt, self.scale, f) if gt is not None else (sr, None))
+        sr = (sr[0].float().cpu().clamp(0, 1) * 255.0).round() / 255.0  # as a saved 8-bit image
+        row = {
+            'model': mname,
+            'image': f,
+            'seconds': seconds,
+            'peak_mib': mem.peak_mib,
+            'width': sr.shape[-1],
+            'height': sr.shape[-2],
+        }
+        sr_m, gt_m = match_gt(sr, gt, self.scale, f) if gt is not None else (sr, None)
         for k, metric in metrics.items():
             row[k] = score(metric, sr_m, gt_m) if (gt_m is not None or not metric.full_ref) else float('nan')
         if self.save_images:
             from ..utils.image_io import write_image
-            write_image(osp.join(self.out_dir, 'images', mname, osp.splitext(f)[0] + '.png'),
-                        sr.permute(1, 2, 0).numpy())
+
+            write_image(
+                osp.join(self.out_dir, 'images', mname, osp.splitext(f)[0] + '.png'), sr.permute(1, 2, 0).numpy()
+            )
         return row, sr
 
     def _write_crop(self, f: str, lq: Tensor, gt: Optional[Tensor], outputs: List[Tuple[str, Tensor]]) -> None:
         import cv2
+
         h, w = outputs[0][1].shape[-2:]
         size = min(self.crop_size, h, w)
         x0, y0 = self.crop_boxes.get(f, ((w - size) // 2, (h - size) // 2))
         x0, y0 = min(max(0, x0), w - size), min(max(0, y0), h - size)
-        up = F.interpolate(lq[None], size=(lq.shape[-2] * self.scale, lq.shape[-1] * self.scale),
-                           mode='nearest')[0]
+        up = F.interpolate(lq[None], size=(lq.shape[-2] * self.scale, lq.shape[-1] * self.scale), mode='nearest')[0]
         panels = [('LQ', up)] + outputs + ([('GT', gt)] if gt is not None else [])
-        tiles = [(label, to_uint8(img[:, y0:y0 + size, x0:x0 + size])) for label, img in panels
-                 if img.shape[-2] >= y0 + size and img.shape[-1] >= x0 + size]
+        tiles = [
+            (label, to_uint8(img[:, y0 : y0 + size, x0 : x0 + size]))
+            for label, img in panels
+            if img.shape[-2] >= y0 + size and img.shape[-1] >= x0 + size
+        ]
         cv2.imwrite(osp.join(self.out_dir, 'crops', osp.splitext(f)[0] + '.png'), side_by_side(tiles))
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
     """(3, H, W) RGB in [0, 1] -> (H, W, 3) uint8 BGR for cv2."""
-    return (img.clamp(0, 1) * 255.).round().byte().permute(1, 2, 0).numpy()[..., ::-1].copy()
+    return (img.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()[..., ::-1].copy()
 
 
 def side_by_side(panels: List[Tuple[str, np.ndarray]], label_h: int = 18) -> np.ndarray:
     """Crops (H, W, 3) uint8 BGR of equal size, each under a label bar, in one row with 4 px gaps."""
     import cv2
+
     tiles = []
     for label, img in panels:
         bar = np.full((label_h, img.shape[1], 3), 255, np.uint8)
-        cv2.putText(bar, label[:max(1, img.shape[1] // 7)], (2, label_h - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            bar,
+            label[: max(1, img.shape[1] // 7)],
+            (2, label_h - 5),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
         tiles += [np.concatenate([bar, img], 0), np.full((label_h + img.shape[0], 4, 3), 255, np.uint8)]
     return np.concatenate(tiles[:-1], 1)
 
@@ -285,7 +345,7 @@ class PeakMemory:
 
     def __init__(self, device: str) -> None:
         self.cuda = torch.device(device).type == 'cuda'
-        self.peak_mib = 0.
+        self.peak_mib = 0.0
 
     def __enter__(self) -> 'PeakMemory':
         if self.cuda:
@@ -315,22 +375,34 @@ class PeakMemory:
 
 def build_metrics(names: Sequence[str], crop_border: int, weight_files: Dict[str, str], has_gt: bool):
     """{column name: PyIQAMetric} (inputs in [0, 1], so input_range=1)."""
-    from iter_mm.evaluation.metrics.pyiqa_metric import PyIQAMetric
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    from iter_mm.evaluation.metrics.pyiqa_metric import PyIQAMetric
+
     metrics = {}
     for name in names:
         base, _, convert = name.partition('@')  # 'niqe@Y': the metric on the BT.601 luma
         impl = 'mmagic' if base == 'niqe_mmagic' else 'pyiqa'
         base = 'niqe' if impl == 'mmagic' else base
         if base not in DEFAULT_CONFIGS:
-            raise InvalidOptionError(f"unknown metric '{name}' (pyiqa names or 'niqe_mmagic', optionally '@Y' / "
-                                     "'@gray')", arguments=('metrics',))
+            raise InvalidOptionError(
+                f"unknown metric '{name}' (pyiqa names or 'niqe_mmagic', optionally '@Y' / '@gray')",
+                arguments=('metrics',),
+            )
         if DEFAULT_CONFIGS[base]['metric_mode'] == 'FR' and not has_gt:
-            raise InvalidOptionError(f"metric '{name}' is full-reference: it needs ground-truth images (gt)",
-                                     arguments=('gt',))
-        metrics[name] = PyIQAMetric(base, niqe_impl=impl, weight_files=weight_files, crop_border=crop_border,
-                                    input_range=1., metric_key=name, convert_to=convert or None,
-                                    channel_order='rgb')
+            raise InvalidOptionError(
+                f"metric '{name}' is full-reference: it needs ground-truth images (gt)", arguments=('gt',)
+            )
+        metrics[name] = PyIQAMetric(
+            base,
+            niqe_impl=impl,
+            weight_files=weight_files,
+            crop_border=crop_border,
+            input_range=1.0,
+            metric_key=name,
+            convert_to=convert or None,
+            channel_order='rgb',
+        )
     return metrics
 
 
@@ -361,17 +433,21 @@ def _fmt(v: float) -> str:
 
 
 def write_summary(path: str, rows: List[dict], models: List[str], metrics: List[str], meta: str) -> None:
-    lines = [f'# SR comparison\n\n{meta}\n', '| model | ' + ' | '.join(metrics) + ' | s / image | peak MiB | images |',
-             '|---' * (len(metrics) + 4) + '|']
+    lines = [
+        f'# SR comparison\n\n{meta}\n',
+        '| model | ' + ' | '.join(metrics) + ' | s / image | peak MiB | images |',
+        '|---' * (len(metrics) + 4) + '|',
+    ]
     for m in models:
         mine = [r for r in rows if r['model'] == m]
-        means = [np.nanmean([r[k] for r in mine]) if any(r[k] == r[k] for r in mine) else float('nan')
-                 for k in metrics]
+        means = [np.nanmean([r[k] for r in mine]) if any(r[k] == r[k] for r in mine) else float('nan') for k in metrics]
         sec = float(np.mean([r['seconds'] for r in mine])) if mine else float('nan')
         mem = float(np.max([r['peak_mib'] for r in mine])) if mine else float('nan')
         lines.append(f'| {m} | ' + ' | '.join(_fmt(v) for v in means) + f' | {sec:.3f} | {mem:.0f} | {len(mine)} |')
-    lines.append('\nMetric columns are means over images (NaN where a metric could not be computed); '
-                 's / image is the model call alone (after one warm-up call); peak MiB is the largest over '
-                 'images (CUDA allocator peak on GPU, RSS rise on CPU).')
+    lines.append(
+        '\nMetric columns are means over images (NaN where a metric could not be computed); '
+        's / image is the model call alone (after one warm-up call); peak MiB is the largest over '
+        'images (CUDA allocator peak on GPU, RSS rise on CPU).'
+    )
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')

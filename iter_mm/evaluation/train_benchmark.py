@@ -16,6 +16,7 @@ Per-part breakdown: forward hooks on the networks, each loss module and the data
 On CPU the hooks ride along the timed iterations; on CUDA they synchronise, so the totals come from un-hooked
 iterations and the breakdown from up to 3 extra hooked ones. ``tools/benchmark_train.py`` is the command line.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,18 @@ import torch
 from ..errors import InvalidOptionError
 from .benchmark import PartTimer, machine_facts, submodule, sync
 
-__all__ = ['TrainBenchSettings', 'benchmark_train', 'authors_step_model_class', 'replace_perceptual',
-           'build_stage', 'random_batch', 'attach_timer', 'StageRun', 'run_stages', 'STAGES']
+__all__ = [
+    'TrainBenchSettings',
+    'benchmark_train',
+    'authors_step_model_class',
+    'replace_perceptual',
+    'build_stage',
+    'random_batch',
+    'attach_timer',
+    'StageRun',
+    'run_stages',
+    'STAGES',
+]
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,31 +52,41 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 @dataclass
 class TrainBenchSettings:
     """What :func:`benchmark_train` runs (the defaults of ``tools/benchmark_train.py``)."""
+
     stages: List[str] = field(default_factory=lambda: ['1', '23'])
     stage1_config: str = 'configs/iter/swinvqgan_df2k-ost.py'
     iter_config: str = 'configs/iter/iter_x4_realsr.py'
     stage1_options: dict = field(default_factory=dict)  # overrides of the stage-I config
-    iter_options: dict = field(default_factory=dict)    # overrides of the ITER config (stages 23, authors23)
-    gt_size: int = 320              # GT crop side (the authors: 320)
-    batch: int = 4                  # images per iteration (the authors: 4 per GPU)
-    iters: int = 3                  # timed iterations (median reported)
-    warmup: int = 1                 # untimed iterations first
+    iter_options: dict = field(default_factory=dict)  # overrides of the ITER config (stages 23, authors23)
+    gt_size: int = 320  # GT crop side (the authors: 320)
+    batch: int = 4  # images per iteration (the authors: 4 per GPU)
+    iters: int = 3  # timed iterations (median reported)
+    warmup: int = 1  # untimed iterations first
     device: str = 'cpu'
     amp: bool = False
-    perceptual: str = 'none'        # 'none' or 'l1' in place of LPIPS-VGG
-    interleave: bool = False        # build every stage first and alternate their iterations
+    perceptual: str = 'none'  # 'none' or 'l1' in place of LPIPS-VGG
+    interleave: bool = False  # build every stage first and alternate their iterations
     seed: int = 0
 
 
 STAGES = ('1', '23', 'authors23')
 #: timed sub-modules (dotted paths in the training model) of each stage; absent ones are skipped
 PARTS = {
-    '1': {'vqgan_encoder': 'generator.encoder', 'quantizer': 'generator.quantize',
-          'vqgan_decoder': 'generator.decoder', 'discriminator': 'discriminator',
-          'data_preprocessor': 'data_preprocessor'},
-    '23': {'E_l': 'generator.lq_encoder', 'phi_e': 'generator.evaluator', 'phi_r': 'generator.refiner',
-           'vqgan_encoder': 'generator.vqgan.encoder', 'vqgan_decoder': 'generator.vqgan.decoder',
-           'data_preprocessor': 'data_preprocessor'},
+    '1': {
+        'vqgan_encoder': 'generator.encoder',
+        'quantizer': 'generator.quantize',
+        'vqgan_decoder': 'generator.decoder',
+        'discriminator': 'discriminator',
+        'data_preprocessor': 'data_preprocessor',
+    },
+    '23': {
+        'E_l': 'generator.lq_encoder',
+        'phi_e': 'generator.evaluator',
+        'phi_r': 'generator.refiner',
+        'vqgan_encoder': 'generator.vqgan.encoder',
+        'vqgan_decoder': 'generator.vqgan.decoder',
+        'data_preprocessor': 'data_preprocessor',
+    },
 }
 PARTS['authors23'] = PARTS['23']
 #: loss modules of the training models, timed as ``loss:<name>``
@@ -77,6 +98,7 @@ OPTIM_PARTS = {'backward': 'backward', 'optimizer_step': 'step', 'zero_grad': 'z
 def authors_step_model_class():
     """:class:`ITERModel` subclass whose iteration makes the authors' network calls (defined lazily: MMagic)."""
     import torch.nn.functional as F
+
     from ..models.editors.iter_model import ITERModel, masked_fraction_ce
     from ..models.sampling import sample_training_mask
 
@@ -126,7 +148,8 @@ def authors_step_model_class():
             eval_ref_logits = net.evaluator(ref_tokens, lq_tokens)  # (d)
             if self.eval_refined_ce_weight > 0:
                 losses['loss_eval_refined_ce'] = self.eval_refined_ce_weight * F.cross_entropy(
-                    eval_ref_logits.float(), (ref_tokens == gt_tokens).long())
+                    eval_ref_logits.float(), (ref_tokens == gt_tokens).long()
+                )
             losses.update(self._image_losses(el_logits, ref_logits, gt))
             return losses
 
@@ -141,15 +164,18 @@ def replace_perceptual(model_cfg: dict, mode: str) -> Optional[str]:
     loss = model_cfg.get('perceptual_loss')
     if not loss:
         return None
-    model_cfg['perceptual_loss'] = None if mode == 'none' else dict(
-        type='L1Loss', loss_weight=loss.get('loss_weight', 1.0), reduction='mean')
+    model_cfg['perceptual_loss'] = (
+        None if mode == 'none' else dict(type='L1Loss', loss_weight=loss.get('loss_weight', 1.0), reduction='mean')
+    )
     return loss.get('type')
 
 
 def build_stage(stage: str, s: TrainBenchSettings, device: torch.device):
     """(model, optim_wrapper, config facts) of one stage from its config, random weights."""
     from mmengine.optim import build_optim_wrapper
+
     from mmagic.registry import MODELS
+
     from ..utils.config import enable_amp, load_config
 
     if stage == '1':
@@ -175,12 +201,15 @@ def build_stage(stage: str, s: TrainBenchSettings, device: torch.device):
     if s.amp:
         wrapper_type = enable_amp(cfg, device=device.type)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    facts = dict(config=os.path.relpath(cfg.filename, _ROOT) if cfg.filename else None,
-                 perceptual_replaced=replaced, perceptual=s.perceptual if replaced else None,
-                 optim_wrapper=wrapper_type,
-                 scale=int(getattr(model.generator, 'scale', 1)) if stage != '1' else 1,
-                 el_gumbel_grad=getattr(model, 'el_gumbel_grad', None),
-                 cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False)))
+    facts = dict(
+        config=os.path.relpath(cfg.filename, _ROOT) if cfg.filename else None,
+        perceptual_replaced=replaced,
+        perceptual=s.perceptual if replaced else None,
+        optim_wrapper=wrapper_type,
+        scale=int(getattr(model.generator, 'scale', 1)) if stage != '1' else 1,
+        el_gumbel_grad=getattr(model, 'el_gumbel_grad', None),
+        cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False)),
+    )
     return model, optim_wrapper, facts
 
 
@@ -190,7 +219,9 @@ def random_batch(stage: str, gt_size: int, batch: int, scale: int, seed: int) ->
     Stage I reconstructs its input (``img`` = ``gt``); stages II+III get an LQ of ``gt_size / scale``.
     """
     from mmengine.dataset import pseudo_collate
+
     from mmagic.registry import TRANSFORMS
+
     pack = TRANSFORMS.build(dict(type='PackInputs'))
     rng = np.random.RandomState(seed)
     items = []
@@ -208,6 +239,7 @@ def random_batch(stage: str, gt_size: int, batch: int, scale: int, seed: int) ->
 
 def _wrappers(optim_wrapper) -> Dict[str, object]:
     from mmengine.optim import OptimWrapperDict
+
     if isinstance(optim_wrapper, OptimWrapperDict):
         return dict(optim_wrapper.items())
     return {'': optim_wrapper}
@@ -268,8 +300,14 @@ class StageRun:
         """The stage's JSON entry (medians); on CUDA first ``parts_iters`` hooked iterations for the breakdown."""
         totals = [r[0] for r in self.runs]
         cpu = [r[3] for r in self.runs]
-        entry = dict(self.facts, median_s=statistics.median(totals), times_s=totals,
-                     cpu_median_s=statistics.median(cpu), cpu_times_s=cpu, trainable_params=self.trainable)
+        entry = dict(
+            self.facts,
+            median_s=statistics.median(totals),
+            times_s=totals,
+            cpu_median_s=statistics.median(cpu),
+            cpu_times_s=cpu,
+            trainable_params=self.trainable,
+        )
         parts_runs = self.runs
         if self.device.type == 'cuda':
             entry['peak_mem_mib'] = torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -293,7 +331,8 @@ class StageRun:
             seconds_per_call={k: breakdown[k] / calls[k] for k in names if calls[k]},
             forward_parts_s=sum(breakdown[k] for k in names if k.split(':')[0] not in OPTIM_PARTS),
             logged=sorted(log_vars),
-            losses={k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in log_vars.items()})
+            losses={k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in log_vars.items()},
+        )
         return entry
 
     def close(self) -> None:
@@ -329,11 +368,21 @@ def benchmark_train(s: TrainBenchSettings, log: Callable[[str], None] = lambda m
     device = torch.device(s.device)
     facts = machine_facts(device)
     result: dict = dict(
-        gt_size=s.gt_size, batch=s.batch, device=s.device, device_name=facts['device_name'],
-        threads=facts['threads'], cpu_count=facts['cpu_count'], amp=s.amp, torch=torch.__version__,
-        warmup=s.warmup, iters=s.iters, interleave=s.interleave,
+        gt_size=s.gt_size,
+        batch=s.batch,
+        device=s.device,
+        device_name=facts['device_name'],
+        threads=facts['threads'],
+        cpu_count=facts['cpu_count'],
+        amp=s.amp,
+        torch=torch.__version__,
+        warmup=s.warmup,
+        iters=s.iters,
+        interleave=s.interleave,
         weights='random (frozen stage-I VQGAN of stages II+III included)',
-        data='one fixed random uint8 batch (PackInputs + pseudo_collate), no data loading timed', stages={})
+        data='one fixed random uint8 batch (PackInputs + pseudo_collate), no data loading timed',
+        stages={},
+    )
     result['stages'] = stages = run_stages(s, device, log)
     if '23' in stages and 'authors23' in stages:
         result['authors23_over_23'] = stages['authors23']['median_s'] / stages['23']['median_s']

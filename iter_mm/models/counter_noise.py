@@ -4,6 +4,7 @@ Every uniform number is a hash of ``(seed, step, draw kind, element index within
 integer tensor ops. An image therefore draws the same numbers whatever its position in the batch and on any device;
 a call needs one integer seed, given directly or drawn once from a ``torch.Generator``.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,18 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 
-__all__ = ['DRAW_TOKEN', 'DRAW_KEEP', 'SeedLike', 'hash_uniform', 'uniform_range', 'seed_keys', 'resolve_seed',
-           'derive_seeds', 'as_seeds', 'gumbel_']
+__all__ = [
+    'DRAW_TOKEN',
+    'DRAW_KEEP',
+    'SeedLike',
+    'hash_uniform',
+    'uniform_range',
+    'seed_keys',
+    'resolve_seed',
+    'derive_seeds',
+    'as_seeds',
+    'gumbel_',
+]
 
 DRAW_TOKEN = 1  # draw kind of the categorical token sample
 DRAW_KEEP = 2  # draw kind of the keep-mask sample
@@ -97,7 +108,7 @@ def uniform_range(keys: tuple[Tensor, Tensor], start: int, count: int, numel: in
     k1, k2 = keys
     idx = torch.arange(start, start + count, device=k1.device, dtype=torch.int64).unsqueeze(0)
     x = _mix32(_mix32(idx ^ k1).bitwise_xor_(k2))
-    return (x >> 9).mul_(2).add_(1).to(torch.float32).mul_(2.0 ** -24)  # (2k + 1) / 2^24, exact in fp32
+    return (x >> 9).mul_(2).add_(1).to(torch.float32).mul_(2.0**-24)  # (2k + 1) / 2^24, exact in fp32
 
 
 def resolve_seed(seed: Optional[int] = None, generator: Optional[torch.Generator] = None) -> int:
@@ -113,8 +124,11 @@ def resolve_seed(seed: Optional[int] = None, generator: Optional[torch.Generator
     """
     if seed is not None:
         return int(seed)
-    return int(torch.randint(0, 2 ** 62, (1,), generator=generator,
-                             device=generator.device if generator is not None else 'cpu').item())
+    return int(
+        torch.randint(
+            0, 2**62, (1,), generator=generator, device=generator.device if generator is not None else 'cpu'
+        ).item()
+    )
 
 
 def derive_seeds(seed: int, keys: Tensor) -> Tensor:

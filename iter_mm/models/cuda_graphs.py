@@ -20,6 +20,7 @@ A replay copies the inputs into the graph's static buffers and returns a copy of
 ``max_graphs`` signatures are kept per network set; capturing costs about two eager calls, so graphs pay off when
 many calls share a size (the refinement steps, tiles, a folder of same-size photos, benchmarks).
 """
+
 from __future__ import annotations
 
 import collections
@@ -42,6 +43,7 @@ def cuda_graphs_available(device: torch.device) -> bool:
 
 class Captured(NamedTuple):
     """One captured call: replay() recomputes ``output`` from ``inputs`` (static buffers)."""
+
     replay: Callable[[], None]
     inputs: Tuple[Tensor, ...]
     output: Tensor
@@ -121,9 +123,14 @@ class GraphRunner:
         if torch.is_grad_enabled():
             raise RuntimeError('CUDA graphs of ITER are for inference: call under torch.no_grad()')
         device_type = inputs[0].device.type
-        key = (id(module), getattr(fn, '__qualname__', type(fn).__qualname__), _autocast_state(device_type),
-               fast_ops.fast_kernels_enabled(), self._weights_key(module),
-               tuple((tuple(x.shape), x.dtype, x.device) for x in inputs))
+        key = (
+            id(module),
+            getattr(fn, '__qualname__', type(fn).__qualname__),
+            _autocast_state(device_type),
+            fast_ops.fast_kernels_enabled(),
+            self._weights_key(module),
+            tuple((tuple(x.shape), x.dtype, x.device) for x in inputs),
+        )
         entry = self.graphs.get(key)
         if entry is None:
             entry = self.capture(fn, tuple(x.clone() for x in inputs))

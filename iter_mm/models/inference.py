@@ -1,4 +1,5 @@
 """Whole-pipeline ITER restoration of LQ images: checks, padding, adaptive refinement, tiling, colour."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,15 +12,20 @@ from torch import Tensor
 from ..errors import InvalidInputError, InvalidOptionError
 from ..utils.color import color_correction as _color_correction
 from ..utils.padding import crop_to, pad_to_multiple, padded_apply
-from ..utils.tiling import (auto_tile_size, cpu_max_pixels, grid_tiles, model_width_factor, tile_grid,
-                            tiled_apply)
+from ..utils.tiling import auto_tile_size, cpu_max_pixels, grid_tiles, model_width_factor, tile_grid, tiled_apply
 from .options import RestoreOptions
 from .sampling import RefineResult, adaptive_refine, derive_seeds, resolve_seed
 
 __all__ = ['check_lq', 'autocast_context', 'padded_refine', 'restore_image', 'RestoreOptions']
 
-DTYPES = {'fp32': None, 'float32': None, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
-          'fp16': torch.float16, 'float16': torch.float16}
+DTYPES = {
+    'fp32': None,
+    'float32': None,
+    'bf16': torch.bfloat16,
+    'bfloat16': torch.bfloat16,
+    'fp16': torch.float16,
+    'float16': torch.float16,
+}
 
 
 def check_lq(lq: Tensor) -> None:
@@ -29,8 +35,10 @@ def check_lq(lq: Tensor) -> None:
     if lq.dim() != 4 or lq.shape[1] != 3:
         raise InvalidInputError(f'lq must have shape (B, 3, h, w) (RGB), got {tuple(lq.shape)}')
     if not lq.is_floating_point():
-        raise InvalidInputError(f'lq must be a float tensor with values in [0, 1], got dtype {lq.dtype} '
-                                '(divide 8-bit images by 255, 16-bit by 65535)')
+        raise InvalidInputError(
+            f'lq must be a float tensor with values in [0, 1], got dtype {lq.dtype} '
+            '(divide 8-bit images by 255, 16-bit by 65535)'
+        )
     if lq.numel() == 0:
         raise InvalidInputError(f'lq is empty: shape {tuple(lq.shape)}')
     lo, hi = torch.aminmax(lq.float())
@@ -53,8 +61,7 @@ def autocast_context(dtype: Union[str, torch.dtype, None], device: torch.device)
 
 def padded_refine(net, lq: Tensor, official_padding: bool = False, **sampling) -> RefineResult:
     """Pad (B, 3, h, w) to net.lq_pad_multiple, refine, crop image, token maps and intermediates back."""
-    return padded_apply(lambda x: adaptive_refine(net, x, **sampling), lq, int(net.lq_pad_multiple),
-                        official_padding)
+    return padded_apply(lambda x: adaptive_refine(net, x, **sampling), lq, int(net.lq_pad_multiple), official_padding)
 
 
 def _call_progress(progress: Optional[Callable[[int, int], None]], call: int, calls: int):
@@ -65,10 +72,17 @@ def _call_progress(progress: Optional[Callable[[int, int], None]], call: int, ca
 
 
 @torch.no_grad()
-def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
-                  generator: Optional[torch.Generator] = None, return_result: bool = False,
-                  return_intermediates: bool = False, progress: Optional[Callable[[int, int], None]] = None,
-                  **overrides) -> Union[Tensor, RefineResult]:
+def restore_image(
+    net,
+    lq: Tensor,
+    options: Optional[RestoreOptions] = None,
+    *,
+    generator: Optional[torch.Generator] = None,
+    return_result: bool = False,
+    return_intermediates: bool = False,
+    progress: Optional[Callable[[int, int], None]] = None,
+    **overrides,
+) -> Union[Tensor, RefineResult]:
     """Super-resolve (B, 3, h, w) LQ images in [0, 1] with ITER -> (B, 3, h*s, w*s) float32 in [0, 1].
 
     Args:
@@ -95,8 +109,11 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
         return_result = True
     b, _, h, w = lq.shape
     s, multiple = int(net.scale), int(net.lq_pad_multiple)
-    seed = resolve_seed(None, generator) if generator is not None and 'seed' not in overrides else \
-        resolve_seed(opts.seed, None)
+    seed = (
+        resolve_seed(None, generator)
+        if generator is not None and 'seed' not in overrides
+        else resolve_seed(opts.seed, None)
+    )
     sampling = dict(opts.sampling(), seed=seed)
     tile, tile_overlap, max_pixels = opts.tile, opts.tile_overlap, opts.max_pixels
     max_pixels = cpu_max_pixels(max_pixels, tile, lq.device, s, b, h, w, multiple, model_width_factor(net))
@@ -104,8 +121,10 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
         tile = auto_tile_size(max_pixels, multiple)
     whole = tile is None or (h <= tile and w <= tile)
     if return_intermediates and not whole:
-        raise InvalidOptionError(f'intermediate steps are kept for whole images only; {w}x{h} is tiled '
-                                 f'(tile={tile}, max_pixels={max_pixels})')
+        raise InvalidOptionError(
+            f'intermediate steps are kept for whole images only; {w}x{h} is tiled '
+            f'(tile={tile}, max_pixels={max_pixels})'
+        )
     if return_intermediates:
         sampling['return_intermediates'] = True
 
@@ -113,13 +132,29 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
         if whole:
             per_call = b if max_pixels is None else max(1, max_pixels // (h * w))
             starts = range(0, b, per_call)
-            parts = [padded_refine(net, lq[k:k + per_call], opts.official_padding,
-                                   progress=_call_progress(progress, n, len(starts)), **sampling)
-                     for n, k in enumerate(starts)]
+            parts = [
+                padded_refine(
+                    net,
+                    lq[k : k + per_call],
+                    opts.official_padding,
+                    progress=_call_progress(progress, n, len(starts)),
+                    **sampling,
+                )
+                for n, k in enumerate(starts)
+            ]
             if return_result:
-                res = parts[0] if len(parts) == 1 else RefineResult(**{
-                    f.name: None if getattr(parts[0], f.name) is None else
-                    torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(RefineResult)})
+                res = (
+                    parts[0]
+                    if len(parts) == 1
+                    else RefineResult(
+                        **{
+                            f.name: None
+                            if getattr(parts[0], f.name) is None
+                            else torch.cat([getattr(p, f.name) for p in parts])
+                            for f in dataclasses.fields(RefineResult)
+                        }
+                    )
+                )
             out = torch.cat([p.image for p in parts]).float()
         else:  # tiles on the grid of lq_pad_multiple, so that no tile needs padding of its own
             tile, overlap = grid_tiles(tile, tile_overlap, multiple)
@@ -133,8 +168,9 @@ def restore_image(net, lq: Tensor, options: Optional[RestoreOptions] = None, *,
                 seeds = derive_seeds(seed, offsets.to(tiles.device))
                 tell = _call_progress(progress, calls[0], calls[1])
                 calls[0] += 1
-                return padded_refine(net, tiles, opts.official_padding, seed=seeds, progress=tell,
-                                     **sampling).image.float()
+                return padded_refine(
+                    net, tiles, opts.official_padding, seed=seeds, progress=tell, **sampling
+                ).image.float()
 
             out = crop_to(tiled_apply(run_tiles, padded, s, tile, overlap, per_call), h * s, w * s)
             res = RefineResult(out)

@@ -3,6 +3,7 @@
 Shared by the training masks (:mod:`.training_noise`, paper Algorithm 1) and the adaptive refinement
 (:mod:`.sampling`, Algorithm 2). Keep/mask maps are float ``(B, h, w)`` with values 0/1.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ def mask_schedule(r: Union[float, Tensor], kind: str = 'cosine') -> Union[float,
         return torch.cos(r * (math.pi / 2)) if isinstance(r, Tensor) else math.cos(r * math.pi / 2)
     if kind == 'linear':
         return 1 - r
-    raise InvalidOptionError(f"unknown mask schedule {kind!r}; expected one of {SCHEDULES}")
+    raise InvalidOptionError(f'unknown mask schedule {kind!r}; expected one of {SCHEDULES}')
 
 
 def keep_counts(num_tokens: int, steps: int, kind: str = 'linear') -> Tensor:

@@ -13,6 +13,7 @@ On the CPU, a ``max_pixels`` left at its default (:data:`DEFAULT_MAX_PIXELS`, no
 the command line) and no ``tile`` may be lowered so that one network call fits in half the host memory
 (:func:`iter_mm.utils.tiling.memory_max_pixels`); any value the user sets is used as given.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,16 @@ from typing import Any, Mapping, Optional
 
 from ..errors import InvalidOptionError
 
-__all__ = ['RestoreOptions', 'VALIDATION_OVERRIDES', 'SCHEDULES', 'DTYPE_NAMES', 'add_restore_arguments',
-           'given_options', 'DefaultMaxPixels', 'DEFAULT_MAX_PIXELS']
+__all__ = [
+    'RestoreOptions',
+    'VALIDATION_OVERRIDES',
+    'SCHEDULES',
+    'DTYPE_NAMES',
+    'add_restore_arguments',
+    'given_options',
+    'DefaultMaxPixels',
+    'DEFAULT_MAX_PIXELS',
+]
 
 SCHEDULES = ('cosine', 'linear')
 DTYPE_NAMES = ('fp32', 'float32', 'bf16', 'bfloat16', 'fp16', 'float16')
@@ -86,12 +95,21 @@ class RestoreOptions:
     color_correction: bool = _opt(False, 'match SR colour statistics to the LQ (Eq. 10)')
     tile: Optional[int] = _opt(None, 'LQ tile side for tiled inference (None: only above max_pixels)')
     tile_overlap: int = _opt(16, 'LQ overlap of neighbouring tiles')
-    max_pixels: Optional[int] = _opt(DEFAULT_MAX_PIXELS, 'LQ pixels per network call; larger images are tiled '
-                                                '(None / CLI 0: no limit; CPU default: lowered to fit half the RAM)')
+    max_pixels: Optional[int] = _opt(
+        DEFAULT_MAX_PIXELS,
+        'LQ pixels per network call; larger images are tiled '
+        '(None / CLI 0: no limit; CPU default: lowered to fit half the RAM)',
+    )
     dtype: str = _opt('fp32', 'autocast precision', choices=('fp32', 'bf16', 'fp16'))
-    official_padding: bool = _opt(False, "the authors' always-pad rule instead of minimal mirror padding (docs/faithfulness.md#padding-and-tiling)")
-    cuda_graphs: bool = _opt(False, 'CUDA only: replay every network call as a CUDA graph, captured the first time '
-                                    'an input size is seen and kept (pays off over many same-size images)')
+    official_padding: bool = _opt(
+        False,
+        "the authors' always-pad rule instead of minimal mirror padding (docs/faithfulness.md#padding-and-tiling)",
+    )
+    cuda_graphs: bool = _opt(
+        False,
+        'CUDA only: replay every network call as a CUDA graph, captured the first time '
+        'an input size is seen and kept (pays off over many same-size images)',
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -172,8 +190,14 @@ class RestoreOptions:
         Returns:
             dict: alpha, steps, token_temperature, mask_temperature, schedule and cuda_graphs.
         """
-        return dict(alpha=self.alpha, steps=self.steps, token_temperature=self.token_temperature,
-                    mask_temperature=self.mask_temperature, schedule=self.schedule, cuda_graphs=self.cuda_graphs)
+        return dict(
+            alpha=self.alpha,
+            steps=self.steps,
+            token_temperature=self.token_temperature,
+            mask_temperature=self.mask_temperature,
+            schedule=self.schedule,
+            cuda_graphs=self.cuda_graphs,
+        )
 
 
 #: what training-time validation changes (alpha 0.5, cosine schedule: the authors' validation,
@@ -193,13 +217,15 @@ def add_restore_arguments(parser, exclude=()) -> None:
         parser (argparse.ArgumentParser): the parser to extend.
         exclude (Sequence[str]): option names that get no flag. Default: ().
     """
-    group = parser.add_argument_group('sampling and tiling (not given: the config\'s model.test_cfg, whose '
-                                      'defaults are iter_mm.models.options.RestoreOptions)')
+    group = parser.add_argument_group(
+        "sampling and tiling (not given: the config's model.test_cfg, whose "
+        'defaults are iter_mm.models.options.RestoreOptions)'
+    )
     for f in dataclasses.fields(RestoreOptions):
         if f.name in exclude:
             continue
         flag = '--' + f.name.replace('_', '-')
-        text = f"{f.metadata['help']} (default {f.default})"
+        text = f'{f.metadata["help"]} (default {f.default})'
         if f.type in (bool, 'bool'):
             group.add_argument(flag, action='store_true', default=None, help=text)
             continue

@@ -5,29 +5,51 @@ counter based (:mod:`.counter_noise`): an image draws the same numbers whatever 
 any device. The schedule and the top-k choice are in :mod:`.masking`, the training draws in
 :mod:`.training_noise`; the names this module held before are importable from here too.
 """
+
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .archs.fast_ops import call_cache
-from .counter_noise import (DRAW_KEEP, DRAW_TOKEN, SeedLike, as_seeds, derive_seeds, gumbel_, hash_uniform,
-                            resolve_seed, seed_keys, uniform_range)
+from .counter_noise import (
+    DRAW_KEEP,
+    DRAW_TOKEN,
+    SeedLike,
+    as_seeds,
+    derive_seeds,
+    gumbel_,
+    hash_uniform,
+    resolve_seed,
+    seed_keys,
+    uniform_range,
+)
 from .cuda_graphs import GraphRunner, cuda_graphs_available, graph_runner
 from .masking import SCHEDULES, adaptive_start_step, keep_counts, mask_schedule, top_k_mask
 from .options import DEFAULTS as _DEFAULTS
 from .training_noise import sample_training_mask
 
 __all__ = [
-    'sample_tokens', 'sample_keep_mask', 'RefineResult', 'adaptive_refine',
+    'sample_tokens',
+    'sample_keep_mask',
+    'RefineResult',
+    'adaptive_refine',
     # re-exported from .masking, .counter_noise and .training_noise
-    'SCHEDULES', 'mask_schedule', 'keep_counts', 'adaptive_start_step', 'hash_uniform', 'resolve_seed',
-    'derive_seeds', 'DRAW_TOKEN', 'DRAW_KEEP', 'sample_training_mask'
+    'SCHEDULES',
+    'mask_schedule',
+    'keep_counts',
+    'adaptive_start_step',
+    'hash_uniform',
+    'resolve_seed',
+    'derive_seeds',
+    'DRAW_TOKEN',
+    'DRAW_KEEP',
+    'sample_training_mask',
 ]
 
 #: noise elements per chunk of the CPU token sampler (int64 temporaries of 2 MiB stay in cache)
@@ -64,7 +86,7 @@ def sample_tokens(logits: Tensor, temperature: float, seeds: SeedLike, step: int
     for c0 in range(0, c, per):
         n = min(per, c - c0)
         g = gumbel_(uniform_range(keys, c0 * hw, n * hw, c * hw).view(b, n, h, w))
-        val, idx = g.add_(logits[:, c0:c0 + n] / temperature).max(dim=1)
+        val, idx = g.add_(logits[:, c0 : c0 + n] / temperature).max(dim=1)
         if best_val is None:
             best_val, best_idx = val, idx
             continue
@@ -74,8 +96,9 @@ def sample_tokens(logits: Tensor, temperature: float, seeds: SeedLike, step: int
     return best_idx
 
 
-def sample_keep_mask(eval_logits: Tensor, keep: Tensor, target: Union[int, Tensor], temperature: float,
-                     seeds: SeedLike, step: int) -> Tensor:
+def sample_keep_mask(
+    eval_logits: Tensor, keep: Tensor, target: Union[int, Tensor], temperature: float, seeds: SeedLike, step: int
+) -> Tensor:
     """Grow the keep-mask to ``target`` tokens, drawing new positions without replacement
     (docs/faithfulness.md#keep-mask-resampling).
 
@@ -100,7 +123,7 @@ def sample_keep_mask(eval_logits: Tensor, keep: Tensor, target: Union[int, Tenso
     log_p = F.log_softmax(logits / temperature if temperature > 0 else logits, dim=1)[:, 1].reshape(b, -1)
     kept = keep.reshape(b, -1) > 0.5
     if temperature > 0:
-        log_p = log_p + gumbel_(hash_uniform(as_seeds(seeds, b, logits.device), step, DRAW_KEEP, (h * w, )))
+        log_p = log_p + gumbel_(hash_uniform(as_seeds(seeds, b, logits.device), step, DRAW_KEEP, (h * w,)))
     scores = log_p.masked_fill(kept, float('-inf'))
     n_kept = kept.sum(dim=1)
     target = torch.as_tensor(target, device=logits.device).reshape(-1)
@@ -121,6 +144,7 @@ class RefineResult:
     step_images: (B, T, 3, H, W) decoded step_tokens; all three only with ``return_intermediates``.
     Tiled restoration (``restore_image``) fills only ``image``: token maps of tiles are not stitched.
     """
+
     image: Tensor
     tokens: Optional[Tensor] = None
     lq_tokens: Optional[Tensor] = None
@@ -146,12 +170,20 @@ def _put_rows(dst: Tensor, idx: Optional[Tensor], src: Tensor) -> Tensor:
     return src if idx is None else dst.index_copy(0, idx, src)
 
 
-def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int = _DEFAULTS.steps,
-                    token_temperature: float = _DEFAULTS.token_temperature,
-                    mask_temperature: float = _DEFAULTS.mask_temperature, schedule: str = _DEFAULTS.schedule,
-                    generator: Optional[torch.Generator] = None, seed: Optional[SeedLike] = None,
-                    return_intermediates: bool = False, cuda_graphs: bool = _DEFAULTS.cuda_graphs,
-                    progress: Optional[Callable[[int, int], None]] = None) -> RefineResult:
+def adaptive_refine(
+    net,
+    lq: Tensor,
+    alpha: float = _DEFAULTS.alpha,
+    steps: int = _DEFAULTS.steps,
+    token_temperature: float = _DEFAULTS.token_temperature,
+    mask_temperature: float = _DEFAULTS.mask_temperature,
+    schedule: str = _DEFAULTS.schedule,
+    generator: Optional[torch.Generator] = None,
+    seed: Optional[SeedLike] = None,
+    return_intermediates: bool = False,
+    cuda_graphs: bool = _DEFAULTS.cuda_graphs,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> RefineResult:
     """ITER's adaptive iterative refinement, as the authors run it (docs/faithfulness.md#adaptive-inference), per image.
 
     S_l = argmax E_l(lq); m_s = [P_good(S_l) >= alpha]; an image starts at the first step whose keep count
@@ -176,9 +208,21 @@ def adaptive_refine(net, lq: Tensor, alpha: float = _DEFAULTS.alpha, steps: int 
         raise ValueError(f'steps must be >= 1, got {steps}')
     graphs = graph_runner(net) if cuda_graphs and cuda_graphs_available(lq.device) else None
     # the weights do not change during the call: weight-only values computed once
-    with call_cache(), (graphs.fixed_weights() if graphs else contextlib.nullcontext()):
-        return _adaptive_refine(net, lq, alpha, steps, token_temperature, mask_temperature, schedule, generator,
-                                seed, return_intermediates, graphs, progress)
+    with call_cache(), graphs.fixed_weights() if graphs else contextlib.nullcontext():
+        return _adaptive_refine(
+            net,
+            lq,
+            alpha,
+            steps,
+            token_temperature,
+            mask_temperature,
+            schedule,
+            generator,
+            seed,
+            return_intermediates,
+            graphs,
+            progress,
+        )
 
 
 class _Calls:
@@ -203,10 +247,20 @@ class _Calls:
         return self._run(self.net.vqgan, self.net.vqgan.decode_indices, tokens)
 
 
-def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperature: float, mask_temperature: float,
-                     schedule: str, generator: Optional[torch.Generator], seed: Optional[SeedLike],
-                     return_intermediates: bool, graphs: Optional[GraphRunner] = None,
-                     progress: Optional[Callable[[int, int], None]] = None) -> RefineResult:
+def _adaptive_refine(
+    net,
+    lq: Tensor,
+    alpha: float,
+    steps: int,
+    token_temperature: float,
+    mask_temperature: float,
+    schedule: str,
+    generator: Optional[torch.Generator],
+    seed: Optional[SeedLike],
+    return_intermediates: bool,
+    graphs: Optional[GraphRunner] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> RefineResult:
     calls = _Calls(net, graphs)
     b = lq.shape[0]
     device = lq.device
@@ -234,10 +288,11 @@ def _adaptive_refine(net, lq: Tensor, alpha: float, steps: int, token_temperatur
         if i >= first:
             idx = rows[i]
             if i > first:  # grow keep for images that ran step i - 1 (docs/faithfulness.md#keep-mask-resampling);
-            # newcomers keep m_s
+                # newcomers keep m_s
                 pidx = rows[i - 1]
-                new_keep = sample_keep_mask(eval_logits, _rows(keep, pidx), counts[i], mask_temperature,
-                                            _rows(seeds, pidx), i)
+                new_keep = sample_keep_mask(
+                    eval_logits, _rows(keep, pidx), counts[i], mask_temperature, _rows(seeds, pidx), i
+                )
                 keep = _put_rows(keep, pidx, new_keep)
             cond_a = _rows(lq_tokens, idx)
             logits = calls.refiner(cond_a, _rows(cond_flag, idx), _rows(tokens, idx), _rows(keep, idx))

@@ -6,6 +6,7 @@ samples E of the two hard straight-through Gumbel decodes (E_l's logits first, t
 -log E, as ``F.gumbel_softmax``). All of them come from a :class:`TrainingNoise`: seed it with a
 ``torch.Generator``, or subclass it to feed recorded or chosen draws (:class:`ReplayNoise`).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
@@ -73,8 +74,9 @@ class TrainingNoise:
         """
         return torch.rand(batch, num_tokens, generator=self.generator, device=self._device())
 
-    def gumbel_exponential(self, shape: Sequence[int], dtype: torch.dtype = torch.float32,
-                           device: Optional[Device] = None) -> Tensor:
+    def gumbel_exponential(
+        self, shape: Sequence[int], dtype: torch.dtype = torch.float32, device: Optional[Device] = None
+    ) -> Tensor:
         """E ~ Exp(1) of a straight-through Gumbel decode (Gumbel noise -log E).
 
         Args:
@@ -123,8 +125,13 @@ class ReplayNoise(TrainingNoise):
             the given draw's shape is not the one the step needs.
     """
 
-    def __init__(self, mask_rate: Optional[Tensor] = None, mask_uniforms: Optional[Tensor] = None,
-                 gumbel_exponential: Sequence[Tensor] = (), fallback: Optional[TrainingNoise] = None) -> None:
+    def __init__(
+        self,
+        mask_rate: Optional[Tensor] = None,
+        mask_uniforms: Optional[Tensor] = None,
+        gumbel_exponential: Sequence[Tensor] = (),
+        fallback: Optional[TrainingNoise] = None,
+    ) -> None:
         super().__init__()
         self.rates = [mask_rate] if mask_rate is not None else []
         self.uniforms = [mask_uniforms] if mask_uniforms is not None else []
@@ -143,20 +150,20 @@ class ReplayNoise(TrainingNoise):
             return None
         value = queue.pop(0)
         if tuple(value.shape) != tuple(shape):
-            raise InvalidInputError(f'ReplayNoise: {what} of shape {tuple(value.shape)}, the step needs '
-                                    f'{tuple(shape)}')
+            raise InvalidInputError(f'ReplayNoise: {what} of shape {tuple(value.shape)}, the step needs {tuple(shape)}')
         return value
 
     def mask_rate(self, batch: int) -> Tensor:
-        value = self._next(self.rates, 'mask rate', (batch, ))
+        value = self._next(self.rates, 'mask rate', (batch,))
         return self.fallback.mask_rate(batch) if value is None else value
 
     def mask_uniforms(self, batch: int, num_tokens: int) -> Tensor:
         value = self._next(self.uniforms, 'mask uniforms', (batch, num_tokens))
         return self.fallback.mask_uniforms(batch, num_tokens) if value is None else value
 
-    def gumbel_exponential(self, shape: Sequence[int], dtype: torch.dtype = torch.float32,
-                           device: Optional[Device] = None) -> Tensor:
+    def gumbel_exponential(
+        self, shape: Sequence[int], dtype: torch.dtype = torch.float32, device: Optional[Device] = None
+    ) -> Tensor:
         value = self._next(self.exponentials, 'Gumbel Exp(1) sample', shape)
         if value is None:
             return self.fallback.gumbel_exponential(shape, dtype, device)
@@ -181,8 +188,9 @@ def mask_from_draws(rate: Tensor, uniforms: Tensor, h: int, w: int) -> Tensor:
     return top_k_mask(uniforms, k.to(uniforms.device)).to(torch.float32).view(rate.shape[0], h, w)
 
 
-def sample_training_mask(batch: int, h: int, w: int, generator: Optional[torch.Generator] = None,
-                         device: Optional[Device] = None) -> Tensor:
+def sample_training_mask(
+    batch: int, h: int, w: int, generator: Optional[torch.Generator] = None, device: Optional[Device] = None
+) -> Tensor:
     """Random training mask (Algorithm 1): :meth:`TrainingNoise.training_mask` of ``TrainingNoise(generator)``.
 
     Args:

@@ -6,6 +6,7 @@ Our parameter names equal the official ones except for the top-level prefixes in
 (``relative_position_index``, ``attn_mask``) are ordinary entries on both sides. Export follows the key order of
 the authors' manifests (shipped in ``iter_mm/mappings``).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,15 +37,25 @@ VQGAN_PREFIX = 'vqgan.'  # where an ITER checkpoint holds the Swin-VQGAN
 # official state-dict order by top-level group (docs/faithfulness.md#checkpoint-layout)
 OFFICIAL_ORDER = {
     'swinvqgan': ('encoder.', 'decoder.', 'generator.', 'quantize.'),
-    'iter': ('vqgan.encoder.', 'vqgan.decoder.', 'vqgan.generator.', 'vqgan.quantize.',
-             'token_refine_net.token_crit_net.', 'token_refine_net.token_refine_net.', 'lq_encoder.'),
+    'iter': (
+        'vqgan.encoder.',
+        'vqgan.decoder.',
+        'vqgan.generator.',
+        'vqgan.quantize.',
+        'token_refine_net.token_crit_net.',
+        'token_refine_net.token_refine_net.',
+        'lq_encoder.',
+    ),
 }
 OUR_ORDER = {
     'swinvqgan': ('encoder.', 'decoder.', 'quantize.'),
     'iter': ('vqgan.', 'lq_encoder.', 'evaluator.', 'refiner.'),
 }
-MANIFESTS = {'swinvqgan': 'official_swinvqgan.json', 'iter_x4': 'official_iter_x4.json',
-             'iter_x2': 'official_iter_x2.json'}
+MANIFESTS = {
+    'swinvqgan': 'official_swinvqgan.json',
+    'iter_x4': 'official_iter_x4.json',
+    'iter_x2': 'official_iter_x2.json',
+}
 _MAPPINGS_DIR = Path(__file__).resolve().parent.parent / 'mappings'
 
 
@@ -108,11 +119,15 @@ def load_checkpoint_file(path: str | Path, allow_pickle: bool = False) -> dict:
                 f'cannot read checkpoint {path} weights-only: it holds pickled Python objects ({reason}), as full '
                 'training checkpoints do. Load its weights-only export instead (weights.pth, '
                 'iter_mm.engine.stages.export_weights), or, only if you trust the file, pass '
-                f'{PICKLE_OPTION}', arguments=('allow_pickle',)) from err
+                f'{PICKLE_OPTION}',
+                arguments=('allow_pickle',),
+            ) from err
         if path.stat().st_size == 0:
             reason = 'the file is empty'
-        raise CheckpointReadError(f'cannot read checkpoint {path}: not a readable PyTorch checkpoint (truncated, '
-                                  f'corrupt or another kind of file): {reason}') from err
+        raise CheckpointReadError(
+            f'cannot read checkpoint {path}: not a readable PyTorch checkpoint (truncated, '
+            f'corrupt or another kind of file): {reason}'
+        ) from err
     if not isinstance(obj, Mapping):
         raise InvalidInputError(f'checkpoint {path} holds a {type(obj).__name__}, not a dict of weights')
     return obj
@@ -129,8 +144,10 @@ def extract_state_dict(obj: Mapping) -> tuple[StateDict, str]:
         sd, used = obj, '<root>'
     bad = [k for k, v in sd.items() if not isinstance(v, Tensor)]
     if not sd or bad:
-        raise ValueError(f'checkpoint entry {used!r} is not a state dict of tensors'
-                         + (f' (non-tensor keys: {bad[:5]})' if bad else ' (empty)'))
+        raise ValueError(
+            f'checkpoint entry {used!r} is not a state dict of tensors'
+            + (f' (non-tensor keys: {bad[:5]})' if bad else ' (empty)')
+        )
     return OrderedDict((k.removeprefix('module.'), v) for k, v in sd.items()), used
 
 
@@ -142,7 +159,7 @@ def unwrap_model_state(sd: Mapping[str, Tensor], prefix: str = 'generator.') -> 
     top = {k.split('.', 1)[0] for k in sd}
     if top & {'encoder', 'decoder', 'quantize', 'vqgan', 'token_refine_net', 'evaluator', 'refiner', 'lq_encoder'}:
         return OrderedDict(sd)
-    inner = OrderedDict((k[len(prefix):], v) for k, v in sd.items() if k.startswith(prefix))
+    inner = OrderedDict((k[len(prefix) :], v) for k, v in sd.items() if k.startswith(prefix))
     return inner if inner else OrderedDict(sd)
 
 
@@ -194,7 +211,7 @@ def manifest_name(kind: CheckpointKind) -> str:
 def _rename(key: str, pairs: Sequence[tuple[str, str]]) -> str:
     for old, new in pairs:
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return key
 
 
@@ -211,7 +228,7 @@ def _drop_alias(sd: Mapping[str, Tensor], root: str) -> StateDict:
     out = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(alias))
     for k, v in sd.items():
         if k.startswith(alias):
-            dk = target + k[len(alias):]
+            dk = target + k[len(alias) :]
             if dk not in out:
                 raise ValueError(f'checkpoint has alias {k} but no decoder entry {dk}')
             if v.shape != out[dk].shape or not torch.equal(v, out[dk]):
@@ -258,7 +275,7 @@ def ours_to_official(sd: Mapping[str, Tensor], manifest_order: bool = True) -> S
     root = '' if kind.family == 'swinvqgan' else VQGAN_PREFIX
     out = OrderedDict((_rename(k, [(o, f) for f, o in PREFIX_MAP]), v) for k, v in sd.items())
     dec = root + DECODER_ALIAS[1]
-    out.update((root + DECODER_ALIAS[0] + k[len(dec):], v) for k, v in list(out.items()) if k.startswith(dec))
+    out.update((root + DECODER_ALIAS[0] + k[len(dec) :], v) for k, v in list(out.items()) if k.startswith(dec))
     out = _group_sort(out, OFFICIAL_ORDER[kind.family])
     if not manifest_order:
         return out
@@ -299,8 +316,15 @@ class KeyComparison:
 
     def summary(self, first: int = 5) -> str:
         """``'N missing: [...]; M unexpected: [...]; K shape mismatches: [...]'`` (the first few of each)."""
-        return '; '.join(f'{len(keys)} {what}: {list(keys[:first])}' for what, keys in (
-            ('missing', self.missing), ('unexpected', self.unexpected), ('shape mismatches', self.shapes)) if keys)
+        return '; '.join(
+            f'{len(keys)} {what}: {list(keys[:first])}'
+            for what, keys in (
+                ('missing', self.missing),
+                ('unexpected', self.unexpected),
+                ('shape mismatches', self.shapes),
+            )
+            if keys
+        )
 
 
 def compare_keys(own: Mapping[str, Tensor], sd: Mapping[str, Tensor], ignored: Sequence[str] = ()) -> KeyComparison:
@@ -313,8 +337,13 @@ def compare_keys(own: Mapping[str, Tensor], sd: Mapping[str, Tensor], ignored: S
     return KeyComparison(missing, unexpected, shapes, misshapen)
 
 
-def load_state_dict_strict(module: nn.Module, sd: Mapping[str, Tensor], source: str = 'checkpoint',
-                           target: str | None = None, ignored: Sequence[str] = ()) -> None:
+def load_state_dict_strict(
+    module: nn.Module,
+    sd: Mapping[str, Tensor],
+    source: str = 'checkpoint',
+    target: str | None = None,
+    ignored: Sequence[str] = (),
+) -> None:
     """The one strict load of iter-mm: every tensor of ``module`` from ``sd`` with its shape, nothing else but the
     ``ignored`` top-level parts. Raises :class:`CheckpointMismatchError` listing the first missing / unexpected /
     misshapen keys, naming ``source``, what kind of checkpoint it is and ``target`` (default: the module's class)."""
@@ -325,8 +354,9 @@ def load_state_dict_strict(module: nn.Module, sd: Mapping[str, Tensor], source: 
             seen = detect_kind(unwrap_model_state(sd)).name
         except ValueError as err:
             seen = f'unrecognised ({err})'
-        raise CheckpointMismatchError(f'cannot load {source} (kind seen: {seen}) strictly into '
-                                      f'{target or type(module).__name__}: {fit.summary()}')
+        raise CheckpointMismatchError(
+            f'cannot load {source} (kind seen: {seen}) strictly into {target or type(module).__name__}: {fit.summary()}'
+        )
     module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=True)
 
 
@@ -339,8 +369,9 @@ def model_weights(obj: Mapping) -> StateDict:
     """Network weights of a loaded checkpoint of any supported layout (:func:`extract_state_dict`): the EMA copy
     (``generator_ema.*``) preferred over ``generator.*``, MMEngine's wrapper prefix removed."""
     sd, _ = extract_state_dict(obj)
-    ema = OrderedDict((k[len('generator_ema.'):].removeprefix('module.'), v) for k, v in sd.items()
-                      if k.startswith('generator_ema.'))
+    ema = OrderedDict(
+        (k[len('generator_ema.') :].removeprefix('module.'), v) for k, v in sd.items() if k.startswith('generator_ema.')
+    )
     return unwrap_model_state(ema if ema else sd)
 
 
@@ -366,15 +397,17 @@ def read_weights(src: Source, allow_pickle: bool = False, trusted: bool = False)
 def stage1_aliases(stage1_checkpoint, **old):
     """The stage-I checkpoint given under its one name or a deprecated one (``vqgan_ckpt=``, ``vqgan=``): a
     :class:`DeprecationWarning` for an old name, an :class:`InvalidOptionError` when two names differ."""
-    from ..errors import InvalidOptionError
+
     for name, value in old.items():
         if value is None:
             continue
-        warnings.warn(f'{name} is deprecated; the stage-I checkpoint is named stage1_checkpoint', DeprecationWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f'{name} is deprecated; the stage-I checkpoint is named stage1_checkpoint', DeprecationWarning, stacklevel=3
+        )
         if stage1_checkpoint is not None and str(stage1_checkpoint) != str(value):
-            raise InvalidOptionError(f'stage1_checkpoint={stage1_checkpoint!r} and its deprecated name '
-                                     f'{name}={value!r} name different files')
+            raise InvalidOptionError(
+                f'stage1_checkpoint={stage1_checkpoint!r} and its deprecated name {name}={value!r} name different files'
+            )
         stage1_checkpoint = value
     return stage1_checkpoint
 
@@ -392,15 +425,17 @@ def stage1_weights(src: Source, allow_pickle: bool = False, trusted: bool = Fals
         if not kind.has_vqgan:
             raise CheckpointMismatchError(
                 f'{_source_name(src)} is an {kind.name} checkpoint: it holds no Swin-VQGAN weights, so it cannot be '
-                'the stage-I checkpoint (a Swin-VQGAN file, ours or the authors\' ITER_swinvqgan.pth, or a full ITER '
-                'file with vqgan.*)')
-        sd = OrderedDict((k[len(VQGAN_PREFIX):], v) for k, v in sd.items() if k.startswith(VQGAN_PREFIX))
+                "the stage-I checkpoint (a Swin-VQGAN file, ours or the authors' ITER_swinvqgan.pth, or a full ITER "
+                'file with vqgan.*)'
+            )
+        sd = OrderedDict((k[len(VQGAN_PREFIX) :], v) for k, v in sd.items() if k.startswith(VQGAN_PREFIX))
         kind = detect_kind(sd)
     return _drop_alias(sd, '') if kind.layout == 'official' else OrderedDict(sd)
 
 
-def convert_official(src: Source, stage1_checkpoint: Source | None = None, allow_pickle: bool = False, *,
-                     vqgan: Source | None = None) -> StateDict:
+def convert_official(
+    src: Source, stage1_checkpoint: Source | None = None, allow_pickle: bool = False, *, vqgan: Source | None = None
+) -> StateDict:
     """Official checkpoint (path or dict) -> our state dict. An ITER checkpoint without vqgan.* needs
     ``stage1_checkpoint`` (ITER_swinvqgan.pth); the result always holds the VQGAN weights. ``vqgan``: deprecated
     name of ``stage1_checkpoint``."""
@@ -408,13 +443,17 @@ def convert_official(src: Source, stage1_checkpoint: Source | None = None, allow
     sd = read_weights(src, allow_pickle)
     kind = detect_kind(sd)
     if kind.family == 'iter' and not kind.has_vqgan and stage1_checkpoint is None:
-        raise CheckpointMismatchError(f'{kind.name}: the VQGAN weights are not in this checkpoint; pass the authors\' '
-                                      f'Swin-VQGAN checkpoint as {STAGE1_OPTION}',
-                                      arguments=('stage1_checkpoint',))
+        raise CheckpointMismatchError(
+            f"{kind.name}: the VQGAN weights are not in this checkpoint; pass the authors' "
+            f'Swin-VQGAN checkpoint as {STAGE1_OPTION}',
+            arguments=('stage1_checkpoint',),
+        )
     if kind.family == 'iter' and kind.has_vqgan and stage1_checkpoint is not None:  # would silently replace them
-        raise CheckpointMismatchError(f'{kind.name}: this checkpoint holds its own VQGAN weights (vqgan.*); '
-                                      'stage1_checkpoint is only for the authors\' ITER files without them: leave '
-                                      'it out')
+        raise CheckpointMismatchError(
+            f'{kind.name}: this checkpoint holds its own VQGAN weights (vqgan.*); '
+            "stage1_checkpoint is only for the authors' ITER files without them: leave "
+            'it out'
+        )
     vsd = None if stage1_checkpoint is None else stage1_weights(stage1_checkpoint, allow_pickle)
     try:
         return official_to_ours(sd, vsd)
@@ -422,8 +461,12 @@ def convert_official(src: Source, stage1_checkpoint: Source | None = None, allow
         raise CheckpointMismatchError(str(err)) from None
 
 
-def to_our_layout(sd: Mapping[str, Tensor], stage1_checkpoint: Source | None = None, allow_pickle: bool = False,
-                  source: str = 'checkpoint') -> tuple[StateDict, CheckpointKind]:
+def to_our_layout(
+    sd: Mapping[str, Tensor],
+    stage1_checkpoint: Source | None = None,
+    allow_pickle: bool = False,
+    source: str = 'checkpoint',
+) -> tuple[StateDict, CheckpointKind]:
     """Network weights of either layout -> (our layout, the kind seen): the authors' files are converted through
     :func:`convert_official`; a separate stage-I file is refused for any other file (it would be ignored)."""
     try:
@@ -436,8 +479,10 @@ def to_our_layout(sd: Mapping[str, Tensor], stage1_checkpoint: Source | None = N
         except CheckpointMismatchError as err:
             raise CheckpointMismatchError(f'{source}: {err}', arguments=err.arguments) from None
     if stage1_checkpoint is not None:
-        raise CheckpointMismatchError(f'{source}: {kind.name} checkpoint; a separate stage1_checkpoint is only for '
-                                      'the authors\' ITER files without vqgan.*')
+        raise CheckpointMismatchError(
+            f'{source}: {kind.name} checkpoint; a separate stage1_checkpoint is only for '
+            "the authors' ITER files without vqgan.*"
+        )
     return OrderedDict(sd), kind
 
 
@@ -449,8 +494,14 @@ def load_official(module: nn.Module, src: Source, stage1_checkpoint: Source | No
 
 
 # --- converting files ---------------------------------------------------------------------------------------
-def convert_file(src: str | Path, dst: str | Path, stage1_checkpoint: str | Path | None = None,
-                 reverse: bool = False, overwrite: bool = False, allow_pickle: bool = False) -> tuple[str, list[str]]:
+def convert_file(
+    src: str | Path,
+    dst: str | Path,
+    stage1_checkpoint: str | Path | None = None,
+    reverse: bool = False,
+    overwrite: bool = False,
+    allow_pickle: bool = False,
+) -> tuple[str, list[str]]:
     """Convert the authors' checkpoint ``src`` to an iter-mm one (``{'meta', 'state_dict': {'generator.' + key}}``)
     or, with ``reverse``, ours to theirs (``{'params': ...}`` in the authors' key order, with the decoder aliases).
 
@@ -463,7 +514,8 @@ def convert_file(src: str | Path, dst: str | Path, stage1_checkpoint: str | Path
     Returns:
         (one-line summary, notes such as differences from the released configuration).
     """
-    from ..errors import InvalidOptionError, OutputExistsError
+    from ..errors import OutputExistsError
+
     src, dst = Path(src), Path(dst)
     if dst.exists() and not overwrite:
         raise OutputExistsError(f'{dst} exists; it is only overwritten when asked to')
@@ -482,28 +534,40 @@ def convert_file(src: str | Path, dst: str | Path, stage1_checkpoint: str | Path
         _save({'params': out}, dst)
         return f'{kind.name} -> official ({len(out)} entries incl. generator aliases): {dst}', notes
     if kind.layout != 'official':
-        raise CheckpointMismatchError(f'{src} is already an iter-mm checkpoint ({kind.name}); reverse the conversion '
-                                      'to export it')
+        raise CheckpointMismatchError(
+            f'{src} is already an iter-mm checkpoint ({kind.name}); reverse the conversion to export it'
+        )
     notes += _manifest_notes(sd, kind)
     if stage1_checkpoint is not None and kind.family == 'iter' and kind.has_vqgan:
         notes.append(f'replacing the vqgan.* weights of {src} by those of {stage1_checkpoint}')
         sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(VQGAN_PREFIX))
     ours = convert_official(sd, stage1_checkpoint, allow_pickle)
-    meta = dict(converted_from=src.name, source_kind=kind.name, converter='iter_mm.utils.checkpoint.convert_file',
-                vqgan_from=Path(stage1_checkpoint).name if stage1_checkpoint else None)
+    meta = dict(
+        converted_from=src.name,
+        source_kind=kind.name,
+        converter='iter_mm.utils.checkpoint.convert_file',
+        vqgan_from=Path(stage1_checkpoint).name if stage1_checkpoint else None,
+    )
     _save({'meta': meta, 'state_dict': {'generator.' + k: v for k, v in ours.items()}}, dst)
     return f'{kind.name} -> iter-mm ({len(ours)} entries under generator.*): {dst}', notes
 
 
 def _manifest_notes(official_sd: Mapping[str, Tensor], kind: CheckpointKind) -> list[str]:
     problems = check_against_manifest(official_sd, manifest_name(kind))
-    return [f'{len(problems)} differences from the released {kind.name} configuration (expected for custom '
-            f'configs), e.g. {problems[:3]}'] if problems else []
+    return (
+        [
+            f'{len(problems)} differences from the released {kind.name} configuration (expected for custom '
+            f'configs), e.g. {problems[:3]}'
+        ]
+        if problems
+        else []
+    )
 
 
 def _save(obj: dict, dst: Path) -> None:
     """torch.save through a temporary file: an interrupted write leaves no half file under ``dst``."""
     import os
+
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + '.partial')
     torch.save(obj, tmp)

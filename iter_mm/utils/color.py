@@ -1,4 +1,5 @@
 """Test-time colour correction (paper Eq. 10; not in the authors' code, docs/faithfulness.md#colour-correction)."""
+
 from __future__ import annotations
 
 from torch import Tensor

@@ -1,4 +1,5 @@
 """Config helpers shared by the command-line tools and the inferencer."""
+
 import copy
 from typing import List, Optional
 
@@ -24,14 +25,17 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """
     from .quiet import quiet_imports
     from .setup_env import register_all_modules as register_iter_mm
+
     register_iter_mm(init_default_scope=False, deferred=True)  # (as ``import iter_mm`` did already)
     with quiet_imports():  # MMagic's model zoo imports diffusers, timm, ... with their deprecation warnings
         from mmagic.utils import register_all_modules
+
         register_all_modules(init_default_scope=False)
 
     path = resolve_config_path(path)  # iter_mm::/configs/... also from an installed package
     if '::' in path:
         from mmengine.hub import get_config
+
         cfg = get_config(path)
     else:
         cfg = Config.fromfile(path)
@@ -41,6 +45,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         cfg.merge_from_dict(cfg_options)
     cfg.setdefault('default_scope', 'mmagic')
     from mmengine.registry import init_default_scope
+
     init_default_scope(cfg.default_scope)
     return cfg
 
@@ -55,9 +60,11 @@ def _check_top_level_variables(cfg: Config, cfg_options: dict) -> None:
     if stale:
         raise InvalidOptionError(
             f'{", ".join(stale)}: a top-level variable of the config, read by its data loaders when the file is '
-            'parsed, so overriding it (cfg_options) changes nothing. Set the loaders\' folders instead: '
+            "parsed, so overriding it (cfg_options) changes nothing. Set the loaders' folders instead: "
             'train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR '
-            'test_dataloader.dataset.data_root=DIR (README: "Train on your own photos").', arguments=('cfg_options',))
+            'test_dataloader.dataset.data_root=DIR (README: "Train on your own photos").',
+            arguments=('cfg_options',),
+        )
 
 
 def _warn_likely_typos(cfg: Config, cfg_options: dict) -> None:
@@ -66,6 +73,7 @@ def _warn_likely_typos(cfg: Config, cfg_options: dict) -> None:
     defaults), so this only warns."""
     import difflib
     import warnings
+
     for key in cfg_options:
         *parents, leaf = key.split('.')
         node = dict(cfg.items())
@@ -78,8 +86,11 @@ def _warn_likely_typos(cfg: Config, cfg_options: dict) -> None:
         close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.8)
         if close:
             hint = '.'.join(parents + close)
-            warnings.warn(f'cfg_options {key}: the config has no such key, so it is added and {hint} keeps its '
-                          f'value; did you mean {hint}?', stacklevel=3)
+            warnings.warn(
+                f'cfg_options {key}: the config has no such key, so it is added and {hint} keeps its '
+                f'value; did you mean {hint}?',
+                stacklevel=3,
+            )
 
 
 def enable_amp(cfg: Config, dtype: Optional[str] = None, device: Optional[str] = None) -> str:
@@ -89,17 +100,22 @@ def enable_amp(cfg: Config, dtype: Optional[str] = None, device: Optional[str] =
     ``AutocastOptimWrapper`` with bf16 autocast (MMEngine's AMP wrapper refuses CPUs). Returns the wrapper type.
     """
     import torch
+
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     wrapper = cfg.optim_wrapper
-    targets = [wrapper] if 'type' in wrapper or 'optimizer' in wrapper else [
-        w for k, w in wrapper.items() if k != 'constructor' and isinstance(w, dict)]
+    targets = (
+        [wrapper]
+        if 'type' in wrapper or 'optimizer' in wrapper
+        else [w for k, w in wrapper.items() if k != 'constructor' and isinstance(w, dict)]
+    )
     new_type = 'AmpOptimWrapper' if device == 'cuda' else 'AutocastOptimWrapper'
     for w in targets:
         if w.get('type', 'OptimWrapper') in ('AmpOptimWrapper', 'AutocastOptimWrapper'):
             continue
         if w.get('type', 'OptimWrapper') != 'OptimWrapper':
-            raise InvalidOptionError(f'mixed precision (amp) supports OptimWrapper only, got {w["type"]}',
-                                     arguments=('amp',))
+            raise InvalidOptionError(
+                f'mixed precision (amp) supports OptimWrapper only, got {w["type"]}', arguments=('amp',)
+            )
         w.type = new_type
         if new_type == 'AmpOptimWrapper':
             w.loss_scale = 'dynamic'
@@ -118,8 +134,11 @@ def training_only_keys(model_cfg: dict) -> List[str]:
     ``vqgan_ckpt``, ``init_from``).
     """
     plugin = model_cfg.get('type') in PLUGIN_MODELS
-    keys = [k for k, v in model_cfg.items() if v is not None and (
-        k == 'discriminator' or (k.endswith('_loss') and (plugin or k != 'pixel_loss')))]
+    keys = [
+        k
+        for k, v in model_cfg.items()
+        if v is not None and (k == 'discriminator' or (k.endswith('_loss') and (plugin or k != 'pixel_loss')))
+    ]
     if plugin:
         keys += [k for k in ('stage1_checkpoint', 'vqgan_ckpt', 'init_from') if model_cfg.get(k) is not None]
     return keys

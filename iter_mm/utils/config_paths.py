@@ -5,6 +5,7 @@ A config may be named by a path, by ``iter_mm::<path under configs/>`` (``iter::
 repository-relative ``configs/<path>`` that the README's commands use, which then also works from an installed
 package outside the repository.
 """
+
 import os.path as osp
 from typing import Optional
 
@@ -29,12 +30,12 @@ def resolve_config_path(path: str) -> str:
     """
     for prefix in PREFIXES:
         if path.startswith(prefix):
-            return _packaged(path[len(prefix):], path)
+            return _packaged(path[len(prefix) :], path)
     if '::' in path or osp.isfile(path):
         return path
     norm = osp.normpath(path).replace('\\', '/')
     if norm.startswith('configs/'):
-        return _packaged(norm[len('configs/'):], path)
+        return _packaged(norm[len('configs/') :], path)
     raise MissingDataError(f'config file not found: {path}')
 
 
@@ -43,5 +44,7 @@ def _packaged(rel: str, asked: str) -> str:
     candidate = osp.join(root, rel) if root else None
     if candidate and osp.isfile(candidate):
         return candidate
-    raise MissingDataError(f'config file not found: {asked} (looked in the current folder and in '
-                           f'{root or "the package: it ships no configs"})')
+    raise MissingDataError(
+        f'config file not found: {asked} (looked in the current folder and in '
+        f'{root or "the package: it ships no configs"})'
+    )

@@ -3,6 +3,7 @@
 :data:`IMAGE_EXTENSIONS` are the formats :func:`iter_mm.utils.image_io.read_picture` decodes (Pillow; 16-bit
 PNG/TIFF through OpenCV): a file listed here is one the reader takes.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,16 +5,17 @@
 out; 16 bit in, 16 bit out; alpha, ICC profile and EXIF carried). :func:`read_image` is the one-frame shortcut.
 Pixels come from Pillow, except 16-bit PNG/TIFF files, which Pillow would cut to 8 bit: those come from OpenCV.
 """
+
 import functools
 import io
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from ..errors import InvalidInputError, InvalidOptionError, MissingDataError
+from ..errors import InvalidInputError, InvalidOptionError
 from .image_files import IMAGE_EXTENSIONS, list_images  # noqa: F401  (re-exported: the one image listing)
 from .image_write import write_image, write_picture  # noqa: F401  (re-exported: one place to import I/O from)
 from .picture import ORIENTATION_TAG, ImageInfo, Picture  # noqa: F401  (re-exported)
@@ -29,9 +30,16 @@ class ImageReadError(InvalidInputError):
 
 def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
     """Apply EXIF ``orientation`` (1-8) to an (H, W[, C]) array: the result is what viewers display."""
-    ops = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
-           8: lambda a: np.rot90(a, 1)}
+    ops = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
     return np.ascontiguousarray(ops.get(orientation, ops[1])(arr))
 
 
@@ -81,8 +89,9 @@ def _frame_arrays(im: Image.Image, info: ImageInfo, to_srgb: bool) -> Tuple[np.n
         profile = info.icc_profile
         if profile:
             try:
-                im = ImageCms.profileToProfile(im, io.BytesIO(profile), ImageCms.createProfile('sRGB'),
-                                               outputMode='RGB')
+                im = ImageCms.profileToProfile(
+                    im, io.BytesIO(profile), ImageCms.createProfile('sRGB'), outputMode='RGB'
+                )
                 info.icc_profile = srgb_profile()
                 note('CMYK image converted to sRGB with its embedded profile; output tagged sRGB')
             except (ImageCms.PyCMSError, OSError):
@@ -100,8 +109,9 @@ def _frame_arrays(im: Image.Image, info: ImageInfo, to_srgb: bool) -> Tuple[np.n
         note(f'{mode} image converted to RGB')
     if to_srgb and info.icc_profile and im.mode in ('RGB', 'RGBA') and info.icc_profile != srgb_profile():
         try:
-            im = ImageCms.profileToProfile(im, io.BytesIO(info.icc_profile), ImageCms.createProfile('sRGB'),
-                                           outputMode=im.mode)
+            im = ImageCms.profileToProfile(
+                im, io.BytesIO(info.icc_profile), ImageCms.createProfile('sRGB'), outputMode=im.mode
+            )
             info.icc_profile = srgb_profile()
             note('pixels converted from the embedded profile to sRGB; output tagged sRGB')
         except (ImageCms.PyCMSError, OSError) as err:
@@ -145,11 +155,17 @@ def read_picture(path: str, frames: str = 'first', to_srgb: bool = False) -> Pic
     try:
         exif = im.getexif()
         orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
-        info = ImageInfo(path=path, format=im.format or '', mode=im.mode,
-                         channels=1 if im.mode in GREY_MODES else 3,
-                         icc_profile=im.info.get('icc_profile') or None, exif=exif.tobytes() if exif else None,
-                         orientation=orientation if 1 <= orientation <= 8 else 1,
-                         n_frames=getattr(im, 'n_frames', 1), loop=im.info.get('loop'))
+        info = ImageInfo(
+            path=path,
+            format=im.format or '',
+            mode=im.mode,
+            channels=1 if im.mode in GREY_MODES else 3,
+            icc_profile=im.info.get('icc_profile') or None,
+            exif=exif.tobytes() if exif else None,
+            orientation=orientation if 1 <= orientation <= 8 else 1,
+            n_frames=getattr(im, 'n_frames', 1),
+            loop=im.info.get('loop'),
+        )
         sixteen, grey = _sixteen_bit(data[:32].tobytes(), im)
         if sixteen:
             if info.icc_profile and to_srgb:
@@ -169,8 +185,9 @@ def read_picture(path: str, frames: str = 'first', to_srgb: bool = False) -> Pic
                 if im.mode in ('I', 'I;16', 'I;16B', 'I;16L'):
                     info.bit_depth = 16
             if info.n_frames > count:
-                info.notes.append(f'warning: {info.n_frames} frames: only the first is super-resolved '
-                                  '(--frames all for every frame)')
+                info.notes.append(
+                    f'warning: {info.n_frames} frames: only the first is super-resolved (--frames all for every frame)'
+                )
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError) as err:
@@ -182,8 +199,11 @@ def read_picture(path: str, frames: str = 'first', to_srgb: bool = False) -> Pic
         rgb_alphas = [(rgb, np.ones(rgb.shape[:2], np.float32) if a is None else a) for rgb, a in rgb_alphas]
     if info.orientation != 1:
         info.notes.append(f'EXIF orientation {info.orientation} applied: pixels upright, output tag reset to 1')
-    return Picture(frames=[orient(rgb, info.orientation) for rgb, _ in rgb_alphas],
-                   alphas=[None if a is None else orient(a, info.orientation) for _, a in rgb_alphas], info=info)
+    return Picture(
+        frames=[orient(rgb, info.orientation) for rgb, _ in rgb_alphas],
+        alphas=[None if a is None else orient(a, info.orientation) for _, a in rgb_alphas],
+        info=info,
+    )
 
 
 def picture_from_array(arr: np.ndarray, name: str = '<array>') -> Picture:
@@ -204,19 +224,22 @@ def picture_from_array(arr: np.ndarray, name: str = '<array>') -> Picture:
         if not (np.isfinite(low) and np.isfinite(high)):
             raise InvalidInputError(f'{name}: pixels must be finite, got NaN or inf values')
         if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
-            raise InvalidInputError(f'{name}: float pixels must lie in [0, 1], got [{low:g}, {high:g}]; divide '
-                                    '0-255 values by 255 (or pass a uint8 array)')
+            raise InvalidInputError(
+                f'{name}: float pixels must lie in [0, 1], got [{low:g}, {high:g}]; divide '
+                '0-255 values by 255 (or pass a uint8 array)'
+            )
         img = np.clip(arr.astype(np.float32), 0, 1)
     else:
-        raise InvalidInputError(f'{name}: unsupported pixel dtype {arr.dtype}; pass uint8 (0-255), uint16 '
-                                '(0-65535) or float in [0, 1], e.g. arr.astype(np.uint8) for 8-bit values')
+        raise InvalidInputError(
+            f'{name}: unsupported pixel dtype {arr.dtype}; pass uint8 (0-255), uint16 '
+            '(0-65535) or float in [0, 1], e.g. arr.astype(np.uint8) for 8-bit values'
+        )
     if img.ndim == 2:
         img = img[..., None]
     grey = img.shape[2] <= 2
     alpha = img[..., -1] if img.shape[2] in (2, 4) else None
     rgb = np.repeat(img[..., :1], 3, axis=2) if grey else img[..., :3]
-    info = ImageInfo(path=name, mode='array', bit_depth=depth, channels=1 if grey else 3,
-                     has_alpha=alpha is not None)
+    info = ImageInfo(path=name, mode='array', bit_depth=depth, channels=1 if grey else 3, has_alpha=alpha is not None)
     return Picture([np.ascontiguousarray(rgb)], [alpha], info)
 
 
@@ -228,5 +251,3 @@ def read_image(path: str) -> 'tuple[np.ndarray, ImageInfo]':
     """
     pic = read_picture(path)
     return pic.frames[0], pic.info
-
-

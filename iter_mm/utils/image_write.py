@@ -4,6 +4,7 @@ What a format cannot hold (alpha in JPEG, 16 bit in WebP, EXIF in BMP, frames in
 note that :func:`write_picture` returns. Files are written to a temporary name and renamed, so an interrupted
 run leaves no partial file.
 """
+
 import os
 import os.path as osp
 import struct
@@ -21,8 +22,40 @@ DEFAULT_QUALITY = 95
 EXIF_IFD, PIXEL_X, PIXEL_Y = 0x8769, 0xA002, 0xA003
 # TIFF tags describing the pixel layout of the source file (meaningless once the pixels change), plus the ICC
 # profile, XMP, IPTC and Photoshop blocks that TIFF keeps among its tags.
-TIFF_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320, 322,
-                    323, 324, 325, 338, 339, 340, 341, 530, 531, 532, 700, 33723, 34377, 34675)
+TIFF_LAYOUT_TAGS = (
+    254,
+    255,
+    256,
+    257,
+    258,
+    259,
+    262,
+    266,
+    273,
+    277,
+    278,
+    279,
+    280,
+    281,
+    284,
+    317,
+    320,
+    322,
+    323,
+    324,
+    325,
+    338,
+    339,
+    340,
+    341,
+    530,
+    531,
+    532,
+    700,
+    33723,
+    34377,
+    34675,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +70,7 @@ class FormatCaps:
         frames (bool): several frames.
         grey (bool): a grey mode. Default: True.
     """
+
     alpha: bool
     icc: bool
     exif: bool
@@ -71,8 +105,9 @@ def format_of(path: str) -> str:
     ext = osp.splitext(path)[1].lower()
     fmt = Image.registered_extensions().get(ext)
     if fmt not in CAPS:
-        raise InvalidOptionError(f'{path}: cannot write images with extension {ext!r} '
-                                 f'(use one of .png .jpg .webp .tif .gif .bmp .ppm)')
+        raise InvalidOptionError(
+            f'{path}: cannot write images with extension {ext!r} (use one of .png .jpg .webp .tif .gif .bmp .ppm)'
+        )
     return fmt
 
 
@@ -155,20 +190,33 @@ def png_bytes(arr: np.ndarray, icc: Optional[bytes] = None, exif: Optional[bytes
     if exif:
         chunks.append((b'eXIf', exif[6:] if exif.startswith(b'Exif\x00\x00') else exif))
     chunks += [(b'IDAT', zlib.compress(data, 6)), (b'IEND', b'')]
-    return b'\x89PNG\r\n\x1a\n' + b''.join(struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
-                                          for t, d in chunks)
+    return b'\x89PNG\r\n\x1a\n' + b''.join(
+        struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d)) for t, d in chunks
+    )
 
 
 def _save_tiff16(path: str, arr: np.ndarray, alpha: bool, icc: Optional[bytes]) -> None:
     import tifffile
-    tifffile.imwrite(path, arr, photometric='rgb' if arr.ndim == 3 and arr.shape[2] >= 3 else 'minisblack',
-                     planarconfig='contig' if arr.ndim == 3 else None,
-                     extrasamples=('unassalpha',) if alpha else None,
-                     extratags=[(34675, 7, len(icc), icc, True)] if icc else None)
+
+    tifffile.imwrite(
+        path,
+        arr,
+        photometric='rgb' if arr.ndim == 3 and arr.shape[2] >= 3 else 'minisblack',
+        planarconfig='contig' if arr.ndim == 3 else None,
+        extrasamples=('unassalpha',) if alpha else None,
+        extratags=[(34675, 7, len(icc), icc, True)] if icc else None,
+    )
 
 
-def _save_pillow(path: str, fmt: str, arrays: List[np.ndarray], info: ImageInfo, icc: Optional[bytes],
-                 exif: Optional[bytes], quality: Optional[int]) -> None:
+def _save_pillow(
+    path: str,
+    fmt: str,
+    arrays: List[np.ndarray],
+    info: ImageInfo,
+    icc: Optional[bytes],
+    exif: Optional[bytes],
+    quality: Optional[int],
+) -> None:
     images = [Image.fromarray(a) for a in arrays]
     if fmt == 'GIF' and images[0].mode == 'LA':
         images = [im.convert('RGBA') for im in images]
@@ -185,7 +233,7 @@ def _save_pillow(path: str, fmt: str, arrays: List[np.ndarray], info: ImageInfo,
     if len(images) > 1:
         kwargs.update(save_all=True, append_images=images[1:], loop=0 if info.loop is None else info.loop)
         if any(info.durations):
-            kwargs['duration'] = list(info.durations[:len(images)])
+            kwargs['duration'] = list(info.durations[: len(images)])
     images[0].save(path, format=fmt, **kwargs)
 
 
@@ -209,8 +257,9 @@ def write_picture(path: str, pic: Picture, quality: Optional[int] = None) -> Tup
     fmt = format_of(path)
     caps, info, notes = CAPS[fmt], pic.info, []
     if len(pic.frames) > 1 and not caps.frames:
-        notes.append(f'warning: {fmt} holds one frame: only the first of {len(pic.frames)} written '
-                     '(write .png or .webp for all)')
+        notes.append(
+            f'warning: {fmt} holds one frame: only the first of {len(pic.frames)} written (write .png or .webp for all)'
+        )
         pic = Picture(pic.frames[:1], pic.alphas[:1], info)
     depth = 16 if info.bit_depth == 16 and caps.sixteen else 8
     if info.bit_depth == 16 and depth == 8:

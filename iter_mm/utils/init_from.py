@@ -7,6 +7,7 @@ converted forms and our own checkpoints, with two guards: what is not loaded is 
 matches less than :data:`MIN_SHARE` of the trainable parameters is refused (it is not a checkpoint of this network).
 The frozen VQGAN is not touched: it comes from the stage-I checkpoint.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -50,9 +51,11 @@ class InitReport:
 
     def summary(self) -> str:
         """One log line: what was loaded, and by module what was not."""
-        text = (f'init_from {self.source} ({self.kind}): loaded {len(self.loaded)} of '
-                f'{len(self.loaded) + len(self.missing) + len(self.misshapen)} tensors of E_l / phi_e / phi_r '
-                f'({self.share:.1%} of their trainable parameters)')
+        text = (
+            f'init_from {self.source} ({self.kind}): loaded {len(self.loaded)} of '
+            f'{len(self.loaded) + len(self.missing) + len(self.misshapen)} tensors of E_l / phi_e / phi_r '
+            f'({self.share:.1%} of their trainable parameters)'
+        )
         if self.missing or self.misshapen:
             parts = (_by_module(self.misshapen, ', other shape'), _by_module(self.missing, ', not in the file'))
             text += '; kept initialised: ' + ', '.join(p for p in parts if p)
@@ -88,9 +91,10 @@ def init_from_checkpoint(net: nn.Module, src: Source, min_share: float = MIN_SHA
     if kind.family != 'iter':
         raise CheckpointMismatchError(
             f'init_from {source}: {kind.name} checkpoint, i.e. stage I only (no E_l, phi_e or phi_r), so it cannot '
-            'initialise stages II+III. init_from takes a full ITER checkpoint (the authors\' ITER_x2.pth / '
+            "initialise stages II+III. init_from takes a full ITER checkpoint (the authors' ITER_x2.pth / "
             'ITER_x4.pth, or a stage II+III checkpoint); a Swin-VQGAN file is the stage-I checkpoint '
-            '(stage1_checkpoint).')
+            '(stage1_checkpoint).'
+        )
     if kind.layout == 'official':
         sd = official_to_ours(sd)
     trained = lambda k: k.split('.', 1)[0] in TRAINED_PARTS  # noqa: E731
@@ -104,8 +108,9 @@ def init_from_checkpoint(net: nn.Module, src: Source, min_share: float = MIN_SHA
     if share < min_share:
         raise CheckpointMismatchError(
             f'init_from {source}: {kind.name} checkpoint whose tensors match (by name and shape) only {share:.1%} of '
-            f'the trainable parameters of this network\'s E_l, phi_e and phi_r; at least {min_share:.0%} are needed, '
+            f"the trainable parameters of this network's E_l, phi_e and phi_r; at least {min_share:.0%} are needed, "
             'so it is not a checkpoint of this network (another size or configuration). '
-            + report.summary().split('; ', 1)[-1])
+            + report.summary().split('; ', 1)[-1]
+        )
     net.load_state_dict({k: sd[k] for k in loaded}, strict=False)
     return report

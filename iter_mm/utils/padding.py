@@ -4,6 +4,7 @@
 :func:`padded_apply` is the one pad-run-crop of the package: the VQGAN's any-size reconstruction, ITER's
 restoration (image, token maps and per-step intermediates) and the GT tokens of validation all use it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -126,8 +127,9 @@ def _crop_like(out: Any, h: int, w: int, ph: int, pw: int) -> Any:
         oh, ow = out.shape[-2:]
         return crop_to(out, -(-h * oh // ph), -(-w * ow // pw))
     if dataclasses.is_dataclass(out) and not isinstance(out, type):
-        return dataclasses.replace(out, **{f.name: _crop_like(getattr(out, f.name), h, w, ph, pw)
-                                           for f in dataclasses.fields(out) if f.init})
+        return dataclasses.replace(
+            out, **{f.name: _crop_like(getattr(out, f.name), h, w, ph, pw) for f in dataclasses.fields(out) if f.init}
+        )
     if isinstance(out, (tuple, list)):
         return type(out)(_crop_like(o, h, w, ph, pw) for o in out)
     return out

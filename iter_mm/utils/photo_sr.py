@@ -4,6 +4,7 @@ Shared by ``tools/infer.py`` and ``ITERInferencer`` so that both give the same f
 (grey replicated to three channels); the alpha channel is upscaled with bicubic interpolation (default) or, with
 ``alpha_mode='iter'``, by the same network on the alpha replicated to three channels (mean of the outputs).
 """
+
 import os.path as osp
 from typing import Callable, List, Optional
 
@@ -27,8 +28,9 @@ def _run(restore: Restore, rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(sr[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
 
 
-def upscale_alpha(alpha: np.ndarray, size: 'tuple[int, int]', mode: str = 'bicubic',
-                  restore: Optional[Restore] = None) -> np.ndarray:
+def upscale_alpha(
+    alpha: np.ndarray, size: 'tuple[int, int]', mode: str = 'bicubic', restore: Optional[Restore] = None
+) -> np.ndarray:
     """Alpha (h, w) in [0, 1] -> (H, W): OpenCV's bicubic (clipped), or ``restore`` on the replicated alpha."""
     if mode not in ALPHA_MODES:
         raise InvalidOptionError(f'alpha mode must be one of {ALPHA_MODES}, got {mode!r}')

@@ -6,6 +6,7 @@ inferencer stack imports (diffusers, timm, controlnet_aux, clip: ``FutureWarning
 ``UserWarning`` from those packages), and bitsandbytes' message about optional CPU kernels. Warnings of iter-mm
 itself (file notes, errors) are never filtered.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,22 @@ import os
 import warnings
 
 #: third-party packages whose import-time warnings are not the user's problem
-NOISY_PACKAGES = ('diffusers', 'transformers', 'timm', 'controlnet_aux', 'clip', 'torch', 'mmengine', 'mmcv',
-                  'mmagic', 'bitsandbytes', 'pkg_resources', 'huggingface_hub', 'accelerate', 'xformers')
+NOISY_PACKAGES = (
+    'diffusers',
+    'transformers',
+    'timm',
+    'controlnet_aux',
+    'clip',
+    'torch',
+    'mmengine',
+    'mmcv',
+    'mmagic',
+    'bitsandbytes',
+    'pkg_resources',
+    'huggingface_hub',
+    'accelerate',
+    'xformers',
+)
 _NOISY_LOGGERS = ('bitsandbytes', 'diffusers', 'transformers', 'xformers')
 
 
@@ -40,6 +55,7 @@ def quiet_dependency_loggers() -> None:
 def quiet_mmengine(level: int = logging.ERROR):
     """Raise MMEngine's current logger to ``level`` inside the block (init reports, preprocessor notes)."""
     from mmengine.logging import MMLogger
+
     logger = MMLogger.get_current_instance()
     old = logger.level
     logger.setLevel(max(old, level))

@@ -11,18 +11,30 @@ look-up, so a config that names ``ITERModel``, ``SkimagePhotoDataset``, ``Metric
 ``register_all_modules(deferred=False)`` imports everything now. Registering changes nothing of MMEngine or MMagic
 beyond their registries.
 """
+
 from __future__ import annotations
 
 import importlib
 
 #: modules registered at ``import iter_mm`` (none of them imports mmagic.models / mmagic.evaluation)
-EAGER_MODULES = ('iter_mm.models.archs.vqgan', 'iter_mm.models.archs.lq_encoder', 'iter_mm.models.archs.token_nets',
-                 'iter_mm.models.archs.iter_net', 'iter_mm.models.losses')
+EAGER_MODULES = (
+    'iter_mm.models.archs.vqgan',
+    'iter_mm.models.archs.lq_encoder',
+    'iter_mm.models.archs.token_nets',
+    'iter_mm.models.archs.iter_net',
+    'iter_mm.models.losses',
+)
 #: registry name in ``mmagic.registry`` -> module imported with that registry's own locations (the datasets
 #: module registers into both DATASETS and TRANSFORMS, so either look-up imports it)
-DEFERRED_MODULES = (('MODELS', 'iter_mm.models.editors'), ('METRICS', 'iter_mm.evaluation.metrics'),
-                    ('DATASETS', 'iter_mm.datasets'), ('TRANSFORMS', 'iter_mm.datasets'),
-                    ('HOOKS', 'iter_mm.engine'), ('OPTIM_WRAPPERS', 'iter_mm.engine'), ('RUNNERS', 'iter_mm.engine'))
+DEFERRED_MODULES = (
+    ('MODELS', 'iter_mm.models.editors'),
+    ('METRICS', 'iter_mm.evaluation.metrics'),
+    ('DATASETS', 'iter_mm.datasets'),
+    ('TRANSFORMS', 'iter_mm.datasets'),
+    ('HOOKS', 'iter_mm.engine'),
+    ('OPTIM_WRAPPERS', 'iter_mm.engine'),
+    ('RUNNERS', 'iter_mm.engine'),
+)
 
 
 def _defer(registry, module: str) -> None:
@@ -45,6 +57,7 @@ def register_all_modules(init_default_scope: bool = True, deferred: bool = False
         deferred: leave the editors and metrics to the registries' first look-up (``import iter_mm`` does).
     """
     import mmagic.registry as registries
+
     for module in EAGER_MODULES:
         importlib.import_module(module)
     for registry_name, module in DEFERRED_MODULES:
@@ -54,5 +67,6 @@ def register_all_modules(init_default_scope: bool = True, deferred: bool = False
             importlib.import_module(module)
     if init_default_scope:
         from mmengine.registry import DefaultScope
+
         if DefaultScope.get_current_instance() is None:
             DefaultScope.get_instance('iter_mm', scope_name='mmagic')

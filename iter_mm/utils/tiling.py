@@ -6,6 +6,7 @@ whole-image buffers, stays within :data:`MEMORY_SHARE` of the machine's RAM (:fu
 estimate is linear in the LQ pixels of a call (:data:`CALL_BYTES_PER_HR_PIXEL`, measured with
 ``tools/measure_memory.py``). A given ``tile`` or ``max_pixels`` is always used as given; CUDA is not affected.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,10 +19,25 @@ from torch import Tensor
 
 from ..errors import InvalidOptionError
 
-__all__ = ['tile_starts', 'ramp_weight', 'auto_tile_size', 'grid_tiles', 'planned_tiles', 'tile_grid', 'tiled_apply',
-           'CALL_BYTES_PER_HR_PIXEL',
-           'IMAGE_BYTES_PER_HR_PIXEL', 'MEMORY_SHARE', 'MIN_MEMORY_TILE', 'MemoryTilingNote', 'host_memory_bytes',
-           'model_width_factor', 'call_bytes_per_lq_pixel', 'memory_max_pixels', 'cpu_max_pixels']
+__all__ = [
+    'tile_starts',
+    'ramp_weight',
+    'auto_tile_size',
+    'grid_tiles',
+    'planned_tiles',
+    'tile_grid',
+    'tiled_apply',
+    'CALL_BYTES_PER_HR_PIXEL',
+    'IMAGE_BYTES_PER_HR_PIXEL',
+    'MEMORY_SHARE',
+    'MIN_MEMORY_TILE',
+    'MemoryTilingNote',
+    'host_memory_bytes',
+    'model_width_factor',
+    'call_bytes_per_lq_pixel',
+    'memory_max_pixels',
+    'cpu_max_pixels',
+]
 
 #: Peak host memory of one fp32 CPU network call (E_l, phi_e, phi_r and the VQGAN decoder; the peak is reached in
 #: the decoder's last upsampling and full-resolution blocks) per output pixel, for the paper-scale model (decoder
@@ -87,7 +103,7 @@ def ramp_weight(length: int, ramp: int, left: bool, right: bool) -> Tensor:
         if left:
             wgt[:ramp] = torch.minimum(wgt[:ramp], up)
         if right:
-            wgt[length - ramp:] = torch.minimum(wgt[length - ramp:], up.flip(0))
+            wgt[length - ramp :] = torch.minimum(wgt[length - ramp :], up.flip(0))
     return wgt
 
 
@@ -115,14 +131,17 @@ def grid_tiles(tile: int, overlap: int, multiple: int) -> 'tuple[int, int]':
     return tile, min(-(-overlap // multiple) * multiple, tile - multiple)
 
 
-def planned_tiles(tile: Optional[int], overlap: int, max_pixels: Optional[int],
-                  multiple: int) -> Optional['tuple[int, int]']:
+def planned_tiles(
+    tile: Optional[int], overlap: int, max_pixels: Optional[int], multiple: int
+) -> Optional['tuple[int, int]']:
     """The (tile, overlap) that restoration uses for images larger than one tile: the given ``tile``, else the
     largest that fits ``max_pixels`` (:func:`auto_tile_size`), on the grid (:func:`grid_tiles`); None when
     neither is given (no tiling)."""
     if tile is None and max_pixels is None:
         return None
     return grid_tiles(tile if tile is not None else auto_tile_size(max_pixels, multiple), overlap, multiple)
+
+
 def tile_grid(h: int, w: int, tile: int, overlap: int) -> tuple[int, int, list[int], list[int]]:
     """The tiles :func:`tiled_apply` cuts from an (h, w) image: (tile height, tile width, row starts, column
     starts)."""
@@ -130,8 +149,14 @@ def tile_grid(h: int, w: int, tile: int, overlap: int) -> tuple[int, int, list[i
     return th, tw, tile_starts(h, th, min(overlap, th - 1)), tile_starts(w, tw, min(overlap, tw - 1))
 
 
-def tiled_apply(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, scale: int, tile: int, overlap: int = 16,
-                tiles_per_batch: int = 1) -> Tensor:
+def tiled_apply(
+    fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    scale: int,
+    tile: int,
+    overlap: int = 16,
+    tiles_per_batch: int = 1,
+) -> Tensor:
     """Run ``fn`` on overlapping tiles of ``x`` and blend the outputs.
 
     Args:
@@ -152,9 +177,9 @@ def tiled_apply(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, scale: int, t
     boxes = [(n, y, z) for n in range(b) for y in ys for z in xs]
     out = weight = None
     for k in range(0, len(boxes), max(1, tiles_per_batch)):
-        chunk = boxes[k:k + tiles_per_batch]
+        chunk = boxes[k : k + tiles_per_batch]
         offsets = torch.tensor([(y, z) for _, y, z in chunk], dtype=torch.int64)
-        res = fn(torch.stack([x[n, :, y:y + th, z:z + tw] for n, y, z in chunk]), offsets)
+        res = fn(torch.stack([x[n, :, y : y + th, z : z + tw] for n, y, z in chunk]), offsets)
         if out is None:
             out = res.new_zeros(b, res.shape[1], h * scale, w * scale, dtype=torch.float32)
             weight = torch.zeros(1, 1, h * scale, w * scale, device=res.device)
@@ -233,8 +258,9 @@ def call_bytes_per_lq_pixel(scale: int, width: float = 1.0) -> int:
     return int(math.ceil(CALL_BYTES_PER_HR_PIXEL * scale * scale * width))
 
 
-def memory_max_pixels(memory: int, scale: int, width: float = 1.0, image_pixels: int = 0,
-                      share: float = MEMORY_SHARE) -> int:
+def memory_max_pixels(
+    memory: int, scale: int, width: float = 1.0, image_pixels: int = 0, share: float = MEMORY_SHARE
+) -> int:
     """LQ pixels per network call whose estimated peak fits: ``(share * memory - IMAGE_BYTES_PER_HR_PIXEL *
     scale**2 * image_pixels) // call_bytes_per_lq_pixel(scale, width)``, at least ``MIN_MEMORY_TILE ** 2``.
 
@@ -249,12 +275,21 @@ def memory_max_pixels(memory: int, scale: int, width: float = 1.0, image_pixels:
         int: LQ pixels per network call.
     """
     budget = share * memory - IMAGE_BYTES_PER_HR_PIXEL * scale * scale * image_pixels
-    return max(MIN_MEMORY_TILE ** 2, int(budget // call_bytes_per_lq_pixel(scale, width)))
+    return max(MIN_MEMORY_TILE**2, int(budget // call_bytes_per_lq_pixel(scale, width)))
 
 
-def cpu_max_pixels(max_pixels: Optional[int], tile: Optional[int], device, scale: int, batch: int, height: int,
-                   width: int, multiple: int = 1, model_width: float = 1.0,
-                   memory: Optional[int] = None) -> Optional[int]:
+def cpu_max_pixels(
+    max_pixels: Optional[int],
+    tile: Optional[int],
+    device,
+    scale: int,
+    batch: int,
+    height: int,
+    width: int,
+    multiple: int = 1,
+    model_width: float = 1.0,
+    memory: Optional[int] = None,
+) -> Optional[int]:
     """The pixel budget ``restore_image`` should use for a (batch, 3, height, width) LQ input on ``device``.
 
     ``max_pixels`` unless all of: the device is the CPU, ``tile`` is None and ``max_pixels`` is the unset
@@ -289,11 +324,13 @@ def cpu_max_pixels(max_pixels: Optional[int], tile: Optional[int], device, scale
         return max_pixels
     if height * width > fit:
         side = auto_tile_size(fit, multiple)
-        default = (f'{auto_tile_size(max_pixels, multiple)}-pixel tiles' if height * width > max_pixels
-                   else 'no tiling')
+        default = f'{auto_tile_size(max_pixels, multiple)}-pixel tiles' if height * width > max_pixels else 'no tiling'
         warnings.warn(
             f'{width}x{height} LQ image restored on the CPU in tiles of {side}x{side} LQ pixels instead of '
             f'{default}: about {call_bytes_per_lq_pixel(scale, model_width) / 1024:.0f} KiB per LQ pixel of a '
-            f'call, within {MEMORY_SHARE:.0%} of {memory / 2 ** 30:.1f} GiB of RAM; set max_pixels or tile '
-            '(tools/infer.py --max-pixels / --tile) to choose', MemoryTilingNote, stacklevel=2)
+            f'call, within {MEMORY_SHARE:.0%} of {memory / 2**30:.1f} GiB of RAM; set max_pixels or tile '
+            '(tools/infer.py --max-pixels / --tile) to choose',
+            MemoryTilingNote,
+            stacklevel=2,
+        )
     return fit

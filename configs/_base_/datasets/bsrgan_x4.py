@@ -19,7 +19,8 @@ bsrgan_degradations = [
         noise_level=(2, 8),
         jpeg_prob=0.9,
         jpeg_quality=(80, 95),
-        final_jpeg_quality=(80, 95)),
+        final_jpeg_quality=(80, 95),
+    ),
 ]
 
 # The LQ `img` is made from the RGB GT: record its channel order for MMagic's preprocessor (as realesrgan_x4.py).
@@ -56,7 +57,9 @@ train_dataloader = dict(
         metainfo=dict(dataset_type='bsrgan_synthetic', task_name='real_sr'),
         data_root=data_root,
         data_prefix=dict(gt=''),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 
 val_dataloader = dict(
     num_workers=2,
@@ -70,7 +73,9 @@ val_dataloader = dict(
         data_root=val_data_root,
         data_prefix=dict(gt=''),
         pipeline=val_pipeline,
-        test_mode=True))
+        test_mode=True,
+    ),
+)
 val_evaluator = dict(type='Evaluator', metrics=[dict(type='PSNR'), dict(type='SSIM')])
 val_cfg = dict(type='MultiValLoop')
 # test pieces: configs/_base_/datasets/realworld_lq_niqe.py (combinable with this file), or

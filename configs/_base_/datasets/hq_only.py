@@ -6,7 +6,7 @@
 # the RGB input for BGR and the val/test metrics compare a channel-swapped reconstruction with the GT.
 # Override the folders in a child config, or on the command line, e.g.
 #   --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
-data_root = 'data/df2k_ost'            # HQ training images (e.g. DIV2K + Flickr2K + OST, cut into sub-images)
+data_root = 'data/df2k_ost'  # HQ training images (e.g. DIV2K + Flickr2K + OST, cut into sub-images)
 train_gt_folder = 'HQ_sub'
 val_data_root = 'data/DIV2K'
 val_gt_folder = 'DIV2K_valid_HR'
@@ -14,8 +14,9 @@ gt_crop_size = 256
 
 train_pipeline = [
     dict(type='LoadImageFromFile', key='gt', color_type='color', channel_order='rgb'),  # grey/RGBA/16-bit -> 8-bit RGB
-    dict(type='Crop', keys=['gt'], crop_size=(gt_crop_size, gt_crop_size), random_crop=True,
-         is_pad_zeros=True),  # images smaller than the crop are zero-padded so batches stay stackable
+    dict(
+        type='Crop', keys=['gt'], crop_size=(gt_crop_size, gt_crop_size), random_crop=True, is_pad_zeros=True
+    ),  # images smaller than the crop are zero-padded so batches stay stackable
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='horizontal'),
     dict(type='Flip', keys=['gt'], flip_ratio=0.5, direction='vertical'),
     dict(type='RandomTransposeHW', keys=['gt'], transpose_ratio=0.5),
@@ -38,7 +39,9 @@ train_dataloader = dict(
         metainfo=dict(dataset_type='df2k_ost', task_name='vq_autoencoding'),
         data_root=data_root,
         data_prefix=dict(gt=train_gt_folder),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 
 val_dataloader = dict(
     num_workers=2,
@@ -53,7 +56,9 @@ val_dataloader = dict(
         data_prefix=dict(gt=val_gt_folder),
         indices=10,  # the authors validate on the first 10 images
         test_mode=True,
-        pipeline=val_pipeline))
+        pipeline=val_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
 
 # Authors: PSNR / SSIM on Y with crop_border 4 (docs/faithfulness.md#optimisation-and-validation); plus codebook usage
@@ -64,7 +69,8 @@ val_evaluator = dict(
         dict(type='PSNR', crop_border=4, convert_to='Y'),
         dict(type='SSIM', crop_border=4, convert_to='Y'),
         dict(type='CodebookUsage', codebook_size=512),
-    ])
+    ],
+)
 test_evaluator = val_evaluator
 
 val_cfg = dict(type='MultiValLoop')

@@ -34,7 +34,9 @@ train_dataloader = dict(
         metainfo=dict(dataset_type='paired_folder', task_name='real_sr'),
         data_root=data_root,
         data_prefix=dict(gt=gt_folder, img=lq_folder),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 
 val_dataloader = dict(
     num_workers=2,
@@ -48,7 +50,9 @@ val_dataloader = dict(
         data_root=val_data_root,
         data_prefix=dict(gt=gt_folder, img=lq_folder),
         pipeline=val_pipeline,
-        test_mode=True))
+        test_mode=True,
+    ),
+)
 val_evaluator = dict(type='Evaluator', metrics=[dict(type='PSNR'), dict(type='SSIM')])
 val_cfg = dict(type='MultiValLoop')
 # test pieces: configs/_base_/datasets/realworld_lq_niqe.py (combinable with this file), or

@@ -31,19 +31,33 @@ realesrgan_degradations = [
         type='RandomBlur',
         keys=['img'],
         params=dict(
-            kernel_size=_kernel_size, kernel_list=_kernels, kernel_prob=_kernel_prob, sigma_x=[0.2, 3],
-            sigma_y=[0.2, 3], rotate_angle=[-3.1416, 3.1416], beta_gaussian=[0.5, 4], beta_plateau=[1, 2])),
+            kernel_size=_kernel_size,
+            kernel_list=_kernels,
+            kernel_prob=_kernel_prob,
+            sigma_x=[0.2, 3],
+            sigma_y=[0.2, 3],
+            rotate_angle=[-3.1416, 3.1416],
+            beta_gaussian=[0.5, 4],
+            beta_plateau=[1, 2],
+        ),
+    ),
     dict(
         type='RandomResize',
         keys=['img'],
-        params=dict(resize_mode_prob=[0.2, 0.7, 0.1], resize_scale=[0.15, 1.5], **_interp)),
+        params=dict(resize_mode_prob=[0.2, 0.7, 0.1], resize_scale=[0.15, 1.5], **_interp),
+    ),
     dict(
         type='RandomNoise',
         keys=['img'],
         params=dict(
-            noise_type=['gaussian', 'poisson'], noise_prob=[0.5, 0.5], gaussian_sigma=[1, 30],
-            gaussian_gray_noise_prob=0.4, poisson_scale=[0.05 * _poisson, 3 * _poisson],
-            poisson_gray_noise_prob=0.4)),
+            noise_type=['gaussian', 'poisson'],
+            noise_prob=[0.5, 0.5],
+            gaussian_sigma=[1, 30],
+            gaussian_gray_noise_prob=0.4,
+            poisson_scale=[0.05 * _poisson, 3 * _poisson],
+            poisson_gray_noise_prob=0.4,
+        ),
+    ),
     dict(type='Clip', keys=['img']),
     dict(type='RandomJPEGCompression', keys=['img'], params=dict(quality=[30, 95]), bgr2rgb=True),
     # second order
@@ -51,22 +65,34 @@ realesrgan_degradations = [
         type='RandomBlur',
         keys=['img'],
         params=dict(
-            prob=0.8, kernel_size=_kernel_size, kernel_list=_kernels, kernel_prob=_kernel_prob,
-            sigma_x=[0.2, 1.5], sigma_y=[0.2, 1.5], rotate_angle=[-3.1416, 3.1416], beta_gaussian=[0.5, 4],
-            beta_plateau=[1, 2])),
+            prob=0.8,
+            kernel_size=_kernel_size,
+            kernel_list=_kernels,
+            kernel_prob=_kernel_prob,
+            sigma_x=[0.2, 1.5],
+            sigma_y=[0.2, 1.5],
+            rotate_angle=[-3.1416, 3.1416],
+            beta_gaussian=[0.5, 4],
+            beta_plateau=[1, 2],
+        ),
+    ),
     dict(
         type='RelativeRandomResize',
         keys=['img'],
-        params=dict(
-            ref_key='gt', resize_mode_prob=[0.3, 0.4, 0.3], resize_scale=[0.3, 1.2],
-            **_interp)),
+        params=dict(ref_key='gt', resize_mode_prob=[0.3, 0.4, 0.3], resize_scale=[0.3, 1.2], **_interp),
+    ),
     dict(
         type='RandomNoise',
         keys=['img'],
         params=dict(
-            noise_type=['gaussian', 'poisson'], noise_prob=[0.5, 0.5], gaussian_sigma=[1, 25],
-            gaussian_gray_noise_prob=0.4, poisson_scale=[0.05 * _poisson, 2.5 * _poisson],
-            poisson_gray_noise_prob=0.4)),
+            noise_type=['gaussian', 'poisson'],
+            noise_prob=[0.5, 0.5],
+            gaussian_sigma=[1, 25],
+            gaussian_gray_noise_prob=0.4,
+            poisson_scale=[0.05 * _poisson, 2.5 * _poisson],
+            poisson_gray_noise_prob=0.4,
+        ),
+    ),
     dict(type='Clip', keys=['img']),
     dict(
         type='RandomOrderDegradations',
@@ -78,10 +104,16 @@ realesrgan_degradations = [
                 dict(
                     type='RandomBlur',
                     params=dict(
-                        prob=0.8, kernel_size=_kernel_size, kernel_list=['sinc'], kernel_prob=[1],
-                        omega=[3.1416 / 3, 3.1416])),
+                        prob=0.8,
+                        kernel_size=_kernel_size,
+                        kernel_list=['sinc'],
+                        kernel_prob=[1],
+                        omega=[3.1416 / 3, 3.1416],
+                    ),
+                ),
             ],
-        ]),
+        ],
+    ),
     dict(type='Clip', keys=['img']),
 ]
 
@@ -122,7 +154,9 @@ train_dataloader = dict(
         metainfo=dict(dataset_type='realesrgan_synthetic', task_name='real_sr'),
         data_root=data_root,
         data_prefix=dict(gt=''),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 
 val_dataloader = dict(
     num_workers=2,
@@ -136,7 +170,9 @@ val_dataloader = dict(
         data_root=val_data_root,
         data_prefix=dict(gt=''),
         pipeline=val_pipeline,
-        test_mode=True))
+        test_mode=True,
+    ),
+)
 val_evaluator = dict(type='Evaluator', metrics=[dict(type='PSNR'), dict(type='SSIM')])
 val_cfg = dict(type='MultiValLoop')
 # test pieces: configs/_base_/datasets/realworld_lq_niqe.py (combinable with this file), or

@@ -15,8 +15,14 @@ realworld_data_root = 'data/realworld'
 # iter-mm's PyIQAMetric: MMagic's own `NIQE` metric raises KeyError('Mapping key was not found') when a sample has
 # no `gt_img` (every LQ-only set). MMagic's DataPreprocessor hands metrics pred_img in BGR order: channel_order='bgr'.
 realworld_niqe_metric = dict(
-    type='PyIQAMetric', metric_name='niqe', niqe_impl='mmagic', convert_to='Y', channel_order='bgr', crop_border=0,
-    metric_key='NIQE')
+    type='PyIQAMetric',
+    metric_name='niqe',
+    niqe_impl='mmagic',
+    convert_to='Y',
+    channel_order='bgr',
+    crop_border=0,
+    metric_key='NIQE',
+)
 
 realworld_test_pipeline = [
     dict(type='LoadImageFromFile', key='img', channel_order='rgb'),
@@ -31,7 +37,9 @@ _realworld_realsr = [
         data_prefix=dict(img=f'RealSR/{camera}/Test/{realworld_scale}'),
         filename_tmpl=dict(img=f'{{}}_LR{realworld_scale}'),
         pipeline=realworld_test_pipeline,
-        test_mode=True) for camera in ('Canon', 'Nikon')
+        test_mode=True,
+    )
+    for camera in ('Canon', 'Nikon')
 ]
 realworld_test_sets = dict(
     RealSR=dict(type='ConcatDataset', datasets=_realworld_realsr),
@@ -41,21 +49,24 @@ realworld_test_sets = dict(
         data_root=realworld_data_root,
         data_prefix=dict(img=f'DRealSR/Test_x{realworld_scale}/test_LR'),
         pipeline=realworld_test_pipeline,
-        test_mode=True),
+        test_mode=True,
+    ),
     DPED_iphone=dict(
         type='CheckedImageDataset',
         metainfo=dict(dataset_type='dped_iphone', task_name='real_sr'),
         data_root=realworld_data_root,
         data_prefix=dict(img='DPED/iphone/test_data/full_size_test_images'),
         pipeline=realworld_test_pipeline,
-        test_mode=True),
+        test_mode=True,
+    ),
     RealSRSet=dict(
         type='CheckedImageDataset',
         metainfo=dict(dataset_type='realsrset', task_name='real_sr'),
         data_root=realworld_data_root,
         data_prefix=dict(img='RealSRSet'),
         pipeline=realworld_test_pipeline,
-        test_mode=True),
+        test_mode=True,
+    ),
 )
 
 test_dataloader = [
@@ -65,7 +76,9 @@ test_dataloader = [
         persistent_workers=False,
         drop_last=False,
         sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=dataset) for dataset in realworld_test_sets.values()
+        dataset=dataset,
+    )
+    for dataset in realworld_test_sets.values()
 ]
 test_evaluator = [
     dict(type='Evaluator', metrics=[dict(realworld_niqe_metric, prefix=name)]) for name in realworld_test_sets

@@ -5,6 +5,7 @@ pre-downsampling, then blur x2 / downsample-2 / downsample-3 / noise / JPEG in r
 (downsample-2 always before downsample-3), then a final JPEG. Every random choice comes from
 one ``numpy.random.Generator`` per sample, so a seed fixes the output.
 """
+
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -45,17 +46,19 @@ class BSRGANDegradation(BaseTransform):
             seeds per dataloader worker. Default: the key ``SeededDegradations`` writes.
     """
 
-    def __init__(self,
-                 keys: Sequence[str] = ('img', ),
-                 scale: int = 4,
-                 pre_down_prob: float = 0.25,
-                 blur_width_factor: float = 0.25,
-                 noise_level: Tuple[int, int] = (2, 8),
-                 jpeg_prob: float = 0.9,
-                 jpeg_quality: Tuple[int, int] = (80, 95),
-                 final_jpeg_quality: Tuple[int, int] = (80, 95),
-                 downsample2_resize_prob: float = 0.75,
-                 seed_key: str = DEFAULT_SEED_KEY) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str] = ('img',),
+        scale: int = 4,
+        pre_down_prob: float = 0.25,
+        blur_width_factor: float = 0.25,
+        noise_level: Tuple[int, int] = (2, 8),
+        jpeg_prob: float = 0.9,
+        jpeg_quality: Tuple[int, int] = (80, 95),
+        final_jpeg_quality: Tuple[int, int] = (80, 95),
+        downsample2_resize_prob: float = 0.75,
+        seed_key: str = DEFAULT_SEED_KEY,
+    ) -> None:
         if isinstance(keys, str) or not keys:
             raise InvalidOptionError(f'keys must be a non-empty list of keys, got {keys!r}')
         if int(scale) != scale or scale < 1:
@@ -72,17 +75,14 @@ class BSRGANDegradation(BaseTransform):
         self.seed_key = seed_key
 
     # ------------------------------------------------------------------ steps
-    def _pre_downsample(self, img: np.ndarray,
-                        rng: np.random.Generator) -> np.ndarray:
+    def _pre_downsample(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = img.shape[:2]
         if rng.random() < 0.5:
-            return ops.resize(img, (h // 2, w // 2),
-                              ops.INTERPOLATIONS[rng.integers(3)])
+            return ops.resize(img, (h // 2, w // 2), ops.INTERPOLATIONS[rng.integers(3)])
         out = MATLABLikeResize(keys=[], output_shape=(h // 2, w // 2))._resize(img)
         return np.clip(out, 0, 1).astype(np.float32).reshape(h // 2, w // 2, -1)
 
-    def _downsample2(self, img: np.ndarray, rng: np.random.Generator,
-                     sf: int) -> np.ndarray:
+    def _downsample2(self, img: np.ndarray, rng: np.random.Generator, sf: int) -> np.ndarray:
         h, w = img.shape[:2]
         if rng.random() < self.downsample2_resize_prob:
             f = rng.uniform(1, 2 * sf)
@@ -92,8 +92,7 @@ class BSRGANDegradation(BaseTransform):
             out = ops.shifted_gaussian_downsample(img, rng.uniform(0.1, 0.6 * sf), sf)
         return np.clip(out, 0, 1)
 
-    def degrade(self, img: np.ndarray, rng: np.random.Generator
-                ) -> Tuple[np.ndarray, List[Dict]]:
+    def degrade(self, img: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, List[Dict]]:
         """Degrade one image.
 
         Args:
@@ -149,17 +148,18 @@ class BSRGANDegradation(BaseTransform):
         if not isinstance(img, np.ndarray):
             raise TypeError(f'{key!r} must be a numpy image, got {type(img)}')
         if img.dtype not in (np.uint8, np.float32, np.float64):
-            raise TypeError(f'{key!r} must be uint8 or float in [0, 255], got '
-                            f'{img.dtype} (convert 16-bit images to 8-bit first)')
+            raise TypeError(
+                f'{key!r} must be uint8 or float in [0, 255], got {img.dtype} (convert 16-bit images to 8-bit first)'
+            )
         if img.ndim == 2:
             img = img[..., None]
         if img.ndim != 3 or img.shape[2] not in (1, 3):
-            raise ValueError(f'{key!r} must be (H, W), (H, W, 1) or (H, W, 3), '
-                             f'got shape {img.shape}')
+            raise ValueError(f'{key!r} must be (H, W), (H, W, 1) or (H, W, 3), got shape {img.shape}')
         h, w = img.shape[:2]
         if h % self.scale or w % self.scale or h < self.scale or w < self.scale:
-            raise ValueError(f'{key!r} size {h}x{w} is not a positive multiple of '
-                             f'scale {self.scale}; crop it first (e.g. ModCrop)')
+            raise ValueError(
+                f'{key!r} size {h}x{w} is not a positive multiple of scale {self.scale}; crop it first (e.g. ModCrop)'
+            )
         return img
 
     def transform(self, results: dict) -> dict:
@@ -184,8 +184,10 @@ class BSRGANDegradation(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(keys={self.keys}, scale={self.scale}, '
-                f'pre_down_prob={self.pre_down_prob}, '
-                f'blur_width_factor={self.blur_width_factor}, noise_level={self.noise_level}, '
-                f'jpeg_prob={self.jpeg_prob}, jpeg_quality={self.jpeg_quality}, '
-                f'final_jpeg_quality={self.final_jpeg_quality}, seed_key={self.seed_key!r})')
+        return (
+            f'{self.__class__.__name__}(keys={self.keys}, scale={self.scale}, '
+            f'pre_down_prob={self.pre_down_prob}, '
+            f'blur_width_factor={self.blur_width_factor}, noise_level={self.noise_level}, '
+            f'jpeg_prob={self.jpeg_prob}, jpeg_quality={self.jpeg_quality}, '
+            f'final_jpeg_quality={self.final_jpeg_quality}, seed_key={self.seed_key!r})'
+        )

@@ -4,6 +4,7 @@ Images are float32 (H, W, C) RGB in [0, 1] with C in {1, 3}. Every function that
 randomness takes an explicit ``numpy.random.Generator``; the deterministic functions
 (kernels, blur, resize, JPEG) take their parameters explicitly so tests can check each one.
 """
+
 from typing import Tuple
 
 import cv2
@@ -32,8 +33,7 @@ def isotropic_gaussian_kernel(size: int, sigma: float) -> np.ndarray:
     return (k / k.sum()).astype(np.float32)
 
 
-def anisotropic_gaussian_kernel(size: int, theta: float, l1: float,
-                                l2: float) -> np.ndarray:
+def anisotropic_gaussian_kernel(size: int, theta: float, l1: float, l2: float) -> np.ndarray:
     """Normalised Gaussian with covariance R diag(l1, l2) R^T, R a rotation by ``theta``.
 
     Args:
@@ -47,8 +47,7 @@ def anisotropic_gaussian_kernel(size: int, theta: float, l1: float,
     """
     if size < 1:
         raise ValueError(f'kernel size must be >= 1, got {size}')
-    rot = np.array([[np.cos(theta), -np.sin(theta)],
-                    [np.sin(theta), np.cos(theta)]])
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     cov = rot @ np.diag([max(l1, 1e-3), max(l2, 1e-3)]) @ rot.T
     inv = np.linalg.inv(cov)
     r = np.arange(size, dtype=np.float64) - (size - 1) / 2
@@ -73,8 +72,7 @@ def filter_image(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out.reshape(img.shape)
 
 
-def random_blur_kernel(rng: np.random.Generator, scale: int,
-                       width_factor: float = 0.25) -> np.ndarray:
+def random_blur_kernel(rng: np.random.Generator, scale: int, width_factor: float = 0.25) -> np.ndarray:
     """BSRGAN blur kernel: anisotropic (p=0.5) or isotropic Gaussian.
 
     Args:
@@ -89,19 +87,16 @@ def random_blur_kernel(rng: np.random.Generator, scale: int,
     """
     light = width_factor < 1.0
     if rng.random() < 0.5:
-        size = int(rng.integers(2, 12)) + 3 if light else 2 * int(
-            rng.integers(2, 12)) + 3
+        size = int(rng.integers(2, 12)) + 3 if light else 2 * int(rng.integers(2, 12)) + 3
         l1 = (4.0 + scale) * width_factor * rng.random()
         l2 = (4.0 + scale) * width_factor * rng.random()
         return anisotropic_gaussian_kernel(size, np.pi * rng.random(), l1, l2)
-    size = int(rng.integers(2, 5)) + 3 if light else 2 * int(
-        rng.integers(2, 12)) + 3
+    size = int(rng.integers(2, 5)) + 3 if light else 2 * int(rng.integers(2, 12)) + 3
     sigma = (2.0 + 0.2 * scale) * width_factor * rng.random()
     return isotropic_gaussian_kernel(size, sigma)
 
 
-def resize(img: np.ndarray, size_hw: Tuple[int, int],
-           interpolation: int) -> np.ndarray:
+def resize(img: np.ndarray, size_hw: Tuple[int, int], interpolation: int) -> np.ndarray:
     """cv2 resize, keeping a channel axis.
 
     Args:
@@ -119,8 +114,7 @@ def resize(img: np.ndarray, size_hw: Tuple[int, int],
     return out.reshape(h, w, img.shape[2])
 
 
-def shifted_gaussian_downsample(img: np.ndarray, sigma: float,
-                                scale: int) -> np.ndarray:
+def shifted_gaussian_downsample(img: np.ndarray, sigma: float, scale: int) -> np.ndarray:
     """BSRGAN's "blur + nearest" branch: a Gaussian blur centred on the middle of each s x s block, then pixel
     (s i, s j) is kept.
 
@@ -135,14 +129,13 @@ def shifted_gaussian_downsample(img: np.ndarray, sigma: float,
     size = 25
     c = (size - 1) / 2 + (scale - 1) / 2  # correlation centre shifted by (s-1)/2
     r = np.arange(size, dtype=np.float64) - c
-    g = np.exp(-r**2 / (2 * max(sigma, 1e-3)**2))
+    g = np.exp(-(r**2) / (2 * max(sigma, 1e-3) ** 2))
     k = np.outer(g, g)
     k = (k / k.sum()).astype(np.float32)
     return filter_image(img, k)[0::scale, 0::scale]
 
 
-def add_gaussian_noise(img: np.ndarray, rng: np.random.Generator,
-                       level: float, mode: str) -> np.ndarray:
+def add_gaussian_noise(img: np.ndarray, rng: np.random.Generator, level: float, mode: str) -> np.ndarray:
     """Add N(0, (level/255)^2) noise, not clipped.
 
     Args:
@@ -184,7 +177,7 @@ def noise_covariance(rng: np.random.Generator, level: float) -> np.ndarray:
     """
     d = np.diag(rng.random(3))
     u, _ = np.linalg.qr(rng.random((3, 3)))
-    return (level / 255.0)**2 * (u.T @ d @ u)
+    return (level / 255.0) ** 2 * (u.T @ d @ u)
 
 
 def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
@@ -202,13 +195,11 @@ def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
     u8 = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
     if u8.shape[2] == 3:
         u8 = cv2.cvtColor(u8, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode('.jpg', u8, [int(cv2.IMWRITE_JPEG_QUALITY),
-                                        int(quality)])
+    ok, buf = cv2.imencode('.jpg', u8, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
     if not ok:
         raise RuntimeError('cv2.imencode failed to encode a JPEG')
     if u8.shape[2] == 3:
-        out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR),
-                           cv2.COLOR_BGR2RGB)
+        out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     else:
         out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)[..., None]
     return out.astype(np.float32) / 255.0

@@ -8,6 +8,7 @@
   Real-ESRGAN sizes its second resize relative to GT / scale (and the final one to exactly
   GT / scale), which this subclass does for any GT size.
 """
+
 import copy
 from typing import List, Sequence, Union
 
@@ -29,8 +30,9 @@ class RandomOrderDegradations(DegradationsWithShuffle):
         shuffle_idx (Sequence[int], optional): Indices of the entries that are shuffled. Default: None (all).
     """
 
-    def __init__(self, degradations: List[Union[dict, list]], keys: Sequence[str],
-                 shuffle_idx: Union[Sequence[int], None] = None) -> None:
+    def __init__(
+        self, degradations: List[Union[dict, list]], keys: Sequence[str], shuffle_idx: Union[Sequence[int], None] = None
+    ) -> None:
         super().__init__(copy.deepcopy(list(degradations)), list(keys), shuffle_idx)
 
     def _build_degradations(self, degradations: list) -> list:
@@ -51,7 +53,7 @@ class RandomOrderDegradations(DegradationsWithShuffle):
             order[slot] = self.shuffle_idx[j]
         for i in order:
             group = self.degradations[i]
-            for t in (group if isinstance(group, list) else [group]):
+            for t in group if isinstance(group, list) else [group]:
                 results = t(results)
         return results
 
@@ -87,11 +89,12 @@ class RelativeRandomResize(RandomResize):
         ref = results[self.params.get('ref_key', 'gt')]
         ref_scale = self.params.get('ref_scale', results.get('scale'))
         if not ref_scale:
-            raise KeyError('RelativeRandomResize needs params.ref_scale or a `scale` in the sample '
-                           "(add dict(type='SetValues', dictionary=dict(scale=...)) before it)")
+            raise KeyError(
+                'RelativeRandomResize needs params.ref_scale or a `scale` in the sample '
+                "(add dict(type='SetValues', dictionary=dict(scale=...)) before it)"
+            )
         f = self._draw_factor()
-        size = (max(1, int(ref.shape[0] / ref_scale * f)),
-                max(1, int(ref.shape[1] / ref_scale * f)))
+        size = (max(1, int(ref.shape[0] / ref_scale * f)), max(1, int(ref.shape[1] / ref_scale * f)))
         base_params = self.params
         self.params = dict(base_params, target_size=size)
         try:

@@ -5,6 +5,7 @@ per dataloader worker: same seed + same worker layout -> same samples). For outp
 not depend on the worker layout (validation pairs, ``tools/generate_lq.py``), the seed of a
 sample is derived from (seed, sample name) and both global RNGs are seeded with it.
 """
+
 import copy
 import hashlib
 import os.path as osp
@@ -14,6 +15,7 @@ from typing import List
 import numpy as np
 
 from mmagic.registry import TRANSFORMS
+
 from .bsrgan import DEFAULT_SEED_KEY
 
 
@@ -57,19 +59,17 @@ class SeededDegradations:
         seed_key (str): Key the per-sample seed is written to. Default: the key ``BSRGANDegradation`` reads.
     """
 
-    def __init__(self, transforms: List[dict], seed: int = 0, key: str = 'gt_path',
-                 seed_key: str = DEFAULT_SEED_KEY) -> None:
-        self.transforms = [
-            TRANSFORMS.build(copy.deepcopy(t)) if isinstance(t, dict) else t for t in transforms
-        ]
+    def __init__(
+        self, transforms: List[dict], seed: int = 0, key: str = 'gt_path', seed_key: str = DEFAULT_SEED_KEY
+    ) -> None:
+        self.transforms = [TRANSFORMS.build(copy.deepcopy(t)) if isinstance(t, dict) else t for t in transforms]
         self.seed = int(seed)
         self.key = key
         self.seed_key = seed_key
 
     def __call__(self, results: dict) -> dict:
         if self.key not in results:
-            raise KeyError(f'SeededDegradations needs results[{self.key!r}] '
-                           f'(available: {sorted(results)})')
+            raise KeyError(f'SeededDegradations needs results[{self.key!r}] (available: {sorted(results)})')
         s = sample_seed(self.seed, osp.basename(str(results[self.key])))
         np_state, py_state = np.random.get_state(), random.getstate()
         try:
@@ -83,5 +83,4 @@ class SeededDegradations:
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(seed={self.seed}, key={self.key!r}, '
-                f'transforms={self.transforms})')
+        return f'{self.__class__.__name__}(seed={self.seed}, key={self.key!r}, transforms={self.transforms})'

@@ -1,4 +1,5 @@
 """Runner hooks of ITER."""
+
 from .ema import WrapperAwareEMAHook
 from .metrics_recorder import MetricsRecorderHook
 from .refinement_visualization import RefinementVisualizationHook, refinement_mosaic

@@ -1,4 +1,5 @@
 """MMagic's EMA hook for models whose networks are wrapped one by one (stage I under multi-GPU training)."""
+
 from mmengine.model import is_model_wrapper
 
 from mmagic.engine.hooks import ExponentialMovingAverageHook
@@ -23,7 +24,7 @@ class WrapperAwareEMAHook(ExponentialMovingAverageHook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         wrapped = {}
         for key in self.module_keys:
-            name = key[:-len('_ema')]
+            name = key[: -len('_ema')]
             net = getattr(model, name)
             if is_model_wrapper(net):
                 wrapped[name] = net

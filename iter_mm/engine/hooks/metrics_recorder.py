@@ -1,4 +1,5 @@
 """A hook that keeps the metrics of the last validation and test epochs (MMagic's MultiTestLoop returns none)."""
+
 from typing import Dict, Optional
 
 from mmengine.hooks import Hook

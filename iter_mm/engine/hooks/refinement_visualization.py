@@ -4,6 +4,7 @@ The pictures are the images being validated / tested: the hook calls the model's
 options of the loop it runs in (``val_cfg`` in validation, ``test_cfg`` in test; the hook's ``sampling``
 overrides on top) and shows the intermediate steps that restoration returns.
 """
+
 import logging
 from typing import Optional, Sequence
 
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+
 from mmagic.registry import HOOKS
 
 from ...errors import InvalidOptionError
@@ -51,8 +53,14 @@ class RefinementVisualizationHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, interval: int = 1, max_images: int = 1, on_val: bool = True, on_test: bool = True,
-                 sampling: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        interval: int = 1,
+        max_images: int = 1,
+        on_val: bool = True,
+        on_test: bool = True,
+        sampling: Optional[dict] = None,
+    ) -> None:
         if interval < 1 or max_images < 1:
             raise InvalidOptionError('interval and max_images must be >= 1')
         self.interval, self.max_images = interval, max_images
@@ -65,32 +73,39 @@ class RefinementVisualizationHook(Hook):
         if batch_idx % self.interval:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if not callable(getattr(model, 'restore', None)) or not hasattr(getattr(model, 'generator', None),
-                                                                         'refiner'):
+        if not callable(getattr(model, 'restore', None)) or not hasattr(getattr(model, 'generator', None), 'refiner'):
             return  # not an ITER model
         data = model.data_preprocessor(data_batch, False)
-        lq = data['inputs'][:self.max_images]
+        lq = data['inputs'][: self.max_images]
         try:
             with torch.no_grad():
-                res = model.restore(lq, loop='val' if mode == 'val' else 'test', return_intermediates=True,
-                                    **self.sampling)
+                res = model.restore(
+                    lq, loop='val' if mode == 'val' else 'test', return_intermediates=True, **self.sampling
+                )
         except ValueError as err:  # tiled images have no single chain of steps
             if not self._warned:
-                print_log(f'RefinementVisualizationHook: {err}; no mosaic for such images', logger='current',
-                          level=logging.WARNING)
+                print_log(
+                    f'RefinementVisualizationHook: {err}; no mosaic for such images',
+                    logger='current',
+                    level=logging.WARNING,
+                )
                 self._warned = True
             return
         for i in range(lq.shape[0]):
-            runner.visualizer.add_image(f'{mode}_refinement_{batch_idx}_{i}',
-                                        refinement_mosaic(res.step_images[i], res.step_keep[i]).numpy(),
-                                        step=runner.iter)
+            runner.visualizer.add_image(
+                f'{mode}_refinement_{batch_idx}_{i}',
+                refinement_mosaic(res.step_images[i], res.step_keep[i]).numpy(),
+                step=runner.iter,
+            )
 
-    def after_val_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None,
-                       outputs: Optional[Sequence] = None) -> None:
+    def after_val_iter(
+        self, runner, batch_idx: int, data_batch: Optional[dict] = None, outputs: Optional[Sequence] = None
+    ) -> None:
         if self.on_val and data_batch is not None:
             self._visualize(runner, batch_idx, data_batch, 'val')
 
-    def after_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None,
-                        outputs: Optional[Sequence] = None) -> None:
+    def after_test_iter(
+        self, runner, batch_idx: int, data_batch: Optional[dict] = None, outputs: Optional[Sequence] = None
+    ) -> None:
         if self.on_test and data_batch is not None:
             self._visualize(runner, batch_idx, data_batch, 'test')

@@ -1,4 +1,5 @@
 """Optimizer wrappers."""
+
 from .autocast_optim_wrapper import AutocastOptimWrapper
 
 __all__ = ['AutocastOptimWrapper']

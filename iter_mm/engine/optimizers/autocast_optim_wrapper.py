@@ -1,4 +1,5 @@
 """Mixed precision without loss scaling: bf16 autocast on any device (MMEngine's AMP wrapper needs a GPU)."""
+
 from contextlib import contextmanager
 
 import torch

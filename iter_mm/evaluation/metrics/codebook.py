@@ -1,4 +1,5 @@
 """Codebook diagnostics over an evaluation set: share of codes used and code perplexity."""
+
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -45,8 +46,13 @@ class CodebookUsage(BaseSampleWiseMetric):
 
     metric = 'CodebookUsage'
 
-    def __init__(self, codebook_size: int = 512, pred_key: str = 'pred_tokens',
-                 collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        codebook_size: int = 512,
+        pred_key: str = 'pred_tokens',
+        collect_device: str = 'cpu',
+        prefix: Optional[str] = None,
+    ) -> None:
         super().__init__(pred_key=pred_key, collect_device=collect_device, prefix=prefix)
         if codebook_size < 1:
             raise InvalidOptionError(f'codebook_size must be >= 1, got {codebook_size}')
@@ -57,14 +63,20 @@ class CodebookUsage(BaseSampleWiseMetric):
         for data in data_samples:
             output = data.get('output', {})
             if self.pred_key not in output:
-                raise KeyError(f'CodebookUsage: the model output has no `{self.pred_key}` token map '
-                               f'(fields: {sorted(output)})')
+                raise KeyError(
+                    f'CodebookUsage: the model output has no `{self.pred_key}` token map (fields: {sorted(output)})'
+                )
             tokens = output[self.pred_key]
-            tokens = tokens.detach().cpu().long().flatten() if isinstance(tokens, torch.Tensor) else \
-                torch.as_tensor(np.asarray(tokens)).long().flatten()
+            tokens = (
+                tokens.detach().cpu().long().flatten()
+                if isinstance(tokens, torch.Tensor)
+                else torch.as_tensor(np.asarray(tokens)).long().flatten()
+            )
             if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
-                raise ValueError(f'CodebookUsage: token values must lie in [0, {self.codebook_size}), got '
-                                 f'[{int(tokens.min())}, {int(tokens.max())}] (codebook_size set right?)')
+                raise ValueError(
+                    f'CodebookUsage: token values must lie in [0, {self.codebook_size}), got '
+                    f'[{int(tokens.min())}, {int(tokens.max())}] (codebook_size set right?)'
+                )
             counts = torch.bincount(tokens, minlength=self.codebook_size).numpy()
             self.results.append(dict(counts=counts))
 

@@ -10,6 +10,7 @@ NIQE works out of the box: pyiqa's NIQE reads ``mu_prisparam`` / ``cov_prisparam
 :func:`niqe_params_mat` writes from the pristine-model parameters MMagic ships (``niqe_pris_params.npz``).
 ``niqe_impl='mmagic'`` runs MMagic's own NIQE instead (see docs/niqe.md for why the two differ).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
@@ -22,11 +23,22 @@ from mmagic.evaluation.metrics.base_sample_wise_metric import BaseSampleWiseMetr
 from mmagic.registry import METRICS
 
 from ...errors import InvalidInputError, InvalidOptionError
-from .pyiqa_offline import (MissingWeightsError, build_pyiqa_metric, niqe_params_mat,  # noqa: F401
-                            offline_weights)
+from .pyiqa_offline import (
+    MissingWeightsError,
+    build_pyiqa_metric,
+    niqe_params_mat,  # noqa: F401
+    offline_weights,
+)
 
-__all__ = ['PyIQAMetric', 'MissingWeightsError', 'offline_weights', 'niqe_params_mat', 'build_pyiqa_metric',
-           'to_gray', 'mmagic_niqe']
+__all__ = [
+    'PyIQAMetric',
+    'MissingWeightsError',
+    'offline_weights',
+    'niqe_params_mat',
+    'build_pyiqa_metric',
+    'to_gray',
+    'mmagic_niqe',
+]
 
 # pyiqa names whose input must hold at least 2 NIQE blocks of 96x96 (a covariance needs two samples).
 _NIQE_LIKE = {'niqe': 96, 'niqe_matlab': 96, 'pi': 96}
@@ -45,9 +57,9 @@ def to_gray(img: Tensor, kind: str) -> Tensor:
         Tensor: Luma images in [0, 1], shape (B, 1, H, W).
     """
     if kind.lower() == 'y':
-        w, b = img.new_tensor([65.481, 128.553, 24.966]) / 255., 16. / 255.
+        w, b = img.new_tensor([65.481, 128.553, 24.966]) / 255.0, 16.0 / 255.0
     elif kind.lower() == 'gray':
-        w, b = img.new_tensor([0.299, 0.587, 0.114]), 0.
+        w, b = img.new_tensor([0.299, 0.587, 0.114]), 0.0
     else:
         raise InvalidOptionError(f"convert_to must be None, 'Y' or 'gray', got {kind!r}")
     return (img * w.view(1, 3, 1, 1)).sum(1, keepdim=True) + b
@@ -63,7 +75,8 @@ def mmagic_niqe(gray: Tensor) -> Tensor:
         Tensor: NIQE of each image, float64, shape (B,).
     """
     from mmagic.evaluation.metrics.niqe import niqe
-    out = [float(niqe(g[0].double().cpu().numpy() * 255., crop_border=0, input_order='HW')) for g in gray]
+
+    out = [float(niqe(g[0].double().cpu().numpy() * 255.0, crop_border=0, input_order='HW')) for g in gray]
     return torch.tensor(out, dtype=torch.float64)
 
 
@@ -107,25 +120,28 @@ class PyIQAMetric(BaseSampleWiseMetric):
 
     default_prefix: Optional[str] = ''  # no prefix unless asked (and no MMEngine warning about it)
 
-    def __init__(self,
-                 metric_name: str,
-                 pretrained_model_path: Optional[str] = None,
-                 weight_files: Optional[Dict[str, str]] = None,
-                 backbone_path: Optional[str] = None,
-                 metric_options: Optional[dict] = None,
-                 niqe_impl: str = 'pyiqa',
-                 gt_key: str = 'gt_img',
-                 pred_key: str = 'pred_img',
-                 crop_border: int = 0,
-                 convert_to: Optional[str] = None,
-                 input_range: float = 255.,
-                 channel_order: str = 'bgr',
-                 input_order: str = 'CHW',
-                 device: Optional[str] = None,
-                 metric_key: Optional[str] = None,
-                 collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        metric_name: str,
+        pretrained_model_path: Optional[str] = None,
+        weight_files: Optional[Dict[str, str]] = None,
+        backbone_path: Optional[str] = None,
+        metric_options: Optional[dict] = None,
+        niqe_impl: str = 'pyiqa',
+        gt_key: str = 'gt_img',
+        pred_key: str = 'pred_img',
+        crop_border: int = 0,
+        convert_to: Optional[str] = None,
+        input_range: float = 255.0,
+        channel_order: str = 'bgr',
+        input_order: str = 'CHW',
+        device: Optional[str] = None,
+        metric_key: Optional[str] = None,
+        collect_device: str = 'cpu',
+        prefix: Optional[str] = None,
+    ) -> None:
         from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
         if niqe_impl not in ('pyiqa', 'mmagic'):
             raise InvalidOptionError(f"niqe_impl must be 'pyiqa' or 'mmagic', got {niqe_impl!r}")
         if niqe_impl == 'mmagic' and metric_name != 'niqe':
@@ -145,8 +161,9 @@ class PyIQAMetric(BaseSampleWiseMetric):
         if niqe_impl == 'mmagic':
             self.iqa, self.full_ref, self.lower_better = None, False, True
         else:  # build now: missing weights fail at config-build time, not after an epoch of inference
-            self.iqa = build_pyiqa_metric(metric_name, 'cpu', pretrained_model_path, weight_files,
-                                          backbone_path, **(metric_options or {}))
+            self.iqa = build_pyiqa_metric(
+                metric_name, 'cpu', pretrained_model_path, weight_files, backbone_path, **(metric_options or {})
+            )
             self.full_ref = DEFAULT_CONFIGS[metric_name]['metric_mode'] == 'FR'
             self.lower_better = bool(self.iqa.lower_better)
 
@@ -172,8 +189,11 @@ class PyIQAMetric(BaseSampleWiseMetric):
 
     @property
     def _run_device(self) -> torch.device:
-        return torch.device(self.device) if self.device is not None else (
-            self.iqa.dummy_param.device if self.iqa is not None else torch.device('cpu'))
+        return (
+            torch.device(self.device)
+            if self.device is not None
+            else (self.iqa.dummy_param.device if self.iqa is not None else torch.device('cpu'))
+        )
 
     # ------------------------------------------------------------------ computation
     def _image(self, value, what: str) -> Tensor:
@@ -186,22 +206,27 @@ class PyIQAMetric(BaseSampleWiseMetric):
         if self.input_order == 'HWC':
             img = img.permute(2, 0, 1)
         if img.shape[0] not in (1, 3):
-            raise InvalidInputError(f'{self.metric}: {what} has {img.shape[0]} channels; 1 (gray) or 3 (RGB) expected '
-                                    '(drop the alpha channel of RGBA images first)')
+            raise InvalidInputError(
+                f'{self.metric}: {what} has {img.shape[0]} channels; 1 (gray) or 3 (RGB) expected '
+                '(drop the alpha channel of RGBA images first)'
+            )
         img = img.float() / self.input_range
         lo, hi = float(img.min()), float(img.max())
         if lo < -0.05 or hi > 1.05:
-            raise InvalidInputError(f'{self.metric}: {what} values span [{lo * self.input_range:g}, '
-                                    f'{hi * self.input_range:g}] but input_range={self.input_range:g} '
-                                    '(16-bit data? set input_range)')
+            raise InvalidInputError(
+                f'{self.metric}: {what} values span [{lo * self.input_range:g}, '
+                f'{hi * self.input_range:g}] but input_range={self.input_range:g} '
+                '(16-bit data? set input_range)'
+            )
         img = img.clamp(0, 1)
         if img.shape[0] == 3 and self.channel_order == 'bgr':
             img = img.flip(0)
         c = self.crop_border
         if c:
             if min(img.shape[1:]) <= 2 * c:
-                raise InvalidInputError(f'{self.metric}: crop_border={c} leaves nothing of a {tuple(img.shape[1:])} '
-                                        f'{what}')
+                raise InvalidInputError(
+                    f'{self.metric}: crop_border={c} leaves nothing of a {tuple(img.shape[1:])} {what}'
+                )
             img = img[:, c:-c, c:-c]
         if self.convert_to is not None:
             img = to_gray(img[None].expand(1, 3, -1, -1) if img.shape[0] == 1 else img[None], self.convert_to)[0]
@@ -212,8 +237,10 @@ class PyIQAMetric(BaseSampleWiseMetric):
         h, w = pred.shape[-2:]
         need = _NIQE_LIKE.get(self.metric_name)
         if need and (h < need or w < need or (h // need) * (w // need) < 2):
-            raise InvalidInputError(f'{self.metric}: NIQE fits a Gaussian to {need}x{need} blocks and needs at '
-                                    f'least 2 of them; the image is {h}x{w} after crop_border')
+            raise InvalidInputError(
+                f'{self.metric}: NIQE fits a Gaussian to {need}x{need} blocks and needs at '
+                f'least 2 of them; the image is {h}x{w} after crop_border'
+            )
         if self.niqe_impl == 'mmagic':
             return mmagic_niqe(pred if pred.shape[1] == 1 else to_gray(pred, 'gray'))
         dev = self._run_device
@@ -223,8 +250,9 @@ class PyIQAMetric(BaseSampleWiseMetric):
             with torch.no_grad():
                 out = self.iqa(pred.to(dev), gt.to(dev)) if self.full_ref else self.iqa(pred.to(dev))
         except (RuntimeError, ValueError, IndexError, AssertionError) as err:
-            raise RuntimeError(f"pyiqa metric '{self.metric_name}' failed on a batch of shape "
-                               f'{tuple(pred.shape)}: {err}') from err
+            raise RuntimeError(
+                f"pyiqa metric '{self.metric_name}' failed on a batch of shape {tuple(pred.shape)}: {err}"
+            ) from err
         return out.detach().double().reshape(-1).cpu()
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -240,13 +268,17 @@ class PyIQAMetric(BaseSampleWiseMetric):
             if self.full_ref:
                 gt = sample.get(self.gt_key, output.get(self.gt_key))
                 if gt is None:
-                    raise KeyError(f"{self.metric}: full-reference metric '{self.metric_name}' needs "
-                                   f"'{self.gt_key}' in every data sample (is a GT folder configured?)")
+                    raise KeyError(
+                        f"{self.metric}: full-reference metric '{self.metric_name}' needs "
+                        f"'{self.gt_key}' in every data sample (is a GT folder configured?)"
+                    )
                 gts.append(self._image(gt, self.gt_key))
                 if gts[-1].shape != preds[-1].shape:
-                    raise ValueError(f'{self.metric}: {self.pred_key} {tuple(preds[-1].shape)} and '
-                                     f'{self.gt_key} {tuple(gts[-1].shape)} differ in shape')
-        scores = [0.] * len(preds)
+                    raise ValueError(
+                        f'{self.metric}: {self.pred_key} {tuple(preds[-1].shape)} and '
+                        f'{self.gt_key} {tuple(gts[-1].shape)} differ in shape'
+                    )
+        scores = [0.0] * len(preds)
         groups: Dict[tuple, List[int]] = {}
         for i, p in enumerate(preds):
             groups.setdefault(tuple(p.shape), []).append(i)

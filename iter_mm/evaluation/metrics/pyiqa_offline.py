@@ -6,6 +6,7 @@ as a last guard, socket connects): a requested file is served from ``weight_file
 existing cache, or the build fails with :class:`MissingWeightsError` naming the file, its URL and where to put
 it. :func:`niqe_params_mat` writes the NIQE pristine model MMagic ships in the layout pyiqa reads.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,13 +44,15 @@ def _missing(what: str, fname: str, url: str, cache_path: str) -> MissingWeights
         f"{what} needs the pretrained file '{fname}' (published at {url}), which is not "
         f'available locally, and iter-mm never downloads. Either put it at {cache_path} (the cache pyiqa/torch '
         f"use), or pass weight_files={{'{fname}': '/path/to/{fname}'}} (backbone_path=... for an ImageNet "
-        f'backbone, pretrained_model_path=... for the metric\'s own checkpoint). Other files may be asked for '
-        f'once this one is in place.')
+        f"backbone, pretrained_model_path=... for the metric's own checkpoint). Other files may be asked for "
+        f'once this one is in place.'
+    )
 
 
 @contextlib.contextmanager
-def offline_weights(what: str = 'this build', weight_files: Optional[Dict[str, str]] = None,
-                    backbone_path: Optional[str] = None) -> Iterator[List[str]]:
+def offline_weights(
+    what: str = 'this build', weight_files: Optional[Dict[str, str]] = None, backbone_path: Optional[str] = None
+) -> Iterator[List[str]]:
     """Serve pretrained-file requests from local paths only while the block runs.
 
     Args:
@@ -82,8 +85,9 @@ def offline_weights(what: str = 'this build', weight_files: Optional[Dict[str, s
     def load_file_from_url(url, model_dir=None, progress=True, file_name=None):  # pyiqa's signature
         return resolve(url, file_name, model_dir or download_util.DEFAULT_CACHE_DIR, backbone=False)
 
-    def load_state_dict_from_url(url, model_dir=None, map_location=None, progress=True, check_hash=False,
-                                 file_name=None, weights_only=False):  # torch.hub's signature
+    def load_state_dict_from_url(
+        url, model_dir=None, map_location=None, progress=True, check_hash=False, file_name=None, weights_only=False
+    ):  # torch.hub's signature
         path = resolve(url, file_name, model_dir or osp.join(_cache_root(), 'checkpoints'), backbone=True)
         return torch.load(path, map_location=map_location, weights_only=weights_only)
 
@@ -96,18 +100,24 @@ def offline_weights(what: str = 'this build', weight_files: Optional[Dict[str, s
                 served.append(path)
                 return path
         import huggingface_hub
+
         kwargs.pop('local_files_only', None)
         try:
             path = huggingface_hub.hf_hub_download(repo_id, filename, *args, local_files_only=True, **kwargs)
         except Exception:  # noqa: BLE001 - any lookup failure means "not cached"
             cache = huggingface_hub.constants.HF_HUB_CACHE
-            raise _missing(what, filename, f'https://huggingface.co/{repo_id}', f'the Hugging Face cache '
-                           f'{cache} (repo {repo_id})') from None
+            raise _missing(
+                what, filename, f'https://huggingface.co/{repo_id}', f'the Hugging Face cache {cache} (repo {repo_id})'
+            ) from None
         served.append(path)
         return path
 
-    replacements = {'load_file_from_url': load_file_from_url, 'load_state_dict_from_url': load_state_dict_from_url,
-                    'download_url_to_file': download_url_to_file, 'hf_hub_download': hf_hub_download}
+    replacements = {
+        'load_file_from_url': load_file_from_url,
+        'load_state_dict_from_url': load_state_dict_from_url,
+        'download_url_to_file': download_url_to_file,
+        'hf_hub_download': hf_hub_download,
+    }
     patched: List[Tuple[object, str, object]] = []
     prefixes = ('pyiqa', 'torchvision', 'timm', 'torch.hub')
     for mod_name, mod in list(sys.modules.items()):
@@ -119,24 +129,31 @@ def offline_weights(what: str = 'this build', weight_files: Optional[Dict[str, s
                 setattr(mod, attr, fn)
 
     import urllib.request
+
     real = (socket.socket.connect, socket.getaddrinfo, urllib.request.urlopen)
 
     def no_urlopen(url, *args, **kwargs):  # other libraries' own downloaders (e.g. CLIP's)
         url = getattr(url, 'full_url', url)
-        raise MissingWeightsError(f"{what} tried to download {url}; iter-mm never downloads: put "
-                                  f"'{osp.basename(str(url).split('?')[0])}' where that library caches its "
-                                  'weights, or give a local path through the metric options')
+        raise MissingWeightsError(
+            f'{what} tried to download {url}; iter-mm never downloads: put '
+            f"'{osp.basename(str(url).split('?')[0])}' where that library caches its "
+            'weights, or give a local path through the metric options'
+        )
 
     def no_connect(sock, address):  # last guards: no network at all inside the block
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            raise MissingWeightsError(f'{what} tried to open a network connection to {address}; iter-mm '
-                                      'never downloads (give the weights as local files)')
+            raise MissingWeightsError(
+                f'{what} tried to open a network connection to {address}; iter-mm '
+                'never downloads (give the weights as local files)'
+            )
         return real[0](sock, address)
 
     def no_lookup(host, *args, **kwargs):
         if host not in (None, 'localhost', '127.0.0.1', '::1'):
-            raise MissingWeightsError(f'{what} tried to look up the network host {host!r}; iter-mm never '
-                                      'downloads (give the weights as local files)')
+            raise MissingWeightsError(
+                f'{what} tried to look up the network host {host!r}; iter-mm never '
+                'downloads (give the weights as local files)'
+            )
         return real[1](host, *args, **kwargs)
 
     socket.socket.connect, socket.getaddrinfo, urllib.request.urlopen = no_connect, no_lookup, no_urlopen
@@ -161,20 +178,29 @@ def niqe_params_mat(cache_dir: Optional[str] = None) -> str:
         str: Path of the ``.mat`` file.
     """
     import scipy.io
+
     import mmagic.evaluation.metrics as mm_metrics
+
     src = osp.join(osp.dirname(mm_metrics.__file__), 'niqe_pris_params.npz')
     params = np.load(src)
     mu, cov = params['mu_pris_param'].astype(np.float64), params['cov_pris_param'].astype(np.float64)
-    candidates = [cache_dir] if cache_dir else [os.environ.get('ITER_MM_CACHE'),
-                                                osp.join(osp.expanduser('~'), '.cache', 'iter_mm'),
-                                                osp.join(tempfile.gettempdir(), 'iter_mm_cache')]
+    candidates = (
+        [cache_dir]
+        if cache_dir
+        else [
+            os.environ.get('ITER_MM_CACHE'),
+            osp.join(osp.expanduser('~'), '.cache', 'iter_mm'),
+            osp.join(tempfile.gettempdir(), 'iter_mm_cache'),
+        ]
+    )
     for root in filter(None, candidates):
         path = osp.join(root, 'niqe_pris_params_from_mmagic.mat')
         try:
             if osp.isfile(path):
                 old = scipy.io.loadmat(path)
                 if np.array_equal(np.ravel(old['mu_prisparam']), np.ravel(mu)) and np.array_equal(
-                        old['cov_prisparam'], cov):
+                    old['cov_prisparam'], cov
+                ):
                     return path
             os.makedirs(root, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix='.mat', dir=root)
@@ -187,9 +213,14 @@ def niqe_params_mat(cache_dir: Optional[str] = None) -> str:
     raise OSError(f'could not write the NIQE parameter file into any of {candidates}')
 
 
-def build_pyiqa_metric(name: str, device: str = 'cpu', pretrained_model_path: Optional[str] = None,
-                       weight_files: Optional[Dict[str, str]] = None, backbone_path: Optional[str] = None,
-                       **metric_options) -> torch.nn.Module:
+def build_pyiqa_metric(
+    name: str,
+    device: str = 'cpu',
+    pretrained_model_path: Optional[str] = None,
+    weight_files: Optional[Dict[str, str]] = None,
+    backbone_path: Optional[str] = None,
+    **metric_options,
+) -> torch.nn.Module:
     """``pyiqa.create_metric`` without any download (see :func:`offline_weights`).
 
     Args:
@@ -205,13 +236,15 @@ def build_pyiqa_metric(name: str, device: str = 'cpu', pretrained_model_path: Op
     """
     import pyiqa
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
     if name not in DEFAULT_CONFIGS:
         raise KeyError(f"unknown pyiqa metric '{name}'; available: {', '.join(pyiqa.list_models())}")
     weight_files = dict(weight_files or {})
     if pretrained_model_path is not None:
         if not osp.isfile(pretrained_model_path):
-            raise MissingDataError(f"pyiqa metric '{name}': pretrained_model_path '{pretrained_model_path}' "
-                                   'does not exist')
+            raise MissingDataError(
+                f"pyiqa metric '{name}': pretrained_model_path '{pretrained_model_path}' does not exist"
+            )
         metric_options['pretrained_model_path'] = pretrained_model_path
     pyiqa_cached = osp.join(_cache_root(), 'pyiqa', _NIQE_PYIQA_FILE)
     if DEFAULT_CONFIGS[name]['metric_opts']['type'] in ('NIQE', 'PI') and not osp.isfile(pyiqa_cached):
@@ -223,8 +256,10 @@ def build_pyiqa_metric(name: str, device: str = 'cpu', pretrained_model_path: Op
                 model = pyiqa.create_metric(name, device=torch.device(device), **metric_options)
             except TypeError as err:
                 if 'pretrained_model_path' in str(err):
-                    raise InvalidOptionError(f"pyiqa metric '{name}' takes no pretrained_model_path; give its files "
-                                             "through weight_files={'<file name>': path}") from err
+                    raise InvalidOptionError(
+                        f"pyiqa metric '{name}' takes no pretrained_model_path; give its files "
+                        "through weight_files={'<file name>': path}"
+                    ) from err
                 raise
     finally:  # pyiqa flips these process-wide; the model being evaluated should not pay for it
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn

@@ -9,6 +9,7 @@
 Both count tokens over the whole evaluation set (micro average): every token weighs the same, whatever the
 image size. A ratio with an empty denominator (e.g. no token predicted good) is reported as NaN.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Union
@@ -42,8 +43,10 @@ def token_field(sample, key: str, metric: str) -> Tensor:
     output = output.to_dict() if hasattr(output, 'to_dict') else output
     if key not in output or output[key] is None:
         hint = ' (written only when the batch has a GT image)' if key == 'gt_tokens' else ''
-        raise KeyError(f"{metric} needs 'output.{key}' in every data sample{hint}; it is written by "
-                       f'ITERModel in val/test. Found: {sorted(output)}')
+        raise KeyError(
+            f"{metric} needs 'output.{key}' in every data sample{hint}; it is written by "
+            f'ITERModel in val/test. Found: {sorted(output)}'
+        )
     value = output[key]
     value = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value).detach().cpu()
     if value.ndim == 3 and value.shape[0] == 1:
@@ -86,8 +89,13 @@ class TokenAccuracy(_TokenMetric):
         prefix (str, optional): Prefix of the metric names. Default: None.
     """
 
-    def __init__(self, keys: Sequence[str] = ('lq_tokens', 'pred_tokens'), gt_key: str = 'gt_tokens',
-                 collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str] = ('lq_tokens', 'pred_tokens'),
+        gt_key: str = 'gt_tokens',
+        collect_device: str = 'cpu',
+        prefix: Optional[str] = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not keys:
             raise InvalidOptionError('TokenAccuracy: keys must name at least one token field')
@@ -101,16 +109,14 @@ class TokenAccuracy(_TokenMetric):
             for key in self.keys:
                 tokens = token_field(sample, key, type(self).__name__)
                 if tokens.shape != gt.shape:
-                    raise ValueError(f'TokenAccuracy: {key} {tuple(tokens.shape)} vs {self.gt_key} '
-                                     f'{tuple(gt.shape)}')
+                    raise ValueError(f'TokenAccuracy: {key} {tuple(tokens.shape)} vs {self.gt_key} {tuple(gt.shape)}')
                 result[key] = int((tokens == gt).sum())
             self.results.append(result)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Micro-averaged accuracy per key."""
         n = sum(r['n'] for r in results)
-        return {f"TokenAcc_{key.replace('_tokens', '')}": _ratio(sum(r[key] for r in results), n)
-                for key in self.keys}
+        return {f'TokenAcc_{key.replace("_tokens", "")}': _ratio(sum(r[key] for r in results), n) for key in self.keys}
 
 
 @METRICS.register_module()
@@ -126,11 +132,15 @@ class EvaluatorPrecisionRecall(_TokenMetric):
         prefix (str, optional): Prefix of the metric names. Default: None.
     """
 
-    def __init__(self, alpha: Union[float, Sequence[float]] = DEFAULTS.alpha, collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        alpha: Union[float, Sequence[float]] = DEFAULTS.alpha,
+        collect_device: str = 'cpu',
+        prefix: Optional[str] = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.alphas = [float(alpha)] if np.isscalar(alpha) else [float(a) for a in alpha]
-        if not self.alphas or not all(0. <= a <= 1. for a in self.alphas):
+        if not self.alphas or not all(0.0 <= a <= 1.0 for a in self.alphas):
             raise InvalidOptionError(f'EvaluatorPrecisionRecall: alpha must lie in [0, 1], got {alpha}')
 
     def process(self, data_batch, data_samples: Sequence) -> None:
@@ -140,8 +150,10 @@ class EvaluatorPrecisionRecall(_TokenMetric):
             lq, gt = token_field(sample, 'lq_tokens', name), token_field(sample, 'gt_tokens', name)
             prob = token_field(sample, 'good_prob', name).float()
             if not lq.shape == gt.shape == prob.shape:
-                raise ValueError(f'{name}: lq_tokens {tuple(lq.shape)}, gt_tokens {tuple(gt.shape)} and '
-                                 f'good_prob {tuple(prob.shape)} must have one shape')
+                raise ValueError(
+                    f'{name}: lq_tokens {tuple(lq.shape)}, gt_tokens {tuple(gt.shape)} and '
+                    f'good_prob {tuple(prob.shape)} must have one shape'
+                )
             truth = lq == gt
             result = {'n': truth.numel(), 'pos': int(truth.sum())}
             for a in self.alphas:
@@ -158,6 +170,12 @@ class EvaluatorPrecisionRecall(_TokenMetric):
             p, r = _ratio(tp, pred), _ratio(tp, pos)
             f1 = 2 * p * r / (p + r) if p + r > 0 else float('nan')
             sfx = f'@{a:g}' if len(self.alphas) > 1 else ''
-            out.update({f'EvalPrecision{sfx}': p, f'EvalRecall{sfx}': r, f'EvalF1{sfx}': f1,
-                        f'PredGoodRate{sfx}': _ratio(pred, n)})
+            out.update(
+                {
+                    f'EvalPrecision{sfx}': p,
+                    f'EvalRecall{sfx}': r,
+                    f'EvalF1{sfx}': f1,
+                    f'PredGoodRate{sfx}': _ratio(pred, n),
+                }
+            )
         return out

@@ -6,10 +6,12 @@ MMagic's metric ends the run in validation after the checkpoint is saved. Here s
 warning naming the count, and the mean is over the others (NaN when none is left). Same key (``NIQE``), same
 numbers otherwise.
 """
+
 import warnings
 from typing import List
 
 import numpy as np
+
 from mmagic.evaluation.metrics import NIQE
 from mmagic.registry import METRICS
 
@@ -33,7 +35,9 @@ class TolerantNIQE(NIQE):
         failed = int(np.isnan(values).sum())
         if failed:
             rest = 'the mean is over the others' if failed < len(values) else 'the result is NaN'
-            warnings.warn(f'{self.metric}: {failed} of {len(values)} image(s) could not be scored (no natural-scene '
-                          f'statistics: a flat output?); {rest}')
+            warnings.warn(
+                f'{self.metric}: {failed} of {len(values)} image(s) could not be scored (no natural-scene '
+                f'statistics: a flat output?); {rest}'
+            )
         mean = float(np.nanmean(values)) if failed < len(values) else float('nan')
         return {self.metric: mean * self.scaling}

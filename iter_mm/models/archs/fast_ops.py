@@ -10,6 +10,7 @@ The plain forms are used whenever autograd records, off the CPU, under fp16 auto
 :func:`reference_kernels` (also ``ITER_MM_FAST_KERNELS=0``): the reference the fast paths are tested against. Under
 CPU bf16 autocast the fused kernels run in bf16, as autocast would run the plain ones.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,11 +22,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ['reference_kernels', 'call_cache', 'cached', 'retaining', 'retain', 'fast_kernels_enabled', 'no_grad_path', 'use_fused',
-           'compute_dtype', 'compute_weight', 'linear', 'conv2d', 'logits_conv', 'group_norm_act']
+__all__ = [
+    'reference_kernels',
+    'call_cache',
+    'cached',
+    'retaining',
+    'retain',
+    'fast_kernels_enabled',
+    'no_grad_path',
+    'use_fused',
+    'compute_dtype',
+    'compute_weight',
+    'linear',
+    'conv2d',
+    'logits_conv',
+    'group_norm_act',
+]
 
-_MKLDNN = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
-           and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
+_MKLDNN = (
+    torch.backends.mkldnn.is_available()
+    and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+    and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
+)
 _DEFAULT_ENABLED = os.environ.get('ITER_MM_FAST_KERNELS', '1') != '0'
 _LOCAL = threading.local()  # per thread: 'enabled' (reference_kernels) and 'scopes' (call_cache stack)
 
@@ -86,8 +104,9 @@ def use_fused(x: Tensor) -> bool:
     Returns:
         bool: True for the no-grad path (:func:`no_grad_path`) on a CPU ``x`` computed in fp32 or bf16.
     """
-    return (no_grad_path(x) and _MKLDNN and x.device.type == 'cpu'
-            and compute_dtype(x) in (torch.float32, torch.bfloat16))
+    return (
+        no_grad_path(x) and _MKLDNN and x.device.type == 'cpu' and compute_dtype(x) in (torch.float32, torch.bfloat16)
+    )
 
 
 @contextlib.contextmanager
@@ -119,7 +138,7 @@ def cached(owners: tuple, tag: str, compute: Callable[[], Tensor]) -> Tensor:
     stack = getattr(_LOCAL, 'scopes', None)
     if not stack:
         return compute()
-    key = (tag, ) + tuple(id(o) for o in owners)
+    key = (tag,) + tuple(id(o) for o in owners)
     hit = stack[-1].get(key)
     if hit is None or any(a is not b for a, b in zip(hit[0], owners)):
         hit = (owners, compute())
@@ -180,8 +199,13 @@ def compute_weight(w: Tensor, x: Tensor) -> Tensor:
     return _cast(w, compute_dtype(x))
 
 
-def linear(x: Tensor, layer: nn.Linear, act: Optional[str] = None, residual: Optional[Tensor] = None,
-           weight: Optional[Tensor] = None) -> Tensor:
+def linear(
+    x: Tensor,
+    layer: nn.Linear,
+    act: Optional[str] = None,
+    residual: Optional[Tensor] = None,
+    weight: Optional[Tensor] = None,
+) -> Tensor:
     """``residual + act(x @ W^T + b)``, fused by oneDNN when :func:`use_fused` allows.
 
     Args:
@@ -220,8 +244,15 @@ def _plain_conv(conv: nn.Conv2d) -> bool:
     return conv.padding_mode == 'zeros' and isinstance(conv.padding, tuple)
 
 
-def conv2d(x: Tensor, conv: nn.Conv2d, residual: Optional[Tensor] = None, weight: Optional[Tensor] = None,
-           bias: Optional[Tensor] = None, padding: Optional[tuple] = None, accumulate: bool = False) -> Tensor:
+def conv2d(
+    x: Tensor,
+    conv: nn.Conv2d,
+    residual: Optional[Tensor] = None,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    padding: Optional[tuple] = None,
+    accumulate: bool = False,
+) -> Tensor:
     """``residual + conv(x)``, fused by oneDNN when :func:`use_fused` allows.
 
     Args:
@@ -242,20 +273,27 @@ def conv2d(x: Tensor, conv: nn.Conv2d, residual: Optional[Tensor] = None, weight
     b = conv.bias if bias is None and weight is None else bias
     pad = conv.padding if padding is None else tuple(padding)
     if not (use_fused(x) and _plain_conv(conv)):
-        y = F.conv2d(x, w, b, conv.stride, pad, conv.dilation, conv.groups) if (weight is not None or padding
-                                                                                 is not None) else conv(x)
+        y = (
+            F.conv2d(x, w, b, conv.stride, pad, conv.dilation, conv.groups)
+            if (weight is not None or padding is not None)
+            else conv(x)
+        )
         return y if residual is None else residual + y
     dt = compute_dtype(x)
     x, w = x.to(dt), _cast(w, dt)
     b = None if b is None else _cast(b, dt)
     args = (list(pad), list(conv.stride), list(conv.dilation), conv.groups)
     if residual is not None:
-        if accumulate and residual.dtype == dt and residual.is_contiguous(memory_format=torch.channels_last) and \
-                x.is_contiguous(memory_format=torch.channels_last):
-            return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, w, b, *args, 'add', 1.0, None, [],
-                                                                   None)
-        return torch.ops.mkldnn._convolution_pointwise.binary(x, residual.to(dt), w, b, *args, 'add', 1.0, None,
-                                                              [], None)
+        if (
+            accumulate
+            and residual.dtype == dt
+            and residual.is_contiguous(memory_format=torch.channels_last)
+            and x.is_contiguous(memory_format=torch.channels_last)
+        ):
+            return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, w, b, *args, 'add', 1.0, None, [], None)
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, residual.to(dt), w, b, *args, 'add', 1.0, None, [], None
+        )
     return torch.ops.mkldnn._convolution_pointwise(x, w, b, *args, 'none', [], None)
 
 
@@ -275,8 +313,12 @@ def logits_conv(conv: nn.Conv2d, y: Tensor) -> Tensor:
     if torch.is_autocast_enabled(y.device.type):
         with torch.autocast(y.device.type, enabled=False):
             return logits_conv(conv, y.float())
-    if conv.kernel_size == (1, 1) and conv.groups == 1 and use_fused(y) and \
-            y.is_contiguous(memory_format=torch.channels_last):
+    if (
+        conv.kernel_size == (1, 1)
+        and conv.groups == 1
+        and use_fused(y)
+        and y.is_contiguous(memory_format=torch.channels_last)
+    ):
         b, c, h, w = y.shape
         out = linear(y.permute(0, 2, 3, 1).reshape(b, h * w, c), conv, weight=conv.weight[:, :, 0, 0])
         return out.view(b, h, w, -1).permute(0, 3, 1, 2)
@@ -286,8 +328,9 @@ def logits_conv(conv: nn.Conv2d, y: Tensor) -> Tensor:
 _GN_CHUNK = 1 << 18  # elements per chunk of the GroupNorm passes (1 MiB in fp32: stays in the core's cache)
 
 
-def _group_norm_channels_last(x: Tensor, gn: nn.GroupNorm, inplace: bool = False,
-                              act: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+def _group_norm_channels_last(
+    x: Tensor, gn: nn.GroupNorm, inplace: bool = False, act: Optional[Callable[[Tensor], Tensor]] = None
+) -> Tensor:
     """``act(GroupNorm(x))`` of a channels_last fp32 (B, C, H, W) with well-conditioned statistics, channels_last.
 
     PyTorch's channels_last CPU kernel sums x and x^2 in one pass in plain fp32, which loses digits when a group's
@@ -301,7 +344,7 @@ def _group_norm_channels_last(x: Tensor, gn: nn.GroupNorm, inplace: bool = False
     b, c, h, w = x.shape
     g, n = gn.num_groups, h * w
     rows = x.permute(0, 2, 3, 1).reshape(b, n, c)  # a view
-    sample = rows[:, ::max(1, n // 64)].reshape(b, -1, g, c // g)  # up to ~64 pixels
+    sample = rows[:, :: max(1, n // 64)].reshape(b, -1, g, c // g)  # up to ~64 pixels
     k = sample.mean(dim=(1, 3)).repeat_interleave(c // g, dim=1).unsqueeze(1)  # (B, 1, C): K of each group
     d = rows if inplace else torch.empty_like(rows)  # (B, HW, C) contiguous
     step = max(1, _GN_CHUNK // (b * c))
@@ -357,9 +400,15 @@ def group_norm_act(x: Tensor, gn: nn.GroupNorm, act: Optional[nn.Module] = None,
         y = gn(x)
         return y if act is None else act(y)
     fn = _inplace_act(act)
-    if use_fused(x) and x.dim() == 4 and x.dtype == torch.float32 and \
-            x.is_contiguous(memory_format=torch.channels_last) and \
-            x.shape[1] % gn.num_groups == 0 and x.shape[1] > 1 and (act is None or fn is not None):
+    if (
+        use_fused(x)
+        and x.dim() == 4
+        and x.dtype == torch.float32
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and x.shape[1] % gn.num_groups == 0
+        and x.shape[1] > 1
+        and (act is None or fn is not None)
+    ):
         return _group_norm_channels_last(x, gn, inplace, fn)
     y = gn(x)
     if act is None:

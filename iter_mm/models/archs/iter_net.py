@@ -2,6 +2,7 @@
 
 Sampling (Algorithm 2) lives in ``iter_mm.models.sampling``; freezing the VQGAN is the training model's job.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,10 +41,14 @@ class ITERNet(nn.Module):
         refiner (dict | nn.Module): phi_r. Default: dict(type='TokenRefinementNet').
     """
 
-    def __init__(self, scale: int = 4, vqgan: ModuleCfg = dict(type='SwinVQGAN'),
-                 lq_encoder: ModuleCfg = dict(type='LQEncoder'),
-                 evaluator: ModuleCfg = dict(type='TokenEvaluationNet'),
-                 refiner: ModuleCfg = dict(type='TokenRefinementNet')) -> None:
+    def __init__(
+        self,
+        scale: int = 4,
+        vqgan: ModuleCfg = dict(type='SwinVQGAN'),
+        lq_encoder: ModuleCfg = dict(type='LQEncoder'),
+        evaluator: ModuleCfg = dict(type='TokenEvaluationNet'),
+        refiner: ModuleCfg = dict(type='TokenRefinementNet'),
+    ) -> None:
         super().__init__()
         if isinstance(lq_encoder, dict) and lq_encoder.get('scale', scale) != scale:
             raise ValueError(f'ITERNet scale {scale} conflicts with lq_encoder scale {lq_encoder["scale"]}')
@@ -67,8 +72,9 @@ class ITERNet(nn.Module):
     @property
     def token_window(self) -> int:
         """Token-grid side multiple that suits every Swin window (lcm of the four networks' windows)."""
-        return math.lcm(self.vqgan.swin_window, self.lq_encoder.swin_window, self.evaluator.window_size,
-                        self.refiner.window_size)
+        return math.lcm(
+            self.vqgan.swin_window, self.lq_encoder.swin_window, self.evaluator.window_size, self.refiner.window_size
+        )
 
     @property
     def lq_pad_multiple(self) -> int:

@@ -1,4 +1,5 @@
 """LQ encoder E_l: LQ image -> logits over the codebook on the HQ token grid (docs/faithfulness.md#lq-encoder)."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from . import fast_ops
-from .swin import SwinLayers
 from .registry import MODELS
+from .swin import SwinLayers
 
 
 class _Norm(nn.Module):
@@ -33,8 +34,14 @@ class LQResBlock(nn.Module):
     def __init__(self, channels: int, norm_groups: int = 32) -> None:
         super().__init__()
         g = norm_groups
-        self.conv = nn.Sequential(_Norm(channels, g), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, 1, 1),
-                                  _Norm(channels, g), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, 1, 1))
+        self.conv = nn.Sequential(
+            _Norm(channels, g),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, channels, 3, 1, 1),
+            _Norm(channels, g),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, channels, 3, 1, 1),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if fast_ops.no_grad_path(x):  # in-place activations, the skip added inside the last conv
@@ -65,9 +72,20 @@ class LQEncoder(nn.Module):
             Default: 32.
     """
 
-    def __init__(self, scale: int = 4, in_channels: int = 3, base_channels: int = 64, feat_dim: int = 128,
-                 codebook_size: int = 512, swin_dim: int = 128, swin_num_rstb: int = 2, swin_depth: int = 6,
-                 swin_window: int = 8, swin_heads: int = 8, norm_groups: int = 32) -> None:
+    def __init__(
+        self,
+        scale: int = 4,
+        in_channels: int = 3,
+        base_channels: int = 64,
+        feat_dim: int = 128,
+        codebook_size: int = 512,
+        swin_dim: int = 128,
+        swin_num_rstb: int = 2,
+        swin_depth: int = 6,
+        swin_window: int = 8,
+        swin_heads: int = 8,
+        norm_groups: int = 32,
+    ) -> None:
         super().__init__()
         if scale not in (1, 2, 4, 8):
             raise ValueError(f'LQEncoder scale must be 1, 2, 4 or 8, got {scale}')
@@ -77,18 +95,23 @@ class LQEncoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(in_channels, base_channels, 3, 1, 1)]
         ch = base_channels
         for _ in range(self.depth):
-            layers.append(nn.Sequential(nn.Conv2d(ch, ch * 2, 3, 2, 1), LQResBlock(ch * 2, norm_groups),
-                                        LQResBlock(ch * 2, norm_groups)))
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(ch, ch * 2, 3, 2, 1), LQResBlock(ch * 2, norm_groups), LQResBlock(ch * 2, norm_groups)
+                )
+            )
             ch *= 2
-        layers += [nn.Conv2d(ch, feat_dim, 1),
-                   SwinLayers(feat_dim, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),
-                   nn.Conv2d(feat_dim, codebook_size, 1)]  # no norm/activation before the logits
+        layers += [
+            nn.Conv2d(ch, feat_dim, 1),
+            SwinLayers(feat_dim, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),
+            nn.Conv2d(feat_dim, codebook_size, 1),
+        ]  # no norm/activation before the logits
         self.model = nn.Sequential(*layers)
 
     @property
     def pad_multiple(self) -> int:
         """LQ side multiple giving a token grid that fits the windows: 2**depth * swin_window."""
-        return 2 ** self.depth * self.swin_window
+        return 2**self.depth * self.swin_window
 
     def forward(self, lq: Tensor) -> Tensor:
         """Predict the token logits of an LQ batch.
@@ -103,8 +126,10 @@ class LQEncoder(nn.Module):
             raise ValueError(f'expected an LQ batch (B, {self.in_channels}, H, W), got {tuple(lq.shape)}')
         m = self.pad_multiple
         if lq.shape[-2] % m or lq.shape[-1] % m:
-            raise ValueError(f'LQEncoder (x{self.scale}) needs LQ height and width multiples of {m}, got '
-                             f'{tuple(lq.shape[-2:])}; pad the input first')
+            raise ValueError(
+                f'LQEncoder (x{self.scale}) needs LQ height and width multiples of {m}, got '
+                f'{tuple(lq.shape[-2:])}; pad the input first'
+            )
         x = lq.contiguous(memory_format=torch.channels_last) if fast_ops.use_fused(lq) else lq
         for layer in self.model[:-1]:
             x = fast_ops.conv2d(x, layer) if isinstance(layer, nn.Conv2d) else layer(x)

@@ -1,5 +1,6 @@
 """The registry the ITER networks register into: MMagic's ``MODELS``, or, where MMagic is not installed (e.g. a bare
 PyTorch machine that only runs the networks), a plain name table with the same ``register_module`` / ``build``."""
+
 from __future__ import annotations
 
 import importlib
@@ -21,6 +22,7 @@ class NameTable:
         def add(cls: type) -> type:
             self.classes[cls.__name__] = cls
             return cls
+
         return add
 
     def build(self, cfg: dict):
@@ -29,8 +31,7 @@ class NameTable:
         cfg = dict(cfg)
         name = cfg.pop('type')
         if name not in self.classes:
-            raise KeyError(f'{name!r} is not an ITER network (without MMagic only these build: '
-                           f'{sorted(self.classes)})')
+            raise KeyError(f'{name!r} is not an ITER network (without MMagic only these build: {sorted(self.classes)})')
         return self.classes[name](**cfg)
 
 

@@ -8,6 +8,7 @@ Memory layout: inside an RSTB the token stream stays in the *window order* of th
 between blocks (:mod:`.swin_layout`). Without autograd the CPU path fuses GELU and the residual adds into oneDNN
 kernels (:mod:`.fast_ops`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import fast_ops
-from .swin_layout import (Order, check_token_grid, image_as_tokens, reorder, reorder_index,  # noqa: F401
-                          tokens_as_image, window_order, window_partition, window_reverse)
+from .swin_layout import (
+    check_token_grid,
+    image_as_tokens,
+    reorder,
+    reorder_index,  # noqa: F401
+    tokens_as_image,
+    window_partition,
+)
 
 MASK_VALUE = -100.0  # value of a forbidden pair in the shift mask (docs/faithfulness.md#swin-blocks: -100, not -inf)
 
@@ -69,8 +76,7 @@ def shift_attention_mask(h: int, w: int, window: int, shift: int) -> Tensor:
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_shift_mask(h: int, w: int, window: int, shift: int, device: torch.device,
-                       dtype: torch.dtype) -> Tensor:
+def _cached_shift_mask(h: int, w: int, window: int, shift: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """Shift mask for a non-reference grid, cached per (h, w, window, shift, device, dtype). Read-only."""
     return shift_attention_mask(h, w, window, shift).to(device=device, dtype=dtype)
 
@@ -93,7 +99,7 @@ class WindowAttention(nn.Module):
             raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
         self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer('relative_position_index', relative_position_index(window_size), persistent=True)
         self.qkv = nn.Linear(dim, 3 * dim, bias=True)
@@ -106,7 +112,7 @@ class WindowAttention(nn.Module):
         Returns:
             Tensor: (heads, N, N), contiguous (so that bias + mask is, as SDPA wants it).
         """
-        n = self.window_size ** 2
+        n = self.window_size**2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
 
@@ -143,8 +149,12 @@ class WindowAttention(nn.Module):
         """
         if mask is None:
             return self.relative_position_bias().unsqueeze(0)
-        build = lambda: self.relative_position_bias().unsqueeze(0) + mask.unsqueeze(1).to(  # noqa: E731
-            self.relative_position_bias_table.dtype)
+        build = lambda: (
+            self.relative_position_bias().unsqueeze(0)
+            + mask.unsqueeze(1).to(  # noqa: E731
+                self.relative_position_bias_table.dtype
+            )
+        )
         if torch.is_grad_enabled() or not fast_ops.fast_kernels_enabled():
             return build()
         return fast_ops.cached((self, mask), 'bias_mask', build)
@@ -154,8 +164,9 @@ class WindowAttention(nn.Module):
         SDPA then falls back to a slower math path; the plain form is the authors') and under
         :func:`~.fast_ops.reference_kernels`; otherwise SDPA."""
         table = self.relative_position_bias_table
-        return table.device.type == 'cpu' and (not fast_ops.fast_kernels_enabled()
-                                               or torch.is_grad_enabled() and table.requires_grad)
+        return table.device.type == 'cpu' and (
+            not fast_ops.fast_kernels_enabled() or torch.is_grad_enabled() and table.requires_grad
+        )
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, plain: bool | None = None) -> Tensor:
         """softmax(q * scale @ k^T + bias (+ mask of the window)) @ v.
@@ -198,8 +209,12 @@ class GatedMlp(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, dim)
-        self.attn = nn.Sequential(nn.Linear(hidden_dim, hidden_dim // se_reduction), nn.SiLU(),
-                                  nn.Linear(hidden_dim // se_reduction, hidden_dim), nn.Sigmoid())
+        self.attn = nn.Sequential(
+            nn.Linear(hidden_dim, hidden_dim // se_reduction),
+            nn.SiLU(),
+            nn.Linear(hidden_dim // se_reduction, hidden_dim),
+            nn.Sigmoid(),
+        )
         self.act = nn.GELU()
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
@@ -248,8 +263,15 @@ class SwinBlock(nn.Module):
         ValueError: ``shift_size`` is not in [0, window_size).
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: int = 8, shift_size: int = 0,
-                 input_resolution: tuple[int, int] = (32, 32), mlp_ratio: float = 4.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int = 8,
+        shift_size: int = 0,
+        input_resolution: tuple[int, int] = (32, 32),
+        mlp_ratio: float = 4.0,
+    ) -> None:
         super().__init__()
         self.input_resolution = tuple(input_resolution)
         if min(self.input_resolution) <= window_size:  # SwinIR rule, evaluated on input_resolution only
@@ -315,7 +337,7 @@ class SwinBlock(nn.Module):
             Tensor: (B, h * w, D) in the same order.
         """
         b, length, c = x.shape
-        n = self.window_size ** 2
+        n = self.window_size**2
         x = x.reshape(b * length // n, n, c)
         y = self.attn(self.norm1(x), self._mask(*x_size, x), residual=x).view(b, length, c)
         return self.mlp(self.norm2(y), residual=y)
@@ -347,12 +369,24 @@ class RSTB(nn.Module):
         mlp_ratio (float): hidden width factor of the MLPs. Default: 4.0.
     """
 
-    def __init__(self, dim: int, depth: int = 6, num_heads: int = 8, window_size: int = 8,
-                 input_resolution: tuple[int, int] = (32, 32), mlp_ratio: float = 4.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int = 6,
+        num_heads: int = 8,
+        window_size: int = 8,
+        input_resolution: tuple[int, int] = (32, 32),
+        mlp_ratio: float = 4.0,
+    ) -> None:
         super().__init__()
-        self.residual_group = _BlockGroup([
-            SwinBlock(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, input_resolution,
-                      mlp_ratio) for i in range(depth)])
+        self.residual_group = _BlockGroup(
+            [
+                SwinBlock(
+                    dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, input_resolution, mlp_ratio
+                )
+                for i in range(depth)
+            ]
+        )
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
@@ -394,15 +428,24 @@ class SwinLayers(nn.Module):
         input_resolution (tuple[int, int]): reference token grid of the stored shift masks. Default: (32, 32).
     """
 
-    def __init__(self, in_dim: int, swin_dim: int, num_rstb: int, depth: int = 6, window_size: int = 8,
-                 num_heads: int = 8, input_resolution: tuple[int, int] = (32, 32)) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        swin_dim: int,
+        num_rstb: int,
+        depth: int = 6,
+        window_size: int = 8,
+        num_heads: int = 8,
+        input_resolution: tuple[int, int] = (32, 32),
+    ) -> None:
         super().__init__()
         self.window_size = window_size
         # registration order conv_in, conv_out, swin_blks = the official state-dict order
         self.conv_in = nn.Conv2d(in_dim, swin_dim, 3, 1, 1)
         self.conv_out = nn.Conv2d(swin_dim, in_dim, 3, 1, 1)
         self.swin_blks = nn.ModuleList(
-            RSTB(swin_dim, depth, num_heads, window_size, input_resolution) for _ in range(num_rstb))
+            RSTB(swin_dim, depth, num_heads, window_size, input_resolution) for _ in range(num_rstb)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """conv_in, the RSTBs, conv_out and the outer residual.

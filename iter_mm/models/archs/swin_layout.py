@@ -5,6 +5,7 @@ is per token, and the MLP gate's image-wide mean ignores the order), so roll + p
 one gather between blocks (:func:`reorder`); the 3x3 convs read the row-major (B, L, C) stream as a channels_last
 image, without a transpose (:func:`tokens_as_image`). Pure index bookkeeping: no weights, no arithmetic on values.
 """
+
 from __future__ import annotations
 
 import functools
@@ -158,4 +159,5 @@ def check_token_grid(h: int, w: int, window: int) -> None:
     if h < window or w < window or h % window or w % window:
         raise ValueError(
             f'Swin token grid {h}x{w} must be a multiple of the window size {window} in both directions '
-            f'(and at least {window}x{window}); pad the input (e.g. to a multiple of {window} tokens) first.')
+            f'(and at least {window}x{window}); pad the input (e.g. to a multiple of {window} tokens) first.'
+        )

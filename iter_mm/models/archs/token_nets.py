@@ -7,6 +7,7 @@ Without autograd the ``combine`` 1x1 conv is folded in as well: combine([e0, e1]
 the one-hot inputs, so it is a sum of two lookups in the tables W_j @ code_emb (fp32, equal to fp32 rounding).
 The logits (``conv_out``'s last 1x1 conv) are computed in fp32 also under autocast: they are sampled.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import fast_ops
+from .registry import MODELS
 from .swin import SwinLayers
 from .vqgan import as_token_map
-from .registry import MODELS
 
 TokenInput = Tuple[Tensor, Optional[Tensor], Optional[Tensor]]  # (tokens, visible, flag) of one code_emb input
 
@@ -37,16 +38,25 @@ class SwinTokenNet(nn.Module):
         num_heads (int): Attention heads. Default: 8.
     """
 
-    def __init__(self, in_codes: int, out_channels: int, mid_dim: int = 256, num_rstb: int = 4, depth: int = 6,
-                 window_size: int = 8, num_heads: int = 8) -> None:
+    def __init__(
+        self,
+        in_codes: int,
+        out_channels: int,
+        mid_dim: int = 256,
+        num_rstb: int = 4,
+        depth: int = 6,
+        window_size: int = 8,
+        num_heads: int = 8,
+    ) -> None:
         super().__init__()
         self.in_codes, self.out_channels, self.window_size = in_codes, out_channels, window_size
         self.code_emb = nn.Conv2d(in_codes, mid_dim, 1, bias=False)
         self.combine = nn.Conv2d(2 * mid_dim, mid_dim, 1, bias=False)
         self.swin_layers = SwinLayers(mid_dim, mid_dim, num_rstb, depth, window_size, num_heads)
         groups = 32 if mid_dim >= 32 else max(mid_dim // 4, 1)
-        self.conv_out = nn.Sequential(nn.GroupNorm(groups, mid_dim, eps=1e-6), nn.SiLU(),
-                                      nn.Conv2d(mid_dim, out_channels, 1))
+        self.conv_out = nn.Sequential(
+            nn.GroupNorm(groups, mid_dim, eps=1e-6), nn.SiLU(), nn.Conv2d(mid_dim, out_channels, 1)
+        )
 
     def embed(self, tokens: Tensor, visible: Tensor | None = None, flag: Tensor | None = None) -> Tensor:
         """code_emb of [one-hot(tokens) * visible, flag] as a lookup.
@@ -93,7 +103,7 @@ class SwinTokenNet(nn.Module):
         comb = self.combine.weight[:, :, 0, 0].float()  # (mid, 2 mid)
         out = None
         for j, (tokens, visible, flag) in enumerate((x0, x1)):
-            table = (comb[:, j * mid:(j + 1) * mid] @ emb).t()  # (in_codes, mid): row t = W_j E[:, t]
+            table = (comb[:, j * mid : (j + 1) * mid] @ emb).t()  # (in_codes, mid): row t = W_j E[:, t]
             part = F.embedding(as_token_map(tokens), table)  # (B, h, w, mid)
             if visible is not None:
                 part.mul_(_as_map(visible, part).unsqueeze(-1))
@@ -140,8 +150,15 @@ class TokenEvaluationNet(SwinTokenNet):
         num_heads (int): Attention heads. Default: 8.
     """
 
-    def __init__(self, codebook_size: int = 512, mid_dim: int = 256, num_rstb: int = 4, depth: int = 6,
-                 window_size: int = 8, num_heads: int = 8) -> None:
+    def __init__(
+        self,
+        codebook_size: int = 512,
+        mid_dim: int = 256,
+        num_rstb: int = 4,
+        depth: int = 6,
+        window_size: int = 8,
+        num_heads: int = 8,
+    ) -> None:
         super().__init__(codebook_size, 2, mid_dim, num_rstb, depth, window_size, num_heads)
         self.codebook_size = codebook_size
 
@@ -171,8 +188,15 @@ class TokenRefinementNet(SwinTokenNet):
         num_heads (int): Attention heads. Default: 8.
     """
 
-    def __init__(self, codebook_size: int = 512, mid_dim: int = 256, num_rstb: int = 4, depth: int = 6,
-                 window_size: int = 8, num_heads: int = 8) -> None:
+    def __init__(
+        self,
+        codebook_size: int = 512,
+        mid_dim: int = 256,
+        num_rstb: int = 4,
+        depth: int = 6,
+        window_size: int = 8,
+        num_heads: int = 8,
+    ) -> None:
         super().__init__(codebook_size + 1, codebook_size, mid_dim, num_rstb, depth, window_size, num_heads)
         self.codebook_size = codebook_size
 

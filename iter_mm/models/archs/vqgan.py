@@ -10,6 +10,7 @@ the low-resolution map (nearest x2 then a 3x3 conv, with 4/9 of the multiply-add
 ``reconstruct``) keeps the reference kernels. The quantiser's distances are fp32 under autocast: the argmin is a
 token.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,8 +22,8 @@ from torch import Tensor, nn
 
 from ...utils.padding import padded_apply
 from . import fast_ops
-from .swin import SwinLayers
 from .registry import MODELS
+from .swin import SwinLayers
 
 
 def normalize(channels: int, groups: int = 32) -> nn.GroupNorm:
@@ -125,7 +126,7 @@ class Upsample(nn.Module):
         out = ph.new_empty(b, h, 2, w, 2, co)  # = (B, 2H, 2W, C) row-major
         for a in (0, 1):
             for bb in (0, 1):
-                out[:, :, a, :, bb] = ph[:, a:a + h, bb:bb + w, a, bb]
+                out[:, :, a, :, bb] = ph[:, a : a + h, bb : bb + w, a, bb]
         return out.view(b, 2 * h, 2 * w, co).permute(0, 3, 1, 2)
 
 
@@ -151,13 +152,24 @@ class VQGANEncoder(nn.Module):
         norm_groups (int): GroupNorm groups. Default: 32.
     """
 
-    def __init__(self, in_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
-                 num_res_blocks: int = 2, embed_dim: int = 128, swin_dim: int = 256, swin_window: int = 8,
-                 swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8, norm_groups: int = 32) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        nf: int = 128,
+        ch_mult: Sequence[int] = (1, 2, 2, 4),
+        num_res_blocks: int = 2,
+        embed_dim: int = 128,
+        swin_dim: int = 256,
+        swin_window: int = 8,
+        swin_depth: int = 6,
+        swin_num_rstb: int = 1,
+        swin_heads: int = 8,
+        norm_groups: int = 32,
+    ) -> None:
         super().__init__()
         g = norm_groups
         blocks: list[nn.Module] = [nn.Conv2d(in_channels, nf, 3, 1, 1)]
-        in_mult = (1, ) + tuple(ch_mult)
+        in_mult = (1,) + tuple(ch_mult)
         ch = nf
         for i, mult in enumerate(ch_mult):
             ch, out = nf * in_mult[i], nf * mult
@@ -166,8 +178,13 @@ class VQGANEncoder(nn.Module):
                 ch = out
             if i != len(ch_mult) - 1:
                 blocks.append(Downsample(ch))
-        blocks += [VQGANResBlock(ch, ch, g), _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),
-                   VQGANResBlock(ch, ch, g), normalize(ch, g), nn.Conv2d(ch, embed_dim, 3, 1, 1)]  # no act before conv
+        blocks += [
+            VQGANResBlock(ch, ch, g),
+            _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),
+            VQGANResBlock(ch, ch, g),
+            normalize(ch, g),
+            nn.Conv2d(ch, embed_dim, 3, 1, 1),
+        ]  # no act before conv
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -212,15 +229,29 @@ class VQGANDecoder(nn.Module):
         norm_groups (int): GroupNorm groups. Default: 32.
     """
 
-    def __init__(self, out_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
-                 num_res_blocks: int = 2, embed_dim: int = 128, swin_dim: int = 256, swin_window: int = 8,
-                 swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8, norm_groups: int = 32) -> None:
+    def __init__(
+        self,
+        out_channels: int = 3,
+        nf: int = 128,
+        ch_mult: Sequence[int] = (1, 2, 2, 4),
+        num_res_blocks: int = 2,
+        embed_dim: int = 128,
+        swin_dim: int = 256,
+        swin_window: int = 8,
+        swin_depth: int = 6,
+        swin_num_rstb: int = 1,
+        swin_heads: int = 8,
+        norm_groups: int = 32,
+    ) -> None:
         super().__init__()
         g = norm_groups
         ch = nf * ch_mult[-1]
         blocks: list[nn.Module] = [
-            nn.Conv2d(embed_dim, ch, 3, 1, 1), VQGANResBlock(ch, ch, g),
-            _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads), VQGANResBlock(ch, ch, g)]
+            nn.Conv2d(embed_dim, ch, 3, 1, 1),
+            VQGANResBlock(ch, ch, g),
+            _swin(ch, swin_dim, swin_num_rstb, swin_depth, swin_window, swin_heads),
+            VQGANResBlock(ch, ch, g),
+        ]
         for i in reversed(range(len(ch_mult))):
             out = nf * ch_mult[i]
             for _ in range(num_res_blocks):
@@ -327,14 +358,35 @@ class SwinVQGAN(nn.Module):
         norm_groups (int): GroupNorm groups. Default: 32.
     """
 
-    def __init__(self, in_channels: int = 3, nf: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4),
-                 num_res_blocks: int = 2, codebook_size: int = 512, embed_dim: int = 128, swin_dim: int = 256,
-                 swin_window: int = 8, swin_depth: int = 6, swin_num_rstb: int = 1, swin_heads: int = 8,
-                 beta: float = 0.25, norm_groups: int = 32) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        nf: int = 128,
+        ch_mult: Sequence[int] = (1, 2, 2, 4),
+        num_res_blocks: int = 2,
+        codebook_size: int = 512,
+        embed_dim: int = 128,
+        swin_dim: int = 256,
+        swin_window: int = 8,
+        swin_depth: int = 6,
+        swin_num_rstb: int = 1,
+        swin_heads: int = 8,
+        beta: float = 0.25,
+        norm_groups: int = 32,
+    ) -> None:
         super().__init__()
-        kw = dict(nf=nf, ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks, embed_dim=embed_dim,
-                  swin_dim=swin_dim, swin_window=swin_window, swin_depth=swin_depth,
-                  swin_num_rstb=swin_num_rstb, swin_heads=swin_heads, norm_groups=norm_groups)
+        kw = dict(
+            nf=nf,
+            ch_mult=tuple(ch_mult),
+            num_res_blocks=num_res_blocks,
+            embed_dim=embed_dim,
+            swin_dim=swin_dim,
+            swin_window=swin_window,
+            swin_depth=swin_depth,
+            swin_num_rstb=swin_num_rstb,
+            swin_heads=swin_heads,
+            norm_groups=norm_groups,
+        )
         self.in_channels, self.codebook_size, self.embed_dim = in_channels, codebook_size, embed_dim
         self.swin_window = swin_window
         self.encoder = VQGANEncoder(in_channels, **kw)
@@ -385,8 +437,10 @@ class SwinVQGAN(nn.Module):
         _check_image(img, self.in_channels)
         m = self.pad_multiple
         if img.shape[-2] % m or img.shape[-1] % m:
-            raise ValueError(f'SwinVQGAN.forward needs H and W multiples of {m}, got {tuple(img.shape[-2:])}; '
-                             'use reconstruct() for arbitrary sizes')
+            raise ValueError(
+                f'SwinVQGAN.forward needs H and W multiples of {m}, got {tuple(img.shape[-2:])}; '
+                'use reconstruct() for arbitrary sizes'
+            )
         # reference kernels: the straight-through z_q = z + (code - z) carries z's last bits into the decoder,
         # which amplifies them; so reconstruct() (no autograd) stays equal to the training forward
         with fast_ops.reference_kernels():

@@ -22,6 +22,7 @@ processes hold identical weights. The bookkeeping (initialised flag, window coun
 dict mirrored into MMEngine's message hub (``runtime_info``, resumed), which the Runner saves in every checkpoint
 and restores on ``--resume``: an interrupted run continues with the same window counts.
 """
+
 from typing import Dict, Optional
 
 import torch
@@ -64,7 +65,7 @@ def sample_rows(latents: Tensor, k: int, generator: torch.Generator, noise: floa
     if n >= k:
         idx = torch.randperm(n, generator=generator)[:k]
     else:
-        idx = torch.cat([torch.randperm(n, generator=generator), torch.randint(n, (k - n, ), generator=generator)])
+        idx = torch.cat([torch.randperm(n, generator=generator), torch.randint(n, (k - n,), generator=generator)])
     rows = latents[idx].clone()
     std = latents.std(0, keepdim=True) if n > 1 else latents.abs().mean().expand(1, latents.shape[1])
     scale = torch.full((k, 1), float(noise))
@@ -90,14 +91,14 @@ def kmeans_pp_seeds(latents: Tensor, k: int, generator: torch.Generator) -> Tens
     n = latents.shape[0]
     if n <= k:
         return sample_rows(latents, k, generator)
-    first = int(torch.randint(n, (1, ), generator=generator))
+    first = int(torch.randint(n, (1,), generator=generator))
     chosen = [first]
     d2 = (latents - latents[first]).pow(2).sum(1)
     for _ in range(k - 1):
         total = d2.sum()
         if total <= 0:  # every latent is already a centre: fill with distinct random rows
             rest = torch.randperm(n, generator=generator)
-            rest = rest[~torch.isin(rest, torch.tensor(chosen))][:k - len(chosen)]
+            rest = rest[~torch.isin(rest, torch.tensor(chosen))][: k - len(chosen)]
             chosen += rest.tolist()
             break
         nxt = int(torch.multinomial(d2 / total, 1, generator=generator))
@@ -163,9 +164,17 @@ class CodebookMaintenance:
         InvalidOptionError: an unknown ``init``, ``restart_interval`` < 0 or ``restart_min_count`` < 1.
     """
 
-    def __init__(self, init: Optional[str] = None, init_iter: int = 0, kmeans_iters: int = 10,
-                 restart_interval: int = 0, restart_min_count: int = 1, restart_until=None,
-                 restart_noise: float = 0.01, seed: int = 0) -> None:
+    def __init__(
+        self,
+        init: Optional[str] = None,
+        init_iter: int = 0,
+        kmeans_iters: int = 10,
+        restart_interval: int = 0,
+        restart_min_count: int = 1,
+        restart_until=None,
+        restart_noise: float = 0.01,
+        seed: int = 0,
+    ) -> None:
         if init not in (None, 'sample', 'kmeans'):
             raise InvalidOptionError(f"codebook_maintenance.init must be None, 'sample' or 'kmeans', got {init!r}")
         if restart_interval < 0 or restart_min_count < 1:
@@ -196,8 +205,9 @@ class CodebookMaintenance:
         if saved is not None and len(saved.get('counts', ())) == codebook_size:  # resumed run
             self.state = dict(saved)
         else:
-            self.state = dict(initialised=False, counts=[0] * codebook_size, window_start=0, restarts_total=0,
-                              last_restarts=0)
+            self.state = dict(
+                initialised=False, counts=[0] * codebook_size, window_start=0, restarts_total=0, last_restarts=0
+            )
         self._counts = torch.tensor(self.state['counts'], dtype=torch.long)
 
     def _publish(self) -> None:
@@ -273,8 +283,11 @@ class CodebookMaintenance:
         self._local_iter = it + 1
         logs = dict(vq_window_usage=float((self._counts > 0).float().mean()))
         end = self._restart_end()
-        due = (self.restart_interval > 0 and it + 1 - self.state['window_start'] >= self.restart_interval
-               and (end is None or it < end))
+        due = (
+            self.restart_interval > 0
+            and it + 1 - self.state['window_start'] >= self.restart_interval
+            and (end is None or it < end)
+        )
         if due:
             logs['vq_restarts'] = float(self._restart(vqgan, inputs, it))
             self.state['window_start'] = it + 1

@@ -24,6 +24,7 @@ term 8). Switching a term
 off (weight 0 / None) can leave a network without gradient; under DDP set ``model_wrapper_cfg`` with
 ``find_unused_parameters=True`` then.
 """
+
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -43,6 +44,7 @@ from ...utils.padding import crop_to, padded_apply
 from ..inference import restore_image
 from ..options import RestoreOptions
 from ..training_noise import TrainingNoise, straight_through_gumbel
+
 
 @MODELS.register_module()
 class ITERModel(BaseEditModel):
@@ -85,29 +87,31 @@ class ITERModel(BaseEditModel):
         vqgan_ckpt: deprecated name of ``stage1_checkpoint``.
     """
 
-    def __init__(self,
-                 generator: dict,
-                 stage1_checkpoint: Optional[str] = None,
-                 init_from: Optional[str] = None,
-                 lq_ce_weight: float = 1.0,
-                 eval_lq_loss: Optional[dict] = dict(type='ClassBalancedCELoss', loss_weight=1.0),
-                 eval_refined_ce_weight: float = 1.0,
-                 refine_ce_weight: float = 1.0,
-                 perceptual_loss: Optional[dict] = None,
-                 pixel_loss: Optional[dict] = None,
-                 el_gumbel_grad: bool = True,
-                 compute_inert_terms: bool = False,
-                 train_noise: Optional[TrainingNoise] = None,
-                 train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None,
-                 val_cfg: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None,
-                 vqgan_ckpt: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        generator: dict,
+        stage1_checkpoint: Optional[str] = None,
+        init_from: Optional[str] = None,
+        lq_ce_weight: float = 1.0,
+        eval_lq_loss: Optional[dict] = dict(type='ClassBalancedCELoss', loss_weight=1.0),
+        eval_refined_ce_weight: float = 1.0,
+        refine_ce_weight: float = 1.0,
+        perceptual_loss: Optional[dict] = None,
+        pixel_loss: Optional[dict] = None,
+        el_gumbel_grad: bool = True,
+        compute_inert_terms: bool = False,
+        train_noise: Optional[TrainingNoise] = None,
+        train_cfg: Optional[dict] = None,
+        test_cfg: Optional[dict] = None,
+        val_cfg: Optional[dict] = None,
+        init_cfg: Optional[dict] = None,
+        data_preprocessor: Optional[dict] = None,
+        vqgan_ckpt: Optional[str] = None,
+    ) -> None:
         # BaseEditModel.__init__ insists on a pixel loss; everything it sets is set here. Images enter as
         # [0, 255] and are scaled to [0, 1] (MMagic's usual SR preprocessing) unless configured otherwise.
         if data_preprocessor is None:
-            data_preprocessor = dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.])
+            data_preprocessor = dict(type='DataPreprocessor', mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0])
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
         BaseModel.__init__(self, init_cfg=init_cfg, data_preprocessor=data_preprocessor)
@@ -115,8 +119,9 @@ class ITERModel(BaseEditModel):
         self.generator = MODELS.build(generator)
         for name in ('vqgan', 'lq_encoder', 'evaluator', 'refiner'):
             if not hasattr(self.generator, name):
-                raise TypeError(f'ITERModel needs an ITERNet-like generator with `{name}`; '
-                                f'got {type(self.generator).__name__}')
+                raise TypeError(
+                    f'ITERModel needs an ITERNet-like generator with `{name}`; got {type(self.generator).__name__}'
+                )
         self.generator.vqgan.requires_grad_(False)  # stage I is frozen (docs/faithfulness.md#frozen-stage-i)
         self.generator.vqgan.eval()
 
@@ -148,16 +153,24 @@ class ITERModel(BaseEditModel):
         (called when training starts, before a ``load_from`` / ``resume`` checkpoint replaces them)."""
         super().init_weights()
         if self.stage1_checkpoint is None:
-            print_log('ITERModel: stage1_checkpoint is None: the VQGAN must come from a full ITER checkpoint '
-                      '(load_from / resume).', logger='current')
+            print_log(
+                'ITERModel: stage1_checkpoint is None: the VQGAN must come from a full ITER checkpoint '
+                '(load_from / resume).',
+                logger='current',
+            )
         else:
             try:
                 weights = stage1_weights(self.stage1_checkpoint, trusted=True)
             except MissingDataError:
-                raise MissingDataError(f'ITERModel: stage-I checkpoint not found: {self.stage1_checkpoint!r} '
-                                       '(stage1_checkpoint)') from None
-            load_state_dict_strict(self.generator.vqgan, weights, source=f'stage1_checkpoint {self.stage1_checkpoint}',
-                                   target='the frozen VQGAN')
+                raise MissingDataError(
+                    f'ITERModel: stage-I checkpoint not found: {self.stage1_checkpoint!r} (stage1_checkpoint)'
+                ) from None
+            load_state_dict_strict(
+                self.generator.vqgan,
+                weights,
+                source=f'stage1_checkpoint {self.stage1_checkpoint}',
+                target='the frozen VQGAN',
+            )
             self._vqgan_ready = True
             print_log(f'ITERModel: frozen VQGAN loaded from {self.stage1_checkpoint}', logger='current')
         if self.init_from is not None:
@@ -183,8 +196,9 @@ class ITERModel(BaseEditModel):
         return self
 
     # ------------------------------------------------------------------ training
-    def forward_train(self, inputs: Tensor, data_samples: Optional[DataSample] = None,
-                      noise: Optional[TrainingNoise] = None, **kwargs) -> Dict[str, Tensor]:
+    def forward_train(
+        self, inputs: Tensor, data_samples: Optional[DataSample] = None, noise: Optional[TrainingNoise] = None, **kwargs
+    ) -> Dict[str, Tensor]:
         """Losses and token accuracies of one iteration.
 
         Args:
@@ -200,7 +214,8 @@ class ITERModel(BaseEditModel):
             raise RuntimeError(
                 'ITERModel: the frozen VQGAN has no trained weights. Set model.stage1_checkpoint to the stage-I '
                 'checkpoint (loaded by init_weights when training starts), or load / resume a full ITER '
-                'checkpoint that contains generator.vqgan.*.')
+                'checkpoint that contains generator.vqgan.*.'
+            )
         if data_samples is None or 'gt_img' not in data_samples:
             raise ValueError('ITERModel training needs data_samples with gt_img (the HQ patch)')
         net = self.generator
@@ -211,8 +226,10 @@ class ITERModel(BaseEditModel):
             gt_tokens = net.vqgan.encode_indices(gt)  # S_h (B, h, w) (docs/faithfulness.md#target-tokens)
         el_logits = net.lq_encoder(lq)  # (B, n, h, w)
         if el_logits.shape[-2:] != gt_tokens.shape[-2:]:
-            raise RuntimeError(f'E_l token grid {tuple(el_logits.shape[-2:])} != VQGAN grid '
-                               f'{tuple(gt_tokens.shape[-2:])}: does ITERNet.scale match the data scale?')
+            raise RuntimeError(
+                f'E_l token grid {tuple(el_logits.shape[-2:])} != VQGAN grid '
+                f'{tuple(gt_tokens.shape[-2:])}: does ITERNet.scale match the data scale?'
+            )
         lq_tokens = el_logits.detach().argmax(1)  # S_l: hard, so token losses never reach E_l
         # (docs/faithfulness.md#target-tokens)
         b, h, w = gt_tokens.shape
@@ -240,7 +257,8 @@ class ITERModel(BaseEditModel):
         if self.eval_refined_ce_weight > 0:
             eval_ref_logits = net.evaluator(ref_tokens, lq_tokens)
             losses['loss_eval_refined_ce'] = self.eval_refined_ce_weight * F.cross_entropy(
-                eval_ref_logits.float(), (ref_tokens == gt_tokens).long())
+                eval_ref_logits.float(), (ref_tokens == gt_tokens).long()
+            )
 
         losses.update(self._image_losses(el_logits, ref_logits, gt, noise))
 
@@ -256,13 +274,16 @@ class ITERModel(BaseEditModel):
         net = self.generator
         mult = net.lq_pad_multiple * net.scale  # token grid a multiple of every Swin window
         if gt.shape[-2] % mult or gt.shape[-1] % mult:
-            raise ValueError(f'GT patch {tuple(gt.shape[-2:])} must be a multiple of {mult} (VQGAN downscale x '
-                             'the Swin windows): set the dataset crop size accordingly')
+            raise ValueError(
+                f'GT patch {tuple(gt.shape[-2:])} must be a multiple of {mult} (VQGAN downscale x '
+                'the Swin windows): set the dataset crop size accordingly'
+            )
         if (lq.shape[-2] * net.scale, lq.shape[-1] * net.scale) != tuple(gt.shape[-2:]):
             raise ValueError(f'LQ {tuple(lq.shape[-2:])} x scale {net.scale} != GT {tuple(gt.shape[-2:])}')
 
-    def _image_losses(self, el_logits: Tensor, ref_logits: Tensor, gt: Tensor,
-                      noise: Optional[TrainingNoise] = None) -> Dict[str, Tensor]:
+    def _image_losses(
+        self, el_logits: Tensor, ref_logits: Tensor, gt: Tensor, noise: Optional[TrainingNoise] = None
+    ) -> Dict[str, Tensor]:
         """Straight-through hard Gumbel decodes (tau 1) and their image losses (docs/faithfulness.md#loss-terms, terms
         5-7).
 
@@ -278,7 +299,8 @@ class ITERModel(BaseEditModel):
             with torch.set_grad_enabled(self.el_gumbel_grad and torch.is_grad_enabled()):
                 logits = el_logits.float()
                 el_onehot = straight_through_gumbel(
-                    logits, noise.gumbel_exponential(logits.shape, logits.dtype, logits.device))
+                    logits, noise.gumbel_exponential(logits.shape, logits.dtype, logits.device)
+                )
                 if not self.el_gumbel_grad:
                     el_onehot = el_onehot.detach()  # official: the `.long()` cast severs the graph
                     # (docs/faithfulness.md#gumbel-cast)
@@ -307,36 +329,51 @@ class ITERModel(BaseEditModel):
         RestoreOptions.check_names(overrides, 'restore()')
         return RestoreOptions(**{**(self.val_cfg if loop == 'val' else self.test_cfg), **overrides})
 
-    def restore(self, lq: Tensor, *, loop: str = 'test', return_result: bool = False,
-                return_intermediates: bool = False, progress=None, **overrides):
+    def restore(
+        self,
+        lq: Tensor,
+        *,
+        loop: str = 'test',
+        return_result: bool = False,
+        return_intermediates: bool = False,
+        progress=None,
+        **overrides,
+    ):
         """Super-resolve ``lq`` (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s), with the options of ``loop`` ('test':
         ``test_cfg``; 'val': ``val_cfg``) and ``overrides``. With ``return_result`` / ``return_intermediates``
         the :class:`~iter_mm.models.sampling.RefineResult` (token maps; per-step tokens, keep-masks and images).
         ``progress(done, total)``: called after every refinement step (see ``restore_image``)."""
         options = self.options(loop, **overrides)
         if not self._vqgan_ready and self.warn_random_vqgan:
-            print_log('ITERModel: restoring with a VQGAN that was never loaded (no checkpoint): '
-                      'the output is meaningless', logger='current', level=30)
+            print_log(
+                'ITERModel: restoring with a VQGAN that was never loaded (no checkpoint): the output is meaningless',
+                logger='current',
+                level=30,
+            )
             self.warn_random_vqgan = False
         with torch.no_grad():
-            result = restore_image(self.generator, lq, options, return_result=True,
-                                   return_intermediates=return_intermediates, progress=progress)
+            result = restore_image(
+                self.generator,
+                lq,
+                options,
+                return_result=True,
+                return_intermediates=return_intermediates,
+                progress=progress,
+            )
         return result if (return_result or return_intermediates) else result.image
 
     def forward_tensor(self, inputs: Tensor, data_samples: Optional[DataSample] = None, **kwargs) -> Tensor:
         """SR image (B, 3, H, W) in [0, 1] with ``test_cfg`` (kwargs override it)."""
         return self.restore(inputs, **kwargs)
 
-    def forward_inference(self, inputs: Tensor, data_samples: Optional[DataSample] = None,
-                          **kwargs) -> DataSample:
+    def forward_inference(self, inputs: Tensor, data_samples: Optional[DataSample] = None, **kwargs) -> DataSample:
         """Predictions for metrics: pred_img (0-255 as MMagic's) plus the token fields of the contract."""
         loop = 'val' if kwargs.pop('_use_val_cfg', False) else 'test'
         result = self.restore(inputs, loop=loop, return_result=True, **kwargs)
         pred = self.data_preprocessor.destruct(result.image, data_samples)
         predictions = DataSample(pred_img=pred.cpu())
         if getattr(result, 'tokens', None) is not None:
-            fields = dict(lq_tokens=result.lq_tokens, pred_tokens=result.tokens,
-                          good_prob=result.good_prob.float())
+            fields = dict(lq_tokens=result.lq_tokens, pred_tokens=result.tokens, good_prob=result.good_prob.float())
             if data_samples is not None and 'gt_img' in data_samples:
                 fields['gt_tokens'] = self.gt_tokens(self._test_gt(data_samples), result.tokens.shape[-2:])
             predictions.set_tensor_data({k: v.cpu() for k, v in fields.items()})
@@ -353,6 +390,7 @@ class ITERModel(BaseEditModel):
         MMagic's preprocessor leaves the GT of val/test unnormalised and in BGR (for its metrics), while the inputs
         are normalised in their own channel order: undo both.
         """
+
         def first(v):
             return v[0] if isinstance(v, (list, tuple)) else v
 
@@ -376,7 +414,7 @@ class ITERModel(BaseEditModel):
         """
         vqgan = self.generator.vqgan
         size = (grid[0] * vqgan.downscale, grid[1] * vqgan.downscale)
-        gt = gt[..., :size[0], :size[1]]  # a GT larger than lq * scale (no mod-crop) is cut to the SR size
+        gt = gt[..., : size[0], : size[1]]  # a GT larger than lq * scale (no mod-crop) is cut to the SR size
         tokens = padded_apply(vqgan.encode_indices, gt, vqgan.pad_multiple)
         return crop_to(tokens, grid[0], grid[1])
 

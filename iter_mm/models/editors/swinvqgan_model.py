@@ -1,5 +1,6 @@
 """Stage-I training model: the Swin-VQGAN autoencoder with a U-Net discriminator
 (docs/faithfulness.md#stage-i-training)."""
+
 import math
 from copy import deepcopy
 from typing import Dict, List, Optional, Tuple
@@ -68,21 +69,23 @@ class SwinVQGANModel(SRGAN):
             ``codebook_maintenance`` options.
     """
 
-    def __init__(self,
-                 generator: dict,
-                 discriminator: Optional[dict] = None,
-                 gan_loss: Optional[dict] = None,
-                 pixel_loss: Optional[dict] = None,
-                 ssim_loss: Optional[dict] = None,
-                 perceptual_loss: Optional[dict] = None,
-                 vq_loss_weight: Optional[float] = 1.0,
-                 is_use_ema: bool = False,
-                 train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None,
-                 codebook_maintenance: Optional[dict] = None,
-                 gan_schedule: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        generator: dict,
+        discriminator: Optional[dict] = None,
+        gan_loss: Optional[dict] = None,
+        pixel_loss: Optional[dict] = None,
+        ssim_loss: Optional[dict] = None,
+        perceptual_loss: Optional[dict] = None,
+        vq_loss_weight: Optional[float] = 1.0,
+        is_use_ema: bool = False,
+        train_cfg: Optional[dict] = None,
+        test_cfg: Optional[dict] = None,
+        init_cfg: Optional[dict] = None,
+        data_preprocessor: Optional[dict] = None,
+        codebook_maintenance: Optional[dict] = None,
+        gan_schedule: Optional[dict] = None,
+    ) -> None:
         # BaseEditModel always builds a pixel loss; build a throw-away one when it is off.
         super().__init__(
             generator=generator,
@@ -93,7 +96,8 @@ class SwinVQGANModel(SRGAN):
             train_cfg=train_cfg,
             test_cfg=test_cfg,
             init_cfg=init_cfg,
-            data_preprocessor=data_preprocessor)
+            data_preprocessor=data_preprocessor,
+        )
         if not pixel_loss:
             self.pixel_loss = None
         self.ssim_loss = MODELS.build(ssim_loss) if ssim_loss else None
@@ -110,8 +114,9 @@ class SwinVQGANModel(SRGAN):
             return None
         unknown = set(schedule) - {'start_iter', 'warmup_iters', 'd_lead_iters'}
         if unknown:
-            raise InvalidOptionError(f'gan_schedule: unknown key(s) {sorted(unknown)}; '
-                                     'valid: start_iter, warmup_iters, d_lead_iters')
+            raise InvalidOptionError(
+                f'gan_schedule: unknown key(s) {sorted(unknown)}; valid: start_iter, warmup_iters, d_lead_iters'
+            )
         out = dict(start_iter=0, warmup_iters=0, d_lead_iters=0)
         out.update({k: int(v) for k, v in schedule.items()})
         if min(out.values()) < 0:
@@ -172,7 +177,7 @@ class SwinVQGANModel(SRGAN):
         padded, _ = pad_to_multiple(img, gen.pad_multiple, official=self._test_opt('official_padding', False))
         rec, _, tokens = gen(padded)
         s = gen.downscale
-        return rec[..., :h, :w], tokens[:, :math.ceil(h / s), :math.ceil(w / s)]
+        return rec[..., :h, :w], tokens[:, : math.ceil(h / s), : math.ceil(w / s)]
 
     # ------------------------------------------------------------------ forward modes
     def forward_tensor(self, inputs: torch.Tensor, data_samples=None, training: bool = False):
@@ -207,8 +212,9 @@ class SwinVQGANModel(SRGAN):
         return DataSample(pred_img=pred.cpu(), pred_tokens=tokens.cpu())
 
     # ------------------------------------------------------------------ training
-    def g_step(self, batch_outputs: Tuple[torch.Tensor, torch.Tensor],
-               batch_gt_data: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def g_step(
+        self, batch_outputs: Tuple[torch.Tensor, torch.Tensor], batch_gt_data: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
         """Generator losses.
 
         Args:
@@ -236,8 +242,10 @@ class SwinVQGANModel(SRGAN):
             loss_gan = self.gan_loss(self.discriminator(rec), target_is_real=True, is_disc=False)
             losses['loss_gan'] = loss_gan if self._gan_factor == 1.0 else self._gan_factor * loss_gan
         if not losses:
-            raise RuntimeError('SwinVQGANModel: every generator loss is off (vq_loss_weight 0, no pixel/ssim/'
-                               'perceptual/gan loss); nothing to train')
+            raise RuntimeError(
+                'SwinVQGANModel: every generator loss is off (vq_loss_weight 0, no pixel/ssim/'
+                'perceptual/gan loss); nothing to train'
+            )
         return losses
 
     def extract_gt_data(self, data_samples: DataSample) -> torch.Tensor:
@@ -253,8 +261,10 @@ class SwinVQGANModel(SRGAN):
             KeyError: the samples hold no ``gt_img``.
         """
         if 'gt_img' not in data_samples:
-            raise KeyError('SwinVQGANModel needs `gt_img` in the data samples (the HQ image the model '
-                           'reconstructs; an HQ-only pipeline loads `gt` and copies it to `img`)')
+            raise KeyError(
+                'SwinVQGANModel needs `gt_img` in the data samples (the HQ image the model '
+                'reconstructs; an HQ-only pipeline loads `gt` and copies it to `img`)'
+            )
         return data_samples.gt_img
 
     def train_step(self, data: List[dict], optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:

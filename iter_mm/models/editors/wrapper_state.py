@@ -12,6 +12,7 @@ has now, through either loader:
 * ``torch.nn.Module.load_state_dict`` visits the wrapper itself, whose child is ``module``: a hook on the wrapper,
   added by the model's hook on first use, turns the plain keys back into ``.module.`` ones.
 """
+
 from typing import Dict
 
 import torch
@@ -20,7 +21,7 @@ from mmengine.model import is_model_wrapper
 
 def _rename(state_dict: Dict, old: str, new: str) -> None:
     for key in [k for k in state_dict if k.startswith(old)]:
-        state_dict[new + key[len(old):]] = state_dict.pop(key)
+        state_dict[new + key[len(old) :]] = state_dict.pop(key)
 
 
 def _save_plain(module: torch.nn.Module, state_dict: Dict, prefix: str, local_metadata) -> None:
@@ -33,7 +34,7 @@ def _load_into_wrapper(wrapper: torch.nn.Module, state_dict: Dict, prefix: str, 
     """Pre-hook of a wrapper, run only by torch's loader: plain ``<prefix>*`` keys -> ``<prefix>module.*``."""
     wrapped = f'{prefix}module.'
     for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(wrapped)]:
-        state_dict[wrapped + key[len(prefix):]] = state_dict.pop(key)
+        state_dict[wrapped + key[len(prefix) :]] = state_dict.pop(key)
 
 
 def _load_plain(module: torch.nn.Module, state_dict: Dict, prefix: str, *args) -> None:

@@ -1,4 +1,5 @@
 """Losses of ITER, registered into mmagic.registry.MODELS."""
+
 from .class_balanced_ce import ClassBalancedCELoss, class_balanced_weights
 from .lpips_loss import LPIPSLoss
 from .ssim_loss import SSIMLoss

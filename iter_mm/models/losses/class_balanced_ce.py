@@ -1,4 +1,5 @@
 """Class-balanced cross-entropy (paper Eq. 9; docs/faithfulness.md#loss-terms, term 2)."""
+
 from typing import Tuple
 
 import torch
@@ -60,15 +61,16 @@ class ClassBalancedCELoss(nn.Module):
         if labels.dim() == logits.dim() and labels.shape[1] == 1:  # (B, 1, ...) label maps
             labels = labels.squeeze(1)
         if labels.shape != logits.shape[:1] + logits.shape[2:]:
-            raise ValueError(f'labels of shape {tuple(labels.shape)} do not match logits of shape '
-                             f'{tuple(logits.shape)}: expected {tuple(logits.shape[:1] + logits.shape[2:])}')
+            raise ValueError(
+                f'labels of shape {tuple(labels.shape)} do not match logits of shape '
+                f'{tuple(logits.shape)}: expected {tuple(logits.shape[:1] + logits.shape[2:])}'
+            )
         if labels.is_floating_point() or labels.is_complex():
             raise TypeError(f'labels must be an integer tensor, got {labels.dtype}')
         labels = labels.long()
         num_classes = logits.shape[1]
         if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f'labels must lie in [0, {num_classes}), got [{int(labels.min())}, '
-                             f'{int(labels.max())}]')
+            raise ValueError(f'labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]')
         return logits, labels
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

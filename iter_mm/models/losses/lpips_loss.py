@@ -2,6 +2,7 @@
 
 Used by both stages as the authors do (docs/faithfulness.md#loss-terms, #stage-i-training).
 """
+
 import os.path as osp
 from types import SimpleNamespace
 from typing import Dict, List, Optional
@@ -40,11 +41,15 @@ def _resolve(path: Optional[str], name: str) -> Optional[str]:
 
 def _missing_message(names: List[str]) -> str:
     dirs = _cache_dirs()
-    where = '; '.join(f'{n}: pass it as `{"lpips_path" if n == LPIPS_VGG_FILE else "vgg_path"}` or put it '
-                      f'at {osp.join(dirs[n], n)}' for n in names)
-    return (f'LPIPSLoss needs the pretrained weight file(s) {", ".join(names)} and downloads nothing. '
-            f'{where}. (They are pyiqa\'s LPIPS v0.1 VGG head and torchvision\'s ImageNet VGG16; '
-            f'set loss_weight=0 or the loss to None to train without LPIPS.)')
+    where = '; '.join(
+        f'{n}: pass it as `{"lpips_path" if n == LPIPS_VGG_FILE else "vgg_path"}` or put it at {osp.join(dirs[n], n)}'
+        for n in names
+    )
+    return (
+        f'LPIPSLoss needs the pretrained weight file(s) {", ".join(names)} and downloads nothing. '
+        f"{where}. (They are pyiqa's LPIPS v0.1 VGG head and torchvision's ImageNet VGG16; "
+        f'set loss_weight=0 or the loss to None to train without LPIPS.)'
+    )
 
 
 def _load_state(path: str) -> Dict[str, torch.Tensor]:
@@ -87,12 +92,11 @@ def build_lpips_vgg(lpips_path: Optional[str] = None, vgg_path: Optional[str] = 
     vgg_file = None
     if not trunk:
         vgg_file = _resolve(vgg_path, VGG16_FILE)
-    missing = [n for n, f in ((LPIPS_VGG_FILE, lpips_file), (VGG16_FILE, vgg_file if not trunk else 1))
-               if f is None]
+    missing = [n for n, f in ((LPIPS_VGG_FILE, lpips_file), (VGG16_FILE, vgg_file if not trunk else 1)) if f is None]
     if missing:
         raise MissingDataError(_missing_message(missing))
     if not trunk:
-        trunk = {k[len('features.'):]: v for k, v in _load_state(vgg_file).items() if k.startswith('features.')}
+        trunk = {k[len('features.') :]: v for k, v in _load_state(vgg_file).items() if k.startswith('features.')}
 
     with torch.device('meta'):  # no random init: every tensor comes from the file
         features = make_layers(cfgs['D'], batch_norm=False)  # VGG16 conv trunk, no classifier
@@ -109,7 +113,7 @@ def build_lpips_vgg(lpips_path: Optional[str] = None, vgg_path: Optional[str] = 
     for k, v in lpips_state.items():
         name = k
         if k.startswith('lins.'):  # ModuleList alias of lin{k}
-            idx, rest = k[len('lins.'):].split('.', 1)
+            idx, rest = k[len('lins.') :].split('.', 1)
             name = f'lin{idx}.{rest}'
         if name.startswith('lin'):
             heads[name] = v
@@ -120,8 +124,10 @@ def build_lpips_vgg(lpips_path: Optional[str] = None, vgg_path: Optional[str] = 
     own = net.state_dict()
     for k in wanted:
         if heads[k].shape != own[k].shape:
-            raise RuntimeError(f'LPIPSLoss: {lpips_file}: {k} has shape {tuple(heads[k].shape)}, '
-                               f'expected {tuple(own[k].shape)} (LPIPS for AlexNet/SqueezeNet given?)')
+            raise RuntimeError(
+                f'LPIPSLoss: {lpips_file}: {k} has shape {tuple(heads[k].shape)}, '
+                f'expected {tuple(own[k].shape)} (LPIPS for AlexNet/SqueezeNet given?)'
+            )
     net.load_state_dict({k: heads[k] for k in wanted}, strict=False)
     net.requires_grad_(False)
     return net.eval()
@@ -143,8 +149,9 @@ class LPIPSLoss(nn.Module):
             cache).
     """
 
-    def __init__(self, loss_weight: float = 1.0, lpips_path: Optional[str] = None,
-                 vgg_path: Optional[str] = None) -> None:
+    def __init__(
+        self, loss_weight: float = 1.0, lpips_path: Optional[str] = None, vgg_path: Optional[str] = None
+    ) -> None:
         super().__init__()
         self.loss_weight = loss_weight
         self.net = build_lpips_vgg(lpips_path, vgg_path) if loss_weight != 0 else None
@@ -180,8 +187,10 @@ class LPIPSLoss(nn.Module):
             torch.Tensor: The scalar loss.
         """
         if pred.shape != target.shape or pred.dim() != 4 or pred.shape[1] != 3:
-            raise ValueError(f'pred and target must be (B, 3, H, W) of equal shape, got '
-                             f'{tuple(pred.shape)} and {tuple(target.shape)}')
+            raise ValueError(
+                f'pred and target must be (B, 3, H, W) of equal shape, got '
+                f'{tuple(pred.shape)} and {tuple(target.shape)}'
+            )
         if self.net is None:
             return pred.new_zeros(())
         return self.loss_weight * self.net(pred, target, normalize=True).mean()

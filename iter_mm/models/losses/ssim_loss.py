@@ -1,4 +1,5 @@
 """1 - SSIM loss with pyiqa's 'ssimc' semantics (docs/faithfulness.md#stage-i-training)."""
+
 import torch
 import torch.nn as nn
 
@@ -23,6 +24,7 @@ class SSIMLoss(nn.Module):
         self.ssim = None
         if loss_weight != 0:
             from pyiqa.archs.ssim_arch import SSIM  # parameter-free; nothing to download
+
             self.ssim = SSIM(downsample=False, test_y_channel=False)  # = pyiqa DEFAULT_CONFIGS['ssimc']
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -36,8 +38,10 @@ class SSIMLoss(nn.Module):
             torch.Tensor: The scalar loss.
         """
         if pred.shape != target.shape or pred.dim() != 4:
-            raise ValueError(f'pred and target must be (B, C, H, W) of equal shape, got '
-                             f'{tuple(pred.shape)} and {tuple(target.shape)}')
+            raise ValueError(
+                f'pred and target must be (B, C, H, W) of equal shape, got '
+                f'{tuple(pred.shape)} and {tuple(target.shape)}'
+            )
         if self.ssim is None:
             return pred.new_zeros(())
         if min(pred.shape[-2:]) < 11:
