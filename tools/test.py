@@ -17,6 +17,7 @@ from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 
 from iter_mm.apis.model_loader import checked_weights
+from iter_mm.engine.config_format import reuse_config_formatting
 from iter_mm.engine.hooks import MetricsRecorderHook
 from iter_mm.engine.launch import check_data_folders, configure_launch
 from iter_mm.engine.runner import ITERRunner
@@ -45,6 +46,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    reuse_config_formatting()  # this process formats its config text once (no output changes)
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options)

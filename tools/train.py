@@ -16,6 +16,7 @@ import os
 
 from mmengine.config import DictAction
 
+from iter_mm.engine.config_format import reuse_config_formatting
 from iter_mm.engine.launch import check_data_folders, prepare_training, refuse_overwriting_checkpoints
 from iter_mm.engine.runner import ITERRunner
 from iter_mm.engine.stages import resolve_stage1_checkpoint, set_initialisation
@@ -78,6 +79,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    reuse_config_formatting()  # this process formats its config text once (no output changes)
     cfg = load_config(args.config, args.cfg_options)
     prepare_training(
         cfg,

@@ -22,6 +22,7 @@ import os
 from mmengine.config import DictAction
 from mmengine.dist import get_rank
 
+from iter_mm.engine.config_format import reuse_config_formatting
 from iter_mm.engine.pipeline import format_summary, run_pipeline
 from iter_mm.errors import ITERError, cli_message
 
@@ -64,6 +65,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    reuse_config_formatting()  # this process formats its config text once (no output changes)
     summary = run_pipeline(
         args.config,
         args.work_dir,

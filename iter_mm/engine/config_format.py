@@ -4,8 +4,9 @@ checkpoint. For the ITER configs (60-80 kB of text, mostly data pipelines) each 
 dozen seconds per run, most of a short run's set-up. yapf's ``FormatCode`` is a pure function of its arguments, so
 keeping the result for a text already formatted changes no output.
 
-Opt-in: nothing of iter-mm calls :func:`reuse_config_formatting` (``import iter_mm`` leaves MMEngine as it is); the
-test suite does (``tests/conftest.py``), and so may an application that runs many Runners in one process.
+Opt-in: the library never calls :func:`reuse_config_formatting` (``import iter_mm`` leaves MMEngine as it is); the
+command-line tools that build a Runner call it in their own process (``tools/train.py``, ``tools/test.py``,
+``tools/train_pipeline.py``), the test suite does (``tests/conftest.py``), and so may any application.
 """
 
 from __future__ import annotations
