@@ -20,13 +20,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import fast_ops
-from .swin_layout import (
+from .swin_layout import (  # noqa: F401  (re-exported)
+    Order,
     check_token_grid,
     image_as_tokens,
     reorder,
-    reorder_index,  # noqa: F401
+    reorder_index,
     tokens_as_image,
+    window_order,
     window_partition,
+    window_reverse,
 )
 
 MASK_VALUE = -100.0  # value of a forbidden pair in the shift mask (docs/faithfulness.md#swin-blocks: -100, not -inf)
