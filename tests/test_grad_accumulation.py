@@ -15,7 +15,6 @@ from typing import Dict, List
 
 import pytest
 import torch
-import torch.nn.functional as F
 from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, stage1_ckpt)
     build,
     down4,
@@ -27,6 +26,7 @@ from iter_model_helpers import (  # noqa: F401  (fixtures: one_thread, stage1_ck
 from mmengine.optim import build_optim_wrapper
 
 from iter_mm.models.editors import iter_model as im
+from iter_mm.models.training_noise import TrainingNoise
 
 ACCUM = 4
 MICRO = 2  # images per micro-batch
@@ -121,12 +121,14 @@ def test_accumulative_counts_make_the_authors_update(stage1_ckpt, float64, optim
         assert rel_diff(update(start, got), {k: ACCUM * v for k, v in update(start, expect).items()}) > 0.5
 
 
-class FixedDraws:
-    """The training draws of forward_train (the mask, E_l's and phi_r's Gumbel noise), in the order it takes them:
-    made on first use and kept (``replay=False``), or handed out from a list (``replay=True``). ``joined()``
-    replays the draws of ``n`` micro-batches as those of one batch n times as large, image by image."""
+class FixedDraws(TrainingNoise):
+    """The training draws of forward_train (the mask, E_l's and phi_r's Gumbel noise) through ITERModel's noise seam,
+    in the order it takes them: made on first use and kept (``replay=False``), or handed out from a list
+    (``replay=True``). ``joined()`` replays the draws of ``n`` micro-batches as those of one batch n times as large,
+    image by image."""
 
     def __init__(self, seed: int = 0, masks=None, noise=None) -> None:
+        super().__init__()
         self.gen = torch.Generator().manual_seed(seed)
         self.replay = masks is not None
         self.masks, self.noise = list(masks or []), list(noise or [])
@@ -137,7 +139,7 @@ class FixedDraws:
             masks=[torch.cat(self.masks)], noise=[torch.cat(self.noise[0::2]), torch.cat(self.noise[1::2])]
         )
 
-    def mask(self, batch, h, w, generator=None, device=None):
+    def training_mask(self, batch, h, w, device=None):
         if not self.replay:
             m = (torch.rand(batch, h * w, generator=self.gen) < 0.6).float()
             m[:, 0] = 1.0  # at least one masked position per image
@@ -145,28 +147,26 @@ class FixedDraws:
         m = self.masks[self.used[0]]
         self.used[0] += 1
         assert m.shape == (batch, h, w)
-        return m
+        return m.to(device) if device is not None else m
 
-    def gumbel(self, logits, tau=1.0, hard=False, eps=1e-10, dim=-1):
-        """torch's hard Gumbel-softmax with the noise -log E of the stored E ~ Exp(1)."""
+    def gumbel_exponential(self, shape, dtype=torch.float32, device=None):
+        """E ~ Exp(1) of one straight-through Gumbel decode (the noise is -log E), stored or replayed."""
         if not self.replay:
-            self.noise.append(torch.empty(logits.shape, dtype=torch.float64).exponential_(generator=self.gen))
+            self.noise.append(torch.empty(tuple(shape), dtype=torch.float64).exponential_(generator=self.gen))
         e = self.noise[self.used[1]]
         self.used[1] += 1
-        assert hard and e.shape == logits.shape
-        soft = ((logits - e.log()) / tau).softmax(dim)
-        return torch.zeros_like(soft).scatter_(dim, soft.argmax(dim, keepdim=True), 1.0) - soft.detach() + soft
+        assert tuple(e.shape) == tuple(shape)
+        return e.to(dtype=dtype, device=device) if device is not None else e.to(dtype)
 
-    def install(self, monkeypatch) -> None:
-        """Replace the two draws where forward_train takes them (``all_used`` tells whether it still does)."""
-        monkeypatch.setattr(im, 'sample_training_mask', self.mask)
-        monkeypatch.setattr(F, 'gumbel_softmax', self.gumbel)
+    def install(self, model) -> None:
+        """Make ``model`` take its draws from here (``all_used`` tells whether it did)."""
+        model.train_noise = self
 
     def all_used(self) -> bool:
         return self.used == [len(self.masks), len(self.noise)] and len(self.noise) == 2 * len(self.masks) > 0
 
 
-def accumulated_and_joined(stage1_ckpt, monkeypatch, beta: float):
+def accumulated_and_joined(stage1_ckpt, beta: float):
     """(start, accumulated update, one-4x-batch update) of the same images with the same draws (SGD)."""
     model = make_model(stage1_ckpt, beta)
     joined = copy.deepcopy(model)
@@ -174,7 +174,7 @@ def accumulated_and_joined(stage1_ckpt, monkeypatch, beta: float):
     start = params(model)
     draws = FixedDraws()
 
-    draws.install(monkeypatch)
+    draws.install(model)
     wrapper = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=LR), accumulative_counts=ACCUM))
     wrapper.initialize_count_status(model, 0, ACCUM)
     for batch in data:
@@ -183,18 +183,18 @@ def accumulated_and_joined(stage1_ckpt, monkeypatch, beta: float):
 
     big = dict(inputs=sum((b['inputs'] for b in data), []), data_samples=sum((b['data_samples'] for b in data), []))
     one = draws.joined()
-    one.install(monkeypatch)
+    one.install(joined)
     joined.train_step(big, build_optim_wrapper(joined, dict(optimizer=dict(type='SGD', lr=LR))))
     assert one.all_used()
     return update(start, params(model)), update(start, params(joined))
 
 
-def test_one_4x_batch_equals_accumulation_only_without_class_balancing(stage1_ckpt, float64, monkeypatch):
+def test_one_4x_batch_equals_accumulation_only_without_class_balancing(stage1_ckpt, float64):
     """beta = 0 (equal class weights): one 4x batch == 4 accumulated micro-batches. beta = 0.9999 (paper): the
     class-balanced weights come from each micro-batch's counts, so phi_e's update differs; E_l and phi_r agree."""
-    acc, one = accumulated_and_joined(stage1_ckpt, monkeypatch, beta=0.0)
+    acc, one = accumulated_and_joined(stage1_ckpt, beta=0.0)
     assert rel_diff(acc, one) < 1e-12
-    acc, one = accumulated_and_joined(stage1_ckpt, monkeypatch, beta=0.9999)
+    acc, one = accumulated_and_joined(stage1_ckpt, beta=0.9999)
     assert rel_diff(acc, one, 'generator.evaluator.') > 1e-3
     for part in ('generator.lq_encoder.', 'generator.refiner.'):
         assert rel_diff(acc, one, part) < 1e-12, part

@@ -2,7 +2,8 @@
 (``stage1_checkpoint``: one name, derived from ``stage1_config`` unless given, checked once with one error type).
 
 The authors' files are stood in for by random tensors under every key and shape of their manifests
-(tests/test_checkpoint_conversion.py builds them); those tests skip only where ``../shared`` is absent."""
+(tests/test_checkpoint_conversion.py builds them); those tests skip only where the project's shared reference
+folder (the authors' checkpoint manifests) is absent."""
 
 import os.path as osp
 import warnings

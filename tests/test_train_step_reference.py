@@ -1,7 +1,7 @@
 """One training step of each stage against the authors' numbers (the train-step reference bundle).
 
-The bundle (``reference/train_step`` of the project's shared folder, found through ``ITER_MM_SHARED`` or next to
-the repository as ``../shared``) holds, for tiny float64 networks, the weights, the batch, the random draws and the
+The bundle (``reference/train_step`` of the project's shared folder, found through ``ITER_MM_SHARED`` or as the folder
+``shared`` next to the repository) holds, for tiny float64 networks, the weights, the batch, the random draws and the
 losses and gradients that the authors' training code computed. One ``train_step`` of iter-mm on the same inputs
 must give the same losses and the gradient of every trainable parameter within 1e-9 relative; stage I also the
 spectral-norm vectors after the step. The recipe is the bundle's README.

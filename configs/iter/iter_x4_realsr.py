@@ -10,6 +10,9 @@
 #   iterations = 400k optimizer steps), their released codebook as the frozen stage I and the x4 network started
 #   from their x2 model (every tensor whose name and shape match; docs/finetuning.md):
 #   --stage1-checkpoint ITER_swinvqgan.pth --init-from ITER_x2.pth
+#   They also trained in bf16 (--amp), counted phi_e's class-balanced weights per GPU
+#   (model.eval_lq_loss.sync_counts=False; ours sum them over GPUs) and per micro-batch as accumulation here does
+#   (docs/training.md), and read pre-degraded LQ/GT pairs instead of degrading on the fly.
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/realesrgan_x4.py',
