@@ -127,7 +127,7 @@ def test_errors_are_clear(folders, tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match='checkpoint file not found'):
         build(f'rrdb={cfg}:{tmp_path / "nope.pth"}')
-    with pytest.raises(ValueError, match="^model 'rrdb': .*does not fit the config"):
+    with pytest.raises(ValueError, match="^model 'rrdb': .*strictly into the config's model"):
         build(f'rrdb={cfg}:{bad}')
     with pytest.raises(MissingDataError, match='no images'):
         SRComparison(str(empty), str(out))
@@ -285,7 +285,7 @@ def test_checkpoint_round_trip_and_mismatch(folders, tmp_path):
     assert torch.allclose(again(lq), ref)
     bad = tmp_path / 'bad.pth'
     torch.save({'state_dict': {'generator.conv_first.weight': torch.zeros(1)}}, bad)
-    with pytest.raises(ValueError, match='does not fit the config'):
+    with pytest.raises(ValueError, match="strictly into the config's model"):
         build(f'rrdb={cfg}:{bad}')
 
 

@@ -136,7 +136,7 @@ def run_cli(files, ckpt, out, vqgan=None):
     """What tools/infer.py does with each file: the strict loader, then restore_file (iter_mm.apis.restore_files)."""
     from iter_mm.apis.restore_files import load_restorer, restore_file
 
-    model = load_restorer(TINY, ckpt, torch.device('cpu'), vqgan=vqgan)
+    model = load_restorer(TINY, ckpt, torch.device('cpu'), stage1_checkpoint=vqgan)
     os.makedirs(out, exist_ok=True)
     restore_file(model, str(files['inp'] / 'a.png'), str(Path(out) / 'a.png'), dict(steps=2))
 

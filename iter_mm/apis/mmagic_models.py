@@ -156,9 +156,9 @@ def build_sr_function(
                 random_weights=random_weights,
                 allow_pickle=allow_pickle,
             )
-        except ValueError as err:
+        except (ValueError, RuntimeError) as err:  # the loader's refusal, naming the model (arguments kept)
             kind = type(err) if isinstance(err, ITERError) else InvalidOptionError
-            raise kind(f"model '{name}': {err}") from None
+            raise kind(f"model '{name}': {err}", arguments=getattr(err, 'arguments', ())) from None
     scale_of = getattr(getattr(model, 'generator', None), 'scale', scale)
     if int(scale_of) != scale:
         raise InvalidOptionError(f"model '{name}' upscales x{scale_of}, not x{scale}")
