@@ -41,12 +41,16 @@ class ITERError(Exception):
 
 class InvalidInputError(ITERError, ValueError, TypeError):
     """An image, array or file content the library cannot take (unreadable, wrong dtype or shape, too small).
-    A ValueError and a TypeError (a wrong dtype was one)."""
+
+    A ValueError and a TypeError (a wrong dtype was one).
+    """
 
 
 class InvalidOptionError(ITERError, ValueError, TypeError):
-    """An option, argument or config value that is unknown, out of range or contradicts another one. A ValueError
-    and a TypeError (an unknown keyword was one, as Python's own)."""
+    """An option, argument or config value that is unknown, out of range or contradicts another one.
+
+    A ValueError and a TypeError (an unknown keyword was one, as Python's own).
+    """
 
 
 class MissingDataError(ITERError, FileNotFoundError):
@@ -62,9 +66,10 @@ class OutputExistsError(ITERError, FileExistsError):
 
 
 def cli_message(err: BaseException, flags: Optional[Mapping[str, str]] = None) -> str:
-    """A command line's one-line form of a refusal: ``error: <message>``, followed by the front end's own option
-    for each argument the refusal names (``flags`` maps a library argument to it, e.g. ``{'allow_pickle':
-    '--unsafe-load'}``).
+    """A command line's one-line form of a refusal: ``error: <message>`` plus the front end's options.
+
+    The front end's own option is named for each argument the refusal names (``flags`` maps a library argument to it,
+    e.g. ``{'allow_pickle': '--unsafe-load'}``).
 
     Args:
         err (BaseException): the refusal.

@@ -55,11 +55,23 @@ class ITERInferencer(ImageSuperResolutionInferencer):
     'all'), ``to_srgb`` (bool), ``quality`` (JPEG/WebP, 1-100). Loading parameters (``init_model``'s, used when
     the model is built, so only at construction): ``stage1_checkpoint`` (the authors' ``ITER_swinvqgan.pth`` for
     their ITER files without ``vqgan.*``; ``vqgan``: its deprecated name), ``allow_pickle`` (full training
-    checkpoints; trusted files only). Unknown names are refused (TypeError listing the valid ones), as are invalid
+    checkpoints; trusted files only). Unknown names are refused (listing the valid ones), as are invalid
     restoration values. The output format is the extension of ``result_out_dir`` (a file path, replaced if it
     exists, as in MMagic). ``infer`` returns the first frame as written: uint8/uint16, (H, W) grey or (H, W, 3|4)
     RGB(A). Array inputs are RGB (OpenCV/mmcv read BGR: pass ``img[..., ::-1]``): uint8, uint16 or float in [0, 1]
     (others: TypeError / ValueError).
+
+    Args:
+        config (str | Config): ITER config file or loaded config.
+        ckpt (str, optional): checkpoint loaded strictly by the one loader (``init_model``), which refuses None.
+        device (str | torch.device, optional): where the model runs. Default: None ('cpu').
+        extra_parameters (dict, optional): restoration, file and loading parameters (see above). Default: None.
+        seed (int): MMagic's inferencer seed. Default: 2022.
+        **kwargs: passed to MMagic's ``ImageSuperResolutionInferencer``.
+
+    Raises:
+        InvalidOptionError: an unknown parameter name or an invalid restoration value.
+        TypeError: ``allow_pickle`` is not a bool.
     """
 
     #: every ``RestoreOptions`` field (None: the config's ``test_cfg``), the file and the loading options
@@ -132,7 +144,16 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         return None  # images are read by read_image(): grey, alpha and 16-bit files are handled there
 
     def preprocess(self, img, ref=None) -> Dict:
-        """Read one image file (or take an array: grey, RGB or RGBA; uint8, uint16 or float in [0, 1])."""
+        """Read one image file (or take an array: grey, RGB or RGBA; uint8, uint16 or float in [0, 1]).
+
+        Args:
+            img (str | np.ndarray): image path or (H, W) / (H, W, 3|4) RGB(A) array.
+            ref (Any): unused (MMagic's signature). Default: None.
+
+        Returns:
+            dict: ``lq`` (1, 3, h, w) float in [0, 1] (first frame) and ``picture``, the read
+            :class:`~iter_mm.utils.image_io.Picture`.
+        """
         if isinstance(img, str):
             pic = read_picture(
                 img, frames=self.extra_parameters['frames'], to_srgb=bool(self.extra_parameters['to_srgb'])
@@ -144,6 +165,15 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         return dict(lq=torch.from_numpy(pic.frames[0]).permute(2, 0, 1)[None], picture=pic)
 
     def forward(self, inputs: Dict) -> List[DataSample]:
+        """Super-resolve the picture of :meth:`preprocess` with the restoration parameters.
+
+        Args:
+            inputs (dict): the output of :meth:`preprocess`.
+
+        Returns:
+            list[DataSample]: one sample whose ``output.pred_img`` is (3, H, W) BGR in [0, 255] (MMagic's convention)
+            and whose ``sr_picture`` is the SR :class:`~iter_mm.utils.image_io.Picture` (all frames, alpha).
+        """
         params = {k: v for k, v in self.extra_parameters.items() if v is not None and k in RestoreOptions.names()}
         device = next(self.model.parameters()).device
 
@@ -163,8 +193,16 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         return [out]
 
     def visualize(self, preds: List[DataSample], result_out_dir: Optional[str] = None) -> np.ndarray:
-        """Write the result like ``tools/infer.py`` (when ``result_out_dir`` names a file) and return its first
-        frame as written."""
+        """Write the result like ``tools/infer.py`` (when ``result_out_dir`` names a file) and return its first frame.
+
+        Args:
+            preds (list[DataSample]): the output of :meth:`forward`.
+            result_out_dir (str, optional): output file path; its extension picks the format. Default: None (nothing
+                written).
+
+        Returns:
+            np.ndarray: the first frame as written: uint8/uint16, (H, W) grey or (H, W, 3|4) RGB(A).
+        """
         sr: Picture = preds[0].sr_picture
         if not result_out_dir:
             return output_arrays(sr)[0]
@@ -180,6 +218,17 @@ class ITERInferencer(ImageSuperResolutionInferencer):
         is_batch: bool = False,
         get_datasample: bool = False,
     ) -> Tuple:
+        """MMagic's post-processing, after dropping the :class:`~iter_mm.utils.image_io.Picture` from the predictions.
+
+        Args:
+            preds (list[DataSample]): the output of :meth:`forward`.
+            imgs (np.ndarray, optional): the output of :meth:`visualize`. Default: None.
+            is_batch (bool): MMagic's flag. Default: False.
+            get_datasample (bool): return the data samples instead of a result dict. Default: False.
+
+        Returns:
+            tuple: MMagic's ``(result, imgs)``.
+        """
         for pred in preds:  # the Picture is not part of MMagic's result dict
             if 'sr_picture' in pred:
                 del pred.sr_picture
@@ -228,9 +277,23 @@ class _Inferencers(Inferencers):
 
 
 class MMagicInferencer(_MMagicInferencer):
-    """MMagic's ``MMagicInferencer`` that also knows ITER (``'iter'``, ``'iter_x4'``, ``'iter_x2'``), with the same
-    arguments; every other model goes to MMagic unchanged. MMagic 1.2 has no registration for inferencer tasks, so
-    this subclass adds ITER's task to its own copies of the model tables; MMagic's class is left as it is.
+    """MMagic's ``MMagicInferencer`` that also knows ITER (``'iter'``, ``'iter_x4'``, ``'iter_x2'``).
+
+    It takes the same arguments; every other model goes to MMagic unchanged. MMagic 1.2 has no registration for
+    inferencer tasks, so this subclass adds ITER's task to its own copies of the model tables; MMagic's class is left
+    as it is.
+
+    Args:
+        model_name (str, optional): 'iter', 'iter_x4', 'iter_x2' or one of MMagic's models. Default: None.
+        model_setting (int, optional): index of the model's setting in its metafile. Default: None.
+        config_name (str, optional): name of the setting. Default: None.
+        model_config (str, optional): config file; ITER's default config when None. Default: None.
+        model_ckpt (str, optional): checkpoint file. Default: None.
+        device (str | torch.device, optional): where the model runs. Default: None.
+        extra_parameters (dict, optional): the inferencer's extra parameters (for ITER see
+            :class:`ITERInferencer`). Default: None.
+        seed (int): MMagic's inferencer seed. Default: 2022.
+        **kwargs: unused (MMagic's signature).
 
     Example:
         >>> from iter_mm.apis import MMagicInferencer
@@ -268,7 +331,14 @@ class MMagicInferencer(_MMagicInferencer):
         self.inferencer = _Inferencers(device=device, seed=seed, **inferencer_kwargs)
 
     def get_model_config(self, model_name: str) -> Dict:
-        """The task and settings of ``model_name`` (ITER's, else MMagic's)."""
+        """The task and settings of ``model_name`` (ITER's, else MMagic's).
+
+        Args:
+            model_name (str): a supported model name.
+
+        Returns:
+            dict: ``task`` and ``settings`` as in MMagic's metafiles.
+        """
         if model_name in self.iter_models_cfg:
             return self.iter_models_cfg[model_name]
         _MMagicInferencer.init_inference_supported_models_cfg()
@@ -276,14 +346,32 @@ class MMagicInferencer(_MMagicInferencer):
 
     @staticmethod
     def get_inference_supported_models() -> List:
+        """Model names this inferencer accepts: MMagic's and ITER's.
+
+        Returns:
+            list[str]: the names.
+        """
         return list(MMagicInferencer.inference_supported_models)
 
     @staticmethod
     def get_inference_supported_tasks() -> List:
+        """Task names: MMagic's and ITER's, sorted.
+
+        Returns:
+            list[str]: the tasks.
+        """
         return sorted(set(_MMagicInferencer.get_inference_supported_tasks()) | {ITER_TASK})
 
     @staticmethod
     def get_task_supported_models(task: str) -> List:
+        """Model names of ``task``.
+
+        Args:
+            task (str): a task name (ITER's or MMagic's).
+
+        Returns:
+            list[str]: the model names.
+        """
         if task == ITER_TASK:
             return list(ITER_MODEL_NAMES)
         return _MMagicInferencer.get_task_supported_models(task)

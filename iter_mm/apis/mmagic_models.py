@@ -29,19 +29,35 @@ def _mmagic_dir() -> str:
 
 
 def zoo_root() -> str:
-    """The folder of MMagic's model-zoo configs (``mmagic/.mim/configs`` of the installed package)."""
+    """The folder of MMagic's model-zoo configs (``mmagic/.mim/configs`` of the installed package).
+
+    Returns:
+        str: the folder path.
+    """
     return osp.join(_mmagic_dir(), '.mim', 'configs')
 
 
 def zoo_config_candidates(rel: str) -> List[str]:
-    """Where MMagic looks for a config ``rel`` that starts with ``configs/``: a source checkout's ``configs/``
-    next to the package, and the installed package's ``.mim/``."""
+    """Where MMagic looks for a config ``rel`` that starts with ``configs/``.
+
+    Args:
+        rel (str): config path starting with ``configs/``.
+
+    Returns:
+        list[str]: a source checkout's ``configs/`` next to the package, and the installed package's ``.mim/``.
+    """
     return [osp.join(_mmagic_dir(), '..', rel), osp.join(_mmagic_dir(), '.mim', rel)]
 
 
 def resolve_config(path: str) -> str:
-    """A config file, a ``<scope>::<path>`` name (returned as is), one of iter-mm's ``configs/...`` from any folder,
-    or a path relative to MMagic's model-zoo configs.
+    """Find a config: a file, a ``<scope>::<path>`` name, one of iter-mm's ``configs/...``, or a model-zoo path.
+
+    Args:
+        path (str): a config file, a ``<scope>::<path>`` name (returned as is), one of iter-mm's ``configs/...``
+            from any folder, or a path relative to MMagic's model-zoo configs.
+
+    Returns:
+        str: the config's path (or the scoped name).
 
     Raises:
         MissingDataError: None of these, naming the zoo folder looked in.
@@ -61,7 +77,18 @@ def resolve_config(path: str) -> str:
 
 
 def zoo_generator(rel: str, **overrides) -> torch.nn.Module:
-    """The generator of the zoo config ``rel`` (random weights), with ``overrides`` of its arguments."""
+    """The generator of the zoo config ``rel`` (random weights), with ``overrides`` of its arguments.
+
+    Args:
+        rel (str): config path relative to :func:`zoo_root`.
+        **overrides: arguments of the generator that replace the config's.
+
+    Returns:
+        torch.nn.Module: the built generator.
+
+    Raises:
+        MissingDataError: no such config in the zoo.
+    """
     from mmengine.config import Config
 
     from mmagic.registry import MODELS
@@ -79,6 +106,14 @@ def sr_function(model: torch.nn.Module, restore_opts: Optional[Dict[str, object]
 
     ITER runs through ``model.restore(lq, **restore_opts)``; any other MMagic model through its test path
     (``test_step``: its preprocessor, forward and destruct), told that the input is RGB. ``fn.model`` is the model.
+
+    Args:
+        model (torch.nn.Module): a built ITER or MMagic SR model.
+        restore_opts (dict, optional): ``RestoreOptions`` overrides for ITER; unused for other models.
+            Default: None.
+
+    Returns:
+        Callable[[Tensor], Tensor]: the SR function, with attribute ``model``.
     """
     if hasattr(model, 'restore'):  # ITER: the documented inference API
 
@@ -129,6 +164,9 @@ def build_sr_function(
         restore_opts (dict, optional): ``RestoreOptions`` overrides for ITER. Default: None.
         cfg_options (dict, optional): Overrides of config keys. Default: None.
         allow_pickle (bool): Allow pickled objects in the checkpoint. Default: False.
+
+    Returns:
+        Callable[[Tensor], Tensor]: (1, 3, h, w) RGB in [0, 1] -> (1, 3, h*s, w*s) RGB in [0, 1].
 
     Raises:
         InvalidOptionError: No checkpoint without ``random_weights``, a checkpoint for bicubic, another scale.

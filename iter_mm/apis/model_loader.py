@@ -73,7 +73,16 @@ def _split(sd: Mapping[str, Tensor]) -> tuple[dict, dict]:
 
 
 def check_kind(model: nn.Module, kind, source: str) -> None:
-    """Refuse a checkpoint of another kind than ``model`` (a Swin-VQGAN file for an ITER model, another scale)."""
+    """Refuse a checkpoint of another kind than ``model`` (a Swin-VQGAN file for an ITER model, another scale).
+
+    Args:
+        model (nn.Module): the built ITER or Swin-VQGAN model.
+        kind (CheckpointKind): what :func:`~iter_mm.utils.checkpoint.detect_kind` found in the file.
+        source (str): the checkpoint's name in messages.
+
+    Raises:
+        CheckpointMismatchError: the checkpoint is not the model's (what it is, what is needed).
+    """
     if _is_iter(model):
         scale = int(model.generator.scale)
         if kind.family == 'swinvqgan':
@@ -132,11 +141,19 @@ def load_model_weights(
     """Strictly load ``checkpoint`` (a file or a loaded dict) into ``model`` (see the module docstring).
 
     Args:
-        stage1_checkpoint: the authors' ``ITER_swinvqgan.pth`` (path or dict) for their ITER files without
-            ``vqgan.*``. ``vqgan``: its deprecated name.
-        allow_pickle: unpickle arbitrary objects (full MMEngine training checkpoints); only for trusted files.
-        ignored: top-level names whose entries the file may hold although the model lacks them (the
-            training-only parts stripped from the config).
+        model (nn.Module): the built model.
+        checkpoint (str | Mapping): checkpoint file or loaded checkpoint dict.
+        stage1_checkpoint (str | Mapping, optional): the authors' ``ITER_swinvqgan.pth`` (path or dict) for their
+            ITER files without ``vqgan.*``. Default: None.
+        allow_pickle (bool): unpickle arbitrary objects (full MMEngine training checkpoints); only for trusted files.
+            Default: False.
+        ignored (Sequence[str]): top-level names whose entries the file may hold although the model lacks them (the
+            training-only parts stripped from the config). Default: ().
+        vqgan (str | Mapping, optional): deprecated name of ``stage1_checkpoint``. Default: None.
+
+    Raises:
+        CheckpointMismatchError: unreadable file, pickled objects without ``allow_pickle``, or a checkpoint that is
+            not the model's.
     """
     stage1_checkpoint = stage1_aliases(stage1_checkpoint, vqgan=vqgan)
     source = str(checkpoint) if isinstance(checkpoint, (str, bytes, os.PathLike)) else 'checkpoint'
@@ -169,19 +186,27 @@ def init_model(
     random_weights: bool = False,
     vqgan=None,
 ) -> nn.Module:
-    """Build the model of ``config`` for inference and load ``checkpoint`` strictly; returns it in eval mode.
+    """Build the model of ``config`` for inference and load ``checkpoint`` strictly.
 
     Args:
-        config: config file, ``mmagic::<path>``, or a loaded ``Config`` (with ``model``).
-        checkpoint: see the module docstring. ``None`` is refused unless ``random_weights`` (demos, timing).
-        device: where the model goes.
-        stage1_checkpoint: the authors' ``ITER_swinvqgan.pth`` for their ITER files without ``vqgan.*``.
-        allow_pickle: allow full training checkpoints with pickled objects (trusted files only).
-        cfg_options: overrides merged into the config (``load_config``).
-        random_weights: keep the constructor's (random) weights when ``checkpoint`` is None, without warnings.
-        vqgan: deprecated name of ``stage1_checkpoint``.
+        config (str | Config): config file, ``mmagic::<path>``, or a loaded ``Config`` (with ``model``).
+        checkpoint (str | Mapping, optional): see the module docstring. ``None`` is refused unless
+            ``random_weights`` (demos, timing). Default: None.
+        device (str | torch.device): where the model goes. Default: 'cpu'.
+        stage1_checkpoint (str | Mapping, optional): the authors' ``ITER_swinvqgan.pth`` for their ITER files without
+            ``vqgan.*``. Default: None.
+        allow_pickle (bool): allow full training checkpoints with pickled objects (trusted files only).
+            Default: False.
+        cfg_options (dict, optional): overrides merged into the config (``load_config``). Default: None.
+        random_weights (bool): keep the constructor's (random) weights when ``checkpoint`` is None, without warnings.
+            Default: False.
+        vqgan (str | Mapping, optional): deprecated name of ``stage1_checkpoint``. Default: None.
+
+    Returns:
+        nn.Module: the model on ``device`` in eval mode, with its config as ``model.cfg``.
 
     Raises:
+        InvalidOptionError: no checkpoint without ``random_weights``.
         MissingDataError: a config or checkpoint file does not exist.
         CheckpointMismatchError: the checkpoint is not the model's (message: what it is, what is needed).
     """
@@ -226,10 +251,19 @@ def init_model(
 
 
 def checked_weights(model_cfg: dict, checkpoint: str, ignored: Sequence[str] = ()) -> dict:
-    """The state dict of ``model_cfg``'s model with ``checkpoint`` loaded as :func:`init_model` loads it (every
-    tensor of the model from the file, nothing else left but the ``ignored`` training-only parts), for a Runner
-    that then tests it. Full training checkpoints are unpickled, as MMEngine's ``load_from`` would: name files you
-    trust.
+    """The state dict of ``model_cfg``'s model with ``checkpoint`` loaded as :func:`init_model` loads it.
+
+    Every tensor of the model comes from the file, nothing else is left but the ``ignored`` training-only parts; for a
+    Runner that then tests it. Full training checkpoints are unpickled, as MMEngine's ``load_from`` would: name files
+    you trust.
+
+    Args:
+        model_cfg (dict): the model's config.
+        checkpoint (str): checkpoint file.
+        ignored (Sequence[str]): training-only top-level names the file may hold. Default: ().
+
+    Returns:
+        dict: the model's state dict.
 
     Raises:
         CheckpointMismatchError: the file is not the model's (what it is, what the config needs).

@@ -25,7 +25,14 @@ THUMB_SIDE = 192
 
 
 def png_data_url(rgb: np.ndarray) -> str:
-    """An (H, W, 3) uint8 RGB image as a ``data:image/png`` URL."""
+    """An RGB image as a ``data:image/png`` URL.
+
+    Args:
+        rgb (np.ndarray): (H, W, 3) uint8 RGB.
+
+    Returns:
+        str: the base64 ``data:`` URL.
+    """
     ok, buf = cv2.imencode('.png', np.ascontiguousarray(rgb[..., ::-1]))
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 image
         raise ValueError('PNG encoding failed')
@@ -49,7 +56,15 @@ def _grid(t: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 def confidence_map(good_prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """phi_e's P(good) (h, w) in [0, 1] as an (H, W, 3) uint8 RGB picture (viridis: dark = low, yellow = high)."""
+    """phi_e's P(good) as an RGB picture (viridis: dark = low, yellow = high).
+
+    Args:
+        good_prob (torch.Tensor): (h, w) in [0, 1] on the token grid.
+        size (tuple[int, int]): output (H, W); each token becomes a block (nearest).
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8 RGB.
+    """
     grey = (np.clip(_grid(good_prob, size), 0, 1) * 255).round().astype(np.uint8)
     return cv2.applyColorMap(grey, cv2.COLORMAP_VIRIDIS)[..., ::-1].copy()
 
@@ -60,7 +75,15 @@ def _mask(keep: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 def step_count(res: RefineResult, index: int = 0) -> tuple[int, int]:
-    """(first executed step, steps T) of image ``index``: T - first steps ran."""
+    """First executed step and number of steps of image ``index``: T - first steps ran.
+
+    Args:
+        res (RefineResult): a result with intermediates.
+        index (int): the image in the batch. Default: 0.
+
+    Returns:
+        tuple[int, int]: (first executed step, steps T).
+    """
     return int(res.start_step[index]), int(res.step_keep.shape[1])
 
 
@@ -71,8 +94,17 @@ def _figure(cls: str, caption: str, *pictures: np.ndarray, step: Optional[int] =
 
 
 def strip_html(res: Optional[RefineResult], alpha: float, note: str = '') -> str:
-    """The refinement of the first image of ``res`` (with intermediates) as HTML: one ``figure.iter-step`` per
-    executed step; ``note`` is shown instead when ``res`` is None (e.g. the image was tiled)."""
+    """The refinement of the first image of ``res`` as HTML: one ``figure.iter-step`` per executed step.
+
+    Args:
+        res (RefineResult, optional): a result with intermediates; None shows ``note`` instead (e.g. the image was
+            tiled).
+        alpha (float): the phi_e threshold the result was restored with.
+        note (str): text shown when ``res`` is None. Default: ''.
+
+    Returns:
+        str: a ``div.iter-strip`` with a summary and the pictures as PNG data URLs.
+    """
     if res is None:
         return f'<div class="iter-strip"><p class="iter-note">{html.escape(note)}</p></div>'
     first, steps = step_count(res)
@@ -112,8 +144,20 @@ def strip_html(res: Optional[RefineResult], alpha: float, note: str = '') -> str
 
 
 def compare_html(before_url: str, after_url: str, width: int, height: int) -> str:
-    """A before/after slider at full resolution: the input (scaled without smoothing) under the result, both
-    ``width`` x ``height`` screen pixels in a scrolling box; the range input moves the border between them."""
+    """A before/after slider at full resolution.
+
+    The input (scaled without smoothing) lies under the result, both ``width`` x ``height`` screen pixels in a
+    scrolling box; the range input moves the border between them.
+
+    Args:
+        before_url (str): URL of the input picture.
+        after_url (str): URL of the result.
+        width (int): displayed width in screen pixels.
+        height (int): displayed height in screen pixels.
+
+    Returns:
+        str: a ``div.iter-compare``.
+    """
     size = f'width:{width}px;height:{height}px'
     move = (
         "this.parentNode.querySelector('.iter-after').style.clipPath='inset(0 0 0 '+this.value+'%)';"

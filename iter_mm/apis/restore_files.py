@@ -39,6 +39,9 @@ def plan_outputs(
         overwrite (bool): Replace existing outputs. Default: False.
         skip_existing (bool): Keep existing outputs and plan only the missing ones. Default: False.
 
+    Returns:
+        OutputPlan: the (input, output) pairs to restore and how many outputs were kept.
+
     Raises:
         InvalidOptionError: Two inputs share an output name, or an output would replace its own input.
         OutputExistsError: Outputs exist and neither ``overwrite`` nor ``skip_existing`` is set.
@@ -62,7 +65,17 @@ def plan_outputs(
 
 
 def resolve_device(name: str) -> torch.device:
-    """``torch.device(name)``, refused when it is malformed or CUDA is not available."""
+    """``torch.device(name)``, refused when it is malformed or CUDA is not available.
+
+    Args:
+        name (str): e.g. 'cpu', 'cuda', 'cuda:1'.
+
+    Returns:
+        torch.device: the device.
+
+    Raises:
+        InvalidOptionError: a malformed name, or CUDA asked for without CUDA.
+    """
     try:
         device = torch.device(name)
     except RuntimeError as err:
@@ -79,8 +92,23 @@ def load_restorer(
     stage1_checkpoint: Optional[str] = None,
     allow_pickle: bool = False,
 ) -> torch.nn.Module:
-    """The model of ``config`` with ``checkpoint`` loaded strictly (``iter_mm.apis.init_model``); it must have
-    ``restore`` (an ITER config)."""
+    """The model of ``config`` with ``checkpoint`` loaded strictly (``iter_mm.apis.init_model``).
+
+    Args:
+        config (str): an ITER config file.
+        checkpoint (str): its checkpoint.
+        device (torch.device): where the model goes.
+        stage1_checkpoint (str, optional): the authors' ``ITER_swinvqgan.pth`` for their ITER files without
+            ``vqgan.*``. Default: None.
+        allow_pickle (bool): allow full training checkpoints with pickled objects (trusted files only).
+            Default: False.
+
+    Returns:
+        torch.nn.Module: the model in eval mode; it has ``restore``.
+
+    Raises:
+        InvalidOptionError: the model has no ``restore`` (not an ITER config).
+    """
     from .model_loader import init_model
 
     model = init_model(
@@ -111,8 +139,22 @@ def restore_file(
     alpha_upscale: str = 'bicubic',
     quality: Optional[int] = None,
 ) -> FileResult:
-    """Read ``path``, super-resolve every frame with ``model.restore(lq, **options)`` and write ``out_path`` alike
-    (grey, 16 bit, alpha, ICC profile and EXIF as the input; :mod:`iter_mm.utils.image_io`).
+    """Read ``path``, super-resolve every frame with ``model.restore(lq, **options)`` and write ``out_path`` alike.
+
+    Grey, 16 bit, alpha, ICC profile and EXIF are kept as in the input (:mod:`iter_mm.utils.image_io`).
+
+    Args:
+        model (torch.nn.Module): a model with ``restore`` ((1, 3, h, w) -> (1, 3, h*s, w*s) in [0, 1]).
+        path (str): input image file.
+        out_path (str): output file; its extension picks the format.
+        options (dict, optional): keyword arguments of ``model.restore``. Default: None.
+        frames (str): 'first' or 'all' frames of an animated / multi-page file. Default: 'first'.
+        to_srgb (bool): convert from an embedded ICC profile to sRGB. Default: False.
+        alpha_upscale (str): how an alpha channel is upscaled, 'bicubic' or 'iter'. Default: 'bicubic'.
+        quality (int, optional): JPEG/WebP quality, 1-100. Default: None (the writer's default).
+
+    Returns:
+        FileResult: the reader's and writer's notes, input and output size (w, h).
 
     Raises:
         ImageReadError: ``path`` is not a readable image.

@@ -87,10 +87,15 @@ def _pydantic1_optionals(module) -> None:
 
 
 def import_gradio():
-    """``import gradio`` (3.18) with analytics off, no network and pydantic 2: Gradio starts a thread at import
-    that asks its server for updated UI messages (ignoring failures); ``requests.get`` fails at once while that
-    import runs, and the thread is joined before it is restored. Its deprecation warnings are silenced, and its
-    data models get pydantic 1's defaults (:func:`_pydantic1_optionals`)."""
+    """``import gradio`` (3.18) with analytics off, no network and pydantic 2.
+
+    Gradio starts a thread at import that asks its server for updated UI messages (ignoring failures);
+    ``requests.get`` fails at once while that import runs, and the thread is joined before it is restored. Its
+    deprecation warnings are silenced, and its data models get pydantic 1's defaults (:func:`_pydantic1_optionals`).
+
+    Returns:
+        module: the ``gradio`` module.
+    """
     os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'
     if 'gradio' not in sys.modules:
         import requests
@@ -119,8 +124,13 @@ def import_gradio():
 
 
 class OfflinePage:
-    """ASGI middleware: the HTML of the page without ``<link>`` / ``<script>`` elements that load from other hosts
-    (web fonts, an iframe helper), so that the page works, and fetches nothing, without internet."""
+    """ASGI middleware: the page's HTML without ``<link>`` / ``<script>`` elements that load from other hosts.
+
+    Those are web fonts and an iframe helper; without them the page works, and fetches nothing, without internet.
+
+    Args:
+        app (ASGI app): the wrapped application.
+    """
 
     def __init__(self, app) -> None:
         self.app = app
@@ -180,8 +190,15 @@ def build_demo(
         model (ITERModel): loaded, in eval mode, on its device (``iter_mm.apis.init_model``).
         options (dict, optional): ``RestoreOptions`` fields given by the server (command line); the page shows
             ``model.options(**options)`` as its defaults and sets alpha, steps, seed, colour correction and tile.
+            Default: None.
         settings (WebSettings, optional): output format and limits. Default: ``WebSettings()``.
         work_dir (str, optional): where uploads' results are written. Default: a new temporary folder.
+
+    Returns:
+        gr.Blocks: the page, ready for :func:`serve`.
+
+    Raises:
+        InvalidOptionError: unknown or invalid ``options`` (from ``model.options``).
     """
     gr = import_gradio()
     options = dict(options or {})
@@ -316,12 +333,19 @@ def build_demo(
 
 
 class WebServer:
-    """A running demo: ``url``, ``wait()`` (until Ctrl+C) and ``close()``."""
+    """A running demo: ``url``, ``wait()`` (until Ctrl+C) and ``close()``.
+
+    Args:
+        server (uvicorn.Server): the server running in ``thread``.
+        thread (threading.Thread): the background thread.
+        url (str): the page's local address.
+    """
 
     def __init__(self, server, thread: threading.Thread, url: str) -> None:
         self._server, self._thread, self.url = server, thread, url
 
     def wait(self) -> None:
+        """Block until the server stops; Ctrl+C closes it."""
         try:
             while self._thread.is_alive():
                 self._thread.join(0.5)
@@ -329,6 +353,7 @@ class WebServer:
             self.close()
 
     def close(self) -> None:
+        """Ask the server to stop and wait up to 10 s for its thread."""
         self._server.should_exit = True
         self._thread.join(10)
 
@@ -336,8 +361,18 @@ class WebServer:
 def serve(demo, host: str = '127.0.0.1', port: int = 7860, timeout: float = 60.0) -> WebServer:
     """Serve ``demo`` (from :func:`build_demo`) on ``host``:``port`` in a background thread; returns when it listens.
 
+    Args:
+        demo (gr.Blocks): the page.
+        host (str): address to listen on. Default: '127.0.0.1'.
+        port (int): port to listen on. Default: 7860.
+        timeout (float): seconds to wait for the server to start. Default: 60.0.
+
+    Returns:
+        WebServer: the running server.
+
     Raises:
-        InvalidOptionError: the address cannot be listened on (port in use, unknown host).
+        InvalidOptionError: the address cannot be listened on (port in use, unknown host), or the server did not
+            start within ``timeout``.
     """
     gr = import_gradio()
     import uvicorn

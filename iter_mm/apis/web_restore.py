@@ -77,7 +77,14 @@ class WebResult:
 
 
 def display_array(arr: np.ndarray) -> np.ndarray:
-    """An image array as 8-bit RGB(A) for the page: float in [0, 1], uint8 or uint16; grey replicated."""
+    """An image array as 8-bit RGB(A) for the page: float in [0, 1], uint8 or uint16; grey replicated.
+
+    Args:
+        arr (np.ndarray): (H, W) or (H, W, C) with C in 1-4.
+
+    Returns:
+        np.ndarray: (H, W, 3|4) uint8, contiguous.
+    """
     arr = np.asarray(arr)
     if arr.dtype == np.uint16:
         arr = (arr.astype(np.float32) / 65535.0 * 255.0).round().astype(np.uint8)
@@ -96,8 +103,15 @@ def _frame_view(pic: Picture) -> np.ndarray:
 
 
 def read_upload(path: str, name: str, settings: WebSettings) -> Picture:
-    """Read an uploaded file (``name``: its name on the user's machine, used in messages), refusing images of more
-    than ``settings.max_input_pixels`` pixels before decoding them.
+    """Read an uploaded file, refusing images of more than ``settings.max_input_pixels`` pixels before decoding them.
+
+    Args:
+        path (str): the uploaded file on the server.
+        name (str): its name on the user's machine, used in messages.
+        settings (WebSettings): limits and reading options (``frames``, ``to_srgb``).
+
+    Returns:
+        Picture: the read image.
 
     Raises:
         InvalidInputError: unreadable, corrupt or unsupported file, or too large.
@@ -126,11 +140,14 @@ def restore_upload(
 
     Args:
         model (ITERModel): the model (``restore`` with the config's ``test_cfg``), on its device.
-        path (str): the uploaded file. name (str): its original file name.
+        path (str): the uploaded file.
+        name (str): its original file name.
         out_dir (str): where the result file is written (created if missing).
         options (dict): ``RestoreOptions`` fields for ``model.restore`` (the page's and the command line's).
         settings (WebSettings): output format and limits.
         progress (callable, optional): ``progress(fraction, text)`` after every refinement step of every tile.
+            Default: None.
+
     Returns:
         WebResult: the file written and what the page shows.
     """

@@ -54,8 +54,15 @@ def build_degradations(degradation: str, scale: int, config: Optional[str] = Non
     Args:
         degradation (str): 'realesrgan' or 'bsrgan'.
         scale (int): 2 or 4.
-        config (str, optional): Dataset config holding ``<degradation>_degradations`` (default: the shipped
+        config (str, optional): Dataset config holding ``<degradation>_degradations``. Default: None (the shipped
             ``configs/_base_/datasets/<degradation>_x<scale>.py``).
+
+    Returns:
+        list[dict]: the transform configs.
+
+    Raises:
+        InvalidOptionError: an unknown pipeline or scale, or a config that does not define it for this scale.
+        MissingDataError: the dataset config does not exist.
     """
     from mmengine.config import Config
 
@@ -81,7 +88,15 @@ def build_degradations(degradation: str, scale: int, config: Optional[str] = Non
 
 
 def build_pipeline(transform_cfgs: list, seed: int):
-    """The ``SeededDegradations`` transform of ``transform_cfgs`` (cv2 single-threaded)."""
+    """The ``SeededDegradations`` transform of ``transform_cfgs`` (cv2 single-threaded).
+
+    Args:
+        transform_cfgs (list[dict]): the degradation transforms (:func:`build_degradations`).
+        seed (int): with each image's file name, fixes that image's random draws.
+
+    Returns:
+        SeededDegradations: the built transform.
+    """
     cv2.setNumThreads(1)
     from mmengine.registry import init_default_scope
 
@@ -99,8 +114,20 @@ def _init_worker(transform_cfgs: list, seed: int) -> None:
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """8-bit RGB (H, W, 3), upright (EXIF orientation applied); grey, palette, CMYK, RGBA and 16-bit files are
-    converted (``iter_mm.utils.image_io``: the first frame, alpha ignored)."""
+    """An image file as 8-bit RGB, upright (EXIF orientation applied).
+
+    Grey, palette, CMYK, RGBA and 16-bit files are converted (``iter_mm.utils.image_io``: the first frame, alpha
+    ignored).
+
+    Args:
+        path (str): the image file.
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8 RGB.
+
+    Raises:
+        InvalidInputError: the file cannot be decoded.
+    """
     from ..utils.image_io import ImageReadError, read_image
 
     try:
@@ -111,14 +138,34 @@ def read_rgb(path: str) -> np.ndarray:
 
 
 def write_png(path: str, rgb: np.ndarray) -> None:
-    """Write 8-bit RGB as PNG atomically (temporary file + rename), so an interrupted run leaves no partial file."""
+    """Write 8-bit RGB as PNG atomically (temporary file + rename), so an interrupted run leaves no partial file.
+
+    Args:
+        path (str): the output file.
+        rgb (np.ndarray): (H, W, 3) uint8 RGB.
+    """
     from ..utils.image_io import write_image
 
     write_image(path, rgb.astype(np.float32) / 255.0)
 
 
 def degrade_one(gt: np.ndarray, name: str, transforms, scale: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(mod-cropped GT, LQ) as uint8 RGB for one image; ``transforms`` is a ``SeededDegradations``."""
+    """The mod-cropped GT and its LQ for one image.
+
+    Args:
+        gt (np.ndarray): (H, W, 3) uint8 RGB.
+        name (str): the image's file name (messages; with the pipeline's seed it fixes the draws).
+        transforms (SeededDegradations): the degradation pipeline.
+        scale (int): the downscaling factor.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: GT (h, w, 3) with h, w multiples of ``scale``, and LQ (h/s, w/s, 3), both
+        uint8 RGB.
+
+    Raises:
+        InvalidInputError: the image is smaller than ``scale``.
+        RuntimeError: the pipeline's LQ is not GT / ``scale``.
+    """
     h, w = gt.shape[0] - gt.shape[0] % scale, gt.shape[1] - gt.shape[1] % scale
     if h == 0 or w == 0:
         raise InvalidInputError(f'{name}: image {gt.shape[1]}x{gt.shape[0]} is smaller than the scale {scale}')
@@ -148,7 +195,18 @@ def _process(job: Tuple[str, str, str, int, bool]) -> Tuple[str, str]:
 
 
 def hq_images(hq_dir: str) -> List[str]:
-    """The image file names of ``hq_dir``, refused when two would give the same output name (their stem)."""
+    """The image file names of ``hq_dir``, refused when two would give the same output name (their stem).
+
+    Args:
+        hq_dir (str): folder of HQ images.
+
+    Returns:
+        list[str]: the file names, sorted.
+
+    Raises:
+        MissingDataError: the folder is missing or holds no image.
+        InvalidOptionError: two images share a stem.
+    """
     files = folder_images(hq_dir, 'HQ folder')
     stems: Dict[str, str] = {}
     for f in files:
@@ -169,14 +227,17 @@ class PairReport:
 
     @property
     def errors(self) -> Dict[str, str]:
+        """The images that failed: name -> error message."""
         return {n: s for n, s in self.status.items() if s.startswith('error')}
 
     @property
     def skipped(self) -> int:
+        """How many images were skipped (both files existed)."""
         return sum(s == 'skipped' for s in self.status.values())
 
     @property
     def done(self) -> int:
+        """How many images were written or completed."""
         return len(self.status) - len(self.errors) - self.skipped
 
 
@@ -197,8 +258,20 @@ def generate_pairs(
     starting workers. Unreadable or too small images are reported in the result, the others written.
 
     Args:
+        hq_dir (str): folder of HQ images.
+        out_dir (str): output folder; pairs go to ``gt/`` and ``lq/`` as PNG.
+        degradation (str): 'realesrgan' or 'bsrgan'. Default: 'realesrgan'.
+        scale (int): 2 or 4. Default: 4.
+        seed (int): base seed of the degradations. Default: 0.
+        workers (int): processes. Default: 1.
+        overwrite (bool): replace existing files. Default: False.
+        config (str, optional): dataset config holding the pipeline (see :func:`build_degradations`).
+            Default: None.
         progress (callable, optional): Called with the number of images to process; returns the function to
             call after each. Default: None.
+
+    Returns:
+        PairReport: the state of each image and the seconds taken.
 
     Raises:
         MissingDataError: ``hq_dir`` is missing or holds no image, or the dataset config is missing.
@@ -245,7 +318,19 @@ def generate_pairs(
 
 
 def benchmark_image(size: int, path: Optional[str] = None) -> np.ndarray:
-    """(size, size, 3) uint8 RGB: a centre crop of ``path`` or a synthetic textured image."""
+    """A square test image: a centre crop of ``path`` or a synthetic textured image.
+
+    Args:
+        size (int): side in pixels.
+        path (str, optional): an image file to crop. Default: None (synthetic).
+
+    Returns:
+        np.ndarray: (size, size, 3) uint8 RGB.
+
+    Raises:
+        MissingDataError: ``path`` does not exist.
+        InvalidInputError: the image is smaller than ``size``.
+    """
     if path:
         if not osp.isfile(path):
             raise MissingDataError(f'image not found: {path}')
@@ -267,8 +352,20 @@ def degradation_throughput(
     path: Optional[str] = None,
     pipelines: Tuple[Tuple[str, int], ...] = (('realesrgan', 4), ('realesrgan', 2), ('bsrgan', 4)),
 ) -> dict:
-    """Images per second of each degradation pipeline in this process (one core when the caller limits BLAS and
-    OpenMP threads) on GT patches of ``size`` (:func:`benchmark_image`), each image with its own seed."""
+    """Images per second of each degradation pipeline in this process on GT patches of ``size``.
+
+    One core when the caller limits BLAS and OpenMP threads; the patch is :func:`benchmark_image`, each image with its
+    own seed.
+
+    Args:
+        size (int): patch side in pixels. Default: 256.
+        images (int): timed images per pipeline. Default: 30.
+        path (str, optional): image to crop the patch from. Default: None (synthetic).
+        pipelines (tuple[tuple[str, int], ...]): (degradation, scale) pairs. Default: realesrgan x4, x2, bsrgan x4.
+
+    Returns:
+        dict: ``size``, ``images``, ``cores`` and per pipeline ``images_per_s_per_core`` and ``ms_per_image``.
+    """
     gt = benchmark_image(size, path)
     report = dict(size=size, images=images, cores=1, pipelines={})
     for name, scale in pipelines:

@@ -20,7 +20,7 @@ def reuse_config_formatting() -> bool:
     """Make MMEngine's config formatting reuse its results for repeated texts (idempotent).
 
     Returns:
-        True when installed (now or before); False when MMEngine's config module has no ``FormatCode`` to wrap.
+        bool: True when installed (now or before); False when MMEngine's config module has no ``FormatCode`` to wrap.
     """
     try:
         import mmengine.config.config as config_module

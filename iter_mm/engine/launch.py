@@ -33,7 +33,11 @@ def _uses_multi_optimizers(cfg: Config) -> bool:
 
 
 def default_model_wrapper(cfg: Config) -> None:
-    """Fill ``model_wrapper_cfg`` when the config has none (MMagic's GAN configs set the separate wrapper)."""
+    """Fill ``model_wrapper_cfg`` when the config has none (MMagic's GAN configs set the separate wrapper).
+
+    Args:
+        cfg (Config): a training config (changed in place).
+    """
     if cfg.get('model_wrapper_cfg') is None and _uses_multi_optimizers(cfg):
         cfg.model_wrapper_cfg = ConfigDict(type=SEPARATE_WRAPPER)
 
@@ -50,7 +54,17 @@ def _slurm_env() -> None:
 
 
 def init_cpu_process_group(launcher: str, timeout_s: Optional[int] = None) -> None:
-    """Initialise a gloo process group from the launcher's environment (torchrun or Slurm)."""
+    """Initialise a gloo process group from the launcher's environment (torchrun or Slurm).
+
+    Nothing happens when a process group exists already.
+
+    Args:
+        launcher (str): 'pytorch' or 'slurm' (Slurm's variables give RANK, WORLD_SIZE and MASTER_*).
+        timeout_s (int, optional): the group's timeout in seconds. Default: None (torch's).
+
+    Raises:
+        InvalidOptionError: the launcher's environment variables are not set.
+    """
     if torch_dist.is_initialized():
         return
     if launcher == 'slurm':
@@ -73,13 +87,25 @@ def init_cpu_process_group(launcher: str, timeout_s: Optional[int] = None) -> No
 
 
 def configure_launch(cfg: Config, launcher: str, testing: bool = False) -> str:
-    """Adapt ``cfg`` in place to this machine and return the device kind: 'cuda' or 'cpu'.
+    """Adapt ``cfg`` in place to this machine and return the device kind.
 
     With ``launcher != 'none'`` and no usable GPU: gloo process group (started here), DDP wrappers without
     ``device_ids``. ``model_wrapper_cfg`` defaults to separate wrappers for multi-optimizer (GAN) models.
     ``testing=True``: one plain DDP wrapper whatever the config says: testing runs no backward pass (the wrapper
     only places the model), and the separate wrapper fails on the networks an inference model leaves out
     (``discriminator=None``).
+
+    Args:
+        cfg (Config): a training or test config (changed in place).
+        launcher (str): 'none', 'pytorch', 'slurm' or 'mpi'.
+        testing (bool): configure for testing. Default: False.
+
+    Returns:
+        str: 'cuda' or 'cpu'.
+
+    Raises:
+        InvalidOptionError: a launcher other than pytorch / slurm on a machine without GPUs, or its environment
+            variables missing.
     """
     cfg.launcher = launcher
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -124,11 +150,16 @@ def _is_ddp_subclass(wrapper_type) -> bool:
 
 
 def refuse_overwriting_checkpoints(cfg: Config) -> None:
-    """Refuse (:class:`~iter_mm.errors.OutputExistsError`) a fresh run (no ``resume``) whose work dir holds
-    checkpoints of an earlier run.
+    """Refuse a fresh run (no ``resume``) whose work dir holds checkpoints of an earlier run.
 
     MMEngine would write over ``iter_N.pth`` and ``last_checkpoint`` and keep the rest, mixing two runs. The user
     chooses: ``resume`` continues the earlier run, another ``work_dir`` starts a new one.
+
+    Args:
+        cfg (Config): a training config.
+
+    Raises:
+        OutputExistsError: the work dir holds ``*.pth`` files or ``last_checkpoint``.
     """
     import glob
     import os.path as osp
@@ -150,10 +181,16 @@ def refuse_overwriting_checkpoints(cfg: Config) -> None:
 
 
 def check_data_folders(cfg: Config, loaders: tuple = ('train_dataloader', 'val_dataloader')) -> None:
-    """Refuse (:class:`~iter_mm.errors.MissingDataError`) before the Runner starts (and dumps its config) when a
-    loader's local ``data_root`` folder is missing.
+    """Refuse, before the Runner starts (and dumps its config), a loader whose local ``data_root`` folder is missing.
 
     Datasets check their folders again, in more detail, when they are built (``CheckedImageDataset``).
+
+    Args:
+        cfg (Config): a training or test config.
+        loaders (tuple[str]): the dataloader keys to check. Default: ('train_dataloader', 'val_dataloader').
+
+    Raises:
+        MissingDataError: a ``data_root`` folder does not exist.
     """
     import os.path as osp
 
@@ -193,9 +230,18 @@ def prepare_training(
     """Apply the training options to ``cfg`` (in place) and return it.
 
     Args:
-        cfg_path: the config's path (``mmagic::`` allowed); names the default work dir.
-        resume: None (fresh), 'auto' (latest checkpoint of the work dir; a warning when there is none yet) or a
-            checkpoint path.
+        cfg (Config): a training config.
+        cfg_path (str): the config's path (``mmagic::`` allowed); names the default work dir.
+        launcher (str): 'none', 'pytorch', 'slurm' or 'mpi' (see :func:`configure_launch`). Default: 'none'.
+        work_dir (str, optional): replaces the config's ``work_dir``. Default: None (the config's, else
+            ``./work_dirs/<config name>``).
+        amp (bool): mixed precision (CUDA: fp16 with loss scaling; CPU: bf16 autocast). Default: False.
+        auto_scale_lr (bool): scale the learning rate by the batch size. Default: False.
+        resume (str, optional): None (fresh), 'auto' (latest checkpoint of the work dir; a warning when there is none
+            yet) or a checkpoint path. Default: None.
+
+    Returns:
+        Config: ``cfg``.
 
     Raises:
         InvalidOptionError: ``auto_scale_lr`` without the config's ``auto_scale_lr.base_batch_size``.

@@ -36,12 +36,32 @@ __all__ = ['run_pipeline', 'run_stage', 'run_test', 'format_summary', 'stage_wor
 
 
 def stage_work_dir(root: Optional[str], cfg_path: str) -> Optional[str]:
-    """Work dir of a stage under a pipeline's root folder: ``<root>/<config name>`` (None without a root)."""
+    """Work dir of a stage under a pipeline's root folder: ``<root>/<config name>``.
+
+    Args:
+        root (str, optional): the pipeline's root folder.
+        cfg_path (str): the stage's config (``mmagic::`` allowed).
+
+    Returns:
+        str, optional: the work dir, or None without a root.
+    """
     return None if root is None else osp.join(root, osp.splitext(osp.basename(cfg_path.split('::')[-1]))[0])
 
 
 def run_stage(cfg: Config, name: str) -> dict:
-    """Train ``cfg`` unless finished; resume when interrupted. Returns the stage's summary."""
+    """Train ``cfg`` unless finished; resume when interrupted.
+
+    Args:
+        cfg (Config): the stage's prepared training config (see ``prepare_training``).
+        name (str): the stage's name in the summary and messages.
+
+    Returns:
+        dict: ``stage``, ``work_dir``, ``checkpoint``, ``state`` ('fresh' / 'resume' / 'done'), ``minutes`` and
+        ``metrics`` (the last validation).
+
+    Raises:
+        OutputExistsError: the work dir holds a stage trained with another model, data, stage I or initialisation.
+    """
     from .hooks import MetricsRecorderHook
     from .runner import ITERRunner
 
@@ -64,7 +84,15 @@ def run_stage(cfg: Config, name: str) -> dict:
 
 
 def run_test(cfg: Config, checkpoint: str) -> dict:
-    """The ITER config's test set on the final checkpoint (training-only parts dropped, as tools/test.py)."""
+    """The ITER config's test set on the final checkpoint (training-only parts dropped, as tools/test.py).
+
+    Args:
+        cfg (Config): the ITER training config (not changed: a copy is tested).
+        checkpoint (str): the checkpoint to test.
+
+    Returns:
+        dict: ``stage`` 'test', ``state`` ('ran', or why not), ``minutes`` and ``metrics``.
+    """
     from ..utils.config import inference_model_cfg
     from .hooks import MetricsRecorderHook
     from .runner import ITERRunner
@@ -105,18 +133,22 @@ def run_pipeline(
     launcher: str = 'none',
     skip_test: bool = False,
 ) -> dict:
-    """Train (or skip) stage I, train stages II+III, test; returns the summary (also written as
-    ``<ITER work dir>/pipeline_summary.json``; the final weights weights-only as ``<ITER work dir>/weights.pth``).
+    """Train (or skip) stage I, train stages II+III, test; returns the summary.
+
+    The summary is also written as ``<ITER work dir>/pipeline_summary.json``; the final weights, weights-only, as
+    ``<ITER work dir>/weights.pth``.
 
     Args:
         config (str): ITER config (names its stage-I config as ``stage1_config`` unless a stage-I checkpoint is
             given).
         work_root (str, optional): root folder: stage I in ``<root>/<stage-I name>``, ITER in ``<root>/<name>``.
-            Default: the configs' own work dirs.
-        cfg_options / stage1_cfg_options (dict, optional): overrides of the ITER / stage-I config.
+            Default: None (the configs' own work dirs).
+        cfg_options (dict, optional): overrides of the ITER config. Default: None.
+        stage1_cfg_options (dict, optional): overrides of the stage-I config. Default: None.
         stage1_checkpoint (str, optional): a stage-I checkpoint (ours or the authors' ``ITER_swinvqgan.pth``): stage
             I is then not trained. Also taken from the config's ``model.stage1_checkpoint``. Default: None.
         init_from (str, optional): ITER checkpoint initialising E_l / phi_e / phi_r (``ITERModel(init_from=)``).
+            Default: None.
         amp (bool): mixed precision (CUDA fp16, CPU bf16) in every stage trained. Default: False.
         launcher (str): 'none', 'pytorch' or 'slurm'. Default: 'none'.
         skip_test (bool): stop after training. Default: False.
@@ -124,6 +156,11 @@ def run_pipeline(
     Returns:
         dict: ``config``, ``stage1_config``, ``stages`` (per stage: work dir, checkpoint, state 'fresh' / 'resume'
         / 'done' / 'given', minutes, validation metrics) and ``summary`` (the JSON file).
+
+    Raises:
+        InvalidOptionError: the config names no stage-I config and no stage-I checkpoint is given.
+        MissingDataError: a data folder, the stage-I config or checkpoint, or ``init_from`` does not exist.
+        OutputExistsError: a stage's work dir holds a stage trained with other parts.
     """
     from ..utils.config import load_config
 
@@ -165,7 +202,14 @@ def run_pipeline(
 
 
 def format_summary(summary: dict) -> str:
-    """The pipeline's summary as a table: one line per stage (state, minutes, checkpoint), its metrics below."""
+    """The pipeline's summary as a table: one line per stage (state, minutes, checkpoint), its metrics below.
+
+    Args:
+        summary (dict): the result of :func:`run_pipeline`.
+
+    Returns:
+        str: the table, several lines.
+    """
     lines = ['', '=' * 30 + ' ITER pipeline ' + '=' * 30]
     states = {
         'done': 'finished earlier (skipped)',

@@ -21,7 +21,15 @@ STAGE2_MODELS = ('ITERModel',)
 
 
 def stage1_config_path(cfg: Config, cfg_path: str) -> Optional[str]:
-    """Path of the stage-I config named by ``cfg.stage1_config`` (relative to ``cfg_path``'s folder), or None."""
+    """Path of the stage-I config named by ``cfg.stage1_config``, or None.
+
+    Args:
+        cfg (Config): an ITER config.
+        cfg_path (str): its file; a relative ``stage1_config`` is relative to this file's folder.
+
+    Returns:
+        str, optional: the stage-I config's path (``::``-scoped and absolute names as they are), or None.
+    """
     name = cfg.get('stage1_config')
     if not name:
         return None
@@ -31,7 +39,17 @@ def stage1_config_path(cfg: Config, cfg_path: str) -> Optional[str]:
 
 
 def final_checkpoint(cfg: Config) -> str:
-    """``<work_dir>/iter_<max_iters>.pth``: the checkpoint an iteration-based run writes last."""
+    """``<work_dir>/iter_<max_iters>.pth``: the checkpoint an iteration-based run writes last.
+
+    Args:
+        cfg (Config): a training config with ``work_dir``.
+
+    Returns:
+        str: the path.
+
+    Raises:
+        InvalidOptionError: the config is not iteration-based (no ``train_cfg.max_iters``).
+    """
     train_cfg = cfg.get('train_cfg') or {}
     if 'max_iters' not in train_cfg:
         raise InvalidOptionError('only iteration-based configs (train_cfg.max_iters) can be chained into a pipeline')
@@ -39,7 +57,14 @@ def final_checkpoint(cfg: Config) -> str:
 
 
 def stage_state(cfg: Config) -> str:
-    """'done' (final checkpoint present), 'resume' (an earlier checkpoint present) or 'fresh'."""
+    """Whether the stage of ``cfg`` is finished, interrupted or not started.
+
+    Args:
+        cfg (Config): a training config with ``work_dir``.
+
+    Returns:
+        str: 'done' (final checkpoint present), 'resume' (an earlier checkpoint present) or 'fresh'.
+    """
     if osp.isfile(final_checkpoint(cfg)):
         return 'done'
     if osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
@@ -48,13 +73,31 @@ def stage_state(cfg: Config) -> str:
 
 
 def default_work_dir(cfg: Config, cfg_path: str) -> str:
-    """The config's ``work_dir``, else ``work_dirs/<config name>`` (as the training tools name it)."""
+    """The config's ``work_dir``, else ``work_dirs/<config name>`` (as the training tools name it).
+
+    Args:
+        cfg (Config): a training config.
+        cfg_path (str): its file.
+
+    Returns:
+        str: the work dir.
+    """
     return cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(cfg_path.split('::')[-1]))[0])
 
 
 def derived_stage1_checkpoint(cfg: Config, cfg_path: str) -> Optional[str]:
-    """The final checkpoint of the stage-I config named by ``cfg.stage1_config`` (in its default work dir), or
-    None when the config names none."""
+    """The final checkpoint of the stage-I config named by ``cfg.stage1_config`` (in its default work dir).
+
+    Args:
+        cfg (Config): an ITER config.
+        cfg_path (str): its file.
+
+    Returns:
+        str, optional: the checkpoint path, or None when the config names no stage-I config.
+
+    Raises:
+        MissingDataError: the stage-I config does not exist.
+    """
     from ..utils.config import load_config
 
     stage1 = stage1_config_path(cfg, cfg_path)
@@ -78,6 +121,13 @@ def resolve_stage1_checkpoint(cfg: Config, cfg_path: str) -> Optional[str]:
     must exist. Otherwise it is derived from ``stage1_config`` (:func:`derived_stage1_checkpoint`) and must exist
     unless training resumes or loads a full checkpoint (``resume`` / ``load_from``), whose VQGAN weights are used
     (it is then left None). Other models are left alone.
+
+    Args:
+        cfg (Config): a training config (changed in place).
+        cfg_path (str): its file.
+
+    Returns:
+        str, optional: the stage-I checkpoint, or None (other models, resume / load_from without one).
 
     Raises:
         MissingDataError: the stage-I checkpoint does not exist (the message says how to make or give one).
@@ -111,8 +161,18 @@ def resolve_stage1_checkpoint(cfg: Config, cfg_path: str) -> Optional[str]:
 
 
 def export_weights(checkpoint: str, target: str) -> str:
-    """Write the model weights of a training checkpoint (ours, just written: trusted) as a weights-only file
-    (``{'state_dict': ...}``) that inference tools load without unpickling; returns ``target``."""
+    """Write the model weights of a training checkpoint as a weights-only file.
+
+    The file (``{'state_dict': ...}``) loads in the inference tools without unpickling; the source is ours, just
+    written, so it is trusted.
+
+    Args:
+        checkpoint (str): a full MMEngine training checkpoint.
+        target (str): the weights-only file to write.
+
+    Returns:
+        str: ``target``.
+    """
     import torch
 
     state = torch.load(checkpoint, map_location='cpu', weights_only=False)
@@ -130,6 +190,12 @@ def stage_record(cfg: Config) -> dict:
     Iteration counts, validation, hooks and the optimizer wrapper's precision are left out, so a longer run or
     mixed precision may continue a stage. The stage-I checkpoint (trained by the pipeline or given) and the
     ``init_from`` file count by path, size and modification time.
+
+    Args:
+        cfg (Config): a training config.
+
+    Returns:
+        dict: ``model`` and ``training_data`` hashes, and ``stage1_checkpoint`` / ``init_from`` file stamps when set.
     """
     import hashlib
     import json
@@ -160,10 +226,18 @@ def stage_record(cfg: Config) -> dict:
 
 
 def check_stage_record(cfg: Config, name: str) -> None:
-    """Refuse (:class:`OutputExistsError`) when ``cfg``'s work dir holds a stage the pipeline trained with another
-    model, training data, stage-I checkpoint or initialisation: skipping or resuming it would silently keep the old
-    result. A record without a checkpoint (a first start that failed before saving one) is no result: nothing is
-    checked."""
+    """Refuse a work dir that holds a stage the pipeline trained with another model, data, stage I or initialisation.
+
+    Skipping or resuming such a stage would silently keep the old result. A record without a checkpoint (a first start
+    that failed before saving one) is no result: nothing is checked.
+
+    Args:
+        cfg (Config): the stage's training config.
+        name (str): the stage's name in messages.
+
+    Raises:
+        OutputExistsError: the recorded parts differ from this run's.
+    """
     import json
 
     path = osp.join(cfg.work_dir, STAGE_RECORD)
@@ -188,7 +262,11 @@ def check_stage_record(cfg: Config, name: str) -> None:
 
 
 def write_stage_record(cfg: Config) -> None:
-    """Record :func:`stage_record` in the work dir (when a stage starts fresh)."""
+    """Record :func:`stage_record` in the work dir (when a stage starts fresh).
+
+    Args:
+        cfg (Config): the stage's training config.
+    """
     import json
     import os
 
@@ -199,6 +277,11 @@ def write_stage_record(cfg: Config) -> None:
 
 def set_initialisation(cfg: Config, stage1_checkpoint: Optional[str] = None, init_from: Optional[str] = None) -> None:
     """Put a stage-I checkpoint and an ``init_from`` file given by a front end into ``cfg.model`` (in place).
+
+    Args:
+        cfg (Config): a training config.
+        stage1_checkpoint (str, optional): the stage-I checkpoint. Default: None.
+        init_from (str, optional): ITER checkpoint to initialise training from. Default: None.
 
     Raises:
         InvalidOptionError: given for a model that is not trained on a frozen stage I (not an ``ITERModel``).

@@ -29,19 +29,35 @@ __all__ = [
 
 
 def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA); a no-op on CPU."""
+    """Wait for the device's queued work (CUDA); a no-op on CPU.
+
+    Args:
+        device (torch.device): the device.
+    """
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
 
 
 def rss_bytes() -> int:
-    """The resident memory of this process now, in bytes (Linux ``/proc/self/statm``)."""
+    """The resident memory of this process now, in bytes (Linux ``/proc/self/statm``).
+
+    Returns:
+        int: resident bytes.
+    """
     with open('/proc/self/statm') as f:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 def submodule(root: torch.nn.Module, dotted: str) -> Optional[torch.nn.Module]:
-    """The sub-module at the dotted path ``dotted`` of ``root`` (``'generator.vqgan.decoder'``), None if absent."""
+    """The sub-module at the dotted path ``dotted`` of ``root``, None if absent.
+
+    Args:
+        root (torch.nn.Module): the module to look in.
+        dotted (str): attribute path such as ``'generator.vqgan.decoder'``.
+
+    Returns:
+        torch.nn.Module, optional: the sub-module, or None.
+    """
     for part in dotted.split('.'):
         root = getattr(root, part, None)
         if root is None:
@@ -50,7 +66,17 @@ def submodule(root: torch.nn.Module, dotted: str) -> Optional[torch.nn.Module]:
 
 
 def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> List[float]:
-    """Seconds of each of ``repeats`` calls after ``warmup`` untimed ones."""
+    """Seconds of each of ``repeats`` calls after ``warmup`` untimed ones.
+
+    Args:
+        fn (callable): the call, without arguments.
+        device (torch.device): the device to synchronise before reading the clock.
+        warmup (int): untimed calls first.
+        repeats (int): timed calls.
+
+    Returns:
+        list[float]: ``repeats`` durations in seconds.
+    """
     for _ in range(warmup):
         fn()
     sync(device)
@@ -93,13 +119,24 @@ class PartTimer:
         self.calls[name] += 1
 
     def add_module(self, name: str, module: torch.nn.Module) -> None:
-        """Time every forward call of ``module`` as ``name``."""
+        """Time every forward call of ``module`` as ``name``.
+
+        Args:
+            name (str): the part's name.
+            module (torch.nn.Module): the timed module (forward pre- and post-hooks).
+        """
         pre = module.register_forward_pre_hook(lambda m, a: self._start(name))
         post = module.register_forward_hook(lambda m, a, o: self._stop(name))
         self._undo += [pre.remove, post.remove]
 
     def add_method(self, name: str, obj: object, attr: str) -> None:
-        """Time ``obj.attr(...)`` (an instance attribute shadows the class method until :meth:`remove`)."""
+        """Time ``obj.attr(...)`` (an instance attribute shadows the class method until :meth:`remove`).
+
+        Args:
+            name (str): the part's name.
+            obj (object): the object whose method is timed.
+            attr (str): the method's name.
+        """
         original = getattr(obj, attr)
 
         def timed(*args, **kwargs):
@@ -113,6 +150,7 @@ class PartTimer:
         self._undo.append(lambda: delattr(obj, attr))
 
     def reset(self) -> None:
+        """Forget the times and call counts measured so far (the hooks stay)."""
         self.seconds.clear()
         self.calls.clear()
 
@@ -151,8 +189,17 @@ def _register_flop_formulas() -> None:
 
 
 def count_part_flops(fn: Callable[[], object], modules: Dict[str, torch.nn.Module]) -> Dict[str, float]:
-    """FLOPs of one call of each named sub-module during ``fn()`` (mean over its calls), counted from the shapes
-    of the matmuls, convolutions and attention it ran (``torch.utils.flop_counter``)."""
+    """FLOPs of one call of each named sub-module during ``fn()`` (mean over its calls).
+
+    Counted from the shapes of the matmuls, convolutions and attention it ran (``torch.utils.flop_counter``).
+
+    Args:
+        fn (callable): the call, without arguments.
+        modules (dict[str, torch.nn.Module]): name -> sub-module.
+
+    Returns:
+        dict[str, float]: name -> FLOPs per call, for the modules that ran.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     _register_flop_formulas()
@@ -184,8 +231,21 @@ def count_part_flops(fn: Callable[[], object], modules: Dict[str, torch.nn.Modul
 
 
 def matmul_peak(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, repeats: int = 3) -> dict:
-    """GFLOP/s of a plain (m, k) @ (k, n) matmul in ``dtype``: ``torch.matmul`` and, on CPU, oneDNN's linear
-    (what the fused path runs); best of ``repeats`` after one warm-up."""
+    """GFLOP/s of a plain (m, k) @ (k, n) matmul in ``dtype``.
+
+    ``torch.matmul`` and, on CPU, oneDNN's linear (what the fused path runs); best of ``repeats`` after one warm-up.
+
+    Args:
+        m (int): rows of the left operand.
+        k (int): inner dimension.
+        n (int): columns of the result.
+        dtype (torch.dtype): operand dtype.
+        device (torch.device): where it runs.
+        repeats (int): timed calls, the best counts. Default: 3.
+
+    Returns:
+        dict: ``shape``, ``dtype``, GFLOP/s per implementation and ``peak_gflops`` (the best).
+    """
     a = torch.randn(m, k, device=device).to(dtype)
     w = torch.randn(n, k, device=device).to(dtype)
     flop = 2 * m * k * n
@@ -202,8 +262,17 @@ def matmul_peak(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device
 
 
 def profile_call(fn: Callable[[], object], device: torch.device, top: int) -> dict:
-    """One call of ``fn`` under torch.profiler: its wall time, the number of ops (and of CUDA kernel launches) and
-    the ``top`` ops by self time (CUDA: device time), each with calls and milliseconds."""
+    """One call of ``fn`` under torch.profiler.
+
+    Args:
+        fn (callable): the call, without arguments.
+        device (torch.device): its device (CUDA: device time and kernel launches are reported).
+        top (int): how many ops to list.
+
+    Returns:
+        dict: ``wall_s``, ``time_kind``, ``ops`` (count), ``kernel_launches`` (CUDA, else None) and ``top``: the ``top``
+        ops by self time, each with calls and milliseconds.
+    """
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
@@ -230,6 +299,13 @@ def profile_call(fn: Callable[[], object], device: torch.device, top: int) -> di
 
 
 def machine_facts(device: torch.device) -> dict:
-    """Device name (the GPU's, or the CPU's), torch threads, CPU count and torch version of this run."""
+    """Device name (the GPU's, or the CPU's), torch threads, CPU count and torch version of this run.
+
+    Args:
+        device (torch.device): the device of the run.
+
+    Returns:
+        dict: ``device_name``, ``threads``, ``cpu_count``, ``torch``.
+    """
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or platform.machine())
     return dict(device_name=name, threads=torch.get_num_threads(), cpu_count=os.cpu_count(), torch=torch.__version__)

@@ -86,7 +86,15 @@ def _build(config: str, ckpt: str):
 
 
 def heldout_images(names=None):
-    """(name, RGB uint8) of the held-out photos (default: ``SKIMAGE_HELDOUT``)."""
+    """The held-out photos, one at a time.
+
+    Args:
+        names (Sequence[str], optional): file names in scikit-image's data folder. Default: None
+            (``SKIMAGE_HELDOUT``).
+
+    Yields:
+        tuple[str, np.ndarray]: (name, (H, W, 3) RGB uint8).
+    """
     from ..datasets.skimage_photos import SKIMAGE_HELDOUT, skimage_data_dir
 
     for name in names or SKIMAGE_HELDOUT:
@@ -96,7 +104,15 @@ def heldout_images(names=None):
 
 @torch.no_grad()
 def eval_stage1(config: str, ckpt: str) -> dict:
-    """Stage I on the held-out photos: reconstruction metrics, colour bias, codebook usage and perplexity."""
+    """Stage I on the held-out photos: reconstruction metrics, colour bias, codebook usage and perplexity.
+
+    Args:
+        config (str): a stage-I config.
+        ckpt (str): its checkpoint (ours: loaded with ``allow_pickle``, trusted).
+
+    Returns:
+        dict: mean metrics, ``codebook_usage``, ``codebook_perplexity`` and ``per_image`` rows.
+    """
     _, model = _build(config, ckpt)
     k = model._test_generator().codebook_size
     rows, tokens = [], []
@@ -118,7 +134,16 @@ def eval_stage1(config: str, ckpt: str) -> dict:
 
 @torch.no_grad()
 def eval_sr(config: str, ckpt: str, overrides: dict = None) -> dict:
-    """ITER and bicubic on the config's validation set, with token diagnostics (see the module docstring)."""
+    """ITER and bicubic on the config's validation set, with token diagnostics (see the module docstring).
+
+    Args:
+        config (str): an ITER config.
+        ckpt (str): its checkpoint (ours: loaded with ``allow_pickle``, trusted).
+        overrides (dict, optional): ``RestoreOptions`` over the config's ``test_cfg``. Default: None.
+
+    Returns:
+        dict: ``iter``, ``bicubic`` and ``tokens`` summaries and the ``per_image`` rows of each.
+    """
     from mmagic.registry import DATASETS
 
     cfg, model = _build(config, ckpt)
@@ -182,7 +207,14 @@ def eval_sr(config: str, ckpt: str, overrides: dict = None) -> dict:
 
 
 def sampling_defaults(config: str) -> dict:
-    """The ``model.test_cfg`` of ``config`` (the sampling options ``eval_sr`` starts from)."""
+    """The ``model.test_cfg`` of ``config`` (the sampling options ``eval_sr`` starts from).
+
+    Args:
+        config (str): an ITER config.
+
+    Returns:
+        dict: a copy of ``model.test_cfg`` (empty when unset).
+    """
     from ..utils.config import load_config
 
     return dict(load_config(config).model.get('test_cfg') or {})

@@ -21,12 +21,16 @@ COLUMNS = ('psnr@Y', 'ssim@Y', 'niqe_mmagic@Y', 'colour_error')
 
 
 def colour_error(images: str, gt_dir: str) -> float:
-    """Mean over the GT folder's images of mean_c |mean(pred_c) - mean(gt_c)| on 0-255 (both cut to the smaller
-    size); NaN when no image pairs up.
+    """Mean over the GT folder's images of mean_c |mean(pred_c) - mean(gt_c)| on 0-255.
+
+    Both images are cut to the smaller size; images without a readable pair are left out.
 
     Args:
         images (str): folder of predictions, named as their GT.
         gt_dir (str): folder of GT images.
+
+    Returns:
+        float: the error, NaN when no image pairs up.
     """
     errors = []
     for name in sorted(os.listdir(gt_dir)):
@@ -41,7 +45,14 @@ def colour_error(images: str, gt_dir: str) -> float:
 
 
 def mean_rows(results_csv: str) -> Dict[str, Dict[str, float]]:
-    """Per ``model`` column value, the mean of every numeric column of a results CSV."""
+    """Per ``model`` column value, the mean of every numeric column of a results CSV.
+
+    Args:
+        results_csv (str): a CSV with a ``model`` column (e.g. ``results.csv`` of the SR comparison).
+
+    Returns:
+        dict[str, dict[str, float]]: model -> column -> mean.
+    """
     table: Dict[str, Dict[str, List[float]]] = {}
     with open(results_csv) as f:
         for row in csv.DictReader(f):
@@ -55,7 +66,14 @@ def mean_rows(results_csv: str) -> Dict[str, Dict[str, float]]:
 
 
 def summary_table(means: Dict[str, Dict[str, float]]) -> str:
-    """Markdown table of ``means`` (model -> column -> value) over :data:`COLUMNS` (+ ``real NIQE`` if any)."""
+    """Markdown table of ``means`` over :data:`COLUMNS` (+ ``real NIQE`` if any).
+
+    Args:
+        means (dict[str, dict[str, float]]): model -> column -> value (:func:`mean_rows`).
+
+    Returns:
+        str: the table; missing values are NaN.
+    """
     cols = list(COLUMNS) + (['real NIQE'] if any('real NIQE' in m for m in means.values()) else [])
     lines = ['| method | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|']
     for model, values in means.items():

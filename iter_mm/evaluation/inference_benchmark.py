@@ -65,7 +65,11 @@ class InferenceBenchSettings:
 
 
 def mmagic_available() -> bool:
-    """Whether MMagic (and so MMEngine / MMCV) can be imported; without it only ITER runs."""
+    """Whether MMagic (and so MMEngine / MMCV) can be imported; without it only ITER runs.
+
+    Returns:
+        bool: True when ``mmagic.registry`` imports.
+    """
     try:
         import mmagic.registry  # noqa: F401
     except ImportError:
@@ -74,8 +78,13 @@ def mmagic_available() -> bool:
 
 
 class BareITER(torch.nn.Module):
-    """ITERModel's ``restore`` on an ``ITERNet`` alone, for a machine with PyTorch only (no MMagic): the same
-    networks, sampling and options (:func:`iter_mm.models.inference.restore_image`)."""
+    """ITERModel's ``restore`` on an ``ITERNet`` alone, for a machine with PyTorch only (no MMagic).
+
+    The same networks, sampling and options (:func:`iter_mm.models.inference.restore_image`).
+
+    Args:
+        net (torch.nn.Module): an ``ITERNet``, held as ``generator``.
+    """
 
     def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()
@@ -83,6 +92,15 @@ class BareITER(torch.nn.Module):
 
     @torch.no_grad()
     def restore(self, lq: torch.Tensor, **options) -> torch.Tensor:
+        """Super-resolve ``lq`` as ``ITERModel.restore`` does (without its loops and results).
+
+        Args:
+            lq (torch.Tensor): (B, 3, h, w) in [0, 1].
+            **options: fields of :class:`~iter_mm.models.options.RestoreOptions`.
+
+        Returns:
+            torch.Tensor: (B, 3, h*s, w*s) in [0, 1].
+        """
         from ..models.inference import restore_image
         from ..models.options import RestoreOptions
 
@@ -90,8 +108,21 @@ class BareITER(torch.nn.Module):
 
 
 def build_iter(scale: int, config: Optional[str] = None) -> torch.nn.Module:
-    """ITER with random weights on purpose (timings only), through the one loader: the model of ``config``, else
-    ITERModel with the paper-scale ITERNet (without MMagic: the ``ITERNet`` in :class:`BareITER`)."""
+    """ITER with random weights on purpose (timings only), through the one loader.
+
+    The model of ``config``, else ITERModel with the paper-scale ITERNet (without MMagic: the ``ITERNet`` in
+    :class:`BareITER`).
+
+    Args:
+        scale (int): 2 or 4 (without ``config``).
+        config (str, optional): an ITER config. Default: None.
+
+    Returns:
+        torch.nn.Module: a model with ``restore`` and ``generator``.
+
+    Raises:
+        InvalidOptionError: a config without MMagic.
+    """
     if not mmagic_available():
         if config:
             raise InvalidOptionError(
@@ -122,9 +153,18 @@ def build_iter(scale: int, config: Optional[str] = None) -> torch.nn.Module:
 
 
 def dominant_gemms(net: torch.nn.Module, tokens: int) -> Dict[str, tuple]:
-    """The part's largest matmul shape (M, K, N) for the matmul peak: the Swin MLP's fc1 of E_l, phi_e and phi_r
-    (tokens x D x 4D); for the decoder the im2col GEMM of its 3x3 convs at a quarter of the output pixels
-    (4 * tokens x 9 * C x C at C = twice the base width)."""
+    """The part's largest matmul shape (M, K, N) for the matmul peak.
+
+    The Swin MLP's fc1 of E_l, phi_e and phi_r (tokens x D x 4D); for the decoder the im2col GEMM of its 3x3 convs at a
+    quarter of the output pixels (4 * tokens x 9 * C x C at C = twice the base width).
+
+    Args:
+        net (torch.nn.Module): an ``ITERNet``.
+        tokens (int): token rows of the batched GEMMs.
+
+    Returns:
+        dict[str, tuple]: 'E_l', 'phi_e', 'phi_r', 'decoder' -> (M, K, N).
+    """
 
     def fc1(mod: torch.nn.Module) -> tuple:
         lin = next(m for name, m in mod.named_modules() if name.endswith('mlp.fc1'))
@@ -146,7 +186,19 @@ def per_call_efficiency(
     s: InferenceBenchSettings,
     device: torch.device,
 ) -> Dict[str, dict]:
-    """Per part: FLOPs of one call, GFLOP/s achieved, and the matmul peak of its dominant size in this run."""
+    """Per part: FLOPs of one call, GFLOP/s achieved, and the matmul peak of its dominant size in this run.
+
+    Args:
+        fn (callable): one restoration, without arguments.
+        net (torch.nn.Module): the ``ITERNet`` it runs.
+        seconds_per_call (dict[str, float]): measured seconds per call of each part.
+        s (InferenceBenchSettings): the benchmark's settings (batch, size, scale, dtype).
+        device (torch.device): where it runs.
+
+    Returns:
+        dict[str, dict]: part -> ``gflop_per_call``, ``achieved_gflops``, ``matmul`` (:func:`matmul_peak`) and
+        ``fraction_of_peak``.
+    """
     from ..models.inference import DTYPES
 
     flops = count_part_flops(fn, {k: submodule(net, v) for k, v in ITER_PARTS.items()})
@@ -173,12 +225,20 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def agreement(config: str, checkpoint: str, lq_dir: str, overrides: Optional[dict] = None) -> dict:
-    """Restore every image of ``lq_dir`` with a trained model three ways, fp32 (default kernels), fp32 reference
-    kernels and bf16 autocast; per image and overall: the fraction of identical final and S_l tokens and the PSNR
-    of bf16 against fp32, and whether the fp32 kernels give the reference's tokens (and its images within 1e-4).
+    """Restore every image of ``lq_dir`` with a trained model three ways and compare them.
 
-    ``checkpoint`` is loaded with ``allow_pickle`` (trusted files); ``overrides`` are ``RestoreOptions`` over the
-    config's ``test_cfg``.
+    The three ways are fp32 (default kernels), fp32 reference kernels and bf16 autocast; per image and overall: the
+    fraction of identical final and S_l tokens and the PSNR of bf16 against fp32, and whether the fp32 kernels give the
+    reference's tokens (and its images within 1e-4).
+
+    Args:
+        config (str): an ITER config.
+        checkpoint (str): its checkpoint, loaded with ``allow_pickle`` (trusted files).
+        lq_dir (str): folder of LQ images.
+        overrides (dict, optional): ``RestoreOptions`` over the config's ``test_cfg``. Default: None.
+
+    Returns:
+        dict: the settings, overall figures and ``images`` (one row per image), JSON-ready.
     """
     import os.path as osp
 
@@ -347,6 +407,14 @@ class _ModelBench:
 def benchmark_inference(s: InferenceBenchSettings, log: Callable[[str], None] = lambda msg: None) -> dict:
     """Time the models of ``s`` on one fixed random LQ batch; the result as one JSON-ready dict.
 
+    Args:
+        s (InferenceBenchSettings): models, sizes, device, dtype and repetitions.
+        log (callable): progress messages. Default: a no-op.
+
+    Returns:
+        dict: the settings, machine facts and ``models`` (per model: median seconds, times, parameters, images/s; for
+        ITER the per-part breakdown, and optionally profile and FLOP figures), plus speed ratios.
+
     Raises:
         InvalidOptionError: SwinIR / RRDBNet asked for without MMagic, or sizes below 1.
     """
@@ -423,13 +491,22 @@ def _maxrss() -> int:
 
 
 def measure_restore_memory(size: int, scale: int = 4, steps: int = 1, dtype: str = 'fp32', threads: int = 0) -> dict:
-    """Peak host memory (RSS) of one CPU restoration of a random (1, 3, size, size) LQ without tiling by the
-    paper-scale ``ITERNet(scale)`` (random weights, every step runs), in this process (``ru_maxrss`` only grows:
+    """Peak host memory (RSS) of one CPU restoration of a random (1, 3, size, size) LQ without tiling.
+
+    By the paper-scale ``ITERNet(scale)`` (random weights, every step runs), in this process (``ru_maxrss`` only grows:
     run one size per fresh process).
 
-    Returns the RSS after the build, the peak, their difference per LQ pixel (the figure behind
-    ``iter_mm.utils.tiling.CALL_BYTES_PER_HR_PIXEL``) and, per network and decoder block, by how much its calls
-    raised the peak.
+    Args:
+        size (int): LQ side in pixels.
+        scale (int): 2 or 4. Default: 4.
+        steps (int): refinement steps. Default: 1.
+        dtype (str): 'fp32', 'bf16' or 'fp16'. Default: 'fp32'.
+        threads (int): torch threads (0: leave as is). Default: 0.
+
+    Returns:
+        dict: the RSS after the build, the peak, their difference per LQ pixel (the figure behind
+        ``iter_mm.utils.tiling.CALL_BYTES_PER_HR_PIXEL``) and, per network and decoder block, by how much its calls
+        raised the peak.
     """
     from ..models.archs import ITERNet
     from ..models.inference import restore_image

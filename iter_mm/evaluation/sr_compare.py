@@ -66,7 +66,16 @@ def parse_model(text: str) -> ModelSpec:
 
     CONFIG may carry a scope prefix (``mmagic::x.py``, ``iter::x.py``), whose '::' is not a separator; the
     checkpoint starts after the first ':' that follows the config's '.py' (else after the first ':'), so a
-    checkpoint path may itself contain ':'. Raises :class:`InvalidOptionError` for other text.
+    checkpoint path may itself contain ':'.
+
+    Args:
+        text (str): the model's description.
+
+    Returns:
+        ModelSpec: name, config and checkpoint (None for none given or 'none').
+
+    Raises:
+        InvalidOptionError: text of another form.
     """
     bad = InvalidOptionError(f"a model is NAME=CONFIG[:CHECKPOINT], got '{text}'")
     if '=' not in text:
@@ -82,7 +91,14 @@ def parse_model(text: str) -> ModelSpec:
 
 
 def parse_literal(value: str):
-    """A Python literal ('0.5', 'None', '[1, 2]'), else the text itself."""
+    """A Python literal ('0.5', 'None', '[1, 2]'), else the text itself.
+
+    Args:
+        value (str): the text.
+
+    Returns:
+        Any: the literal's value, or ``value``.
+    """
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -91,6 +107,12 @@ def parse_literal(value: str):
 
 def parse_restore_opts(items: Sequence[str]) -> Dict[str, object]:
     """'KEY=VALUE' texts -> ``RestoreOptions`` overrides, checked by its rules before any model is built.
+
+    Args:
+        items (Sequence[str]): 'KEY=VALUE' texts; values are read as Python literals (:func:`parse_literal`).
+
+    Returns:
+        dict: option name -> value.
 
     Raises:
         InvalidOptionError: Not KEY=VALUE, an unknown name or a value ``RestoreOptions`` refuses.
@@ -111,8 +133,19 @@ def parse_restore_opts(items: Sequence[str]) -> Dict[str, object]:
 
 
 def read_image(path: str) -> Tensor:
-    """Any image file -> (3, H, W) float RGB in [0, 1], upright, first frame, alpha ignored
-    (``iter_mm.utils.image_io``: grey replicated, 16 bit scaled, palette and CMYK converted)."""
+    """Any image file -> RGB tensor, upright, first frame, alpha ignored.
+
+    Read by ``iter_mm.utils.image_io``: grey replicated, 16 bit scaled, palette and CMYK converted.
+
+    Args:
+        path (str): the image file.
+
+    Returns:
+        Tensor: (3, H, W) float RGB in [0, 1].
+
+    Raises:
+        InvalidInputError: unreadable (ImageReadError), or smaller than 2 pixels a side.
+    """
     from ..utils.image_io import read_image as read_rgb
 
     img, _ = read_rgb(path)
@@ -122,8 +155,19 @@ def read_image(path: str) -> Tensor:
 
 
 def center_crop(img: Tensor, size: int, scale: int = 1, like: Optional[Tensor] = None) -> Tensor:
-    """Centre crop to at most ``size`` px a side; with ``like`` (the LQ), the region ``scale`` x the LQ's crop,
-    so that LQ and GT crops stay aligned."""
+    """Centre crop to at most ``size`` px a side.
+
+    With ``like`` (the LQ), the region is ``scale`` x the LQ's crop, so that LQ and GT crops stay aligned.
+
+    Args:
+        img (Tensor): (..., H, W).
+        size (int): largest side of the crop (of ``like``'s crop when given).
+        scale (int): factor between ``img`` and ``like``. Default: 1.
+        like (Tensor, optional): the LQ image whose centre crop ``img``'s crop matches. Default: None.
+
+    Returns:
+        Tensor: (..., h, w), a view of ``img``.
+    """
     h, w = (like if like is not None else img).shape[-2:]
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
     return img[..., top * scale : (top + size) * scale, left * scale : (left + size) * scale]
@@ -177,7 +221,10 @@ class SRComparison:
         self.crop_boxes, self.save_images = crop_boxes or {}, save_images
 
     def load(self) -> List[Tuple[str, Tensor, Optional[Tensor]]]:
-        """(name, LQ, GT or None) of every readable image; unreadable ones are skipped with a warning.
+        """Every readable image with its GT; unreadable ones are skipped with a warning.
+
+        Returns:
+            list[tuple[str, Tensor, Tensor | None]]: (name, LQ (3, h, w), GT (3, H, W) or None), in [0, 1].
 
         Raises:
             MissingDataError: No image is readable.
@@ -220,6 +267,13 @@ class SRComparison:
             device (str): Where the inputs go. Default: 'cpu'.
             note (str): Added to the summary's description of the run. Default: ''.
             progress (callable, optional): Called after each model and image. Default: None.
+
+        Returns:
+            str: the text of ``summary.md`` (written with ``results.csv`` and ``crops/`` in ``out_dir``).
+
+        Raises:
+            MissingDataError: No image is readable.
+            InvalidOptionError: a model does not upscale by ``scale``.
         """
         images = self.load()
         os.makedirs(osp.join(self.out_dir, 'crops'), exist_ok=True)
@@ -314,12 +368,27 @@ class SRComparison:
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
-    """(3, H, W) RGB in [0, 1] -> (H, W, 3) uint8 BGR for cv2."""
+    """An RGB tensor as a cv2 image.
+
+    Args:
+        img (Tensor): (3, H, W) RGB in [0, 1].
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8 BGR.
+    """
     return (img.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()[..., ::-1].copy()
 
 
 def side_by_side(panels: List[Tuple[str, np.ndarray]], label_h: int = 18) -> np.ndarray:
-    """Crops (H, W, 3) uint8 BGR of equal size, each under a label bar, in one row with 4 px gaps."""
+    """Crops of equal size, each under a label bar, in one row with 4 px gaps.
+
+    Args:
+        panels (list[tuple[str, np.ndarray]]): (label, (H, W, 3) uint8 BGR crop).
+        label_h (int): height of the label bars in pixels. Default: 18.
+
+    Returns:
+        np.ndarray: (H + label_h, total width, 3) uint8 BGR.
+    """
     import cv2
 
     tiles = []
@@ -340,8 +409,14 @@ def side_by_side(panels: List[Tuple[str, np.ndarray]], label_h: int = 18) -> np.
 
 
 class PeakMemory:
-    """Peak memory of a block in MiB: CUDA's allocator peak on GPU; on CPU the peak rise of the process RSS
-    (sampled every 2 ms) over its value at entry."""
+    """Peak memory of a block in MiB (``peak_mib`` after the block).
+
+    CUDA's allocator peak on GPU; on CPU the peak rise of the process RSS (sampled every 2 ms) over its value at
+    entry.
+
+    Args:
+        device (str): the device whose memory is measured.
+    """
 
     def __init__(self, device: str) -> None:
         self.cuda = torch.device(device).type == 'cuda'
@@ -374,7 +449,21 @@ class PeakMemory:
 
 
 def build_metrics(names: Sequence[str], crop_border: int, weight_files: Dict[str, str], has_gt: bool):
-    """{column name: PyIQAMetric} (inputs in [0, 1], so input_range=1)."""
+    """The metric columns of a comparison (inputs in [0, 1], so input_range=1).
+
+    Args:
+        names (Sequence[str]): pyiqa metric names or 'niqe_mmagic', optionally with '@Y' / '@gray' (the metric on
+            the BT.601 luma / grey image).
+        crop_border (int): pixels cut from each border before scoring.
+        weight_files (dict[str, str]): metric -> local weight file (nothing may download).
+        has_gt (bool): whether GT images exist (full-reference metrics need them).
+
+    Returns:
+        dict[str, PyIQAMetric]: column name -> metric.
+
+    Raises:
+        InvalidOptionError: an unknown metric, or a full-reference one without GT.
+    """
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
     from iter_mm.evaluation.metrics.pyiqa_metric import PyIQAMetric
@@ -407,7 +496,16 @@ def build_metrics(names: Sequence[str], crop_border: int, weight_files: Dict[str
 
 
 def score(metric, pred: Tensor, gt: Optional[Tensor]) -> float:
-    """The metric of one image (NaN with a warning where it cannot be computed)."""
+    """The metric of one image (NaN with a warning where it cannot be computed).
+
+    Args:
+        metric (PyIQAMetric): a metric of :func:`build_metrics`.
+        pred (Tensor): (3, H, W) in [0, 1].
+        gt (Tensor, optional): (3, H, W) in [0, 1].
+
+    Returns:
+        float: the score, or NaN.
+    """
     sample = {'output': {'pred_img': pred}}
     if gt is not None:
         sample['gt_img'] = gt
@@ -420,7 +518,20 @@ def score(metric, pred: Tensor, gt: Optional[Tensor]) -> float:
 
 
 def match_gt(sr: Tensor, gt: Tensor, scale: int, name: str) -> Tuple[Tensor, Tensor]:
-    """Crop SR and GT to their common top-left region when they differ by less than one LQ pixel."""
+    """Crop SR and GT to their common top-left region when they differ by less than one LQ pixel.
+
+    Args:
+        sr (Tensor): (3, H, W).
+        gt (Tensor): (3, H', W').
+        scale (int): the upscaling factor.
+        name (str): the image's name in messages.
+
+    Returns:
+        tuple[Tensor, Tensor]: SR and GT, both (3, min(H, H'), min(W, W')).
+
+    Raises:
+        ValueError: the sizes differ by ``scale`` pixels or more.
+    """
     (h1, w1), (h2, w2) = sr.shape[-2:], gt.shape[-2:]
     if abs(h1 - h2) >= scale or abs(w1 - w2) >= scale:
         raise ValueError(f'{name}: output {w1}x{h1} and GT {w2}x{h2} do not match at scale {scale}')
@@ -433,6 +544,15 @@ def _fmt(v: float) -> str:
 
 
 def write_summary(path: str, rows: List[dict], models: List[str], metrics: List[str], meta: str) -> None:
+    """Write the comparison's Markdown summary: per model the mean of each metric, seconds per image and peak memory.
+
+    Args:
+        path (str): the file to write.
+        rows (list[dict]): one row per model and image (the CSV rows).
+        models (list[str]): model names, in table order.
+        metrics (list[str]): metric columns.
+        meta (str): the description of the run, above the table.
+    """
     lines = [
         f'# SR comparison\n\n{meta}\n',
         '| model | ' + ' | '.join(metrics) + ' | s / image | peak MiB | images |',

@@ -96,7 +96,11 @@ OPTIM_PARTS = {'backward': 'backward', 'optimizer_step': 'step', 'zero_grad': 'z
 
 
 def authors_step_model_class():
-    """:class:`ITERModel` subclass whose iteration makes the authors' network calls (defined lazily: MMagic)."""
+    """:class:`ITERModel` subclass whose iteration makes the authors' network calls (defined lazily: MMagic).
+
+    Returns:
+        type: ``AuthorsStepITERModel``.
+    """
     import torch.nn.functional as F
 
     from ..models.editors.iter_model import ITERModel, masked_fraction_ce
@@ -159,7 +163,12 @@ def authors_step_model_class():
 def replace_perceptual(model_cfg: dict, mode: str) -> Optional[str]:
     """Drop the perceptual loss of ``model_cfg`` (mode 'none') or put L1 of its weight in its place ('l1').
 
-    Returns what was replaced (its type), or None when the config had none.
+    Args:
+        model_cfg (dict): a model config (changed in place).
+        mode (str): 'none' or 'l1'.
+
+    Returns:
+        str, optional: the type of the replaced loss, or None when the config had none.
     """
     loss = model_cfg.get('perceptual_loss')
     if not loss:
@@ -171,7 +180,16 @@ def replace_perceptual(model_cfg: dict, mode: str) -> Optional[str]:
 
 
 def build_stage(stage: str, s: TrainBenchSettings, device: torch.device):
-    """(model, optim_wrapper, config facts) of one stage from its config, random weights."""
+    """Model, optimizer wrapper and config facts of one stage from its config, random weights.
+
+    Args:
+        stage (str): '1', '23' or 'authors23'.
+        s (TrainBenchSettings): configs, options, perceptual mode and AMP.
+        device (torch.device): where the model goes.
+
+    Returns:
+        tuple: (model in train mode, optim_wrapper, dict of config facts).
+    """
     from mmengine.optim import build_optim_wrapper
 
     from mmagic.registry import MODELS
@@ -217,6 +235,19 @@ def random_batch(stage: str, gt_size: int, batch: int, scale: int, seed: int) ->
     """One collated batch as the dataloader delivers it: ``PackInputs`` of random uint8 images, pseudo-collated.
 
     Stage I reconstructs its input (``img`` = ``gt``); stages II+III get an LQ of ``gt_size / scale``.
+
+    Args:
+        stage (str): '1', '23' or 'authors23'.
+        gt_size (int): GT side in pixels.
+        batch (int): images in the batch.
+        scale (int): upscaling factor (stages II+III).
+        seed (int): seed of the images.
+
+    Returns:
+        dict: ``inputs`` (list of (3, h, w) uint8) and ``data_samples``.
+
+    Raises:
+        InvalidOptionError: ``gt_size`` is not a multiple of ``scale`` (stages II+III).
     """
     from mmengine.dataset import pseudo_collate
 
@@ -246,7 +277,17 @@ def _wrappers(optim_wrapper) -> Dict[str, object]:
 
 
 def attach_timer(stage: str, model: torch.nn.Module, optim_wrapper, device: torch.device) -> PartTimer:
-    """Hooks on the stage's networks, loss modules and optimizer-wrapper methods."""
+    """Hooks on the stage's networks, loss modules and optimizer-wrapper methods.
+
+    Args:
+        stage (str): '1', '23' or 'authors23' (the parts of :data:`PARTS`).
+        model (torch.nn.Module): the stage's model.
+        optim_wrapper (OptimWrapper | OptimWrapperDict): its optimizer wrapper(s).
+        device (torch.device): where it runs.
+
+    Returns:
+        PartTimer: the timer, attached.
+    """
     timer = PartTimer(device)
     for name, path in PARTS[stage].items():
         mod = submodule(model, path)
@@ -263,7 +304,13 @@ def attach_timer(stage: str, model: torch.nn.Module, optim_wrapper, device: torc
 
 
 class StageRun:
-    """One stage's model, optimizer wrapper and fixed batch; runs and times ``train_step`` iterations."""
+    """One stage's model, optimizer wrapper and fixed batch; runs and times ``train_step`` iterations.
+
+    Args:
+        stage (str): '1', '23' or 'authors23'.
+        s (TrainBenchSettings): the benchmark's settings.
+        device (torch.device): where it runs.
+    """
 
     def __init__(self, stage: str, s: TrainBenchSettings, device: torch.device) -> None:
         torch.manual_seed(s.seed)
@@ -279,7 +326,14 @@ class StageRun:
         self.runs: List[tuple] = []
 
     def iteration(self, timer: Optional[PartTimer] = None) -> tuple:
-        """One ``train_step`` -> (seconds, (part seconds, part calls), log_vars, process CPU seconds)."""
+        """One ``train_step``.
+
+        Args:
+            timer (PartTimer, optional): the hooks to read. Default: None (the run's own, CPU only).
+
+        Returns:
+            tuple: (seconds, (part seconds, part calls), log_vars, process CPU seconds).
+        """
         timer = timer or self.timer
         data = copy.deepcopy(self.batch)  # untimed: the preprocessor may modify it
         if timer is not None:
@@ -293,11 +347,23 @@ class StageRun:
         return total, parts, log_vars, cpu
 
     def timed(self) -> float:
+        """One iteration, kept for :meth:`summary`.
+
+        Returns:
+            float: its seconds.
+        """
         self.runs.append(self.iteration())
         return self.runs[-1][0]
 
     def summary(self, parts_iters: int) -> dict:
-        """The stage's JSON entry (medians); on CUDA first ``parts_iters`` hooked iterations for the breakdown."""
+        """The stage's JSON entry (medians); on CUDA first ``parts_iters`` hooked iterations for the breakdown.
+
+        Args:
+            parts_iters (int): hooked iterations on CUDA.
+
+        Returns:
+            dict: config facts, median and all times, peak memory, the per-part breakdown, calls and losses.
+        """
         totals = [r[0] for r in self.runs]
         cpu = [r[3] for r in self.runs]
         entry = dict(
@@ -336,13 +402,23 @@ class StageRun:
         return entry
 
     def close(self) -> None:
+        """Free the model and optimizer wrapper (and CUDA's cached memory)."""
         del self.model, self.optim_wrapper
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()
 
 
 def run_stages(s: TrainBenchSettings, device: torch.device, log: Callable[[str], None]) -> Dict[str, dict]:
-    """Each stage in turn (or, with ``interleave``, all built first and their iterations alternated)."""
+    """Each stage in turn (or, with ``interleave``, all built first and their iterations alternated).
+
+    Args:
+        s (TrainBenchSettings): the benchmark's settings.
+        device (torch.device): where it runs.
+        log (callable): progress messages.
+
+    Returns:
+        dict[str, dict]: stage -> :meth:`StageRun.summary`.
+    """
     entries: Dict[str, dict] = {}
     groups = [s.stages] if s.interleave else [[stage] for stage in s.stages]
     for group in groups:
@@ -364,7 +440,15 @@ def run_stages(s: TrainBenchSettings, device: torch.device, log: Callable[[str],
 
 
 def benchmark_train(s: TrainBenchSettings, log: Callable[[str], None] = lambda msg: None) -> dict:
-    """Time the stages of ``s``; the result as one JSON-ready dict (medians, breakdown, losses per stage)."""
+    """Time the stages of ``s``; the result as one JSON-ready dict (medians, breakdown, losses per stage).
+
+    Args:
+        s (TrainBenchSettings): stages, configs, batch, device and repetitions.
+        log (callable): progress messages. Default: a no-op.
+
+    Returns:
+        dict: the settings, machine facts and ``stages``, plus ``authors23_over_23`` when both ran.
+    """
     device = torch.device(s.device)
     facts = machine_facts(device)
     result: dict = dict(

@@ -37,7 +37,14 @@ __all__ = ['GraphRunner', 'graph_runner', 'cuda_graphs_available']
 
 
 def cuda_graphs_available(device: torch.device) -> bool:
-    """True when calls on ``device`` can be captured (a CUDA device)."""
+    """True when calls on ``device`` can be captured (a CUDA device).
+
+    Args:
+        device (torch.device): the device of the inputs.
+
+    Returns:
+        bool: whether CUDA graphs can be used.
+    """
     return device.type == 'cuda' and torch.cuda.is_available()
 
 
@@ -68,7 +75,15 @@ def capture_cuda(fn: Callable[..., Tensor], inputs: Tuple[Tensor, ...]) -> Captu
     """Capture ``fn(*inputs)`` (``inputs`` are the static buffers) into a CUDA graph with its own pool.
 
     The warm-up and the capture run on the same side stream: libraries create per-stream handles and workspaces
-    lazily, which must not happen inside a capture."""
+    lazily, which must not happen inside a capture.
+
+    Args:
+        fn (callable): the call to capture, returning one tensor.
+        inputs (tuple[Tensor]): static input buffers on a CUDA device.
+
+    Returns:
+        Captured: ``replay`` recomputes ``output`` from the buffers.
+    """
     device = inputs[0].device
     side = torch.cuda.Stream(device=device)
     side.wait_stream(torch.cuda.current_stream(device))
@@ -91,8 +106,9 @@ class GraphRunner:
     """Runs ``fn(*inputs)`` of a network through graphs captured per signature (see the module docstring).
 
     Args:
-        capture: ``capture(fn, static_inputs) -> Captured`` (default: :func:`capture_cuda`; tests pass another).
-        max_graphs: signatures kept (the oldest is dropped, with its memory pool).
+        capture (callable): ``capture(fn, static_inputs) -> Captured`` (tests pass another). Default:
+            :func:`capture_cuda`.
+        max_graphs (int): signatures kept (the oldest is dropped, with its memory pool). Default: 16.
     """
 
     def __init__(self, capture: Callable[..., Captured] = capture_cuda, max_graphs: int = 16) -> None:
@@ -119,7 +135,19 @@ class GraphRunner:
         return key
 
     def __call__(self, module: nn.Module, fn: Callable[..., Tensor], *inputs: Tensor) -> Tensor:
-        """``fn(*inputs)`` where ``fn`` computes with ``module``'s weights only -> a fresh output tensor."""
+        """``fn(*inputs)`` where ``fn`` computes with ``module``'s weights only.
+
+        Args:
+            module (nn.Module): the network whose weights ``fn`` reads (part of the signature).
+            fn (callable): the call, e.g. the module itself or one of its methods.
+            *inputs (Tensor): its tensor inputs (shapes, dtypes and devices are part of the signature).
+
+        Returns:
+            Tensor: a fresh output tensor (a clone of the graph's static output).
+
+        Raises:
+            RuntimeError: called with gradients enabled.
+        """
         if torch.is_grad_enabled():
             raise RuntimeError('CUDA graphs of ITER are for inference: call under torch.no_grad()')
         device_type = inputs[0].device.type
@@ -150,8 +178,16 @@ _RUNNERS: 'weakref.WeakKeyDictionary[nn.Module, GraphRunner]' = weakref.WeakKeyD
 
 
 def graph_runner(net: nn.Module) -> GraphRunner:
-    """The :class:`GraphRunner` of ``net`` (one per network set, kept while ``net`` lives; not an attribute, so
-    copying or pickling ``net`` is unaffected)."""
+    """The :class:`GraphRunner` of ``net``.
+
+    One per network set, kept while ``net`` lives; not an attribute, so copying or pickling ``net`` is unaffected.
+
+    Args:
+        net (nn.Module): the ITER network set.
+
+    Returns:
+        GraphRunner: created on first use.
+    """
     runner = _RUNNERS.get(net)
     if runner is None:
         runner = _RUNNERS[net] = GraphRunner()

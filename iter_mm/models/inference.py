@@ -29,7 +29,14 @@ DTYPES = {
 
 
 def check_lq(lq: Tensor) -> None:
-    """Raise a clear error unless ``lq`` is a finite float (B, 3, h, w) tensor in [0, 1]."""
+    """Raise a clear error unless ``lq`` is a finite float (B, 3, h, w) tensor in [0, 1].
+
+    Args:
+        lq (Tensor): the LQ batch to check.
+
+    Raises:
+        InvalidInputError: not a tensor, not (B, 3, h, w), not floating point, empty, not finite, or outside [0, 1].
+    """
     if not isinstance(lq, Tensor):
         raise InvalidInputError(f'lq must be a torch.Tensor, got {type(lq).__name__}')
     if lq.dim() != 4 or lq.shape[1] != 3:
@@ -49,7 +56,18 @@ def check_lq(lq: Tensor) -> None:
 
 
 def autocast_context(dtype: Union[str, torch.dtype, None], device: torch.device):
-    """Autocast for 'bf16'/'fp16' on ``device``; a no-op for 'fp32'/None (the default: never a silent half)."""
+    """Autocast for 'bf16'/'fp16' on ``device``; a no-op for 'fp32'/None (the default: never a silent half).
+
+    Args:
+        dtype (str | torch.dtype, optional): 'fp32', 'bf16', 'fp16' (or their long names) or a torch dtype.
+        device (torch.device): the device whose autocast is entered.
+
+    Returns:
+        ContextManager: ``torch.autocast`` or a null context.
+
+    Raises:
+        InvalidOptionError: an unknown dtype name.
+    """
     if isinstance(dtype, str):
         if dtype not in DTYPES:
             raise InvalidOptionError(f'unknown dtype {dtype!r}; expected one of fp32, bf16, fp16')
@@ -60,7 +78,18 @@ def autocast_context(dtype: Union[str, torch.dtype, None], device: torch.device)
 
 
 def padded_refine(net, lq: Tensor, official_padding: bool = False, **sampling) -> RefineResult:
-    """Pad (B, 3, h, w) to net.lq_pad_multiple, refine, crop image, token maps and intermediates back."""
+    """Pad to ``net.lq_pad_multiple``, refine, crop image, token maps and intermediates back.
+
+    Args:
+        net (nn.Module): ITERNet (``lq_pad_multiple`` and the networks of ``adaptive_refine``).
+        lq (Tensor): (B, 3, h, w) in [0, 1].
+        official_padding (bool): the authors' always-pad rule instead of minimal mirror padding. Default: False.
+        **sampling: options of :func:`~iter_mm.models.sampling.adaptive_refine`.
+
+    Returns:
+        RefineResult: cropped to the input: ``image`` (B, 3, h*s, w*s), token maps (B, h', w') of the
+            unpadded token grid.
+    """
     return padded_apply(lambda x: adaptive_refine(net, x, **sampling), lq, int(net.lq_pad_multiple), official_padding)
 
 
@@ -83,25 +112,36 @@ def restore_image(
     progress: Optional[Callable[[int, int], None]] = None,
     **overrides,
 ) -> Union[Tensor, RefineResult]:
-    """Super-resolve (B, 3, h, w) LQ images in [0, 1] with ITER -> (B, 3, h*s, w*s) float32 in [0, 1].
+    """Super-resolve (B, 3, h, w) LQ images in [0, 1] with ITER.
 
     Args:
-        net: ITERNet (``scale``, ``lq_pad_multiple``, sub-networks as in docs/architecture.md).
-        options: :class:`~iter_mm.models.options.RestoreOptions` (default: its defaults); ``overrides`` are any
-            of its fields (``alpha``, ``steps``, ``seed``, ``tile``, ``max_pixels``, ``dtype``, ...):
-            sampling options of :func:`~iter_mm.models.sampling.adaptive_refine`; ``seed``: one seed for the call,
-            used by every image through the counter-based noise (each tile a seed derived from it and the tile's
-            position), so results do not depend on batch composition; ``color_correction`` (paper Eq. 10);
-            ``tile``, ``tile_overlap``, ``max_pixels``: the tiling rule of :mod:`iter_mm.models.options` (tiles
-            lie on the ``net.lq_pad_multiple`` grid of the mirror-padded image and need no padding);
+        net (nn.Module): ITERNet (``scale``, ``lq_pad_multiple``, sub-networks as in docs/architecture.md).
+        lq (Tensor): (B, 3, h, w) float in [0, 1].
+        options (RestoreOptions, optional): :class:`~iter_mm.models.options.RestoreOptions`. Default: None (its
+            defaults).
+        generator (torch.Generator, optional): when given, the seed is drawn from it (unless ``seed`` is among
+            ``overrides``). Default: None.
+        return_result (bool): return the :class:`RefineResult` (image and token maps cropped to the input) instead of
+            the image; after tiled inference only its ``image`` is set. Default: False.
+        return_intermediates (bool): also keep the per-step tokens, keep-masks and decoded images (whole images only;
+            implies ``return_result``). Default: False.
+        progress (callable, optional): called as ``progress(done, total)`` after every refinement step of every network
+            call (batch of whole images or of tiles): ``total`` = calls x ``steps``, known before the first call.
+            Default: None.
+        **overrides: any fields of ``RestoreOptions`` (``alpha``, ``steps``, ``seed``, ``tile``, ``max_pixels``,
+            ``dtype``, ...): sampling options of :func:`~iter_mm.models.sampling.adaptive_refine`; ``seed``: one seed
+            for the call, used by every image through the counter-based noise (each tile a seed derived from it and
+            the tile's position), so results do not depend on batch composition; ``color_correction`` (paper
+            Eq. 10); ``tile``, ``tile_overlap``, ``max_pixels``: the tiling rule of :mod:`iter_mm.models.options`
+            (tiles lie on the ``net.lq_pad_multiple`` grid of the mirror-padded image and need no padding);
             ``dtype``: 'fp32', 'bf16' or 'fp16' autocast; ``official_padding``: the authors' always-pad rule.
-        generator: when given, the seed is drawn from it (unless ``seed`` is among ``overrides``).
-        return_result: return the :class:`RefineResult` (image and token maps cropped to the input) instead of
-            the image; after tiled inference only its ``image`` is set.
-        return_intermediates: also keep the per-step tokens, keep-masks and decoded images (whole images only;
-            implies ``return_result``).
-        progress: called as ``progress(done, total)`` after every refinement step of every network call (batch
-            of whole images or of tiles): ``total`` = calls x ``steps``, known before the first call.
+
+    Returns:
+        Tensor | RefineResult: the SR image (B, 3, h*s, w*s) float32 in [0, 1], or the ``RefineResult`` with it.
+
+    Raises:
+        InvalidInputError: ``lq`` is not a finite float (B, 3, h, w) tensor in [0, 1].
+        InvalidOptionError: intermediates are asked for an image that is tiled.
     """
     check_lq(lq)
     opts = (options or RestoreOptions()).replace(**overrides)

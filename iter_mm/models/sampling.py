@@ -58,16 +58,21 @@ _TOKEN_CHUNK = 1 << 18
 
 # ----------------------------------------------------------------------------- sampling
 def sample_tokens(logits: Tensor, temperature: float, seeds: SeedLike, step: int) -> Tensor:
-    """Categorical sample of every token by Gumbel-max on logits / temperature (docs/faithfulness.md#adaptive-start
-    step 5.2).
+    """Categorical sample of every token by Gumbel-max on logits / temperature.
+
+    docs/faithfulness.md#adaptive-start step 5.2.
 
     Args:
-        logits: (B, C, h, w) token logits (cast to fp32).
-        temperature: > 0; 0 means argmax (no noise).
-        seeds: int or (B,) int64 per-image seeds.
-        step: refinement step index (selects an independent stream).
+        logits (Tensor): (B, C, h, w) token logits (cast to fp32).
+        temperature (float): >= 0; 0 means argmax (no noise).
+        seeds (int | Tensor): int or (B,) int64 per-image seeds.
+        step (int): refinement step index (selects an independent stream).
+
     Returns:
-        (B, h, w) int64 token map.
+        Tensor: (B, h, w) int64 token map.
+
+    Raises:
+        ValueError: ``temperature`` < 0.
     """
     if temperature < 0:
         raise ValueError(f'token temperature must be >= 0, got {temperature}')
@@ -99,22 +104,26 @@ def sample_tokens(logits: Tensor, temperature: float, seeds: SeedLike, step: int
 def sample_keep_mask(
     eval_logits: Tensor, keep: Tensor, target: Union[int, Tensor], temperature: float, seeds: SeedLike, step: int
 ) -> Tensor:
-    """Grow the keep-mask to ``target`` tokens, drawing new positions without replacement
-    (docs/faithfulness.md#keep-mask-resampling).
+    """Grow the keep-mask to ``target`` tokens, drawing new positions without replacement.
 
     New positions are a Gumbel-top-k draw on log P_good over the positions not yet kept, i.e. sampling
-    without replacement proportional to P_good. Each image adds k_new = max(1, target - kept_b) positions
-    (its own count, fixing docs/faithfulness.md#batch-invariant-inference; capped by the free positions), and a kept
-    position is never re-picked (docs/faithfulness.md#keep-mask-resampling).
+    without replacement proportional to P_good (docs/faithfulness.md#keep-mask-resampling). Each image adds
+    k_new = max(1, target - kept_b) positions (its own count, fixing docs/faithfulness.md#batch-invariant-inference;
+    capped by the free positions), and a kept position is never re-picked (docs/faithfulness.md#keep-mask-resampling).
 
     Args:
-        eval_logits: (B, 2, h, w) phi_e logits; channel 1 = good.
-        keep: (B, h, w) current keep-mask (0/1).
-        target: K_i, int or (B,) tensor.
-        temperature: > 0 softmax temperature of phi_e; 0 means take the most probable positions.
-        seeds, step: as in :func:`sample_tokens`.
+        eval_logits (Tensor): (B, 2, h, w) phi_e logits; channel 1 = good.
+        keep (Tensor): (B, h, w) current keep-mask (0/1).
+        target (int | Tensor): K_i, int or (B,) tensor.
+        temperature (float): >= 0 softmax temperature of phi_e; 0 means take the most probable positions.
+        seeds (int | Tensor): as in :func:`sample_tokens`.
+        step (int): as in :func:`sample_tokens`.
+
     Returns:
-        (B, h, w) float keep-mask, ``keep`` plus the new positions.
+        Tensor: (B, h, w) float keep-mask, ``keep`` plus the new positions.
+
+    Raises:
+        ValueError: ``temperature`` < 0.
     """
     if temperature < 0:
         raise ValueError(f'mask temperature must be >= 0, got {temperature}')
@@ -194,13 +203,29 @@ def adaptive_refine(
     Networks run only on images that need them; the only host sync is one read of the start steps.
 
     Args:
-        net: ITERNet-like module with ``lq_encoder``, ``evaluator``, ``refiner`` and ``vqgan.decode_indices``.
-        lq: (B, 3, h_lq, w_lq) in [0, 1], already padded so the token grid fits the networks.
-        seed / generator: the call's seed (or a (B,) int64 tensor of per-image seeds), or a generator to
-            draw it from (see :func:`resolve_seed`).
-        cuda_graphs: on a CUDA device, every network call runs as a CUDA graph captured once per input signature
-            and kept with ``net`` (:mod:`.cuda_graphs`); no effect elsewhere.
-        progress: called as ``progress(i + 1, steps)`` after every step i (skipped ones too; no host sync).
+        net (nn.Module): ITERNet-like module with ``lq_encoder``, ``evaluator``, ``refiner`` and
+            ``vqgan.decode_indices``.
+        lq (Tensor): (B, 3, h_lq, w_lq) in [0, 1], already padded so the token grid fits the networks.
+        alpha (float): phi_e threshold in [0, 1] of the start mask m_s. Default: 0.7.
+        steps (int): refinement steps T, >= 1. Default: 8.
+        token_temperature (float): temperature of the token sampling (0: argmax). Default: 1.0.
+        mask_temperature (float): temperature of the keep-mask sampling (0: deterministic). Default: 1.0.
+        schedule (str): mask schedule, 'cosine' or 'linear'. Default: 'linear'.
+        generator (torch.Generator, optional): source of the call's seed when ``seed`` is None (see
+            :func:`resolve_seed`). Default: None.
+        seed (int | Tensor, optional): the call's seed, or a (B,) int64 tensor of per-image seeds. Default: None.
+        return_intermediates (bool): also fill ``step_tokens``, ``step_keep`` and ``step_images``. Default: False.
+        cuda_graphs (bool): on a CUDA device, every network call runs as a CUDA graph captured once per input
+            signature and kept with ``net`` (:mod:`.cuda_graphs`); no effect elsewhere. Default: False.
+        progress (callable, optional): called as ``progress(i + 1, steps)`` after every step i (skipped ones too; no
+            host sync). Default: None.
+
+    Returns:
+        RefineResult: ``image`` (B, 3, 8h, 8w) in [0, 1] for the token grid (h, w), the token maps, ``good_prob`` and
+        the start steps.
+
+    Raises:
+        ValueError: ``alpha`` outside [0, 1] or ``steps`` < 1.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f'alpha must be in [0, 1], got {alpha}')

@@ -70,6 +70,7 @@ class CheckpointKind:
 
     @property
     def name(self) -> str:
+        """Readable name for messages, e.g. 'official ITER x4 (without vqgan.*)'."""
         who = 'official' if self.layout == 'official' else 'iter-mm'
         if self.family == 'swinvqgan':
             return f'{who} Swin-VQGAN' + (' (with generator.* aliases)' if self.layout == 'official' else '')
@@ -104,8 +105,18 @@ class CheckpointReadError(InvalidInputError, RuntimeError):
 def load_checkpoint_file(path: str | Path, allow_pickle: bool = False) -> dict:
     """torch.load a checkpoint to CPU with clear errors. Only tensors/containers unless ``allow_pickle``.
 
-    Raises MissingDataError, CheckpointReadError (not a readable checkpoint; or pickled objects without
-    ``allow_pickle``, which only then is suggested) or InvalidInputError (not a dict).
+    Args:
+        path (str | Path): the checkpoint file.
+        allow_pickle (bool): unpickle arbitrary objects (trusted files only). Default: False.
+
+    Returns:
+        dict: the loaded checkpoint.
+
+    Raises:
+        MissingDataError: the file does not exist.
+        CheckpointReadError: not a readable checkpoint; or pickled objects without ``allow_pickle``, which only then
+            is suggested.
+        InvalidInputError: the file holds something other than a dict.
     """
     path = Path(path)
     if not path.is_file():
@@ -134,8 +145,19 @@ def load_checkpoint_file(path: str | Path, allow_pickle: bool = False) -> dict:
 
 
 def extract_state_dict(obj: Mapping) -> tuple[StateDict, str]:
-    """Pick the weights of a checkpoint dict: ``params_ema``, else ``params``, else ``state_dict``, else the dict
-    itself; strip a leading ``module.``. Returns (state dict, name of the entry used)."""
+    """Pick the weights of a checkpoint dict and strip a leading ``module.``.
+
+    The entry used is ``params_ema``, else ``params``, else ``state_dict``, else the dict itself.
+
+    Args:
+        obj (Mapping): a loaded checkpoint.
+
+    Returns:
+        tuple[OrderedDict, str]: (state dict, name of the entry used).
+
+    Raises:
+        ValueError: the entry is empty or holds non-tensors.
+    """
     for key in ('params_ema', 'params', 'state_dict'):
         if key in obj and isinstance(obj[key], Mapping):
             sd, used = obj[key], key
@@ -155,6 +177,13 @@ def unwrap_model_state(sd: Mapping[str, Tensor], prefix: str = 'generator.') -> 
     """Network weights of an MMEngine model state dict (``generator.`` + our key); other states dict unchanged.
 
     The official Swin-VQGAN's ``generator.blocks.*`` aliases are not mistaken for the wrapper prefix.
+
+    Args:
+        sd (Mapping[str, Tensor]): a state dict.
+        prefix (str): the wrapper prefix to remove. Default: 'generator.'.
+
+    Returns:
+        OrderedDict: the network's state dict.
     """
     top = {k.split('.', 1)[0] for k in sd}
     if top & {'encoder', 'decoder', 'quantize', 'vqgan', 'token_refine_net', 'evaluator', 'refiner', 'lq_encoder'}:
@@ -171,7 +200,17 @@ def _lq_scale(keys: Sequence[str]) -> int | None:
 
 
 def detect_kind(sd: Mapping[str, Tensor]) -> CheckpointKind:
-    """Tell official/ours Swin-VQGAN or ITER (x2/x4, with or without vqgan.*) apart by their keys."""
+    """Tell official/ours Swin-VQGAN or ITER (x2/x4, with or without vqgan.*) apart by their keys.
+
+    Args:
+        sd (Mapping[str, Tensor]): network weights (no wrapper prefix).
+
+    Returns:
+        CheckpointKind: family, layout, scale and whether vqgan.* is present.
+
+    Raises:
+        ValueError: mixed layouts, an ITER file without ``lq_encoder.*``, only ``vqgan.*``, or unknown keys.
+    """
     keys = list(sd)
     top = {k.split('.', 1)[0] for k in keys}
     if 'token_refine_net' in top or 'evaluator' in top or 'refiner' in top:
@@ -192,10 +231,16 @@ def detect_kind(sd: Mapping[str, Tensor]) -> CheckpointKind:
 # --- manifests ----------------------------------------------------------------------------------------------
 @cache
 def load_manifest(name: str) -> tuple[tuple[str, tuple[int, ...], str, str], ...]:
-    """Entries (key, shape, dtype, kind) of an official checkpoint, in its state-dict order.
+    """Entries of an official checkpoint, in its state-dict order.
 
     Args:
-        name: 'swinvqgan', 'iter_x4' or 'iter_x2'.
+        name (str): 'swinvqgan', 'iter_x4' or 'iter_x2'.
+
+    Returns:
+        tuple: (key, shape, dtype, kind) per entry.
+
+    Raises:
+        KeyError: an unknown manifest name.
     """
     if name not in MANIFESTS:
         raise KeyError(f'unknown manifest {name!r}; choose from {sorted(MANIFESTS)}')
@@ -204,6 +249,14 @@ def load_manifest(name: str) -> tuple[tuple[str, tuple[int, ...], str, str], ...
 
 
 def manifest_name(kind: CheckpointKind) -> str:
+    """The manifest of a checkpoint kind.
+
+    Args:
+        kind (CheckpointKind): what :func:`detect_kind` found.
+
+    Returns:
+        str: 'swinvqgan', 'iter_x4' or 'iter_x2'.
+    """
     return 'swinvqgan' if kind.family == 'swinvqgan' else f'iter_x{kind.scale}'
 
 
@@ -241,9 +294,15 @@ def official_to_ours(sd: Mapping[str, Tensor], vqgan_sd: Mapping[str, Tensor] | 
     """Official state dict -> ours.
 
     Args:
-        sd: official Swin-VQGAN or ITER state dict (``module.`` already stripped).
-        vqgan_sd: optional separate Swin-VQGAN state dict (ITER only), merged under ``vqgan.`` and replacing any
-            vqgan.* entries of ``sd``.
+        sd (Mapping[str, Tensor]): official Swin-VQGAN or ITER state dict (``module.`` already stripped).
+        vqgan_sd (Mapping[str, Tensor], optional): separate Swin-VQGAN state dict (ITER only), merged under
+            ``vqgan.`` and replacing any vqgan.* entries of ``sd``. Default: None.
+
+    Returns:
+        OrderedDict: our state dict, in our group order.
+
+    Raises:
+        ValueError: ``sd`` is not official, or ``vqgan_sd`` is not a Swin-VQGAN or given for a Swin-VQGAN.
     """
     kind = detect_kind(sd)
     if kind.layout != 'official':
@@ -268,6 +327,16 @@ def ours_to_official(sd: Mapping[str, Tensor], manifest_order: bool = True) -> S
 
     Keys follow the official group order, our module order inside each group (which equals the authors'); with
     ``manifest_order`` and a released configuration the manifest's order is imposed (a no-op when all is well).
+
+    Args:
+        sd (Mapping[str, Tensor]): our state dict.
+        manifest_order (bool): impose the manifest's order when the keys match it. Default: True.
+
+    Returns:
+        OrderedDict: the official state dict.
+
+    Raises:
+        ValueError: ``sd`` is not in our layout.
     """
     kind = detect_kind(sd)
     if kind.layout != 'ours':
@@ -288,7 +357,15 @@ def ours_to_official(sd: Mapping[str, Tensor], manifest_order: bool = True) -> S
 
 
 def check_against_manifest(official_sd: Mapping[str, Tensor], name: str) -> list[str]:
-    """Problems (missing/unexpected keys, shape or dtype mismatches) of an official state dict vs a manifest."""
+    """Problems of an official state dict vs a manifest: missing/unexpected keys, shape or dtype mismatches.
+
+    Args:
+        official_sd (Mapping[str, Tensor]): an official state dict (without ``vqgan.*`` the manifest's are left out).
+        name (str): the manifest (:func:`load_manifest`).
+
+    Returns:
+        list[str]: one line per problem; empty when it matches.
+    """
     man = {k: (s, d) for k, s, d, _ in load_manifest(name)}
     if not any(k.startswith(VQGAN_PREFIX) for k in official_sd):
         man = {k: v for k, v in man.items() if not k.startswith(VQGAN_PREFIX)}
@@ -312,10 +389,18 @@ class KeyComparison:
 
     @property
     def fits(self) -> bool:
+        """Whether nothing is missing, unexpected or of another shape."""
         return not (self.missing or self.unexpected or self.shapes)
 
     def summary(self, first: int = 5) -> str:
-        """``'N missing: [...]; M unexpected: [...]; K shape mismatches: [...]'`` (the first few of each)."""
+        """``'N missing: [...]; M unexpected: [...]; K shape mismatches: [...]'`` (the first few of each).
+
+        Args:
+            first (int): keys listed per kind. Default: 5.
+
+        Returns:
+            str: the summary; empty when it fits.
+        """
         return '; '.join(
             f'{len(keys)} {what}: {list(keys[:first])}'
             for what, keys in (
@@ -328,8 +413,19 @@ class KeyComparison:
 
 
 def compare_keys(own: Mapping[str, Tensor], sd: Mapping[str, Tensor], ignored: Sequence[str] = ()) -> KeyComparison:
-    """Compare a module's state dict ``own`` with ``sd``; entries of ``sd`` under a top-level name in ``ignored``
-    (training-only parts the module was built without) are not unexpected."""
+    """Compare a module's state dict ``own`` with ``sd``.
+
+    Entries of ``sd`` under a top-level name in ``ignored`` (training-only parts the module was built without) are not
+    unexpected.
+
+    Args:
+        own (Mapping[str, Tensor]): the module's state dict.
+        sd (Mapping[str, Tensor]): the state dict to load.
+        ignored (Sequence[str]): top-level names allowed in ``sd`` only. Default: ().
+
+    Returns:
+        KeyComparison: missing, unexpected and misshapen keys.
+    """
     missing = tuple(k for k in own if k not in sd)
     unexpected = tuple(k for k in sd if k not in own and k.split('.', 1)[0] not in ignored)
     misshapen = tuple(k for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape))
@@ -344,9 +440,21 @@ def load_state_dict_strict(
     target: str | None = None,
     ignored: Sequence[str] = (),
 ) -> None:
-    """The one strict load of iter-mm: every tensor of ``module`` from ``sd`` with its shape, nothing else but the
-    ``ignored`` top-level parts. Raises :class:`CheckpointMismatchError` listing the first missing / unexpected /
-    misshapen keys, naming ``source``, what kind of checkpoint it is and ``target`` (default: the module's class)."""
+    """The one strict load of iter-mm: every tensor of ``module`` from ``sd`` with its shape.
+
+    Nothing else may be in ``sd`` but the ``ignored`` top-level parts.
+
+    Args:
+        module (nn.Module): the module to load into.
+        sd (Mapping[str, Tensor]): the weights.
+        source (str): the weights' name in messages. Default: 'checkpoint'.
+        target (str, optional): the module's name in messages. Default: None (the module's class).
+        ignored (Sequence[str]): top-level names allowed in ``sd`` only. Default: ().
+
+    Raises:
+        CheckpointMismatchError: listing the first missing / unexpected / misshapen keys, naming ``source``, what
+            kind of checkpoint it is and ``target``.
+    """
     own = module.state_dict()
     fit = compare_keys(own, sd, ignored)
     if not fit.fits:
@@ -366,8 +474,16 @@ def _source_name(src: Source) -> str:
 
 
 def model_weights(obj: Mapping) -> StateDict:
-    """Network weights of a loaded checkpoint of any supported layout (:func:`extract_state_dict`): the EMA copy
-    (``generator_ema.*``) preferred over ``generator.*``, MMEngine's wrapper prefix removed."""
+    """Network weights of a loaded checkpoint of any supported layout (:func:`extract_state_dict`).
+
+    The EMA copy (``generator_ema.*``) is preferred over ``generator.*``; MMEngine's wrapper prefix is removed.
+
+    Args:
+        obj (Mapping): a loaded checkpoint.
+
+    Returns:
+        OrderedDict: the network's state dict.
+    """
     sd, _ = extract_state_dict(obj)
     ema = OrderedDict(
         (k[len('generator_ema.') :].removeprefix('module.'), v) for k, v in sd.items() if k.startswith('generator_ema.')
@@ -379,9 +495,16 @@ def read_weights(src: Source, allow_pickle: bool = False, trusted: bool = False)
     """:func:`model_weights` of a file or a loaded dict.
 
     Args:
+        src (str | Path | Mapping): checkpoint file or loaded checkpoint.
         allow_pickle (bool): unpickle any object (full training checkpoints; trusted files only). Default: False.
         trusted (bool): a file refused weights-only is unpickled, as MMEngine's ``load_from`` does (the files a
             training config names). Default: False.
+
+    Returns:
+        OrderedDict: the network's state dict.
+
+    Raises:
+        MissingDataError, CheckpointReadError: see :func:`load_checkpoint_file`.
     """
     if isinstance(src, Mapping):
         return model_weights(src)
@@ -395,8 +518,20 @@ def read_weights(src: Source, allow_pickle: bool = False, trusted: bool = False)
 
 
 def stage1_aliases(stage1_checkpoint, **old):
-    """The stage-I checkpoint given under its one name or a deprecated one (``vqgan_ckpt=``, ``vqgan=``): a
-    :class:`DeprecationWarning` for an old name, an :class:`InvalidOptionError` when two names differ."""
+    """The stage-I checkpoint given under its one name or a deprecated one (``vqgan_ckpt=``, ``vqgan=``).
+
+    An old name gives a :class:`DeprecationWarning`.
+
+    Args:
+        stage1_checkpoint (Any): the value under the one name, or None.
+        **old: deprecated names and their values (None: not given).
+
+    Returns:
+        Any: the stage-I checkpoint, or None.
+
+    Raises:
+        InvalidOptionError: two names give different values.
+    """
 
     for name, value in old.items():
         if value is None:
@@ -413,9 +548,22 @@ def stage1_aliases(stage1_checkpoint, **old):
 
 
 def stage1_weights(src: Source, allow_pickle: bool = False, trusted: bool = False) -> StateDict:
-    """Swin-VQGAN weights (our layout) from any file that holds stage I: ours or the authors'
-    ``ITER_swinvqgan.pth``, a converted one, a stage-I training checkpoint (EMA copy preferred), or a full ITER
-    checkpoint with ``vqgan.*`` (either layout). ``allow_pickle`` / ``trusted``: see :func:`read_weights`."""
+    """Swin-VQGAN weights (our layout) from any file that holds stage I.
+
+    That is ours or the authors' ``ITER_swinvqgan.pth``, a converted one, a stage-I training checkpoint (EMA copy
+    preferred), or a full ITER checkpoint with ``vqgan.*`` (either layout).
+
+    Args:
+        src (str | Path | Mapping): checkpoint file or loaded checkpoint.
+        allow_pickle (bool): see :func:`read_weights`. Default: False.
+        trusted (bool): see :func:`read_weights`. Default: False.
+
+    Returns:
+        OrderedDict: Swin-VQGAN state dict in our layout.
+
+    Raises:
+        CheckpointMismatchError: not a stage-I checkpoint, or an ITER file without ``vqgan.*``.
+    """
     sd = read_weights(src, allow_pickle, trusted)
     try:
         kind = detect_kind(sd)
@@ -436,9 +584,21 @@ def stage1_weights(src: Source, allow_pickle: bool = False, trusted: bool = Fals
 def convert_official(
     src: Source, stage1_checkpoint: Source | None = None, allow_pickle: bool = False, *, vqgan: Source | None = None
 ) -> StateDict:
-    """Official checkpoint (path or dict) -> our state dict. An ITER checkpoint without vqgan.* needs
-    ``stage1_checkpoint`` (ITER_swinvqgan.pth); the result always holds the VQGAN weights. ``vqgan``: deprecated
-    name of ``stage1_checkpoint``."""
+    """Official checkpoint (path or dict) -> our state dict; the result always holds the VQGAN weights.
+
+    Args:
+        src (str | Path | Mapping): the authors' checkpoint.
+        stage1_checkpoint (str | Path | Mapping, optional): ``ITER_swinvqgan.pth``, needed by an ITER checkpoint
+            without vqgan.* (and refused for one with them). Default: None.
+        allow_pickle (bool): see :func:`read_weights`. Default: False.
+        vqgan (str | Path | Mapping, optional): deprecated name of ``stage1_checkpoint``. Default: None.
+
+    Returns:
+        OrderedDict: our state dict.
+
+    Raises:
+        CheckpointMismatchError: a missing or superfluous stage-I checkpoint, or keys that do not convert.
+    """
     stage1_checkpoint = stage1_aliases(stage1_checkpoint, vqgan=vqgan)
     sd = read_weights(src, allow_pickle)
     kind = detect_kind(sd)
@@ -467,8 +627,23 @@ def to_our_layout(
     allow_pickle: bool = False,
     source: str = 'checkpoint',
 ) -> tuple[StateDict, CheckpointKind]:
-    """Network weights of either layout -> (our layout, the kind seen): the authors' files are converted through
-    :func:`convert_official`; a separate stage-I file is refused for any other file (it would be ignored)."""
+    """Network weights of either layout -> our layout, and the kind seen.
+
+    The authors' files are converted through :func:`convert_official`; a separate stage-I file is refused for any other
+    file (it would be ignored).
+
+    Args:
+        sd (Mapping[str, Tensor]): network weights.
+        stage1_checkpoint (str | Path | Mapping, optional): the authors' ``ITER_swinvqgan.pth``. Default: None.
+        allow_pickle (bool): see :func:`read_weights`. Default: False.
+        source (str): the weights' name in messages. Default: 'checkpoint'.
+
+    Returns:
+        tuple[OrderedDict, CheckpointKind]: (our state dict, the kind seen).
+
+    Raises:
+        CheckpointMismatchError: not an ITER or Swin-VQGAN checkpoint, or a stage-I file it cannot use.
+    """
     try:
         kind = detect_kind(sd)
     except ValueError as err:
@@ -487,7 +662,19 @@ def to_our_layout(
 
 
 def load_official(module: nn.Module, src: Source, stage1_checkpoint: Source | None = None) -> CheckpointKind:
-    """Strictly load an official or iter-mm checkpoint into our SwinVQGAN / ITERNet. Returns the kind seen."""
+    """Strictly load an official or iter-mm checkpoint into our SwinVQGAN / ITERNet.
+
+    Args:
+        module (nn.Module): a ``SwinVQGAN`` or ``ITERNet``.
+        src (str | Path | Mapping): checkpoint file or loaded checkpoint.
+        stage1_checkpoint (str | Path | Mapping, optional): the authors' ``ITER_swinvqgan.pth``. Default: None.
+
+    Returns:
+        CheckpointKind: the kind seen.
+
+    Raises:
+        CheckpointMismatchError: the weights do not fit ``module``.
+    """
     sd, kind = to_our_layout(read_weights(src), stage1_checkpoint, source=_source_name(src))
     load_state_dict_strict(module, sd, source=kind.name)
     return kind
@@ -502,17 +689,27 @@ def convert_file(
     overwrite: bool = False,
     allow_pickle: bool = False,
 ) -> tuple[str, list[str]]:
-    """Convert the authors' checkpoint ``src`` to an iter-mm one (``{'meta', 'state_dict': {'generator.' + key}}``)
-    or, with ``reverse``, ours to theirs (``{'params': ...}`` in the authors' key order, with the decoder aliases).
+    """Convert the authors' checkpoint ``src`` to an iter-mm one, or, with ``reverse``, ours to theirs.
+
+    Ours is ``{'meta', 'state_dict': {'generator.' + key}}``; theirs ``{'params': ...}`` in the authors' key order,
+    with the decoder aliases.
 
     Args:
+        src (str | Path): the checkpoint to convert.
+        dst (str | Path): the file to write (through a temporary file).
         stage1_checkpoint (str, optional): the authors' ``ITER_swinvqgan.pth`` for their ITER files without
             ``vqgan.*``. Default: None.
+        reverse (bool): convert ours to the authors' layout. Default: False.
         overwrite (bool): replace an existing ``dst``. Default: False.
         allow_pickle (bool): unpickle arbitrary objects of ``src`` (trusted training checkpoints). Default: False.
 
     Returns:
-        (one-line summary, notes such as differences from the released configuration).
+        tuple[str, list[str]]: (one-line summary, notes such as differences from the released configuration).
+
+    Raises:
+        OutputExistsError: ``dst`` exists and ``overwrite`` is False.
+        InvalidOptionError: ``dst`` is ``src``, or ``stage1_checkpoint`` with ``reverse``.
+        CheckpointMismatchError: ``src`` is already in the target layout.
     """
     from ..errors import OutputExistsError
 

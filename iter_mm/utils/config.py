@@ -13,14 +13,24 @@ PLUGIN_MODELS = ('ITERModel', 'SwinVQGANModel')
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read a config file, ``mmagic::<path>`` from MMagic's model zoo or ``iter_mm::<path>`` from ours (also
-    ``configs/...`` outside the repository, from the installed package), and apply overrides.
+    """Read a config and apply overrides.
 
-    Also registers iter-mm's and MMagic's components and makes the config's ``default_scope`` (``mmagic`` unless it
-    names another) the current default scope, so that ``MODELS.build(load_config(path).model)`` works with no
-    other call first, and MMagic's own configs and ours run through the same tools.
+    ``path`` may be a config file, ``mmagic::<path>`` from MMagic's model zoo or ``iter_mm::<path>`` from ours (also
+    ``configs/...`` outside the repository, from the installed package). Also registers iter-mm's and MMagic's
+    components and makes the config's ``default_scope`` (``mmagic`` unless it names another) the current default
+    scope, so that ``MODELS.build(load_config(path).model)`` works with no other call first, and MMagic's own configs
+    and ours run through the same tools.
+
+    Args:
+        path (str): the config.
+        cfg_options (dict, optional): overrides merged into it (a key next to a nearly equal existing one warns).
+            Default: None.
+
+    Returns:
+        Config: the loaded config.
 
     Raises:
+        MissingDataError: the config file does not exist.
         InvalidOptionError: a ``cfg_options`` entry that would change nothing (a top-level folder variable).
     """
     from .quiet import quiet_imports
@@ -97,7 +107,18 @@ def enable_amp(cfg: Config, dtype: Optional[str] = None, device: Optional[str] =
     """Switch every optimizer wrapper of ``cfg`` (single or per-module dict) to mixed precision.
 
     On CUDA: MMEngine's ``AmpOptimWrapper`` (fp16 with dynamic loss scaling, or ``dtype``). Without a GPU:
-    ``AutocastOptimWrapper`` with bf16 autocast (MMEngine's AMP wrapper refuses CPUs). Returns the wrapper type.
+    ``AutocastOptimWrapper`` with bf16 autocast (MMEngine's AMP wrapper refuses CPUs).
+
+    Args:
+        cfg (Config): a training config (changed in place).
+        dtype (str, optional): the autocast dtype. Default: None (fp16 on CUDA, 'bfloat16' on CPU).
+        device (str, optional): 'cuda' or 'cpu'. Default: None (CUDA when available).
+
+    Returns:
+        str: the wrapper type, 'AmpOptimWrapper' or 'AutocastOptimWrapper'.
+
+    Raises:
+        InvalidOptionError: a wrapper other than ``OptimWrapper``.
     """
     import torch
 
@@ -132,6 +153,12 @@ def training_only_keys(model_cfg: dict) -> List[str]:
     ``pixel_loss`` of MMagic's models stays (``BaseEditModel`` requires it; L1 has no weights); ITER's models
     also drop it, their stage-I file and their initialisation (``stage1_checkpoint``, its deprecated name
     ``vqgan_ckpt``, ``init_from``).
+
+    Args:
+        model_cfg (dict): a model config.
+
+    Returns:
+        list[str]: the keys set (not None) in ``model_cfg``.
     """
     plugin = model_cfg.get('type') in PLUGIN_MODELS
     keys = [
@@ -149,6 +176,12 @@ def inference_model_cfg(model_cfg: dict) -> ConfigDict:
 
     Testing and inference then need no LPIPS/VGG weights (ITER) and no perceptual-loss VGG19 download
     (MMagic's GAN models such as Real-ESRGAN), nor a stage-I file.
+
+    Args:
+        model_cfg (dict): a model config (not changed).
+
+    Returns:
+        ConfigDict: the copy, those keys set to None.
     """
     cfg = ConfigDict(copy.deepcopy(dict(model_cfg)))
     for key in training_only_keys(cfg):

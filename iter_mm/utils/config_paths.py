@@ -16,7 +16,11 @@ PREFIXES = ('iter_mm::', 'iter::')
 
 
 def configs_root() -> Optional[str]:
-    """The folder holding ``iter/``, ``_base_/``: the package's ``.mim/configs`` or the source tree's ``configs``."""
+    """The folder holding ``iter/``, ``_base_/``: the package's ``.mim/configs`` or the source tree's ``configs``.
+
+    Returns:
+        str, optional: the folder, or None when neither exists.
+    """
     for root in (osp.join(_PACKAGE, '.mim', 'configs'), osp.join(osp.dirname(_PACKAGE), 'configs')):
         if osp.isdir(osp.join(root, 'iter')):
             return root
@@ -26,7 +30,14 @@ def configs_root() -> Optional[str]:
 def resolve_config_path(path: str) -> str:
     """A config file path for ``path`` (see the module docstring); other ``::`` names are returned unchanged.
 
-    Raises FileNotFoundError naming the places that were looked at.
+    Args:
+        path (str): a file, ``iter_mm::`` / ``iter::`` name, ``configs/...`` path or another scope's name.
+
+    Returns:
+        str: the config's path (or the scoped name).
+
+    Raises:
+        MissingDataError: naming the places that were looked at (a FileNotFoundError).
     """
     for prefix in PREFIXES:
         if path.startswith(prefix):

@@ -18,7 +18,14 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '
 
 
 def is_image_file(name: str) -> bool:
-    """Whether ``name`` ends with one of :data:`IMAGE_EXTENSIONS` (any case)."""
+    """Whether ``name`` ends with one of :data:`IMAGE_EXTENSIONS` (any case).
+
+    Args:
+        name (str): a file name or path.
+
+    Returns:
+        bool: True for an image extension.
+    """
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
@@ -33,6 +40,9 @@ def folder_images(folder: str, role: str = 'folder') -> List[str]:
         folder (str): The folder.
         role (str): What the folder is, for the messages (e.g. 'input folder'). Default: 'folder'.
 
+    Returns:
+        list[str]: the file names.
+
     Raises:
         MissingDataError: The folder does not exist or holds no image.
     """
@@ -46,6 +56,12 @@ def folder_images(folder: str, role: str = 'folder') -> List[str]:
 
 def list_images(inputs: Sequence[str]) -> List[str]:
     """Expand files and folders (non-recursive, sorted) into image paths; a file is taken whatever its name.
+
+    Args:
+        inputs (Sequence[str]): files and folders.
+
+    Returns:
+        list[str]: the image paths, in the order of ``inputs``.
 
     Raises:
         MissingDataError: A path does not exist, or a folder holds no image.

@@ -29,7 +29,15 @@ class ImageReadError(InvalidInputError):
 
 
 def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply EXIF ``orientation`` (1-8) to an (H, W[, C]) array: the result is what viewers display."""
+    """Apply EXIF ``orientation`` (1-8) to an array: the result is what viewers display.
+
+    Args:
+        arr (np.ndarray): (H, W) or (H, W, C).
+        orientation (int): EXIF orientation; values outside 1-8 leave the array as it is.
+
+    Returns:
+        np.ndarray: the upright array, contiguous ((W, H[, C]) for the transposing orientations 5-8).
+    """
     ops = {
         1: lambda a: a,
         2: lambda a: a[:, ::-1],
@@ -45,7 +53,11 @@ def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def srgb_profile() -> bytes:
-    """The bytes of an sRGB ICC profile (LittleCMS's built-in; made once: its header holds the creation time)."""
+    """The bytes of an sRGB ICC profile (LittleCMS's built-in; made once: its header holds the creation time).
+
+    Returns:
+        bytes: the profile.
+    """
     return ImageCms.ImageCmsProfile(ImageCms.createProfile('sRGB')).tobytes()
 
 
@@ -140,9 +152,18 @@ def _open(path: str, data: np.ndarray) -> Image.Image:
 def read_picture(path: str, frames: str = 'first', to_srgb: bool = False) -> Picture:
     """Read an image file as upright RGB float frames plus alpha and an :class:`ImageInfo`.
 
-    ``frames``: 'first' (a note says how many were left out) or 'all' (every frame of an animation or page of a
-    multi-page file). ``to_srgb``: convert the pixels from an embedded ICC profile to sRGB (8-bit colour files).
-    Raises :class:`ImageReadError` naming the path for missing, empty, truncated, corrupt or unsupported files.
+    Args:
+        path (str): the image file.
+        frames (str): 'first' (a note says how many were left out) or 'all' (every frame of an animation or page of
+            a multi-page file). Default: 'first'.
+        to_srgb (bool): convert the pixels from an embedded ICC profile to sRGB (8-bit colour files). Default: False.
+
+    Returns:
+        Picture: frames (H, W, 3) float32 RGB in [0, 1], alphas (H, W) in [0, 1] or None, and the file's info.
+
+    Raises:
+        InvalidOptionError: ``frames`` is neither 'first' nor 'all'.
+        ImageReadError: naming the path, for missing, empty, truncated, corrupt or unsupported files.
     """
     if frames not in ('first', 'all'):
         raise InvalidOptionError(f"frames must be 'first' or 'all', got {frames!r}")
@@ -207,11 +228,22 @@ def read_picture(path: str, frames: str = 'first', to_srgb: bool = False) -> Pic
 
 
 def picture_from_array(arr: np.ndarray, name: str = '<array>') -> Picture:
-    """An in-memory image as a :class:`Picture`: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA (RGB order, not
-    OpenCV's BGR); uint8 (0-255), uint16 (0-65535) or float in [0, 1].
+    """An in-memory image as a :class:`Picture`.
 
-    Raises TypeError for any other dtype and ValueError for float pixels outside [0, 1] (such as 0-255 values) or
-    not finite, instead of clipping them into a white image.
+    Float pixels outside [0, 1] (such as 0-255 values) or not finite are refused instead of being clipped into a white
+    image.
+
+    Args:
+        arr (np.ndarray): (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA (RGB order, not OpenCV's BGR); uint8 (0-255),
+            uint16 (0-65535) or float in [0, 1].
+        name (str): the array's name in messages. Default: '<array>'.
+
+    Returns:
+        Picture: one frame (H, W, 3) float32 RGB in [0, 1] and its alpha (H, W) or None.
+
+    Raises:
+        InvalidInputError: another shape or dtype (a TypeError too), or float pixels outside [0, 1] or not finite (a
+            ValueError too).
     """
     arr = np.asarray(arr)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)) or 0 in arr.shape:
@@ -244,10 +276,19 @@ def picture_from_array(arr: np.ndarray, name: str = '<array>') -> Picture:
 
 
 def read_image(path: str) -> 'tuple[np.ndarray, ImageInfo]':
-    """The first frame of a file as upright RGB float32 (H, W, 3) in [0, 1], and its :class:`ImageInfo`.
+    """The first frame of a file as upright RGB, and its :class:`ImageInfo`.
 
-    Grey images are replicated to 3 channels; the alpha channel is not part of the array (see
-    :func:`read_picture`); 16-bit images are scaled by 1/65535. Raises :class:`ImageReadError`.
+    Grey images are replicated to 3 channels; the alpha channel is not part of the array (see :func:`read_picture`);
+    16-bit images are scaled by 1/65535.
+
+    Args:
+        path (str): the image file.
+
+    Returns:
+        tuple[np.ndarray, ImageInfo]: (H, W, 3) float32 RGB in [0, 1], and the file's info.
+
+    Raises:
+        ImageReadError: not a readable image.
     """
     pic = read_picture(path)
     return pic.frames[0], pic.info

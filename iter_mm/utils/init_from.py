@@ -50,7 +50,11 @@ class InitReport:
     share: float  # loaded share of the trainable parameters of E_l, phi_e, phi_r
 
     def summary(self) -> str:
-        """One log line: what was loaded, and by module what was not."""
+        """One log line: what was loaded, and by module what was not.
+
+        Returns:
+            str: the line.
+        """
         text = (
             f'init_from {self.source} ({self.kind}): loaded {len(self.loaded)} of '
             f'{len(self.loaded) + len(self.missing) + len(self.misshapen)} tensors of E_l / phi_e / phi_r '

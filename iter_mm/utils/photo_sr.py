@@ -31,7 +31,22 @@ def _run(restore: Restore, rgb: np.ndarray) -> np.ndarray:
 def upscale_alpha(
     alpha: np.ndarray, size: 'tuple[int, int]', mode: str = 'bicubic', restore: Optional[Restore] = None
 ) -> np.ndarray:
-    """Alpha (h, w) in [0, 1] -> (H, W): OpenCV's bicubic (clipped), or ``restore`` on the replicated alpha."""
+    """Upscale an alpha channel: OpenCV's bicubic (clipped), or ``restore`` on the replicated alpha.
+
+    Args:
+        alpha (np.ndarray): (h, w) in [0, 1].
+        size (tuple[int, int]): output (H, W).
+        mode (str): 'bicubic' or 'iter' (``restore`` on the alpha as grey RGB, mean of the outputs). Default:
+            'bicubic'.
+        restore (callable, optional): (1, 3, h, w) -> (1, 3, H, W) in [0, 1]; needed by 'iter'. Default: None.
+
+    Returns:
+        np.ndarray: (H, W) float32 in [0, 1].
+
+    Raises:
+        InvalidOptionError: an unknown mode.
+        ValueError: 'iter' without ``restore``, or a restored alpha of another size.
+    """
     if mode not in ALPHA_MODES:
         raise InvalidOptionError(f'alpha mode must be one of {ALPHA_MODES}, got {mode!r}')
     if mode == 'iter':
@@ -46,7 +61,16 @@ def upscale_alpha(
 
 
 def super_resolve_picture(pic: Picture, restore: Restore, alpha_mode: str = 'bicubic') -> Picture:
-    """Every frame of ``pic`` through ``restore``; alpha upscaled to the output size; the info record kept."""
+    """Every frame of ``pic`` through ``restore``; alpha upscaled to the output size; the info record kept.
+
+    Args:
+        pic (Picture): frames (h, w, 3) float32 RGB in [0, 1] and alphas.
+        restore (callable): (1, 3, h, w) -> (1, 3, H, W) in [0, 1].
+        alpha_mode (str): how alphas are upscaled (:func:`upscale_alpha`). Default: 'bicubic'.
+
+    Returns:
+        Picture: frames (H, W, 3) float32 RGB in [0, 1], alphas (H, W) or None, ``pic.info``.
+    """
     frames: List[np.ndarray] = []
     alphas: List[Optional[np.ndarray]] = []
     for rgb, alpha in zip(pic.frames, pic.alphas):
@@ -57,7 +81,18 @@ def super_resolve_picture(pic: Picture, restore: Restore, alpha_mode: str = 'bic
 
 
 def output_name(path: str, ext: str = 'same') -> str:
-    """The output file name of input ``path``: its name, with the extension of ``ext`` (png|jpg|webp|same)."""
+    """The output file name of input ``path``: its name, with the extension of ``ext``.
+
+    Args:
+        path (str): the input file.
+        ext (str): 'png', 'jpg', 'webp' or 'same' (the input's). Default: 'same'.
+
+    Returns:
+        str: the file name (no folder).
+
+    Raises:
+        InvalidOptionError: an unknown ``ext``.
+    """
     if ext == 'same':
         return osp.basename(path)
     if ext not in OUTPUT_EXTS:

@@ -35,14 +35,20 @@ _NOISY_LOGGERS = ('bitsandbytes', 'diffusers', 'transformers', 'xformers')
 
 
 def verbose_requested() -> bool:
-    """``ITER_MM_VERBOSE`` set to anything but '' / '0' (the tools' ``--verbose`` sets it)."""
+    """``ITER_MM_VERBOSE`` set to anything but '' / '0' (the tools' ``--verbose`` sets it).
+
+    Returns:
+        bool: whether verbose output was asked for.
+    """
     return os.environ.get('ITER_MM_VERBOSE', '') not in ('', '0')
 
 
 def quiet_dependency_loggers() -> None:
-    """Called by ``import iter_mm``: dependencies that iter-mm never uses but MMEngine imports (bitsandbytes and
-    its optional-kernel message) log only errors, unless ``ITER_MM_VERBOSE`` is set or the application
-    configured those loggers itself."""
+    """Make the loggers of dependencies that iter-mm never uses log only errors (called by ``import iter_mm``).
+
+    Those are dependencies that MMEngine imports (bitsandbytes and its optional-kernel message); nothing changes when
+    ``ITER_MM_VERBOSE`` is set or the application configured those loggers itself.
+    """
     if verbose_requested():
         return
     for name in ('bitsandbytes',):
@@ -53,7 +59,11 @@ def quiet_dependency_loggers() -> None:
 
 @contextlib.contextmanager
 def quiet_mmengine(level: int = logging.ERROR):
-    """Raise MMEngine's current logger to ``level`` inside the block (init reports, preprocessor notes)."""
+    """Raise MMEngine's current logger to ``level`` inside the block (init reports, preprocessor notes).
+
+    Args:
+        level (int): the lowest level that passes (never lowered). Default: ``logging.ERROR``.
+    """
     from mmengine.logging import MMLogger
 
     logger = MMLogger.get_current_instance()
@@ -67,9 +77,15 @@ def quiet_mmengine(level: int = logging.ERROR):
 
 @contextlib.contextmanager
 def quiet_tool(verbose: bool = False):
-    """The body of a command-line tool (a no-op with ``verbose``): third-party warnings dropped, MMEngine's INFO /
-    WARNING records (registry scopes, visualiser) and the bitsandbytes / diffusers loggers at ERROR; everything
-    is restored on exit (the tools' ``main`` also runs inside tests)."""
+    """The body of a command-line tool: third-party warnings dropped, noisy loggers at ERROR.
+
+    MMEngine's INFO / WARNING records (registry scopes, visualiser) and the bitsandbytes / diffusers loggers are raised
+    to ERROR, and warnings that pass are one ``warning: ...`` line; everything is restored on exit (the tools' ``main``
+    also runs inside tests).
+
+    Args:
+        verbose (bool): show everything instead (sets ``ITER_MM_VERBOSE``): the block is a no-op. Default: False.
+    """
     if verbose:
         os.environ['ITER_MM_VERBOSE'] = '1'
         logging.getLogger('bitsandbytes').setLevel(logging.NOTSET)
@@ -101,8 +117,13 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 @contextlib.contextmanager
 def quiet_imports(verbose: bool = False):
-    """Import noisy libraries (MMagic's inferencer stack) inside this block: their warnings and log lines are
-    dropped, and stdout/stderr writes of C extensions loaded there are not redirected (they are rare)."""
+    """Import noisy libraries (MMagic's inferencer stack) inside this block: their warnings and log lines are dropped.
+
+    stdout/stderr writes of C extensions loaded there are not redirected (they are rare).
+
+    Args:
+        verbose (bool): show everything (a no-op block), as does ``ITER_MM_VERBOSE``. Default: False.
+    """
     if verbose or verbose_requested():
         yield
         return

@@ -52,9 +52,10 @@ def register_all_modules(init_default_scope: bool = True, deferred: bool = False
     """Register every iter-mm component into MMagic's registries (scope ``mmagic``).
 
     Args:
-        init_default_scope: also make ``mmagic`` the default scope (as MMagic's function does), unless a
-            default scope is set already.
-        deferred: leave the editors and metrics to the registries' first look-up (``import iter_mm`` does).
+        init_default_scope (bool): also make ``mmagic`` the default scope (as MMagic's function does), unless a
+            default scope is set already. Default: True.
+        deferred (bool): leave the editors and metrics to the registries' first look-up (``import iter_mm`` does).
+            Default: False.
     """
     import mmagic.registry as registries
 

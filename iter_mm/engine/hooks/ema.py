@@ -21,6 +21,14 @@ class WrapperAwareEMAHook(ExponentialMovingAverageHook):
     """
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        """Update the EMA copies as MMagic's hook does, with the wrapped source networks unwrapped meanwhile.
+
+        Args:
+            runner (Runner): the training runner.
+            batch_idx (int): index of the batch in the epoch.
+            data_batch (dict, optional): the batch. Default: None.
+            outputs (dict, optional): the train step's outputs. Default: None.
+        """
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         wrapped = {}
         for key in self.module_keys:

@@ -20,7 +20,19 @@ class MetricsRecorderHook(Hook):
         self.metrics: Dict[str, dict] = {}
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        """Keep the validation metrics as ``self.metrics['val']``.
+
+        Args:
+            runner (Runner): the runner.
+            metrics (dict[str, float], optional): the epoch's metrics. Default: None (kept as an empty dict).
+        """
         self.metrics['val'] = dict(metrics or {})
 
     def after_test_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        """Keep the test metrics as ``self.metrics['test']``.
+
+        Args:
+            runner (Runner): the runner.
+            metrics (dict[str, float], optional): the epoch's metrics. Default: None (kept as an empty dict).
+        """
         self.metrics['test'] = dict(metrics or {})

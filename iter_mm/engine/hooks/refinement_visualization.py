@@ -39,8 +39,10 @@ def refinement_mosaic(step_images: torch.Tensor, step_keep: torch.Tensor) -> tor
 
 @HOOKS.register_module()
 class RefinementVisualizationHook(Hook):
-    """Every ``interval`` val/test iterations, add a mosaic of the refinement steps of the first
-    ``max_images`` inputs to the runner's visualizer (its backends: local files, TensorBoard, ...).
+    """Add a mosaic of the refinement steps of the first inputs of a val/test batch to the runner's visualizer.
+
+    Every ``interval`` val/test iterations, the first ``max_images`` inputs are restored with intermediates and shown
+    through the visualizer's backends (local files, TensorBoard, ...).
 
     Args:
         interval (int): Batches between two visualisations. Default: 1.
@@ -49,6 +51,9 @@ class RefinementVisualizationHook(Hook):
         on_test (bool): Whether to visualise in test. Default: True.
         sampling (dict, optional): Overrides of the loop's options (fields of ``RestoreOptions``: alpha, steps,
             ...). Default: None, so the mosaic shows the restoration being evaluated.
+
+    Raises:
+        InvalidOptionError: ``interval`` or ``max_images`` < 1, or an unknown name in ``sampling``.
     """
 
     priority = 'LOW'
@@ -101,11 +106,27 @@ class RefinementVisualizationHook(Hook):
     def after_val_iter(
         self, runner, batch_idx: int, data_batch: Optional[dict] = None, outputs: Optional[Sequence] = None
     ) -> None:
+        """Visualise the batch's refinement (``val_cfg``) when ``on_val`` and the iteration is due.
+
+        Args:
+            runner (Runner): the runner.
+            batch_idx (int): index of the batch.
+            data_batch (dict, optional): the batch. Default: None (nothing shown).
+            outputs (Sequence, optional): the predictions (unused). Default: None.
+        """
         if self.on_val and data_batch is not None:
             self._visualize(runner, batch_idx, data_batch, 'val')
 
     def after_test_iter(
         self, runner, batch_idx: int, data_batch: Optional[dict] = None, outputs: Optional[Sequence] = None
     ) -> None:
+        """Visualise the batch's refinement (``test_cfg``) when ``on_test`` and the iteration is due.
+
+        Args:
+            runner (Runner): the runner.
+            batch_idx (int): index of the batch.
+            data_batch (dict, optional): the batch. Default: None (nothing shown).
+            outputs (Sequence, optional): the predictions (unused). Default: None.
+        """
         if self.on_test and data_batch is not None:
             self._visualize(runner, batch_idx, data_batch, 'test')

@@ -51,40 +51,51 @@ class ITERModel(BaseEditModel):
     """Stage II/III model of ITER: trains E_l, phi_e and phi_r; restores images adaptively.
 
     Args:
-        generator: ``ITERNet`` config dict.
-        stage1_checkpoint: stage-I checkpoint (ours or the authors' ``ITER_swinvqgan.pth``, or a full ITER file with
-            ``vqgan.*``), loaded into the frozen VQGAN by :meth:`init_weights` when training starts. The training
-            tools derive it from the config's ``stage1_config`` unless given. ``None`` when a full ITER checkpoint
-            is loaded instead (test, inference, resume): training then refuses to start unless such a checkpoint
-            supplied the VQGAN.
-        init_from: ITER checkpoint (the authors' ``ITER_x2.pth`` / ``ITER_x4.pth``, converted, or ours) whose
-            E_l / phi_e / phi_r tensors of matching name and shape initialise training (:meth:`init_weights`;
-            :func:`iter_mm.utils.init_from.init_from_checkpoint`). None = constructor initialisation.
-        lq_ce_weight: E_l token cross-entropy against S_h (Eq. 2; docs/faithfulness.md#loss-terms, term 1). 0 = off.
-        eval_lq_loss: phi_e on S_l with labels [S_l == S_h], e.g. ``ClassBalancedCELoss`` (Eq. 9;
-            docs/faithfulness.md#loss-terms, term 2). None = off.
-        eval_refined_ce_weight: phi_e on argmax(phi_r) with labels [argmax == S_h], plain CE
-            (docs/faithfulness.md#loss-terms, term 3). 0 = off.
-        refine_ce_weight: phi_r CE against S_h at all positions, each image weighted by its masked fraction
-            (docs/faithfulness.md#loss-terms, term 4).
-        perceptual_loss: image loss (e.g. ``LPIPSLoss``) on the hard straight-through Gumbel decodes of E_l and
-            phi_r, as the authors: one call on the 2B batch [E_l decode; phi_r decode] vs [GT; GT]
-            (docs/faithfulness.md#loss-terms, terms 5-7).
-        pixel_loss: image loss (e.g. MMagic's ``L1Loss``) on the E_l Gumbel decode, the authors' ``pixel_opt``.
-        el_gumbel_grad: True (fixed) = the E_l decode passes a straight-through gradient to E_l; False
-            (official) = it is a constant, as in the authors' code (docs/faithfulness.md#gumbel-cast).
-        compute_inert_terms: with ``el_gumbel_grad=False`` only: also compute (and log) the constant terms on E_l's
-            decode, ``loss_pix`` and E_l's half of the perceptual batch, as the authors do. False (default): E_l's
-            decode is skipped and the perceptual term is ``0.5 * perceptual(phi_r decode, GT)``, the same gradient
-            for a batch-mean loss (LPIPSLoss, MMagic's L1 / perceptual losses) without the constant.
-        train_noise: source of the training draws (mask rate, mask positions, Gumbel noise of the two decodes),
-            also settable as the attribute ``train_noise``; None: ``TrainingNoise()``, torch's global RNG.
-        train_cfg: unused, kept for MMagic's signature.
-        test_cfg: options of :meth:`restore` / test (fields of :class:`~iter_mm.models.options.RestoreOptions`)
-            over its defaults (alpha 0.7, 8 steps, linear schedule, seed 0, tiled above 720x720: the authors'
-            script).
-        val_cfg: options for validation over ``RestoreOptions.validation()`` (alpha 0.5, cosine schedule).
-        vqgan_ckpt: deprecated name of ``stage1_checkpoint``.
+        generator (dict): ``ITERNet`` config dict.
+        stage1_checkpoint (str, optional): stage-I checkpoint (ours or the authors' ``ITER_swinvqgan.pth``, or a full
+            ITER file with ``vqgan.*``), loaded into the frozen VQGAN by :meth:`init_weights` when training starts. The
+            training tools derive it from the config's ``stage1_config`` unless given. ``None`` when a full ITER
+            checkpoint is loaded instead (test, inference, resume): training then refuses to start unless such a
+            checkpoint supplied the VQGAN. Default: None.
+        init_from (str, optional): ITER checkpoint (the authors' ``ITER_x2.pth`` / ``ITER_x4.pth``, converted, or ours)
+            whose E_l / phi_e / phi_r tensors of matching name and shape initialise training (:meth:`init_weights`;
+            :func:`iter_mm.utils.init_from.init_from_checkpoint`). None = constructor initialisation. Default: None.
+        lq_ce_weight (float): E_l token cross-entropy against S_h (Eq. 2; docs/faithfulness.md#loss-terms, term 1).
+            0 = off. Default: 1.0.
+        eval_lq_loss (dict, optional): phi_e on S_l with labels [S_l == S_h], e.g. ``ClassBalancedCELoss`` (Eq. 9;
+            docs/faithfulness.md#loss-terms, term 2). None = off. Default: ``dict(type='ClassBalancedCELoss',
+            loss_weight=1.0)``.
+        eval_refined_ce_weight (float): phi_e on argmax(phi_r) with labels [argmax == S_h], plain CE
+            (docs/faithfulness.md#loss-terms, term 3). 0 = off. Default: 1.0.
+        refine_ce_weight (float): phi_r CE against S_h at all positions, each image weighted by its masked fraction
+            (docs/faithfulness.md#loss-terms, term 4). 0 = off. Default: 1.0.
+        perceptual_loss (dict, optional): image loss (e.g. ``LPIPSLoss``) on the hard straight-through Gumbel decodes of
+            E_l and phi_r, as the authors: one call on the 2B batch [E_l decode; phi_r decode] vs [GT; GT]
+            (docs/faithfulness.md#loss-terms, terms 5-7). None = off. Default: None.
+        pixel_loss (dict, optional): image loss (e.g. MMagic's ``L1Loss``) on the E_l Gumbel decode, the authors'
+            ``pixel_opt``. None = off. Default: None.
+        el_gumbel_grad (bool): True (fixed) = the E_l decode passes a straight-through gradient to E_l; False
+            (official) = it is a constant, as in the authors' code (docs/faithfulness.md#gumbel-cast). Default: True.
+        compute_inert_terms (bool): with ``el_gumbel_grad=False`` only: also compute (and log) the constant terms on
+            E_l's decode, ``loss_pix`` and E_l's half of the perceptual batch, as the authors do. False: E_l's decode is
+            skipped and the perceptual term is ``0.5 * perceptual(phi_r decode, GT)``, the same gradient for a
+            batch-mean loss (LPIPSLoss, MMagic's L1 / perceptual losses) without the constant. Default: False.
+        train_noise (TrainingNoise, optional): source of the training draws (mask rate, mask positions, Gumbel noise of
+            the two decodes), also settable as the attribute ``train_noise``; None: ``TrainingNoise()``, torch's global
+            RNG. Default: None.
+        train_cfg (dict, optional): unused, kept for MMagic's signature. Default: None.
+        test_cfg (dict, optional): options of :meth:`restore` / test (fields of
+            :class:`~iter_mm.models.options.RestoreOptions`) over its defaults (alpha 0.7, 8 steps, linear schedule,
+            seed 0, tiled above 720x720: the authors' script). Default: None.
+        val_cfg (dict, optional): options for validation over ``RestoreOptions.validation()`` (alpha 0.5, cosine
+            schedule). Default: None.
+        init_cfg (dict, optional): MMEngine initialisation config. Default: None.
+        data_preprocessor (dict, optional): MMagic ``DataPreprocessor`` config; None: mean 0, std 255 (images in
+            [0, 255] enter the networks in [0, 1]). Default: None.
+        vqgan_ckpt (str, optional): deprecated name of ``stage1_checkpoint``. Default: None.
+
+    Raises:
+        TypeError: ``generator`` lacks one of ``vqgan``, ``lq_encoder``, ``evaluator``, ``refiner``.
     """
 
     def __init__(
@@ -190,7 +201,14 @@ class ITERModel(BaseEditModel):
         return self._vqgan_ready
 
     def train(self, mode: bool = True) -> 'ITERModel':
-        """Switch mode; the frozen VQGAN always stays in eval mode."""
+        """Switch mode; the frozen VQGAN always stays in eval mode.
+
+        Args:
+            mode (bool): training mode for everything but the VQGAN. Default: True.
+
+        Returns:
+            ITERModel: ``self``.
+        """
         super().train(mode)
         self.generator.vqgan.eval()
         return self
@@ -202,13 +220,20 @@ class ITERModel(BaseEditModel):
         """Losses and token accuracies of one iteration.
 
         Args:
-            inputs: LQ batch (B, 3, H/s, W/s) in [0, 1].
-            data_samples: with ``gt_img`` (B, 3, H, W) in [0, 1]; H, W multiples of
-                ``ITERNet.lq_pad_multiple * scale`` (64 for the released networks).
-            noise: source of this iteration's random draws. Default: None, ``self.train_noise``.
+            inputs (Tensor): LQ batch (B, 3, H/s, W/s) in [0, 1].
+            data_samples (DataSample, optional): with ``gt_img`` (B, 3, H, W) in [0, 1]; H, W multiples of
+                ``ITERNet.lq_pad_multiple * scale`` (64 for the released networks). Default: None (refused).
+            noise (TrainingNoise, optional): source of this iteration's random draws. Default: None,
+                ``self.train_noise``.
+            **kwargs: ignored.
 
         Returns:
-            dict of ``loss_*`` terms (summed by MMEngine) and ``acc_*`` diagnostics (logged only).
+            dict[str, Tensor]: ``loss_*`` terms (summed by MMEngine) and ``acc_*`` diagnostics (logged only), each a
+            scalar.
+
+        Raises:
+            RuntimeError: the frozen VQGAN has no trained weights, or E_l's token grid differs from the VQGAN's.
+            ValueError: no ``gt_img``, or patch sizes that are not multiples of the windows or do not match the scale.
         """
         if not self._vqgan_ready:
             raise RuntimeError(
@@ -322,8 +347,18 @@ class ITERModel(BaseEditModel):
 
     # ------------------------------------------------------------------ inference
     def options(self, loop: str = 'test', **overrides) -> RestoreOptions:
-        """The restoration options of ``loop`` ('test': ``test_cfg``, also inference; 'val': ``val_cfg``) with
-        ``overrides`` (unknown names: TypeError)."""
+        """The restoration options of ``loop`` with ``overrides``.
+
+        Args:
+            loop (str): 'test' (``test_cfg``, also inference) or 'val' (``val_cfg``). Default: 'test'.
+            **overrides: fields of :class:`~iter_mm.models.options.RestoreOptions` that replace the loop's values.
+
+        Returns:
+            RestoreOptions: the merged options.
+
+        Raises:
+            InvalidOptionError: ``loop`` is neither 'test' nor 'val', or an unknown option name in ``overrides``.
+        """
         if loop not in ('test', 'val'):
             raise InvalidOptionError(f"loop must be 'test' or 'val', got {loop!r}")
         RestoreOptions.check_names(overrides, 'restore()')
@@ -339,10 +374,23 @@ class ITERModel(BaseEditModel):
         progress=None,
         **overrides,
     ):
-        """Super-resolve ``lq`` (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s), with the options of ``loop`` ('test':
-        ``test_cfg``; 'val': ``val_cfg``) and ``overrides``. With ``return_result`` / ``return_intermediates``
-        the :class:`~iter_mm.models.sampling.RefineResult` (token maps; per-step tokens, keep-masks and images).
-        ``progress(done, total)``: called after every refinement step (see ``restore_image``)."""
+        """Super-resolve ``lq`` with the options of ``loop`` and ``overrides``.
+
+        Args:
+            lq (Tensor): (B, 3, h, w) in [0, 1].
+            loop (str): 'test' (``test_cfg``) or 'val' (``val_cfg``). Default: 'test'.
+            return_result (bool): return the whole :class:`~iter_mm.models.sampling.RefineResult` (token maps).
+                Default: False.
+            return_intermediates (bool): return the ``RefineResult`` with per-step tokens, keep-masks and images.
+                Default: False.
+            progress (callable, optional): ``progress(done, total)``, called after every refinement step (see
+                ``restore_image``). Default: None.
+            **overrides: fields of :class:`~iter_mm.models.options.RestoreOptions`.
+
+        Returns:
+            Tensor | RefineResult: the SR image (B, 3, h*s, w*s) in [0, 1], or the ``RefineResult`` when
+            ``return_result`` or ``return_intermediates``.
+        """
         options = self.options(loop, **overrides)
         if not self._vqgan_ready and self.warn_random_vqgan:
             print_log(
@@ -363,11 +411,32 @@ class ITERModel(BaseEditModel):
         return result if (return_result or return_intermediates) else result.image
 
     def forward_tensor(self, inputs: Tensor, data_samples: Optional[DataSample] = None, **kwargs) -> Tensor:
-        """SR image (B, 3, H, W) in [0, 1] with ``test_cfg`` (kwargs override it)."""
+        """SR image with ``test_cfg``.
+
+        Args:
+            inputs (Tensor): LQ batch (B, 3, h, w) in [0, 1].
+            data_samples (DataSample, optional): unused. Default: None.
+            **kwargs: options of :meth:`restore` that override ``test_cfg``.
+
+        Returns:
+            Tensor: (B, 3, h*s, w*s) in [0, 1].
+        """
         return self.restore(inputs, **kwargs)
 
     def forward_inference(self, inputs: Tensor, data_samples: Optional[DataSample] = None, **kwargs) -> DataSample:
-        """Predictions for metrics: pred_img (0-255 as MMagic's) plus the token fields of the contract."""
+        """Predictions for metrics: pred_img (0-255 as MMagic's) plus the token fields of the contract.
+
+        Args:
+            inputs (Tensor): LQ batch (B, 3, h, w) in [0, 1].
+            data_samples (DataSample, optional): the batch's samples; with ``gt_img`` the GT tokens are added.
+                Default: None.
+            **kwargs: options of :meth:`restore`.
+
+        Returns:
+            DataSample: ``pred_img`` (B, 3, h*s, w*s) in [0, 255] and, from the token path, ``lq_tokens`` /
+            ``pred_tokens`` (B, h', w') int64, ``good_prob`` (B, h', w') float and (with a GT) ``gt_tokens``
+            (B, h', w'), all on the CPU.
+        """
         loop = 'val' if kwargs.pop('_use_val_cfg', False) else 'test'
         result = self.restore(inputs, loop=loop, return_result=True, **kwargs)
         pred = self.data_preprocessor.destruct(result.image, data_samples)
@@ -380,7 +449,14 @@ class ITERModel(BaseEditModel):
         return predictions
 
     def val_step(self, data: dict) -> List[DataSample]:
-        """Validation: as test, but with ``val_cfg`` (alpha 0.5 as the authors' validation)."""
+        """Validation: as test, but with ``val_cfg`` (alpha 0.5 as the authors' validation).
+
+        Args:
+            data (dict): a batch from the dataloader (``inputs`` and ``data_samples``).
+
+        Returns:
+            list[DataSample]: the predictions of :meth:`forward_inference`.
+        """
         data = self.data_preprocessor(data, False)
         return self(**data, mode='predict', _use_val_cfg=True)
 
@@ -407,10 +483,17 @@ class ITERModel(BaseEditModel):
 
     @torch.no_grad()
     def gt_tokens(self, gt: Tensor, grid: Sequence[int]) -> Tensor:
-        """S_h of ``gt`` (B, 3, H, W) in [0, 1] on the token grid ``grid`` = (h, w) of the restored tokens.
+        """S_h of ``gt`` on the token grid ``grid`` of the restored tokens.
 
         The GT is mirror-padded (bottom/right) to the VQGAN's pad_multiple, encoded, and the token map cropped to
-        (h, w) -> (B, h, w) int64.
+        (h, w).
+
+        Args:
+            gt (Tensor): (B, 3, H, W) in [0, 1]; a GT larger than the SR size is cut to it.
+            grid (Sequence[int]): token grid (h, w).
+
+        Returns:
+            Tensor: (B, h, w) int64.
         """
         vqgan = self.generator.vqgan
         size = (grid[0] * vqgan.downscale, grid[1] * vqgan.downscale)
@@ -420,17 +503,30 @@ class ITERModel(BaseEditModel):
 
 
 def masked_fraction_ce(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """phi_r loss (docs/faithfulness.md#loss-terms, term 4): mean_b[ mean(mask_b) * mean_p CE(logits_bp, target_bp) ],
+    """phi_r loss (docs/faithfulness.md#loss-terms, term 4): mean_b[ mean(mask_b) * mean_p CE(logits_bp, target_bp) ].
+
     CE in fp32.
 
     Args:
-        logits: (B, n, h, w); target: (B, h, w) int64; mask: (B, h, w), 1 = masked.
+        logits (Tensor): (B, n, h, w).
+        target (Tensor): (B, h, w) int64.
+        mask (Tensor): (B, h, w), 1 = masked.
+
+    Returns:
+        Tensor: scalar loss.
     """
     ce = F.cross_entropy(logits.float(), target, reduction='none').flatten(1).mean(1)
     return (ce * mask.flatten(1).float().mean(1)).mean()
 
 
 def majority_accuracy(tokens: Tensor) -> Tensor:
-    """Accuracy of always predicting the batch's most frequent token (a baseline for the token accuracies)."""
+    """Accuracy of always predicting the batch's most frequent token (a baseline for the token accuracies).
+
+    Args:
+        tokens (Tensor): token map of any shape, int64.
+
+    Returns:
+        Tensor: scalar float in [0, 1].
+    """
     counts = torch.bincount(tokens.flatten())
     return counts.max().float() / tokens.numel()

@@ -171,6 +171,14 @@ class LPIPSLoss(nn.Module):
                 state_dict.setdefault(prefix + 'net.' + k, v)
 
     def train(self, mode: bool = True) -> 'LPIPSLoss':
+        """Switch mode; the frozen LPIPS network always stays in eval mode.
+
+        Args:
+            mode (bool): training mode of the loss module. Default: True.
+
+        Returns:
+            LPIPSLoss: ``self``.
+        """
         super().train(mode)
         if self.net is not None:
             self.net.eval()
