@@ -28,9 +28,6 @@ from typing import Dict, List
 
 import cv2
 
-from iter_mm.engine.pipeline import stage_work_dir
-from iter_mm.evaluation.demo_report import colour_error, mean_rows, summary_table
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/iter/iter_x4_demo.py'
 FR_METRICS = ['psnr@Y', 'ssim@Y', 'niqe_mmagic@Y']
@@ -87,6 +84,10 @@ def heldout_pairs(work: str) -> str:
 
 def main() -> None:
     args = parse_args()
+    # the heavy stack (MMEngine, MMagic, iter_mm) only after the arguments: --help and usage errors come at once
+    from iter_mm.engine.pipeline import stage_work_dir
+    from iter_mm.evaluation.demo_report import colour_error, mean_rows
+
     work = osp.abspath(args.work_dir)
     pipeline = ['tools/train_pipeline.py', args.config, '--work-dir', work]
     if args.cfg_options:
@@ -147,6 +148,8 @@ def main() -> None:
 
 
 def write_summary(work: str, means: Dict[str, Dict[str, float]], ckpt: str, compare: str) -> None:
+    from iter_mm.evaluation.demo_report import summary_table
+
     text = summary_table(means)
     with open(osp.join(work, 'demo_summary.md'), 'w') as f:
         f.write(f'Held-out scikit-image photos, Real-ESRGAN x4 degradation (seed 0); ITER: {ckpt}\n\n{text}\n')

@@ -14,15 +14,6 @@ import os
 import os.path as osp
 
 from mmengine.config import DictAction
-from mmengine.model import is_model_wrapper
-
-from iter_mm.apis.model_loader import checked_weights
-from iter_mm.engine.config_format import reuse_config_formatting
-from iter_mm.engine.hooks import MetricsRecorderHook
-from iter_mm.engine.launch import check_data_folders, configure_launch
-from iter_mm.engine.runner import ITERRunner
-from iter_mm.errors import ITERError, cli_message
-from iter_mm.utils.config import inference_model_cfg, load_config, training_only_keys
 
 #: this tool's option for each library argument a refusal may name
 FLAGS = dict(cfg_options='--cfg-options', launcher='--launcher', work_dir='--work-dir')
@@ -46,6 +37,16 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # the heavy stack (MMEngine, MMagic, iter_mm) only after the arguments: --help and usage errors come at once
+    from mmengine.model import is_model_wrapper
+
+    from iter_mm.apis.model_loader import checked_weights
+    from iter_mm.engine.config_format import reuse_config_formatting
+    from iter_mm.engine.hooks import MetricsRecorderHook
+    from iter_mm.engine.launch import check_data_folders, configure_launch
+    from iter_mm.engine.runner import ITERRunner
+    from iter_mm.utils.config import inference_model_cfg, load_config, training_only_keys
+
     reuse_config_formatting()  # this process formats its config text once (no output changes)
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
@@ -85,5 +86,9 @@ def main() -> None:
 if __name__ == '__main__':
     try:
         main()
-    except ITERError as err:  # a refusal: 'error: ...', exit status 1
+    except Exception as err:  # a refusal (ITERError): 'error: ...', exit status 1
+        from iter_mm.errors import ITERError, cli_message
+
+        if not isinstance(err, ITERError):
+            raise
         raise SystemExit(cli_message(err, FLAGS)) from None

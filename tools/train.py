@@ -16,13 +16,6 @@ import os
 
 from mmengine.config import DictAction
 
-from iter_mm.engine.config_format import reuse_config_formatting
-from iter_mm.engine.launch import check_data_folders, prepare_training, refuse_overwriting_checkpoints
-from iter_mm.engine.runner import ITERRunner
-from iter_mm.engine.stages import resolve_stage1_checkpoint, set_initialisation
-from iter_mm.errors import ITERError, cli_message
-from iter_mm.utils.config import load_config
-
 #: this tool's option for each library argument a refusal may name
 FLAGS = {
     'resume': '--resume',
@@ -79,6 +72,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # the heavy stack (MMEngine, MMagic, iter_mm) only after the arguments: --help and usage errors come at once
+    from iter_mm.engine.config_format import reuse_config_formatting
+    from iter_mm.engine.launch import check_data_folders, prepare_training, refuse_overwriting_checkpoints
+    from iter_mm.engine.runner import ITERRunner
+    from iter_mm.engine.stages import resolve_stage1_checkpoint, set_initialisation
+    from iter_mm.utils.config import load_config
+
     reuse_config_formatting()  # this process formats its config text once (no output changes)
     cfg = load_config(args.config, args.cfg_options)
     prepare_training(
@@ -101,5 +101,9 @@ def main() -> None:
 if __name__ == '__main__':
     try:
         main()
-    except ITERError as err:  # a refusal: 'error: ...', exit status 1
+    except Exception as err:  # a refusal (ITERError): 'error: ...', exit status 1
+        from iter_mm.errors import ITERError, cli_message
+
+        if not isinstance(err, ITERError):
+            raise
         raise SystemExit(cli_message(err, FLAGS)) from None

@@ -20,11 +20,6 @@ import argparse
 import os
 
 from mmengine.config import DictAction
-from mmengine.dist import get_rank
-
-from iter_mm.engine.config_format import reuse_config_formatting
-from iter_mm.engine.pipeline import format_summary, run_pipeline
-from iter_mm.errors import ITERError, cli_message
 
 #: this tool's option for each library argument a refusal may name
 FLAGS = dict(
@@ -65,6 +60,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # the heavy stack (MMEngine, MMagic, iter_mm) only after the arguments: --help and usage errors come at once
+    from mmengine.dist import get_rank
+
+    from iter_mm.engine.config_format import reuse_config_formatting
+    from iter_mm.engine.pipeline import format_summary, run_pipeline
+
     reuse_config_formatting()  # this process formats its config text once (no output changes)
     summary = run_pipeline(
         args.config,
@@ -84,5 +85,9 @@ def main() -> None:
 if __name__ == '__main__':
     try:
         main()
-    except ITERError as err:  # a refusal: 'error: ...', exit status 1
+    except Exception as err:  # a refusal (ITERError): 'error: ...', exit status 1
+        from iter_mm.errors import ITERError, cli_message
+
+        if not isinstance(err, ITERError):
+            raise
         raise SystemExit(cli_message(err, FLAGS)) from None
