@@ -29,7 +29,7 @@ import threading
 import time
 import typing
 import warnings
-from typing import Optional
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -205,7 +205,7 @@ def build_demo(
     settings = settings or WebSettings()
     defaults = model.options(**options)  # raises on unknown or invalid options
     device = next(model.parameters()).device
-    root = work_dir or tempfile.mkdtemp(prefix='iter-web-')
+    root = work_dir or tempfile.mkdtemp(prefix='iter-web-')  # a temporary one is removed by WebServer.close
     os.makedirs(root, exist_ok=True)
     side = int(settings.max_input_pixels**0.5)
     strip_side = int(STRIP_MAX_PIXELS**0.5)
@@ -329,6 +329,7 @@ def build_demo(
         run.click(on_run, [upload, alpha, steps, seed, colour, tile], [sr_view, compare, strip, download, status])
     demo.queue(concurrency_count=1, max_size=QUEUE_SIZE, api_open=False)
     demo.file_directories = [root]  # the comparison's pictures; nothing else is served from disk
+    demo.iter_temp_dirs = [] if work_dir else [root]
     return demo
 
 
@@ -341,8 +342,9 @@ class WebServer:
         url (str): the page's local address.
     """
 
-    def __init__(self, server, thread: threading.Thread, url: str) -> None:
+    def __init__(self, server, thread: threading.Thread, url: str, temp_dirs: Sequence[str] = ()) -> None:
         self._server, self._thread, self.url = server, thread, url
+        self._temp_dirs = list(temp_dirs)  # the uploads' results and Gradio's empty folder: removed on close
 
     def wait(self) -> None:
         """Block until the server stops; Ctrl+C closes it."""
@@ -353,9 +355,12 @@ class WebServer:
             self.close()
 
     def close(self) -> None:
-        """Ask the server to stop and wait up to 10 s for its thread."""
+        """Ask the server to stop, wait up to 10 s for its thread, then remove the demo's temporary folders."""
         self._server.should_exit = True
         self._thread.join(10)
+        for folder in self._temp_dirs:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._temp_dirs = []
 
 
 def serve(demo, host: str = '127.0.0.1', port: int = 7860, timeout: float = 60.0) -> WebServer:
@@ -390,9 +395,11 @@ def serve(demo, host: str = '127.0.0.1', port: int = 7860, timeout: float = 60.0
     local = {'0.0.0.0': '127.0.0.1', '::': '[::1]'}.get(host, f'[{host}]' if ':' in host else host)
     url = f'http://{local}:{port}/'
     app = gr.mount_gradio_app(FastAPI(middleware=[Middleware(OfflinePage)]), demo, '/', gradio_api_url=url)
+    temp_dirs = list(getattr(demo, 'iter_temp_dirs', []))
     for route in app.routes:  # Gradio 3.18 serves any file under its working folder: give it an empty one
         if isinstance(route, Mount):
             route.app.cwd = tempfile.mkdtemp(prefix='iter-web-cwd-')
+            temp_dirs.append(route.app.cwd)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level='warning', ws='websockets-sansio'))
     thread = threading.Thread(target=server.run, name='iter-web-demo', daemon=True)
     thread.start()
@@ -405,4 +412,4 @@ def serve(demo, host: str = '127.0.0.1', port: int = 7860, timeout: float = 60.0
         time.sleep(0.05)
     if queue is not None:  # the queue posts each job to the server itself: a restoration may take minutes, and
         queue.queue_client.timeout = None  # httpx >= 0.27 would end it after the client's default 5 s
-    return WebServer(server, thread, url)
+    return WebServer(server, thread, url, temp_dirs)
