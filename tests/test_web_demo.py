@@ -284,3 +284,13 @@ def test_web_demo_in_browser(served, browser, tmp_path):
     )
     assert not foreign, foreign
     assert any(u.startswith('ws://') for u in urls)  # the queue's websocket was seen
+
+
+def test_command_line_refusals_are_one_line(tmp_path):
+    """The tool's refusals before any server starts: 'error: ...' naming the file, exit status 1, no traceback."""
+    from tool_runner import error_line, run_tool
+
+    missing = tmp_path / 'missing.pth'
+    done = run_tool('web_demo', 'configs/iter/iter_x4_tiny.py', missing, timeout=300)
+    assert done.returncode == 1 and 'Traceback' not in done.stderr
+    assert 'checkpoint file not found' in error_line(done) and str(missing) in error_line(done)

@@ -3,13 +3,13 @@
 
     python tools/web_demo.py CONFIG CHECKPOINT [--host 127.0.0.1] [--port 7860] [--device cpu|cuda]
         [--alpha 0.7] [--steps 8] [--seed 0] [--tile 256] [...every sampling option of tools/infer.py]
-        [--vqgan ITER_swinvqgan.pth] [--ext png|jpg|webp|same] [--quality 95] [--alpha-upscale bicubic|iter]
+        [--stage1-checkpoint ITER_swinvqgan.pth] [--ext png|jpg|webp|same] [--quality 95] [--alpha-upscale bicubic|iter]
 
 Then open the printed address. The page listens on 127.0.0.1 (this machine only) unless --host says otherwise
 (--host 0.0.0.0: every network interface; whoever reaches the port can run the model). The checkpoint is anything
-tools/infer.py loads (iter-mm checkpoints, the authors' ITER_x{2,4}.pth with --vqgan). Sampling options given here
-are the page's defaults (alpha, steps, seed, colour correction, tile) or fixed for every run (the others); not
-given: the config's model.test_cfg. The result file is written as tools/infer.py writes it (--ext, --quality,
+tools/infer.py loads (iter-mm checkpoints, the authors' ITER_x{2,4}.pth with --stage1-checkpoint). Sampling options
+given here are the page's defaults (alpha, steps, seed, colour correction, tile) or fixed for every run (the others);
+not given: the config's model.test_cfg. The result file is written as tools/infer.py writes it (--ext, --quality,
 --alpha-upscale, --frames, --to-srgb). Uploads above --max-input-pixels are refused. Ctrl+C stops the server.
 """
 
@@ -48,7 +48,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default='cuda' if torch.cuda.is_available() else 'cpu',
         help='cpu or cuda (default: cuda when available)',
     )
-    p.add_argument('--vqgan', help='official ITER_swinvqgan.pth, for official ITER checkpoints without vqgan.*')
+    p.add_argument(
+        '--stage1-checkpoint',
+        '--vqgan',
+        dest='stage1_checkpoint',
+        help="the authors' ITER_swinvqgan.pth, for their ITER checkpoints without vqgan.* (--vqgan: deprecated name)",
+    )
     p.add_argument(
         '--unsafe-load',
         action='store_true',
@@ -96,10 +101,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+#: this tool's option for each library argument a refusal may name
+FLAGS = dict(
+    checkpoint='CHECKPOINT', stage1_checkpoint='--stage1-checkpoint', allow_pickle='--unsafe-load', frames='--frames'
+)
+
+
 def run(args: argparse.Namespace) -> int:
     from iter_mm.apis.model_loader import init_model
     from iter_mm.apis.web_demo import build_demo, serve
     from iter_mm.apis.web_restore import WebSettings
+    from iter_mm.errors import ITERError, cli_message
 
     try:
         device = torch.device(args.device)
@@ -108,15 +120,21 @@ def run(args: argparse.Namespace) -> int:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: CUDA is not available; use --device cpu')
     try:
-        model = init_model(args.config, args.checkpoint, device=device, vqgan=args.vqgan, allow_pickle=args.unsafe_load)
+        model = init_model(
+            args.config,
+            args.checkpoint,
+            device=device,
+            stage1_checkpoint=args.stage1_checkpoint,
+            allow_pickle=args.unsafe_load,
+        )
         if not callable(getattr(model, 'restore', None)):
             raise SystemExit(f'{args.config}: model {type(model).__name__} has no restore(); use an ITER config')
         settings = WebSettings(
             args.ext, args.quality, args.alpha_upscale, args.frames, args.to_srgb, args.max_input_pixels
         )
         server = serve(build_demo(model, given_options(args), settings), args.host, args.port)
-    except (FileNotFoundError, RuntimeError, ValueError) as err:  # ITERError: missing file, checkpoint, port
-        raise SystemExit(f'error: {err}') from err
+    except (ITERError, FileNotFoundError, RuntimeError, ValueError) as err:  # missing file, checkpoint, port
+        raise SystemExit(cli_message(err, FLAGS)) from None
     if args.host not in ('127.0.0.1', 'localhost', '::1'):
         print(
             f'warning: listening on {args.host}: whoever reaches port {args.port} can use this model', file=sys.stderr
@@ -128,10 +146,15 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    from iter_mm.utils.quiet import quiet_tool, refusals_as_errors
+    from iter_mm.utils.quiet import quiet_tool
 
-    with quiet_tool(args.verbose), refusals_as_errors():  # results and real problems only, as 'error: ...'
-        return run(args)
+    with quiet_tool(args.verbose):  # results and real problems only, as 'error: ...' (exit status 1)
+        try:
+            return run(args)
+        except SystemExit as stop:  # this tool's own refusals; exit codes (argparse's 2) pass unchanged
+            if isinstance(stop.code, str) and not stop.code.startswith('error:'):
+                raise SystemExit(f'error: {stop.code}') from None
+            raise
 
 
 if __name__ == '__main__':
