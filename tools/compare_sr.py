@@ -166,14 +166,15 @@ def run(args: argparse.Namespace) -> int:
         )
     except OutputExistsError as err:
         raise SystemExit(f'error: {err}; pass --overwrite or choose another --out') from None
-    metrics = build_metrics(args.metrics, args.crop_border, args.weight_files, bool(args.gt))
-    models = {}
-    for spec in args.model:
+    for spec in args.model:  # before the metrics and models load (seconds)
         if spec.checkpoint is None and not args.random_init and spec.config != 'bicubic':
             raise SystemExit(
                 f"error: model '{spec.name}' has no checkpoint: give NAME=CONFIG:CHECKPOINT, or "
                 '--random-init to run it with random weights (a demo, not a result)'
             )
+    metrics = build_metrics(args.metrics, args.crop_border, args.weight_files, bool(args.gt))
+    models = {}
+    for spec in args.model:
         models[spec.name] = build_sr_function(
             spec.name,
             spec.config,
@@ -209,13 +210,12 @@ FLAGS = dict(
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     from iter_mm.errors import cli_message
-    from iter_mm.evaluation.metrics.pyiqa_metric import MissingWeightsError
     from iter_mm.utils.quiet import quiet_tool
 
     with quiet_tool(args.verbose):  # results and real problems only, as 'error: ...' (exit status 1)
         try:
             return run(args)
-        except (ITERError, FileNotFoundError, ValueError, MissingWeightsError) as err:  # one line, exit status 1
+        except (ITERError, FileNotFoundError, ValueError) as err:  # one line, exit status 1 (MissingWeightsError too)
             raise SystemExit(cli_message(err, FLAGS)) from None
         except SystemExit as stop:  # this tool's own refusals; exit codes (argparse's 2) pass unchanged
             if isinstance(stop.code, str) and not stop.code.startswith('error:'):

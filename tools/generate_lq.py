@@ -45,6 +45,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    if not osp.isdir(args.hq_dir):  # at once, before the degradation stack loads (the library checks it too)
+        print(f'generate_lq.py: error: HQ folder {args.hq_dir} does not exist', file=sys.stderr)
+        return 2
     from tqdm import tqdm
 
     from iter_mm.datasets.lq_pairs import generate_pairs
